@@ -1,0 +1,352 @@
+"""The scikit-learn estimator shared by every anomvae scorer.
+
+It owns the outlier contract (``score_samples`` higher for more normal rows,
+``decision_function = score_samples - offset_``, ``predict`` in {+1, -1}),
+input validation and encoding, seeding and device choice, training through
+the shared engine, thresholding and persistence. A scorer's estimator adds its
+parameters and one method, :meth:`BaseDeepDetector._make_scorer`.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import health
+from ._sklearn import Interval, StrOptions, fit_context
+from .device import resolve_device, seeded
+from .engine import TrainingEngine
+from .inference import map_batches, prepare_for_inference
+from .nn import default_architecture
+from .preprocessing import SCALINGS, ImageScaler, TabularEncoder, check_finite
+from .scorer import Scorer
+
+AUTO_FALSE_ALARM_RATE = 0.01
+"""With ``contamination="auto"`` the threshold lets this fraction of held-out
+normal rows through as false alarms."""
+
+
+def is_image_batch(X: Any) -> bool:
+    """True for arrays of shape ``(N, H, W)`` or ``(N, C, H, W)``."""
+    return not isinstance(X, pd.DataFrame) and getattr(X, "ndim", 0) in (3, 4)
+
+
+class BaseDeepDetector(OutlierMixin, BaseEstimator):
+    """Shared base of the anomvae estimators; not used directly.
+
+    Subclasses declare an ``__init__`` with every parameter (scikit-learn
+    reads the signature), extend ``_parameter_constraints`` and implement
+    :meth:`_make_scorer`.
+    """
+
+    _parameter_constraints: dict = {
+        "latent_dim": [Interval(Integral, 1, None, closed="left"), None],
+        "hidden_dims": [list, tuple, None],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left"), None],
+        "gradient_clip": [Interval(Real, 0, None, closed="neither"), None],
+        "scaling": [StrOptions(set(SCALINGS))],
+        "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    registry: dict[str, type[BaseDeepDetector]] = {}
+    """Every public estimator class by name, so :func:`anomvae.load` can rebuild it."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            BaseDeepDetector.registry[cls.__name__] = cls
+
+    def _make_scorer(self, input_shape: tuple[int, ...], image: bool) -> Scorer:
+        """Build the untrained scorer for encoded inputs of ``input_shape``."""
+        raise NotImplementedError
+
+    def _architecture(self, n_inputs: int) -> tuple[tuple[int, ...], int]:
+        """``(hidden_dims, latent_dim)``, filling ``None`` parameters with defaults."""
+        default_hidden, default_latent = default_architecture(n_inputs)
+        hidden = default_hidden if self.hidden_dims is None else tuple(self.hidden_dims)
+        if not hidden or not all(isinstance(w, Integral) and w > 0 for w in hidden):
+            raise ValueError(
+                f"hidden_dims must be a non-empty sequence of positive integers, got {self.hidden_dims!r}"
+            )
+        return hidden, default_latent if self.latent_dim is None else self.latent_dim
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None):
+        """Fit the detector on (mostly) normal data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), DataFrame, or image batch
+            Tabular rows (numeric array or DataFrame with numeric, boolean and
+            categorical columns), or images of shape ``(N, H, W)`` or
+            ``(N, C, H, W)``.
+        y : ignored
+            Present for API consistency.
+
+        Returns
+        -------
+        self
+            If fitting fails, the estimator keeps the state it had before.
+        """
+        previous_state = dict(self.__dict__)
+        try:
+            return self._fit(X)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(previous_state)
+            raise
+
+    @fit_context(prefer_skip_nested_validation=True)
+    def _fit(self, X):
+        started = time.perf_counter()
+        random_state = check_random_state(self.random_state)
+        device = resolve_device(self.device)
+        encoded, encoder, image = self._fit_encoding(X)
+        seed = int(random_state.randint(np.iinfo(np.int32).max))
+        order = random_state.permutation(len(encoded))
+        n_validation = int(len(encoded) * self.validation_fraction)
+        train = torch.from_numpy(encoded[order[n_validation:]]).to(device)
+        validation = torch.from_numpy(encoded[order[:n_validation]]).to(device) if n_validation else None
+
+        with seeded(seed, device):
+            scorer = self._make_scorer(tuple(encoded.shape[1:]), image).to(device)
+            engine = TrainingEngine(
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                learning_rate=self.learning_rate,
+                patience=self.patience,
+                gradient_clip=self.gradient_clip,
+                generator=torch.Generator().manual_seed(seed),
+                verbose=bool(self.verbose),
+            )
+            history = engine.fit(scorer, train, validation)
+            diagnostics = scorer.diagnostics(lambda: torch.split(train, 4096))
+        self.scorer_ = prepare_for_inference(scorer, device)
+        self.encoder_ = encoder
+        self.input_shape_ = tuple(int(s) for s in encoded.shape[1:])
+        self.is_image_ = image
+        self.history_ = history
+        self.device_ = str(device)
+
+        training_scores = self._anomaly_scores(encoded)
+        held_out = training_scores[order[:n_validation]] if n_validation else training_scores
+        self.offset_ = self._offset(training_scores, held_out)
+        self.diagnostics_ = diagnostics
+        self.health_warnings_ = health.assess(self.diagnostics_, training_scores)
+        health.report(self.health_warnings_, type(self).__name__)
+        self.training_time_ = time.perf_counter() - started
+        return self
+
+    def _offset(self, training_scores: np.ndarray, held_out_scores: np.ndarray) -> float:
+        """``offset_`` on the ``score_samples`` scale (negated anomaly scores).
+
+        A float ``contamination`` takes that quantile of the training scores,
+        as :class:`sklearn.ensemble.IsolationForest` does. ``"auto"`` lets
+        :data:`AUTO_FALSE_ALARM_RATE` of the held-out validation rows (the
+        training rows when there is no validation split) fall below it.
+        """
+        if self.contamination == "auto":
+            return float(np.percentile(-held_out_scores, 100.0 * AUTO_FALSE_ALARM_RATE))
+        return float(np.percentile(-training_scores, 100.0 * self.contamination))
+
+    # ------------------------------------------------------------ encoding
+    def _fit_encoding(self, X) -> tuple[np.ndarray, TabularEncoder | ImageScaler, bool]:
+        if is_image_batch(X):
+            images = self._image_array(X)
+            scaler = ImageScaler().fit(images)
+            self.n_features_in_ = int(np.prod(scaler.shape))
+            return scaler.transform(images), scaler, True
+        if isinstance(X, pd.DataFrame) and not _all_numeric(X):
+            validate_data(self, X, skip_check_array=True, reset=True)
+            _check_rows(len(X))
+            encoder = TabularEncoder(self.scaling).fit(X)
+            return encoder.transform(X), encoder, False
+        values = self._numeric_array(X, reset=True)
+        encoder = TabularEncoder(self.scaling).fit(values)
+        return encoder.transform(values), encoder, False
+
+    def _encode(self, X) -> np.ndarray:
+        """Validate ``X`` against what ``fit`` saw and encode it for the scorer."""
+        check_is_fitted(self)
+        if self.is_image_:
+            if not is_image_batch(X):
+                raise ValueError(
+                    f"this model was fitted on images of shape {self.encoder_.shape} (channels, "
+                    f"height, width); got an input with {getattr(X, 'ndim', '?')} dimensions"
+                )
+            return self.encoder_.transform(self._image_array(X))
+        if is_image_batch(X):
+            raise ValueError(
+                f"this model was fitted on tabular rows of {self.n_features_in_} features; "
+                f"got an image batch of shape {X.shape}"
+            )
+        if "category" in self.encoder_.kinds:
+            if not isinstance(X, pd.DataFrame):
+                raise TypeError(
+                    f"this model was fitted on a DataFrame with categorical columns "
+                    f"{[c for c, k in zip(self.encoder_.columns, self.encoder_.kinds) if k == 'category']}; "
+                    f"pass a DataFrame with the same columns, not {type(X).__name__}"
+                )
+            validate_data(self, X, skip_check_array=True, reset=False)
+            _check_rows(len(X), minimum=1)
+            return self.encoder_.transform(X)
+        return self.encoder_.transform(self._numeric_array(X, reset=False))
+
+    def _numeric_array(self, X, *, reset: bool) -> np.ndarray:
+        values = validate_data(
+            self, X, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=2 if reset else 1,
+            reset=reset,
+        )
+        check_finite(values, list(getattr(self, "feature_names_in_", [])) or None)
+        return values
+
+    @staticmethod
+    def _image_array(X) -> np.ndarray:
+        images = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
+        if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
+            raise TypeError(f"images must hold integers or floats, got dtype {images.dtype}")
+        if images.ndim == 4 and images.shape[1] not in (1, 3) and images.shape[-1] in (1, 3):
+            raise ValueError(
+                f"images of shape {images.shape} look channels-last; anomvae expects (N, C, H, W): "
+                "use images.transpose(0, 3, 1, 2)"
+            )
+        _check_rows(len(images))
+        check_finite(images.astype(np.float64, copy=False))
+        return images
+
+    # ------------------------------------------------------------- scoring
+    def _anomaly_scores(self, encoded: np.ndarray) -> np.ndarray:
+        scores = map_batches(self.scorer_.anomaly_score, encoded, self.scorer_.device)
+        if not np.all(np.isfinite(scores)):
+            raise FloatingPointError(
+                "the model produced non-finite scores; the input is far outside the range it "
+                "can represent, or the weights are damaged"
+            )
+        return scores
+
+    def score_samples(self, X) -> np.ndarray:
+        """Normality score of each row: higher means more normal.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            The negated anomaly score of the scorer's ``scoring`` rule.
+        """
+        return -self._anomaly_scores(self._encode(X))
+
+    def decision_function(self, X) -> np.ndarray:
+        """``score_samples(X) - offset_``: negative for outliers."""
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X) -> np.ndarray:
+        """+1 for inliers, -1 for outliers."""
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+    def feature_scores(self, X):
+        """Per-feature (tabular) or per-pixel (images) anomaly contributions.
+
+        Higher means more anomalous. For DataFrame input the result is a
+        DataFrame with the input's columns and index; the scores of a one-hot
+        encoded categorical column are summed back into that column.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features) or (N, C, H, W), or DataFrame
+        """
+        encoded = self._encode(X)
+        contributions = map_batches(self.scorer_.feature_scores, encoded, self.scorer_.device)
+        if self.is_image_:
+            return contributions
+        per_column = np.column_stack(
+            [contributions[:, part].sum(axis=1) for part in self.encoder_.column_slices()]
+        )
+        if isinstance(X, pd.DataFrame):
+            return pd.DataFrame(per_column, columns=X.columns, index=X.index)
+        return per_column
+
+    # --------------------------------------------------------- persistence
+    def save(self, path) -> None:
+        """Write the fitted model to ``path`` (safetensors weights + JSON config).
+
+        Load it with :func:`anomvae.load`; no pickle is involved.
+        """
+        from .persistence import save
+
+        save(self, path)
+
+    def _fitted_state(self) -> dict[str, Any]:
+        """JSON-serialisable fitted attributes, the weights excepted.
+
+        Subclasses with fitted state of their own extend this and
+        :meth:`_restore_fitted_state`.
+        """
+        state = {
+            "offset_": self.offset_,
+            "n_features_in_": self.n_features_in_,
+            "input_shape_": list(self.input_shape_),
+            "is_image_": self.is_image_,
+            "history_": self.history_,
+            "device_": self.device_,
+            "diagnostics_": self.diagnostics_,
+            "health_warnings_": self.health_warnings_,
+            "training_time_": self.training_time_,
+            "encoder_": self.encoder_.to_config(),
+        }
+        if hasattr(self, "feature_names_in_"):
+            state["feature_names_in_"] = [str(name) for name in self.feature_names_in_]
+        return state
+
+    def _restore_fitted_state(self, state: dict[str, Any], scorer: Scorer) -> None:
+        """Set the attributes written by :meth:`_fitted_state`, and the weights."""
+        encoder_type = ImageScaler if state["is_image_"] else TabularEncoder
+        self.encoder_ = encoder_type.from_config(state["encoder_"])
+        self.input_shape_ = tuple(state["input_shape_"])
+        if "feature_names_in_" in state:
+            self.feature_names_in_ = np.asarray(state["feature_names_in_"], dtype=object)
+        for name in ("offset_", "n_features_in_", "is_image_", "history_", "device_",
+                     "diagnostics_", "health_warnings_", "training_time_"):
+            setattr(self, name, state[name])
+        self.scorer_ = scorer
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        scorer = state.get("scorer_")
+        if scorer is not None and scorer.device.type != "cpu":
+            state["scorer_"] = prepare_for_inference(copy.deepcopy(scorer), torch.device("cpu"))
+        return state
+
+
+def _all_numeric(frame: pd.DataFrame) -> bool:
+    return all(
+        pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+        and not isinstance(dtype, pd.CategoricalDtype)
+        for dtype in frame.dtypes
+    )
+
+
+def _check_rows(n_rows: int, minimum: int = 2) -> None:
+    if n_rows < minimum:
+        raise ValueError(
+            f"Found array with {n_rows} sample(s) while a minimum of {minimum} is required"
+        )

@@ -1,0 +1,73 @@
+"""VAE loss terms as plain functions of tensors; each returns one value per row."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def gaussian_kl(mean: Tensor, log_variance: Tensor) -> Tensor:
+    """KL(N(mean, sigma^2) || N(0, I)) summed over latent dimensions, shape ``(n,)``."""
+    return 0.5 * (mean.pow(2) + log_variance.exp() - 1.0 - log_variance).sum(dim=1)
+
+
+def reconstruction_nll(x: Tensor, output: Tensor, likelihood: str) -> Tensor:
+    """Negative log-likelihood of ``x`` under the decoder output, per element.
+
+    ``"gaussian"``: unit-variance Gaussian, ``0.5 * (x - output)^2`` (the
+    constant ``0.5 * log(2 pi)`` per element is dropped). ``"bernoulli"``:
+    ``output`` are logits and ``x`` lies in [0, 1].
+    """
+    if likelihood == "bernoulli":
+        return F.binary_cross_entropy_with_logits(output, x, reduction="none")
+    return 0.5 * (x - output).pow(2)
+
+
+def sum_per_row(values: Tensor) -> Tensor:
+    """Sum every dimension but the first."""
+    return values.reshape(len(values), -1).sum(dim=1)
+
+
+def negative_elbo(x: Tensor, output: Tensor, mean: Tensor, log_variance: Tensor,
+                  likelihood: str, beta: float = 1.0) -> Tensor:
+    """beta-weighted negative evidence lower bound per row (Higgins et al. 2017)."""
+    return sum_per_row(reconstruction_nll(x, output, likelihood)) + beta * gaussian_kl(
+        mean, log_variance
+    )
+
+
+def importance_weighted_nll(x: Tensor, decode, mean: Tensor, log_variance: Tensor,
+                            noise: Tensor, likelihood: str) -> Tensor:
+    """Importance-weighted estimate of ``-log p(x)`` (Burda et al., ICLR 2016).
+
+    Parameters
+    ----------
+    x : Tensor of shape (n, ...)
+    decode : callable
+        Decoder mapping latent codes to outputs.
+    mean, log_variance : Tensor of shape (n, latent)
+    noise : Tensor of shape (K, latent)
+        Standard-normal draws shared by every row, which makes the estimate
+        deterministic and independent of batching.
+    likelihood : {"gaussian", "bernoulli"}
+
+    Returns
+    -------
+    Tensor of shape (n,)
+        ``-log (1/K sum_k p(x|z_k) p(z_k) / q(z_k|x))``, up to the dropped
+        Gaussian constant.
+    """
+    n, k = len(x), len(noise)
+    std = torch.exp(0.5 * log_variance)
+    z = mean[:, None, :] + std[:, None, :] * noise[None, :, :]
+    output = decode(z.reshape(n * k, -1)).reshape(n, k, *x.shape[1:])
+    log_likelihood = -sum_per_row(
+        reconstruction_nll(x[:, None].expand_as(output), output, likelihood).reshape(n * k, -1)
+    ).reshape(n, k)
+    log_prior = -0.5 * z.pow(2).sum(dim=2)
+    log_posterior = -0.5 * (noise.pow(2)[None] + log_variance[:, None, :]).sum(dim=2)
+    log_weights = log_likelihood + log_prior - log_posterior
+    return -(torch.logsumexp(log_weights, dim=1) - math.log(k))

@@ -1,0 +1,256 @@
+"""Input encoding learned in ``fit``: tabular scaling and encoding, image scaling.
+
+Both encoders serialise to plain JSON (``to_config`` / ``from_config``) so a
+saved model needs no pickle to rebuild them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+VALUE_LIMIT = 1e6
+"""Encoded values are clipped to +-VALUE_LIMIT so that extreme inputs (say
+1e30) give a large, finite anomaly score instead of overflowing float32."""
+
+MAX_CATEGORIES = 200
+"""A text column with more distinct values than this looks like an identifier."""
+
+SCALINGS = ("standard", "robust", "minmax", "none")
+
+
+def _describe_rows(mask: np.ndarray) -> str:
+    rows = np.flatnonzero(mask)
+    shown = ", ".join(str(row) for row in rows[:5])
+    more = f", ... ({len(rows)} rows in all)" if len(rows) > 5 else ""
+    return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
+
+
+def check_finite(values: np.ndarray, columns: list[str] | None = None) -> None:
+    """Raise ``ValueError`` naming the rows and columns holding NaN or infinity.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n, d) or (n, ...)
+    columns : list of str, optional
+        Column names used in the message; positions are used otherwise.
+    """
+    flat = values.reshape(len(values), -1)
+    for kind, test in (("NaN", np.isnan), ("infinity", np.isinf)):
+        bad = test(flat)
+        if bad.any():
+            bad_columns = np.flatnonzero(bad.any(axis=0))
+            names = [columns[i] if columns else str(i) for i in bad_columns[:5]]
+            raise ValueError(
+                f"Input X contains {kind} in {_describe_rows(bad.any(axis=1))}, "
+                f"column{'s' if len(bad_columns) > 1 else ''} {', '.join(names)}"
+                f"{' ...' if len(bad_columns) > 5 else ''}; anomvae needs finite values: "
+                "impute or drop them before fitting or scoring"
+            )
+
+
+def _scale_statistics(values: np.ndarray, scaling: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column (centre, scale) for ``scaling``; zero scales become one."""
+    if scaling == "standard":
+        centre, scale = values.mean(axis=0), values.std(axis=0)
+    elif scaling == "robust":
+        centre = np.median(values, axis=0)
+        scale = np.subtract(*np.percentile(values, [75, 25], axis=0))
+        scale = np.where(scale > 0, scale, values.std(axis=0))
+    elif scaling == "minmax":
+        centre, scale = values.min(axis=0), values.max(axis=0) - values.min(axis=0)
+    else:
+        centre, scale = np.zeros(values.shape[1]), np.ones(values.shape[1])
+    scale = np.where(np.isfinite(scale) & (scale > 1e-12), scale, 1.0)
+    return centre.astype(np.float64), scale.astype(np.float64)
+
+
+class TabularEncoder:
+    """Scale numeric columns and one-hot encode categorical ones.
+
+    Numeric columns are centred and scaled (``scaling``); boolean columns
+    become 0/1; object, string and category columns are one-hot encoded over
+    the categories seen in ``fit``. A category never seen in ``fit`` encodes
+    as all zeros, which the model reconstructs badly, so such rows score as
+    anomalous rather than being rejected.
+
+    Parameters
+    ----------
+    scaling : {"standard", "robust", "minmax", "none"}
+    """
+
+    def __init__(self, scaling: str = "standard") -> None:
+        self.scaling = scaling
+        self.columns: list[str] = []
+        self.kinds: list[str] = []
+        self.categories: dict[str, list[str]] = {}
+        self.centre = np.zeros(0)
+        self.scale = np.ones(0)
+
+    @property
+    def n_encoded(self) -> int:
+        """Number of model inputs after encoding."""
+        return sum(len(self.categories[c]) if k == "category" else 1 for c, k in self._pairs())
+
+    def _pairs(self):
+        return zip(self.columns, self.kinds)
+
+    def column_slices(self) -> list[slice]:
+        """For each input column, its slice of the encoded features."""
+        slices, start = [], 0
+        for column, kind in self._pairs():
+            width = len(self.categories[column]) if kind == "category" else 1
+            slices.append(slice(start, start + width))
+            start += width
+        return slices
+
+    def fit(self, X: np.ndarray | pd.DataFrame) -> TabularEncoder:
+        """Learn column kinds, categories and scaling from training data."""
+        if isinstance(X, pd.DataFrame):
+            self.columns = [str(c) for c in X.columns]
+            self.kinds = [_column_kind(X[c]) for c in X.columns]
+            for column, kind in self._pairs():
+                if kind == "category":
+                    self.categories[column] = _fit_categories(X[column], column)
+        else:
+            self.columns = [str(i) for i in range(X.shape[1])]
+            self.kinds = ["numeric"] * X.shape[1]
+        numeric = self._numeric_block(X)
+        self.centre, self.scale = _scale_statistics(numeric, self.scaling)
+        return self
+
+    def transform(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
+        """Encode rows into float32 model inputs of width :attr:`n_encoded`."""
+        numeric = (self._numeric_block(X) - self.centre) / self.scale
+        np.clip(numeric, -VALUE_LIMIT, VALUE_LIMIT, out=numeric)
+        if not isinstance(X, pd.DataFrame) or "category" not in self.kinds:
+            return numeric.astype(np.float32)
+        blocks, numeric_index = [], 0
+        for column, kind in self._pairs():
+            if kind == "category":
+                values = X[column].astype(str).to_numpy()
+                blocks.append(values[:, None] == np.asarray(self.categories[column])[None, :])
+            else:
+                blocks.append(numeric[:, numeric_index : numeric_index + 1])
+                numeric_index += 1
+        return np.hstack(blocks).astype(np.float32)
+
+    def _numeric_block(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
+        if not isinstance(X, pd.DataFrame):
+            return np.asarray(X, dtype=np.float64)
+        columns = [c for c, k in self._pairs() if k != "category"]
+        block = np.empty((len(X), len(columns)), dtype=np.float64)
+        for position, column in enumerate(columns):
+            series = X[column]
+            if _column_kind(series) == "category":
+                raise TypeError(
+                    f"column {column!r} was numeric in fit but now holds non-numeric values "
+                    f"(dtype {series.dtype}, e.g. {series.iloc[0]!r}); convert it to numbers"
+                )
+            block[:, position] = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        check_finite(block, columns)
+        return block
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-serialisable state."""
+        return {
+            "scaling": self.scaling,
+            "columns": self.columns,
+            "kinds": self.kinds,
+            "categories": self.categories,
+            "centre": self.centre.tolist(),
+            "scale": self.scale.tolist(),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> TabularEncoder:
+        """Rebuild an encoder saved by :meth:`to_config`."""
+        encoder = cls(config["scaling"])
+        encoder.columns = list(config["columns"])
+        encoder.kinds = list(config["kinds"])
+        encoder.categories = {k: list(v) for k, v in config["categories"].items()}
+        encoder.centre = np.asarray(config["centre"], dtype=np.float64)
+        encoder.scale = np.asarray(config["scale"], dtype=np.float64)
+        return encoder
+
+
+def _column_kind(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series):
+        return "boolean"
+    if pd.api.types.is_numeric_dtype(series) and not isinstance(series.dtype, pd.CategoricalDtype):
+        if pd.api.types.is_complex_dtype(series):
+            raise ValueError(f"column {series.name!r}: Complex data not supported")
+        return "numeric"
+    return "category"
+
+
+def _fit_categories(series: pd.Series, column: str) -> list[str]:
+    if series.isna().any():
+        raise ValueError(
+            f"Input X contains NaN in categorical column {column!r} "
+            f"({_describe_rows(series.isna().to_numpy())}); fill it with an explicit category"
+        )
+    categories = sorted(series.astype(str).unique())
+    if len(categories) > MAX_CATEGORIES:
+        raise ValueError(
+            f"column {column!r} has {len(categories)} distinct values (more than "
+            f"{MAX_CATEGORIES}); it looks like an identifier or free text: drop it or encode it "
+            "as numbers yourself"
+        )
+    return categories
+
+
+class ImageScaler:
+    """Map image batches to float32 pixels in [0, 1] of shape ``(N, C, H, W)``.
+
+    ``uint8`` images are divided by 255. Float images already in [0, 1] are
+    kept; other float images are min-max scaled with the range seen in
+    ``fit``, and values outside that range are clipped at scoring time.
+    """
+
+    def __init__(self) -> None:
+        self.shape: tuple[int, ...] = ()
+        self.low = 0.0
+        self.high = 1.0
+
+    @staticmethod
+    def as_batch(X: np.ndarray) -> np.ndarray:
+        """Add the channel axis to ``(N, H, W)`` batches."""
+        return X[:, None] if X.ndim == 3 else X
+
+    def fit(self, X: np.ndarray) -> ImageScaler:
+        """Learn the image shape and pixel range."""
+        batch = self.as_batch(X)
+        self.shape = tuple(int(s) for s in batch.shape[1:])
+        if batch.dtype == np.uint8:
+            self.low, self.high = 0.0, 255.0
+        else:
+            low, high = float(batch.min()), float(batch.max())
+            inside_unit = low >= 0.0 and high <= 1.0
+            self.low, self.high = (0.0, 1.0) if inside_unit else (low, max(high, low + 1e-12))
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Scale a batch; raise ``ValueError`` if its shape differs from fit's."""
+        batch = self.as_batch(X)
+        if tuple(batch.shape[1:]) != self.shape:
+            raise ValueError(
+                f"images have shape {tuple(batch.shape[1:])} (channels, height, width) but the "
+                f"model was fitted on {self.shape}"
+            )
+        scaled = (batch.astype(np.float64) - self.low) / (self.high - self.low)
+        return np.clip(scaled, 0.0, 1.0).astype(np.float32)
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-serialisable state."""
+        return {"shape": list(self.shape), "low": self.low, "high": self.high}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ImageScaler:
+        """Rebuild a scaler saved by :meth:`to_config`."""
+        scaler = cls()
+        scaler.shape = tuple(config["shape"])
+        scaler.low, scaler.high = float(config["low"]), float(config["high"])
+        return scaler
