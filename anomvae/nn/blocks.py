@@ -60,14 +60,24 @@ class GaussianEncoder(nn.Module):
         return self.mean(features), self.log_variance(features).clamp(*LOGVAR_RANGE)
 
 
+def build_body(
+    input_shape: tuple[int, ...], hidden_dims: Sequence[int], *, bias: bool = True
+) -> tuple[nn.Module, int]:
+    """Feature extractor for inputs of ``input_shape`` and its output width.
+
+    Encoders put their Gaussian heads on it; discriminators a logit head.
+    """
+    if len(input_shape) != 1:
+        raise ValueError(f"no feature extractor for inputs of shape {input_shape}")
+    return mlp([input_shape[0], *hidden_dims], bias=bias, final_activation=True), hidden_dims[-1]
+
+
 def build_encoder(
     input_shape: tuple[int, ...], hidden_dims: Sequence[int], latent_dim: int, *, bias: bool = True
 ) -> GaussianEncoder:
     """Gaussian encoder for inputs of ``input_shape``."""
-    if len(input_shape) != 1:
-        raise ValueError(f"no encoder for inputs of shape {input_shape}")
-    body = mlp([input_shape[0], *hidden_dims], bias=bias, final_activation=True)
-    return GaussianEncoder(body, hidden_dims[-1], latent_dim, bias=bias)
+    body, width = build_body(input_shape, hidden_dims, bias=bias)
+    return GaussianEncoder(body, width, latent_dim, bias=bias)
 
 
 def build_decoder(

@@ -1,0 +1,36 @@
+"""Shared fixtures: small data, fast estimator settings, the shared data folder."""
+
+import numpy as np
+import pytest
+import torch
+
+from anomvae.datasets import shared_data_dir
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+FAST = {"epochs": 5, "batch_size": 64, "random_state": 0}
+"""Settings that train in well under a second on small data."""
+
+
+@pytest.fixture
+def fast_params():
+    return dict(FAST)
+
+
+@pytest.fixture
+def blobs():
+    """200 normal rows in 6 correlated features and 10 clear outliers."""
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(200, 2))
+    mixing = rng.normal(size=(2, 6))
+    normal = latent @ mixing + 0.1 * rng.normal(size=(200, 6))
+    outliers = rng.uniform(-6, 6, size=(10, 6))
+    return normal, outliers
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    folder = shared_data_dir()
+    if folder is None:
+        pytest.skip("../shared/data is not on this machine (set ANOMVAE_DATA to its path)")
+    return folder

@@ -1,0 +1,30 @@
+"""scikit-learn's estimator checks over every public anomvae estimator."""
+
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from anomvae import BaseDeepDetector
+
+ESTIMATORS = sorted(BaseDeepDetector.registry.values(), key=lambda cls: cls.__name__)
+
+
+def _instances():
+    for estimator_class in ESTIMATORS:
+        yield estimator_class()
+        yield estimator_class(epochs=3, batch_size=32, random_state=0)
+
+
+@parametrize_with_checks(list(_instances()))
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_every_estimator_is_registered():
+    assert "AnomalyVAE" in BaseDeepDetector.registry
+
+
+@pytest.mark.parametrize("estimator_class", ESTIMATORS, ids=lambda cls: cls.__name__)
+def test_init_only_stores_parameters(estimator_class):
+    estimator = estimator_class(device="cuda:7", random_state=3)
+    assert estimator.get_params()["device"] == "cuda:7"
+    assert not any(name.endswith("_") for name in vars(estimator))
