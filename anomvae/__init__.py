@@ -9,12 +9,14 @@ from .base import BaseDeepDetector
 from .engine import NonFiniteLossError
 from .health import TrainingHealthWarning
 from .models.vae import AnomalyVAE
+from .models.vae_svdd import AnomalyVAESVDD
 from .persistence import load
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AnomalyVAE",
+    "AnomalyVAESVDD",
     "BaseDeepDetector",
     "NonFiniteLossError",
     "TrainingHealthWarning",

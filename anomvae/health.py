@@ -7,6 +7,12 @@ import warnings
 import numpy as np
 
 
+HYPERSPHERE_COLLAPSE_SPREAD = 5e-3
+"""Deep SVDD embeddings whose variance per dimension is below this have
+collapsed onto one point (Ruff et al., ICML 2018, section 3.3); it is half
+the squared minimum centre coordinate, 0.1 ** 2 / 2."""
+
+
 class TrainingHealthWarning(UserWarning):
     """A fitted model shows a known failure mode (collapse, constant scores)."""
 
@@ -32,6 +38,13 @@ def assess(diagnostics: dict[str, float], training_scores: np.ndarray) -> list[s
         problems.append(
             f"posterior collapse: the mean KL is {diagnostics['mean_kl']:.2g} nats, the latent "
             "code carries no information about the input; lower beta or latent_dim"
+        )
+    if diagnostics.get("embedding_spread", np.inf) < HYPERSPHERE_COLLAPSE_SPREAD:
+        problems.append(
+            f"hypersphere collapse: the latent embeddings vary by only "
+            f"{diagnostics['embedding_spread']:.2g} per dimension, so every row lies at about one "
+            "point and its distance to the centre says nothing about it; lower svdd_weight or "
+            "raise warmup_epochs"
         )
     return problems
 
