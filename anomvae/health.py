@@ -7,6 +7,11 @@ import warnings
 import numpy as np
 
 
+DISCRIMINATOR_WIN_ACCURACY = 0.99
+"""A GAN discriminator this accurate on training rows and generated ones has won
+the game outright (Larsen et al. 2016 balance their VAE-GAN to avoid it)."""
+
+
 class TrainingHealthWarning(UserWarning):
     """A fitted model shows a known failure mode (collapse, constant scores)."""
 
@@ -32,6 +37,14 @@ def assess(diagnostics: dict[str, float], training_scores: np.ndarray) -> list[s
         problems.append(
             f"posterior collapse: the mean KL is {diagnostics['mean_kl']:.2g} nats, the latent "
             "code carries no information about the input; lower beta or latent_dim"
+        )
+    if diagnostics.get("discriminator_accuracy", 0.0) >= DISCRIMINATOR_WIN_ACCURACY:
+        problems.append(
+            f"discriminator wins outright: it tells real rows from generated ones with accuracy "
+            f"{diagnostics['discriminator_accuracy']:.3f} (generator loss "
+            f"{diagnostics.get('generator_adversarial_loss', float('nan')):.3g} nats), so the "
+            "generator no longer gets a useful adversarial signal and the learned similarity is "
+            "unreliable; keep balance_margin on, lower learning_rate or fit on more rows"
         )
     return problems
 
