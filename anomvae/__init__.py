@@ -9,6 +9,7 @@ from .base import BaseDeepDetector
 from .engine import NonFiniteLossError
 from .health import TrainingHealthWarning
 from .models.vae import AnomalyVAE
+from .monitoring import monitor
 from .persistence import load
 
 __version__ = "0.1.0"
@@ -20,4 +21,5 @@ __all__ = [
     "TrainingHealthWarning",
     "__version__",
     "load",
+    "monitor",
 ]
