@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -30,6 +31,9 @@ from .nn import default_architecture
 from .preprocessing import SCALINGS, ImageScaler, TabularEncoder, check_finite
 from .scorer import Scorer
 from .thresholds import FittedThreshold, ThresholdStrategy
+
+FEATURE_BASELINE_ROWS = 10_000
+"""Reference rows averaged into ``reference_feature_scores_``."""
 
 AUTO_FALSE_ALARM_RATE = 0.01
 """With ``contamination="auto"`` the threshold lets this fraction of held-out
@@ -152,8 +156,8 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         self.device_ = str(device)
 
         training_scores = self._anomaly_scores(encoded)
-        held_out = training_scores[order[:n_validation]] if n_validation else None
-        self._calibrate_threshold(training_scores, held_out, seed)
+        held_out = order[:n_validation] if n_validation else None
+        self._calibrate_threshold(encoded, training_scores, held_out, seed)
         self.diagnostics_ = diagnostics
         self.health_warnings_ = health.assess(self.diagnostics_, training_scores)
         health.report(self.health_warnings_, type(self).__name__)
@@ -161,9 +165,9 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         return self
 
     def _calibrate_threshold(
-        self, training_scores: np.ndarray, held_out_scores: np.ndarray | None, seed: int
+        self, encoded: np.ndarray, training_scores: np.ndarray, held_out: np.ndarray | None, seed: int
     ) -> None:
-        """Set ``threshold_``, ``offset_`` and the p-value reference ``reference_scores_``.
+        """Set ``threshold_``, ``offset_`` and the reference of :meth:`p_values` and monitoring.
 
         The strategy is the ``threshold`` parameter, else one derived from
         ``contamination`` (:func:`anomvae.thresholds.resolve`). Strategies that
@@ -175,22 +179,33 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         optimistic, so alarms on new normal rows come more often than targeted.
         """
         strategy = thresholds.resolve(getattr(self, "threshold", None), self.contamination)
-        reference, source = (
-            (training_scores, "training") if held_out_scores is None else (held_out_scores, "held-out")
-        )
+        if held_out is None:
+            reference_rows, reference, source = encoded, training_scores, "training"
+        else:
+            reference_rows, reference, source = encoded[held_out], training_scores[held_out], "held-out"
         if strategy.needs_clean_reference:
             fitted = strategy.calibrate(reference, source=source, random_state=seed)
         else:
             fitted = strategy.calibrate(training_scores, source="training", random_state=seed)
-        self._set_threshold_state(fitted, reference, source)
+        self._set_threshold_state(fitted, reference, source, self._feature_baseline(reference_rows))
 
     def _set_threshold_state(
-        self, fitted: FittedThreshold, reference_scores: np.ndarray, reference_source: str
+        self, fitted: FittedThreshold, reference_scores: np.ndarray, reference_source: str,
+        feature_baseline: np.ndarray,
     ) -> None:
         self.threshold_ = fitted
         self.offset_ = fitted.offset
         self.reference_scores_ = np.sort(np.asarray(reference_scores, dtype=np.float64))
         self.reference_source_ = reference_source
+        self.reference_feature_scores_ = feature_baseline
+
+    def _feature_baseline(self, encoded_rows: np.ndarray) -> np.ndarray:
+        """Mean per-feature score of (at most :data:`FEATURE_BASELINE_ROWS`) reference rows.
+
+        :func:`anomvae.monitor` divides the flagged rows' feature scores by it.
+        """
+        rows = encoded_rows[:FEATURE_BASELINE_ROWS]
+        return self._feature_contributions(rows).reshape(len(rows), -1).mean(axis=0)
 
     def set_threshold(self, threshold: ThresholdStrategy, X_reference=None):
         """Recalibrate the threshold of a fitted detector, without retraining.
@@ -220,12 +235,15 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
                 f"got {type(threshold).__name__}"
             )
         if X_reference is None:
-            reference, source = self.reference_scores_, self.reference_source_
+            reference, source = self._reference(), self.reference_source_
+            baseline = self.reference_feature_scores_
         else:
-            reference, source = self._anomaly_scores(self._encode(X_reference)), "supplied"
+            rows = self._encode(X_reference)
+            reference, source = self._anomaly_scores(rows), "supplied"
+            baseline = self._feature_baseline(rows)
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         fitted = threshold.calibrate(reference, source=source, random_state=int(seed))
-        self._set_threshold_state(fitted, reference, source)
+        self._set_threshold_state(fitted, reference, source, baseline)
         self.threshold = threshold
         return self
 
@@ -338,7 +356,16 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         ndarray of shape (n_samples,), values in ``(0, 1]``
         """
         check_is_fitted(self)
-        return thresholds.conformal_p_values(self.reference_scores_, self._anomaly_scores(self._encode(X)))
+        return thresholds.conformal_p_values(self._reference(), self._anomaly_scores(self._encode(X)))
+
+    def _reference(self) -> np.ndarray:
+        """``reference_scores_``, or a clear error for models saved before they existed."""
+        if not hasattr(self, "reference_scores_"):
+            raise NotFittedError(
+                "this model was saved without reference scores (model format version 1); "
+                "call set_threshold(strategy, X_reference) with normal rows to add them"
+            )
+        return self.reference_scores_
 
     def feature_scores(self, X):
         """Per-feature (tabular) or per-pixel (images) anomaly contributions.
@@ -351,16 +378,19 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples, n_features) or (N, C, H, W), or DataFrame
         """
-        encoded = self._encode(X)
-        contributions = map_batches(self.scorer_.feature_scores, encoded, self.scorer_.device)
-        if self.is_image_:
-            return contributions
-        per_column = np.column_stack(
-            [contributions[:, part].sum(axis=1) for part in self.encoder_.column_slices()]
-        )
+        per_column = self._feature_contributions(self._encode(X))
         if isinstance(X, pd.DataFrame):
             return pd.DataFrame(per_column, columns=X.columns, index=X.index)
         return per_column
+
+    def _feature_contributions(self, encoded: np.ndarray) -> np.ndarray:
+        """Scorer feature scores, one-hot parts summed back into their column (tabular)."""
+        contributions = map_batches(self.scorer_.feature_scores, encoded, self.scorer_.device)
+        if self.is_image_:
+            return contributions
+        return np.column_stack(
+            [contributions[:, part].sum(axis=1) for part in self.encoder_.column_slices()]
+        )
 
     # --------------------------------------------------------- persistence
     def save(self, path) -> None:
@@ -389,10 +419,12 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
             "health_warnings_": self.health_warnings_,
             "training_time_": self.training_time_,
             "encoder_": self.encoder_.to_config(),
-            "threshold_": self.threshold_.to_dict(),
-            "reference_scores_": self.reference_scores_.tolist(),
-            "reference_source_": self.reference_source_,
         }
+        if hasattr(self, "threshold_"):
+            state["threshold_"] = self.threshold_.to_dict()
+            state["reference_scores_"] = self.reference_scores_.tolist()
+            state["reference_source_"] = self.reference_source_
+            state["reference_feature_scores_"] = self.reference_feature_scores_.tolist()
         if hasattr(self, "feature_names_in_"):
             state["feature_names_in_"] = [str(name) for name in self.feature_names_in_]
         return state
@@ -407,9 +439,11 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         for name in ("offset_", "n_features_in_", "is_image_", "history_", "device_",
                      "diagnostics_", "health_warnings_", "training_time_"):
             setattr(self, name, state[name])
-        self.threshold_ = FittedThreshold.from_dict(state["threshold_"])
-        self.reference_scores_ = np.asarray(state["reference_scores_"], dtype=np.float64)
-        self.reference_source_ = state["reference_source_"]
+        if "threshold_" in state:  # files of format version 1 predate fitted thresholds
+            self.threshold_ = FittedThreshold.from_dict(state["threshold_"])
+            self.reference_scores_ = np.asarray(state["reference_scores_"], dtype=np.float64)
+            self.reference_source_ = state["reference_source_"]
+            self.reference_feature_scores_ = np.asarray(state["reference_feature_scores_"], dtype=np.float64)
         self.scorer_ = scorer
 
     def __getstate__(self):

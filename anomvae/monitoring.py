@@ -32,20 +32,29 @@ _PSI_FLOOR = 1e-4
 class FeatureContribution:
     """How much one feature drives the alarms of a batch.
 
+    Features are ranked by ``excess``: how far their mean per-feature score
+    over the flagged rows exceeds their mean over the reference rows
+    (``reference_feature_scores_`` of the detector).
+
     Attributes
     ----------
     name : str
     mean_score : float
         Mean per-feature anomaly score over the flagged rows.
+    reference_score : float
+        Mean over the reference rows.
+    excess : float
+        ``mean_score - reference_score``.
     share : float
-        Its share of the flagged rows' summed per-feature scores.
+        Its share of the summed positive excess of all features.
     lift : float or None
-        ``mean_score`` over the mean of the same feature on the batch's
-        unflagged rows; None when every row is flagged or that mean is not positive.
+        ``mean_score / reference_score``; None when ``reference_score`` is not positive.
     """
 
     name: str
     mean_score: float
+    reference_score: float
+    excess: float
     share: float
     lift: float | None
 
@@ -159,7 +168,7 @@ class MonitoringReport:
             rows = "flagged" if self.n_flagged else "all"
             lines.append(f"  top features ({rows} rows): " + ", ".join(
                 f"{feature.name} {feature.share:.0%}"
-                + (f" ({feature.lift:.1f}x)" if feature.lift is not None else "")
+                + (f" ({feature.lift:.1f}x reference)" if feature.lift is not None else "")
                 for feature in self.top_features
             ))
         lines.append(
@@ -197,23 +206,23 @@ def _feature_names(detector, batch, n_columns: int) -> list[str]:
 
 
 def _top_features(detector, batch, flagged: np.ndarray, count: int) -> list[FeatureContribution]:
-    contributions = detector.feature_scores(batch)
-    values = np.asarray(contributions, dtype=np.float64).reshape(len(flagged), -1)
+    values = np.asarray(detector.feature_scores(batch), dtype=np.float64).reshape(len(flagged), -1)
     names = _feature_names(detector, batch, values.shape[1])
-    rows = values[flagged] if flagged.any() else values
-    mean_flagged = rows.mean(axis=0)
-    total = mean_flagged.sum()
-    mean_unflagged = values[~flagged].mean(axis=0) if flagged.any() and not flagged.all() else None
-    top = np.argsort(-mean_flagged, kind="stable")[:count]
+    mean_score = (values[flagged] if flagged.any() else values).mean(axis=0)
+    baseline = getattr(detector, "reference_feature_scores_", None)
+    if baseline is None:  # a model saved before baselines were stored: rank by mean score
+        baseline = np.zeros_like(mean_score)
+    excess = mean_score - baseline
+    total = np.clip(excess, 0, None).sum()
+    top = np.argsort(-excess, kind="stable")[:count]
     return [
         FeatureContribution(
             name=names[index],
-            mean_score=float(mean_flagged[index]),
-            share=float(mean_flagged[index] / total) if total > 0 else 0.0,
-            lift=(
-                float(mean_flagged[index] / mean_unflagged[index])
-                if mean_unflagged is not None and mean_unflagged[index] > 0 else None
-            ),
+            mean_score=float(mean_score[index]),
+            reference_score=float(baseline[index]),
+            excess=float(excess[index]),
+            share=float(max(excess[index], 0.0) / total) if total > 0 else 0.0,
+            lift=float(mean_score[index] / baseline[index]) if baseline[index] > 0 else None,
         )
         for index in top
     ]
@@ -245,7 +254,8 @@ def monitor(
     significance : float, default=0.01
         Level of the binomial and Kolmogorov–Smirnov tests.
     n_top_features : int, default=5
-        Features listed as driving the alarms; 0 skips ``feature_scores``.
+        Features listed as driving the alarms (see :class:`FeatureContribution`);
+        0 skips ``feature_scores``.
     log_to_mlflow : bool or None, default=None
         Log :meth:`MonitoringReport.metrics` as ``monitor.*`` metrics. None logs
         when an MLflow run is active; True logs in any case (MLflow then
@@ -272,7 +282,7 @@ def monitor(
     if isinstance(n_top_features, bool) or not isinstance(n_top_features, (int, np.integer)) or n_top_features < 0:
         raise ValueError(f"n_top_features must be a non-negative int, got {n_top_features!r}")
     scores = -detector.score_samples(batch)
-    reference = detector.reference_scores_
+    reference = detector._reference()
     threshold = detector.threshold_
     flagged = scores > threshold.value
     n_flagged = int(flagged.sum())

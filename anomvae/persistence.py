@@ -19,8 +19,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-FORMAT_VERSION = 1
-"""Bumped whenever the layout changes; :func:`load` reads every version up to it."""
+FORMAT_VERSION = 2
+"""Bumped whenever the layout changes; :func:`load` reads every version up to it.
+
+2: the ``threshold`` parameter (a strategy, marked by :data:`THRESHOLD_KEY`) and
+the fitted ``threshold_``, ``reference_scores_`` and ``reference_source_``."""
 
 METADATA_KEY = "anomvae"
 

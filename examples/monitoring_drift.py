@@ -38,7 +38,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     normal = X[rng.permutation(np.flatnonzero(y == 0))]
     anomalies = X[y == 1]
-    train, fresh, to_drift, mixed = normal[:1000], normal[1000:1300], normal[1300:1600], normal[1600:]
+    train, fresh, to_drift, mixed = normal[:1000], normal[1000:1250], normal[1250:1450], normal[1450:]
 
     detector = AnomalyVAE(
         threshold=FalsePositiveRate(0.02), validation_fraction=0.3, epochs=60, random_state=0

@@ -88,6 +88,9 @@ class AnomalyVAE(BaseDeepDetector):
         ``validation_fraction=0``), the reference of :meth:`p_values`.
     reference_source_ : str
         ``"held-out"``, ``"training"`` or ``"supplied"`` (by :meth:`set_threshold`).
+    reference_feature_scores_ : ndarray
+        Mean per-feature score of the reference rows: the baseline against
+        which :func:`anomvae.monitor` ranks the features driving alarms.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Defined when ``X`` was a DataFrame with string column names.
