@@ -106,6 +106,9 @@ class ThresholdStrategy:
         Level of the bootstrap confidence interval of the threshold value.
     n_bootstrap : int, default=200
         Bootstrap resamples of the calibration scores; 0 skips the interval.
+        For the quantile strategies (:class:`Contamination`,
+        :class:`FalsePositiveRate`) the resampled values are drawn from their
+        exact bootstrap distribution, so the interval costs nothing.
     """
 
     confidence: float = field(default=0.95, kw_only=True)
@@ -165,11 +168,7 @@ class ThresholdStrategy:
         value = float(self.threshold_value(scores))
         interval = None
         if self.n_bootstrap:
-            rng = np.random.default_rng(random_state)
-            resampled = [
-                self.threshold_value(scores[rng.integers(0, scores.size, scores.size)])
-                for _ in range(self.n_bootstrap)
-            ]
+            resampled = self._bootstrap_values(scores, np.random.default_rng(random_state))
             tail = (1.0 - self.confidence) / 2.0
             low, high = np.quantile(resampled, [tail, 1.0 - tail])
             interval = (float(low), float(high))
@@ -182,9 +181,42 @@ class ThresholdStrategy:
             source=source,
         )
 
+    def _bootstrap_values(self, scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Threshold values of ``n_bootstrap`` resamples (with replacement) of ``scores``."""
+        return np.array([
+            self.threshold_value(scores[rng.integers(0, scores.size, scores.size)])
+            for _ in range(self.n_bootstrap)
+        ])
+
     def to_dict(self) -> dict[str, Any]:
         """``{"method": ..., **parameters}``, JSON-serialisable; inverse of :func:`strategy_from_dict`."""
         return {"method": self.method, **asdict(self)}
+
+
+class _OrderStatistic:
+    """Mixin for strategies whose value is the ``rank(n)``-th smallest score.
+
+    The bootstrap distribution of an order statistic is known in closed form:
+    the ``k``-th smallest of ``n`` rows resampled with replacement is at most
+    the ``j``-th smallest original score exactly when at least ``k`` draws fall
+    at or below it, a Binomial(n, j/n) event. Bootstrap values are drawn from
+    that distribution by inverting it, which costs O(sqrt(n)) instead of
+    ``n_bootstrap`` resamples of ``n`` rows (seconds for a million rows).
+    """
+
+    def _rank(self, n: int) -> int:
+        raise NotImplementedError
+
+    def _bootstrap_values(self, scores, rng):
+        from scipy.stats import binom
+
+        ordered = np.sort(scores)
+        n, rank = ordered.size, self._rank(ordered.size)
+        reach = int(10 * math.sqrt(n)) + 10  # the binomial has no mass beyond 10 standard deviations
+        candidates = np.arange(max(1, rank - reach), min(n, rank + reach) + 1)
+        below = binom.sf(rank - 1, n, candidates / n)  # P(k-th resampled score <= candidate-th score)
+        chosen = np.minimum(np.searchsorted(below, rng.random(self.n_bootstrap)), candidates.size - 1)
+        return ordered[candidates[chosen] - 1]
 
 
 def strategy_from_dict(config: Mapping[str, Any]) -> ThresholdStrategy:
@@ -197,7 +229,7 @@ def strategy_from_dict(config: Mapping[str, Any]) -> ThresholdStrategy:
 
 
 @dataclass(frozen=True, repr=False)
-class Contamination(ThresholdStrategy):
+class Contamination(_OrderStatistic, ThresholdStrategy):
     """Flag a fixed share of the calibration rows: scikit-learn's ``contamination``.
 
     The threshold is the ``1 - fraction`` quantile of the scores, computed as
@@ -221,12 +253,16 @@ class Contamination(ThresholdStrategy):
     def threshold_value(self, scores):
         return -float(np.percentile(-scores, 100.0 * self.fraction))
 
+    def _rank(self, n):
+        # The order statistic nearest to the interpolated quantile, for the bootstrap.
+        return round((1.0 - self.fraction) * (n - 1)) + 1
+
     def expected_rate(self, scores, value):
         return float(self.fraction)
 
 
 @dataclass(frozen=True, repr=False)
-class FalsePositiveRate(ThresholdStrategy):
+class FalsePositiveRate(_OrderStatistic, ThresholdStrategy):
     """Bound the false-alarm rate on normal data, by split conformal calibration.
 
     With ``n`` clean reference scores, the threshold is the ``k``-th smallest,

@@ -20,6 +20,7 @@ from anomvae.thresholds import (
     FittedThreshold,
     PeaksOverThreshold,
     PyThresh,
+    ThresholdStrategy,
     conformal_p_values,
     strategy_from_dict,
 )
@@ -99,6 +100,16 @@ def test_bootstrap_interval_brackets_the_value_and_narrows_with_more_data():
         assert low <= fitted.value <= high
     assert np.diff(large.confidence_interval)[0] < np.diff(small.confidence_interval)[0] / 3
     assert FalsePositiveRate(0.05, n_bootstrap=0).calibrate(rng.normal(size=50)).confidence_interval is None
+
+
+@pytest.mark.parametrize("strategy", [FalsePositiveRate(0.02, n_bootstrap=4000),
+                                      Contamination(0.1, n_bootstrap=4000)])
+def test_closed_form_bootstrap_agrees_with_resampling(strategy):
+    scores = np.random.default_rng(7).gamma(2.0, size=2000)
+    closed_form = strategy._bootstrap_values(scores, np.random.default_rng(0))
+    resampled = ThresholdStrategy._bootstrap_values(strategy, scores, np.random.default_rng(1))
+    levels = [0.025, 0.25, 0.5, 0.75, 0.975]
+    np.testing.assert_allclose(np.quantile(closed_form, levels), np.quantile(resampled, levels), rtol=0.02)
 
 
 @pytest.mark.parametrize("bad, error", [
