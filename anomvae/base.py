@@ -132,6 +132,10 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         seed = int(random_state.randint(np.iinfo(np.int32).max))
         order = random_state.permutation(len(encoded))
         n_validation = int(len(encoded) * self.validation_fraction)
+        strategy = thresholds.resolve(getattr(self, "threshold", None), self.contamination)
+        strategy.check_reference_size(
+            n_validation if strategy.needs_clean_reference and n_validation else len(encoded)
+        )
         train = torch.from_numpy(encoded[order[n_validation:]]).to(device)
         validation = torch.from_numpy(encoded[order[:n_validation]]).to(device) if n_validation else None
 
@@ -157,7 +161,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
 
         training_scores = self._anomaly_scores(encoded)
         held_out = order[:n_validation] if n_validation else None
-        self._calibrate_threshold(encoded, training_scores, held_out, seed)
+        self._calibrate_threshold(strategy, encoded, training_scores, held_out, seed)
         self.diagnostics_ = diagnostics
         self.health_warnings_ = health.assess(self.diagnostics_, training_scores)
         health.report(self.health_warnings_, type(self).__name__)
@@ -165,11 +169,12 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         return self
 
     def _calibrate_threshold(
-        self, encoded: np.ndarray, training_scores: np.ndarray, held_out: np.ndarray | None, seed: int
+        self, strategy: ThresholdStrategy, encoded: np.ndarray, training_scores: np.ndarray,
+        held_out: np.ndarray | None, seed: int,
     ) -> None:
         """Set ``threshold_``, ``offset_`` and the reference of :meth:`p_values` and monitoring.
 
-        The strategy is the ``threshold`` parameter, else one derived from
+        ``strategy`` is the ``threshold`` parameter, else one derived from
         ``contamination`` (:func:`anomvae.thresholds.resolve`). Strategies that
         need clean data (false-positive rate, peaks over threshold) are
         calibrated on the held-out validation rows, the others on all training
@@ -178,7 +183,6 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         split both fall back on the training scores, on which the model is
         optimistic, so alarms on new normal rows come more often than targeted.
         """
-        strategy = thresholds.resolve(getattr(self, "threshold", None), self.contamination)
         if held_out is None:
             reference_rows, reference, source = encoded, training_scores, "training"
         else:
@@ -234,6 +238,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
                 "threshold must be a strategy from anomvae.thresholds (e.g. FalsePositiveRate(0.01)), "
                 f"got {type(threshold).__name__}"
             )
+        threshold.check_reference_size(len(self._reference()) if X_reference is None else len(X_reference))
         if X_reference is None:
             reference, source = self._reference(), self.reference_source_
             baseline = self.reference_feature_scores_

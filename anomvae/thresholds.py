@@ -141,6 +141,9 @@ class ThresholdStrategy:
         ]
         return ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in shown)
 
+    def check_reference_size(self, n: int) -> None:
+        """Raise a ValueError when ``n`` calibration scores cannot be enough (checked before training)."""
+
     def threshold_value(self, scores: np.ndarray) -> float:
         """The threshold for ``scores``; rows scoring strictly above it are flagged."""
         raise NotImplementedError
@@ -341,6 +344,15 @@ class PeaksOverThreshold(ThresholdStrategy):
         if self.min_exceedances < 3:
             raise ValueError(f"min_exceedances must be >= 3, got {self.min_exceedances}")
 
+    def check_reference_size(self, n):
+        needed = math.ceil(self.min_exceedances / self.tail_fraction)
+        if n < needed:
+            raise ValueError(
+                f"PeaksOverThreshold(tail_fraction={self.tail_fraction}, min_exceedances="
+                f"{self.min_exceedances}) needs at least {needed} calibration rows, got {n}: "
+                "calibrate on more rows (in fit: raise validation_fraction), or lower min_exceedances"
+            )
+
     def threshold_value(self, scores):
         from scipy.stats import genpareto
 
@@ -406,6 +418,8 @@ class PyThresh(ThresholdStrategy):
         return getattr(module, self.name.upper())(**self.options)
 
     def threshold_value(self, scores):
+        if scores.min() == scores.max():  # nothing to separate; PyThresh would divide by zero
+            return float(scores.max())
         labels = np.asarray(self._thresholder().eval(scores)).astype(bool)
         if not labels.any():
             return float(scores.max())

@@ -220,6 +220,18 @@ def test_threshold_parameter_overrides_contamination(blobs, fast_params):
     )
 
 
+def test_too_small_reference_is_refused_before_training(blobs, fast_params):
+    detector = AnomalyVAE(threshold=PeaksOverThreshold(0.01), **fast_params)
+    with pytest.raises(ValueError, match="raise validation_fraction"):
+        detector.fit(blobs[0])
+    assert not hasattr(detector, "history_")
+
+
+def test_pythresh_on_constant_scores_flags_nothing():
+    fitted = PyThresh("karch", n_bootstrap=3).calibrate(np.ones(50))
+    assert fitted.value == 1.0 and fitted.expected_rate == 0.0
+
+
 def test_threshold_parameter_is_validated_and_clone_safe(blobs, fast_params):
     with pytest.raises(ValueError, match="threshold"):
         AnomalyVAE(threshold=0.05, **fast_params).fit(blobs[0])
@@ -247,7 +259,7 @@ def test_set_threshold_recalibrates_without_retraining(blobs, fast_params):
 def test_set_threshold_failure_changes_nothing(blobs, fast_params):
     detector = AnomalyVAE(**fast_params).fit(blobs[0])
     state = (detector.threshold, detector.threshold_, detector.offset_, detector.reference_scores_)
-    with pytest.raises(ValueError, match="min_exceedances"):
+    with pytest.raises(ValueError, match="needs at least 200 calibration rows, got 20"):
         detector.set_threshold(PeaksOverThreshold(0.01))
     with pytest.raises(TypeError, match="anomvae.thresholds"):
         detector.set_threshold(0.05)
