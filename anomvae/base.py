@@ -159,7 +159,9 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         self.history_ = history
         self.device_ = str(device)
 
-        training_scores = self._anomaly_scores(encoded)
+        training_scores = self._checked_scores(
+            map_batches(self.scorer_.anomaly_score, encoded, self.scorer_.device)
+        )
         held_out = order[:n_validation] if n_validation else None
         self._calibrate_threshold(strategy, encoded, training_scores, held_out, seed)
         self.diagnostics_ = diagnostics
@@ -191,7 +193,10 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
             fitted = strategy.calibrate(reference, source=source, random_state=seed)
         else:
             fitted = strategy.calibrate(training_scores, source="training", random_state=seed)
-        self._set_threshold_state(fitted, reference, source, self._feature_baseline(reference_rows))
+        contributions = map_batches(
+            self.scorer_.feature_scores, reference_rows[:FEATURE_BASELINE_ROWS], self.scorer_.device
+        )
+        self._set_threshold_state(fitted, reference, source, self._feature_baseline(contributions))
 
     def _set_threshold_state(
         self, fitted: FittedThreshold, reference_scores: np.ndarray, reference_source: str,
@@ -203,13 +208,13 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         self.reference_source_ = reference_source
         self.reference_feature_scores_ = feature_baseline
 
-    def _feature_baseline(self, encoded_rows: np.ndarray) -> np.ndarray:
-        """Mean per-feature score of (at most :data:`FEATURE_BASELINE_ROWS`) reference rows.
+    def _feature_baseline(self, contributions: np.ndarray) -> np.ndarray:
+        """Mean per-feature score of reference rows, from the scorer's ``feature_scores``.
 
-        :func:`anomvae.monitor` divides the flagged rows' feature scores by it.
+        :func:`anomvae.monitor` compares the flagged rows' feature scores with it.
+        Callers pass at most :data:`FEATURE_BASELINE_ROWS` rows.
         """
-        rows = encoded_rows[:FEATURE_BASELINE_ROWS]
-        return self._feature_contributions(rows).reshape(len(rows), -1).mean(axis=0)
+        return self._per_column(contributions).reshape(len(contributions), -1).mean(axis=0)
 
     def set_threshold(self, threshold: ThresholdStrategy, X_reference=None):
         """Recalibrate the threshold of a fitted detector, without retraining.
@@ -243,9 +248,9 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
             reference, source = self._reference(), self.reference_source_
             baseline = self.reference_feature_scores_
         else:
-            rows = self._encode(X_reference)
-            reference, source = self._anomaly_scores(rows), "supplied"
-            baseline = self._feature_baseline(rows)
+            reference, source = -self.score_samples(X_reference), "supplied"
+            head = X_reference.iloc if isinstance(X_reference, pd.DataFrame) else X_reference
+            baseline = self._feature_baseline(self._map_rows("feature_scores", head[:FEATURE_BASELINE_ROWS]))
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         fitted = threshold.calibrate(reference, source=source, random_state=int(seed))
         self._set_threshold_state(fitted, reference, source, baseline)
@@ -268,8 +273,8 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         encoder = TabularEncoder(self.scaling).fit(values)
         return encoder.transform(values), encoder, False
 
-    def _encode(self, X) -> np.ndarray:
-        """Validate ``X`` against what ``fit`` saw and encode it for the scorer."""
+    def _validated(self, X):
+        """Check ``X`` against what ``fit`` saw; return it ready for chunked encoding."""
         check_is_fitted(self)
         if self.is_image_:
             if not is_image_batch(X):
@@ -277,7 +282,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
                     f"this model was fitted on images of shape {self.encoder_.shape} (channels, "
                     f"height, width); got an input with {getattr(X, 'ndim', '?')} dimensions"
                 )
-            return self.encoder_.transform(self._image_array(X))
+            return self._image_array(X, minimum_rows=1)
         if is_image_batch(X):
             raise ValueError(
                 f"this model was fitted on tabular rows of {self.n_features_in_} features; "
@@ -292,8 +297,21 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
                 )
             validate_data(self, X, skip_check_array=True, reset=False)
             _check_rows(len(X), minimum=1)
-            return self.encoder_.transform(X)
-        return self.encoder_.transform(self._numeric_array(X, reset=False))
+            return X
+        return self._numeric_array(X, reset=False)
+
+    def _map_rows(self, method: str, X) -> np.ndarray:
+        """Validate ``X``, then encode it and evaluate the scorer's ``method`` batch by batch.
+
+        Encoding batch by batch keeps memory bounded by the batch size, not by
+        the input's length.
+        """
+        data = self._validated(X)
+        function = getattr(self.scorer_, method)
+        if self.is_image_:
+            return map_batches(function, data, self.scorer_.device,
+                               encode=lambda chunk, first_row: self.encoder_.transform(chunk))
+        return map_batches(function, data, self.scorer_.device, encode=self.encoder_.transform)
 
     def _numeric_array(self, X, *, reset: bool) -> np.ndarray:
         values = validate_data(
@@ -304,7 +322,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         return values
 
     @staticmethod
-    def _image_array(X) -> np.ndarray:
+    def _image_array(X, minimum_rows: int = 2) -> np.ndarray:
         images = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
         if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
             raise TypeError(f"images must hold integers or floats, got dtype {images.dtype}")
@@ -313,13 +331,14 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
                 f"images of shape {images.shape} look channels-last; anomvae expects (N, C, H, W): "
                 "use images.transpose(0, 3, 1, 2)"
             )
-        _check_rows(len(images))
-        check_finite(images.astype(np.float64, copy=False))
+        _check_rows(len(images), minimum=minimum_rows)
+        if np.issubdtype(images.dtype, np.floating):
+            check_finite(images)
         return images
 
     # ------------------------------------------------------------- scoring
-    def _anomaly_scores(self, encoded: np.ndarray) -> np.ndarray:
-        scores = map_batches(self.scorer_.anomaly_score, encoded, self.scorer_.device)
+    @staticmethod
+    def _checked_scores(scores: np.ndarray) -> np.ndarray:
         if not np.all(np.isfinite(scores)):
             raise FloatingPointError(
                 "the model produced non-finite scores; the input is far outside the range it "
@@ -335,7 +354,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         ndarray of shape (n_samples,)
             The negated anomaly score of the scorer's ``scoring`` rule.
         """
-        return -self._anomaly_scores(self._encode(X))
+        return -self._checked_scores(self._map_rows("anomaly_score", X))
 
     def decision_function(self, X) -> np.ndarray:
         """``score_samples(X) - offset_``: negative for outliers."""
@@ -361,7 +380,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         ndarray of shape (n_samples,), values in ``(0, 1]``
         """
         check_is_fitted(self)
-        return thresholds.conformal_p_values(self._reference(), self._anomaly_scores(self._encode(X)))
+        return thresholds.conformal_p_values(self._reference(), -self.score_samples(X))
 
     def _reference(self) -> np.ndarray:
         """``reference_scores_``, or a clear error for models saved before they existed."""
@@ -383,14 +402,13 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples, n_features) or (N, C, H, W), or DataFrame
         """
-        per_column = self._feature_contributions(self._encode(X))
+        per_column = self._per_column(self._map_rows("feature_scores", X))
         if isinstance(X, pd.DataFrame):
             return pd.DataFrame(per_column, columns=X.columns, index=X.index)
         return per_column
 
-    def _feature_contributions(self, encoded: np.ndarray) -> np.ndarray:
-        """Scorer feature scores, one-hot parts summed back into their column (tabular)."""
-        contributions = map_batches(self.scorer_.feature_scores, encoded, self.scorer_.device)
+    def _per_column(self, contributions: np.ndarray) -> np.ndarray:
+        """Scorer feature scores with one-hot parts summed back into their column (tabular)."""
         if self.is_image_:
             return contributions
         return np.column_stack(
