@@ -12,6 +12,7 @@ from .models.advae import AnomalyAdVAE
 from .models.vae import AnomalyVAE
 from .models.vae_gan import AnomalyVAEGAN
 from .models.vae_svdd import AnomalyVAESVDD
+from .monitoring import monitor
 from .persistence import load
 
 __version__ = "0.1.0"
@@ -26,4 +27,5 @@ __all__ = [
     "TrainingHealthWarning",
     "__version__",
     "load",
+    "monitor",
 ]

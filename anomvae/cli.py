@@ -1,4 +1,4 @@
-"""The ``anomvae`` command line: ``train`` and ``score``."""
+"""The ``anomvae`` command line: ``train``, ``score`` and ``monitor``."""
 
 from __future__ import annotations
 
@@ -88,7 +88,12 @@ def train(config: dict[str, Any], output: str | None = None) -> dict[str, Any]:
     name = config["model"]["name"]
     if name not in BaseDeepDetector.registry:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(BaseDeepDetector.registry)}")
-    detector = BaseDeepDetector.registry[name](**(config["model"].get("params") or {}))
+    params = dict(config["model"].get("params") or {})
+    if isinstance(params.get("threshold"), dict):
+        from .thresholds import strategy_from_dict
+
+        params["threshold"] = strategy_from_dict(params["threshold"])
+    detector = BaseDeepDetector.registry[name](**params)
     X, y = training_data(config["data"])
     if y is not None:
         train_index, test_index = semi_supervised_split(y, random_state=0)
@@ -135,6 +140,25 @@ def score(model_path: str, input_path: str, output_path: str | None) -> pd.DataF
     return result
 
 
+def monitor_batch(model_path: str, batch_path: str, significance: float, n_top_features: int,
+                  log_to_mlflow: bool):
+    """Monitor a table with a saved model; returns the :class:`~anomvae.monitoring.MonitoringReport`.
+
+    A ``label`` column that the model was not trained on (as in ``.npz``
+    files) is left out.
+    """
+    from .monitoring import monitor
+    from .persistence import load
+
+    detector = load(model_path)
+    frame = read_table(batch_path)
+    features = set(getattr(detector, "feature_names_in_", []))
+    if "label" in frame.columns and "label" not in features:
+        frame = frame.drop(columns=["label"])
+    return monitor(detector, frame, significance=significance, n_top_features=n_top_features,
+                   log_to_mlflow=log_to_mlflow or None)
+
+
 def _print_report(report: dict[str, Any]) -> None:
     width = max(len(key) for key in report)
     for key, value in report.items():
@@ -156,6 +180,19 @@ def main(argv: list[str] | None = None) -> int:
     score_parser.add_argument("input", help="CSV or Parquet file with the training columns")
     score_parser.add_argument("--output", "-o", help="CSV to write (default: standard output)")
 
+    monitor_parser = commands.add_parser(
+        "monitor", help="check a batch: alarm rate vs expected, score drift, features driving alarms"
+    )
+    monitor_parser.add_argument("model", help="model file written by train or save()")
+    monitor_parser.add_argument("batch", help="CSV, Parquet or .npz file with the training columns")
+    monitor_parser.add_argument("--significance", type=float, default=0.01, help="test level (default 0.01)")
+    monitor_parser.add_argument("--top", type=int, default=5, help="features to list (default 5)")
+    monitor_parser.add_argument("--json", help="also write the report as JSON to this file")
+    monitor_parser.add_argument("--log-to-mlflow", action="store_true",
+                                help="log the figures as MLflow metrics (MLFLOW_TRACKING_URI)")
+    monitor_parser.add_argument("--fail-on-alarm", action="store_true",
+                                help="exit with status 1 when an alarm is raised")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
@@ -167,6 +204,15 @@ def main(argv: list[str] | None = None) -> int:
             result = score(args.model, args.input, args.output)
             if not args.output:
                 result.to_csv(sys.stdout, index=False)
+        elif args.command == "monitor":
+            report = monitor_batch(args.model, args.batch, args.significance, args.top, args.log_to_mlflow)
+            print(report)
+            if args.json:
+                import json
+
+                Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
+            if args.fail_on_alarm and report.alarms:
+                return 1
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"anomvae {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -68,6 +68,9 @@ class AnomalyAdVAE(BaseDeepDetector):
     contamination : "auto" or float in (0, 0.5], default="auto"
         Expected share of outliers in the training data, which sets
         ``offset_``; ``"auto"`` flags 1% of the held-out training rows.
+    threshold : ThresholdStrategy or None, default=None
+        How ``offset_`` is calibrated (see :mod:`anomvae.thresholds`);
+        ``None`` follows ``contamination``.
     device : str, default="auto"
         ``"auto"`` uses CUDA when available, else the CPU.
     random_state : int, RandomState instance or None, default=None
@@ -139,6 +142,7 @@ class AnomalyAdVAE(BaseDeepDetector):
         gradient_clip=10.0,
         scaling="standard",
         contamination="auto",
+        threshold=None,
         device="auto",
         random_state=None,
         verbose=False,
@@ -158,6 +162,7 @@ class AnomalyAdVAE(BaseDeepDetector):
         self.gradient_clip = gradient_clip
         self.scaling = scaling
         self.contamination = contamination
+        self.threshold = threshold
         self.device = device
         self.random_state = random_state
         self.verbose = verbose

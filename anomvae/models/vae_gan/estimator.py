@@ -70,6 +70,9 @@ class AnomalyVAEGAN(BaseDeepDetector):
     contamination : "auto" or float in (0, 0.5], default="auto"
         Expected share of outliers in the training data, which sets
         ``offset_``; ``"auto"`` flags 1% of the held-out training rows.
+    threshold : ThresholdStrategy or None, default=None
+        How ``offset_`` is calibrated (see :mod:`anomvae.thresholds`);
+        ``None`` follows ``contamination``.
     device : str, default="auto"
         ``"auto"`` uses CUDA when available, else the CPU.
     random_state : int, RandomState instance or None, default=None
@@ -137,6 +140,7 @@ class AnomalyVAEGAN(BaseDeepDetector):
         gradient_clip=10.0,
         scaling="standard",
         contamination="auto",
+        threshold=None,
         device="auto",
         random_state=None,
         verbose=False,
@@ -154,6 +158,7 @@ class AnomalyVAEGAN(BaseDeepDetector):
         self.gradient_clip = gradient_clip
         self.scaling = scaling
         self.contamination = contamination
+        self.threshold = threshold
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
