@@ -72,9 +72,10 @@ class TabularEncoder:
 
     Numeric columns are centred and scaled (``scaling``); boolean columns
     become 0/1; object, string and category columns are one-hot encoded over
-    the categories seen in ``fit``. A category never seen in ``fit`` encodes
-    as all zeros, which the model reconstructs badly, so such rows score as
-    anomalous rather than being rejected.
+    the categories seen in ``fit`` plus one "unseen" indicator that is always
+    0 in training. A category never seen in ``fit`` sets that indicator, which
+    the model has learnt to predict as 0, so such rows score as more anomalous
+    instead of being rejected.
 
     Parameters
     ----------
@@ -92,7 +93,10 @@ class TabularEncoder:
     @property
     def n_encoded(self) -> int:
         """Number of model inputs after encoding."""
-        return sum(len(self.categories[c]) if k == "category" else 1 for c, k in self._pairs())
+        return sum(self._width(column, kind) for column, kind in self._pairs())
+
+    def _width(self, column: str, kind: str) -> int:
+        return len(self.categories[column]) + 1 if kind == "category" else 1
 
     def _pairs(self):
         return zip(self.columns, self.kinds)
@@ -101,7 +105,7 @@ class TabularEncoder:
         """For each input column, its slice of the encoded features."""
         slices, start = [], 0
         for column, kind in self._pairs():
-            width = len(self.categories[column]) if kind == "category" else 1
+            width = self._width(column, kind)
             slices.append(slice(start, start + width))
             start += width
         return slices
@@ -130,8 +134,10 @@ class TabularEncoder:
         blocks, numeric_index = [], 0
         for column, kind in self._pairs():
             if kind == "category":
+                _check_no_missing(X[column], column)
                 values = X[column].astype(str).to_numpy()
-                blocks.append(values[:, None] == np.asarray(self.categories[column])[None, :])
+                one_hot = values[:, None] == np.asarray(self.categories[column])[None, :]
+                blocks.append(np.column_stack([one_hot, ~one_hot.any(axis=1)]))
             else:
                 blocks.append(numeric[:, numeric_index : numeric_index + 1])
                 numeric_index += 1
@@ -186,12 +192,16 @@ def _column_kind(series: pd.Series) -> str:
     return "category"
 
 
-def _fit_categories(series: pd.Series, column: str) -> list[str]:
+def _check_no_missing(series: pd.Series, column: str) -> None:
     if series.isna().any():
         raise ValueError(
             f"Input X contains NaN in categorical column {column!r} "
             f"({_describe_rows(series.isna().to_numpy())}); fill it with an explicit category"
         )
+
+
+def _fit_categories(series: pd.Series, column: str) -> list[str]:
+    _check_no_missing(series, column)
     categories = sorted(series.astype(str).unique())
     if len(categories) > MAX_CATEGORIES:
         raise ValueError(
