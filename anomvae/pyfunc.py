@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +166,7 @@ def example_input(detector, input_example=None, image_format: str = "tensor"):
 
 
 def model_signature(detector, example, output: pd.DataFrame, top_features: int):
-    """Input schema with float columns, output schema, and the two params."""
+    """Input schema (see :func:`serving_inputs.column_types`), output schema, and the two params."""
     from mlflow.models import ModelSignature
     from mlflow.models.signature import infer_signature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
@@ -177,7 +176,7 @@ def model_signature(detector, example, output: pd.DataFrame, top_features: int):
     elif detector.is_image_:
         inputs = Schema([ColSpec("string", serving_inputs.IMAGE_COLUMN)])
     else:
-        inputs = Schema([ColSpec(kind, column) for column, kind in serving_inputs.column_types(detector)])
+        inputs = Schema([ColSpec(kind, column) for column, kind in serving_inputs.column_types(detector, example)])
     outputs = infer_signature(example, output).outputs
     params = ParamSchema([
         ParamSpec("threshold", "double", float(-detector.offset_)),
@@ -260,23 +259,21 @@ def log_model(
     with tempfile.TemporaryDirectory() as folder:
         weights = Path(folder) / "detector.safetensors"
         detector.save(weights)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*Any type hint is inferred.*")
-            info = mlflow.pyfunc.log_model(
-                name=name,
-                python_model=str(MODEL_CODE),
-                artifacts={DETECTOR_ARTIFACT: str(weights)},
-                model_config={"top_features": int(top_features), "image_format": image_format},
-                signature=model_signature(detector, example, native, top_features),
-                input_example=example,
-                pip_requirements=requirements(image_format),
-                metadata={
-                    "anomvae_version": __version__,
-                    "estimator": type(detector).__name__,
-                    "threshold": threshold,
-                    "score": "higher = more anomalous (-score_samples)",
-                },
-            )
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(MODEL_CODE),
+            artifacts={DETECTOR_ARTIFACT: str(weights)},
+            model_config={"top_features": int(top_features), "image_format": image_format},
+            signature=model_signature(detector, example, native, top_features),
+            input_example=example,
+            pip_requirements=requirements(image_format),
+            metadata={
+                "anomvae_version": __version__,
+                "estimator": type(detector).__name__,
+                "threshold": threshold,
+                "score": "higher = more anomalous (-score_samples)",
+            },
+        )
     parity = check_parity(info.model_uri, example, native[SCORE].to_numpy())
     if registered_model_name is not None:
         version_tags = {

@@ -46,28 +46,37 @@ def input_columns(detector) -> list[str]:
     return [f"x{index}" for index in range(detector.n_features_in_)]
 
 
-def column_types(detector) -> list[tuple[str, str]]:
-    """``(column, MLflow type)`` for each input column of a tabular detector."""
-    return [
-        (column, SCHEMA_TYPES[kind])
-        for column, kind in zip(input_columns(detector), detector.encoder_.kinds)
-    ]
+def column_types(detector, example: pd.DataFrame | None = None) -> list[tuple[str, str]]:
+    """``(column, MLflow type)`` for each input column of a tabular detector.
+
+    Numeric columns are ``double``, except those holding integers in
+    ``example`` (as returned by :func:`as_frame`), which are ``long``: MLflow
+    refuses to cast int64 data to ``double``, so a model trained on integer
+    columns must accept integers as they come from pandas.
+    """
+    types = []
+    for column, kind in zip(input_columns(detector), detector.encoder_.kinds):
+        schema_type = SCHEMA_TYPES[kind]
+        if schema_type == "double" and example is not None and pd.api.types.is_integer_dtype(example[column]):
+            schema_type = "long"
+        types.append((column, schema_type))
+    return types
 
 
 def as_frame(detector, rows) -> pd.DataFrame:
     """Rows as a DataFrame with the model's columns and schema types.
 
     Used for input examples: NumPy rows get the column names, numeric
-    columns become float64 (the model treats every number as a float, so
-    its signature accepts any number), categories become strings.
+    columns become int64 or float64, categories become strings.
     """
     columns = input_columns(detector)
     frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(np.asarray(rows), columns=columns)
     frame.columns = [str(column) for column in frame.columns]
-    for column, schema_type in column_types(detector):
-        if schema_type == "double":
-            frame[column] = frame[column].astype(np.float64)
-        elif schema_type == "string":
+    for column, kind in zip(columns, detector.encoder_.kinds):
+        if kind == "numeric":
+            integer = pd.api.types.is_integer_dtype(frame[column])
+            frame[column] = frame[column].astype(np.int64 if integer else np.float64)
+        elif kind == "category":
             frame[column] = frame[column].astype(str).astype(object)
     return frame[columns]
 
