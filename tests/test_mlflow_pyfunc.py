@@ -68,7 +68,7 @@ def test_version_tags_record_the_threshold_and_the_parity_check(registered, dete
     assert float(version.tags["threshold"]) == pytest.approx(-detector.offset_, rel=1e-15)
     assert version.tags["parity_check"].startswith("passed")
     assert version.tags["estimator"] == "AnomalyVAE"
-    assert mlflow.MlflowClient().get_model_version_by_alias(MODEL_NAME, "champion").version == version.version
+    assert int(mlflow.MlflowClient().get_model_version_by_alias(MODEL_NAME, "champion").version) == int(version.version)
 
 
 def test_threshold_and_top_features_params_override_the_defaults(loaded, rows):
