@@ -8,7 +8,10 @@
 from .base import BaseDeepDetector
 from .engine import NonFiniteLossError
 from .health import TrainingHealthWarning
+from .models.advae import AnomalyAdVAE
 from .models.vae import AnomalyVAE
+from .models.vae_gan import AnomalyVAEGAN
+from .models.vae_svdd import AnomalyVAESVDD
 from .persistence import load
 
 __version__ = "0.1.0"
@@ -26,7 +29,10 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
+    "AnomalyAdVAE",
     "AnomalyVAE",
+    "AnomalyVAEGAN",
+    "AnomalyVAESVDD",
     "BaseDeepDetector",
     "NonFiniteLossError",
     "TrainingHealthWarning",

@@ -76,9 +76,13 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         """Build the untrained scorer for encoded inputs of ``input_shape``."""
         raise NotImplementedError
 
-    def _architecture(self, n_inputs: int) -> tuple[tuple[int, ...], int]:
-        """``(hidden_dims, latent_dim)``, filling ``None`` parameters with defaults."""
-        default_hidden, default_latent = default_architecture(n_inputs)
+    def _architecture(self, input_shape: int | tuple[int, ...]) -> tuple[tuple[int, ...], int]:
+        """``(hidden_dims, latent_dim)``, filling ``None`` parameters with defaults.
+
+        Pass the encoded row shape so images get their own defaults (see
+        :func:`anomvae.nn.default_architecture`); an int is a tabular width.
+        """
+        default_hidden, default_latent = default_architecture(input_shape)
         hidden = default_hidden if self.hidden_dims is None else tuple(self.hidden_dims)
         if not hidden or not all(isinstance(w, Integral) and w > 0 for w in hidden):
             raise ValueError(
@@ -149,7 +153,9 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         self.history_ = history
         self.device_ = str(device)
 
-        training_scores = self._anomaly_scores(encoded)
+        training_scores = self._checked_scores(
+            map_batches(self.scorer_.anomaly_score, encoded, self.scorer_.device)
+        )
         held_out = training_scores[order[:n_validation]] if n_validation else training_scores
         self.offset_ = self._offset(training_scores, held_out)
         self.diagnostics_ = diagnostics
@@ -186,8 +192,8 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         encoder = TabularEncoder(self.scaling).fit(values)
         return encoder.transform(values), encoder, False
 
-    def _encode(self, X) -> np.ndarray:
-        """Validate ``X`` against what ``fit`` saw and encode it for the scorer."""
+    def _validated(self, X):
+        """Check ``X`` against what ``fit`` saw; return it ready for chunked encoding."""
         check_is_fitted(self)
         if self.is_image_:
             if not is_image_batch(X):
@@ -195,7 +201,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
                     f"this model was fitted on images of shape {self.encoder_.shape} (channels, "
                     f"height, width); got an input with {getattr(X, 'ndim', '?')} dimensions"
                 )
-            return self.encoder_.transform(self._image_array(X))
+            return self._image_array(X, minimum_rows=1)
         if is_image_batch(X):
             raise ValueError(
                 f"this model was fitted on tabular rows of {self.n_features_in_} features; "
@@ -210,8 +216,21 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
                 )
             validate_data(self, X, skip_check_array=True, reset=False)
             _check_rows(len(X), minimum=1)
-            return self.encoder_.transform(X)
-        return self.encoder_.transform(self._numeric_array(X, reset=False))
+            return X
+        return self._numeric_array(X, reset=False)
+
+    def _map_rows(self, method: str, X) -> np.ndarray:
+        """Validate ``X``, then encode it and evaluate the scorer's ``method`` batch by batch.
+
+        Encoding batch by batch keeps memory bounded by the batch size, not by
+        the input's length.
+        """
+        data = self._validated(X)
+        function = getattr(self.scorer_, method)
+        if self.is_image_:
+            return map_batches(function, data, self.scorer_.device,
+                               encode=lambda chunk, first_row: self.encoder_.transform(chunk))
+        return map_batches(function, data, self.scorer_.device, encode=self.encoder_.transform)
 
     def _numeric_array(self, X, *, reset: bool) -> np.ndarray:
         values = validate_data(
@@ -222,7 +241,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         return values
 
     @staticmethod
-    def _image_array(X) -> np.ndarray:
+    def _image_array(X, minimum_rows: int = 2) -> np.ndarray:
         images = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
         if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
             raise TypeError(f"images must hold integers or floats, got dtype {images.dtype}")
@@ -231,13 +250,14 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
                 f"images of shape {images.shape} look channels-last; anomvae expects (N, C, H, W): "
                 "use images.transpose(0, 3, 1, 2)"
             )
-        _check_rows(len(images))
-        check_finite(images.astype(np.float64, copy=False))
+        _check_rows(len(images), minimum=minimum_rows)
+        if np.issubdtype(images.dtype, np.floating):
+            check_finite(images)
         return images
 
     # ------------------------------------------------------------- scoring
-    def _anomaly_scores(self, encoded: np.ndarray) -> np.ndarray:
-        scores = map_batches(self.scorer_.anomaly_score, encoded, self.scorer_.device)
+    @staticmethod
+    def _checked_scores(scores: np.ndarray) -> np.ndarray:
         if not np.all(np.isfinite(scores)):
             raise FloatingPointError(
                 "the model produced non-finite scores; the input is far outside the range it "
@@ -253,7 +273,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         ndarray of shape (n_samples,)
             The negated anomaly score of the scorer's ``scoring`` rule.
         """
-        return -self._anomaly_scores(self._encode(X))
+        return -self._checked_scores(self._map_rows("anomaly_score", X))
 
     def decision_function(self, X) -> np.ndarray:
         """``score_samples(X) - offset_``: negative for outliers."""
@@ -274,8 +294,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples, n_features) or (N, C, H, W), or DataFrame
         """
-        encoded = self._encode(X)
-        contributions = map_batches(self.scorer_.feature_scores, encoded, self.scorer_.device)
+        contributions = self._map_rows("feature_scores", X)
         if self.is_image_:
             return contributions
         per_column = np.column_stack(

@@ -21,14 +21,14 @@ MAX_CATEGORIES = 200
 SCALINGS = ("standard", "robust", "minmax", "none")
 
 
-def _describe_rows(mask: np.ndarray) -> str:
-    rows = np.flatnonzero(mask)
+def _describe_rows(mask: np.ndarray, first_row: int = 0) -> str:
+    rows = np.flatnonzero(mask) + first_row
     shown = ", ".join(str(row) for row in rows[:5])
     more = f", ... ({len(rows)} rows in all)" if len(rows) > 5 else ""
     return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
 
 
-def check_finite(values: np.ndarray, columns: list[str] | None = None) -> None:
+def check_finite(values: np.ndarray, columns: list[str] | None = None, first_row: int = 0) -> None:
     """Raise ``ValueError`` naming the rows and columns holding NaN or infinity.
 
     Parameters
@@ -36,6 +36,8 @@ def check_finite(values: np.ndarray, columns: list[str] | None = None) -> None:
     values : ndarray of shape (n, d) or (n, ...)
     columns : list of str, optional
         Column names used in the message; positions are used otherwise.
+    first_row : int
+        Position of ``values``' first row in the caller's input.
     """
     flat = values.reshape(len(values), -1)
     for kind, test in (("NaN", np.isnan), ("infinity", np.isinf)):
@@ -44,7 +46,7 @@ def check_finite(values: np.ndarray, columns: list[str] | None = None) -> None:
             bad_columns = np.flatnonzero(bad.any(axis=0))
             names = [columns[i] if columns else str(i) for i in bad_columns[:5]]
             raise ValueError(
-                f"Input X contains {kind} in {_describe_rows(bad.any(axis=1))}, "
+                f"Input X contains {kind} in {_describe_rows(bad.any(axis=1), first_row)}, "
                 f"column{'s' if len(bad_columns) > 1 else ''} {', '.join(names)}"
                 f"{' ...' if len(bad_columns) > 5 else ''}; anomvae needs finite values: "
                 "impute or drop them before fitting or scoring"
@@ -125,16 +127,20 @@ class TabularEncoder:
         self.centre, self.scale = _scale_statistics(numeric, self.scaling)
         return self
 
-    def transform(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
-        """Encode rows into float32 model inputs of width :attr:`n_encoded`."""
-        numeric = (self._numeric_block(X) - self.centre) / self.scale
+    def transform(self, X: np.ndarray | pd.DataFrame, first_row: int = 0) -> np.ndarray:
+        """Encode rows into float32 model inputs of width :attr:`n_encoded`.
+
+        ``first_row`` is the position of ``X``'s first row in the caller's
+        input, so that error messages name the right rows.
+        """
+        numeric = (self._numeric_block(X, first_row) - self.centre) / self.scale
         np.clip(numeric, -VALUE_LIMIT, VALUE_LIMIT, out=numeric)
         if not isinstance(X, pd.DataFrame) or "category" not in self.kinds:
             return numeric.astype(np.float32)
         blocks, numeric_index = [], 0
         for column, kind in self._pairs():
             if kind == "category":
-                _check_no_missing(X[column], column)
+                _check_no_missing(X[column], column, first_row)
                 values = X[column].astype(str).to_numpy()
                 one_hot = values[:, None] == np.asarray(self.categories[column])[None, :]
                 blocks.append(np.column_stack([one_hot, ~one_hot.any(axis=1)]))
@@ -143,7 +149,7 @@ class TabularEncoder:
                 numeric_index += 1
         return np.hstack(blocks).astype(np.float32)
 
-    def _numeric_block(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
+    def _numeric_block(self, X: np.ndarray | pd.DataFrame, first_row: int = 0) -> np.ndarray:
         if not isinstance(X, pd.DataFrame):
             return np.asarray(X, dtype=np.float64)
         columns = [c for c, k in self._pairs() if k != "category"]
@@ -156,7 +162,7 @@ class TabularEncoder:
                     f"(dtype {series.dtype}, e.g. {series.iloc[0]!r}); convert it to numbers"
                 )
             block[:, position] = series.to_numpy(dtype=np.float64, na_value=np.nan)
-        check_finite(block, columns)
+        check_finite(block, columns, first_row)
         return block
 
     def to_config(self) -> dict[str, Any]:
@@ -192,11 +198,11 @@ def _column_kind(series: pd.Series) -> str:
     return "category"
 
 
-def _check_no_missing(series: pd.Series, column: str) -> None:
+def _check_no_missing(series: pd.Series, column: str, first_row: int = 0) -> None:
     if series.isna().any():
         raise ValueError(
             f"Input X contains NaN in categorical column {column!r} "
-            f"({_describe_rows(series.isna().to_numpy())}); fill it with an explicit category"
+            f"({_describe_rows(series.isna().to_numpy(), first_row)}); fill it with an explicit category"
         )
 
 

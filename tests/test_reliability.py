@@ -96,3 +96,36 @@ def test_scoring_any_float_matrix_gives_finite_scores_or_a_clear_error(fitted_de
 def test_numeric_dtypes_are_accepted(fitted_detector, dtype):
     rows = (np.arange(12).reshape(3, 4) % 2).astype(dtype)
     assert np.all(np.isfinite(fitted_detector.score_samples(rows)))
+
+
+def test_error_rows_are_positions_in_the_whole_input_when_streaming(fast_params):
+    import pandas as pd
+
+    from anomvae.inference import SCORING_BATCH_SIZE
+
+    frame = pd.DataFrame({"a": np.arange(300.0), "kind": ["x", "y", "z"] * 100})
+    detector = AnomalyVAE(**fast_params).fit(frame)
+    big = pd.concat([frame] * (SCORING_BATCH_SIZE // 300 + 2), ignore_index=True)
+    bad_row = SCORING_BATCH_SIZE + 5
+    big.loc[bad_row, "a"] = np.nan
+    with pytest.raises(ValueError, match=f"NaN in row {bad_row}, column a"):
+        detector.score_samples(big)
+
+
+def test_out_of_memory_halves_the_batch_and_retries():
+    import torch
+
+    from anomvae.inference import map_batches
+
+    sizes = []
+
+    def needs_small_batches(rows):
+        sizes.append(len(rows))
+        if len(rows) > 100:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated by the scoring function)")
+        return rows.sum(dim=1)
+
+    data = np.arange(1000 * 3, dtype=np.float32).reshape(1000, 3)
+    result = map_batches(needs_small_batches, data, torch.device("cpu"), batch_size=1000)
+    np.testing.assert_allclose(result, data.sum(axis=1))
+    assert sizes[:4] == [1000, 500, 250, 125] and max(sizes[4:]) <= 100
