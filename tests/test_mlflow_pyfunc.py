@@ -149,3 +149,17 @@ def test_parity_check_refuses_a_model_that_scores_differently(registered, rows):
     assert pyfunc.check_parity(registered.model_uri, example, native).startswith("passed")
     with pytest.raises(RuntimeError, match="does not reproduce the detector's scores"):
         pyfunc.check_parity(registered.model_uri, example, native + 1e-3)
+
+
+@pytest.mark.parametrize(
+    "estimator_class",
+    sorted(anomvae.BaseDeepDetector.registry.values(), key=lambda cls: cls.__name__),
+    ids=lambda cls: cls.__name__,
+)
+def test_every_estimator_scores_the_same_after_logging(mlflow_store, estimator_class, rows):
+    detector = estimator_class(**FAST).fit(rows)
+    info = anomvae.log_model(detector, input_example=rows[:5])
+    model = mlflow.pyfunc.load_model(info.model_uri)
+    predictions = model.predict(frame(rows[:30]))
+    np.testing.assert_allclose(predictions["score"], -detector.score_samples(rows[:30]), rtol=1e-12)
+    np.testing.assert_array_equal(predictions["is_anomaly"], detector.predict(rows[:30]) == -1)
