@@ -139,7 +139,8 @@ def example_input(detector, input_example=None, image_format: str = "tensor"):
 
     Without an example, tabular models get one row at the centre the encoder
     learned (the first category for categorical columns) and image models one
-    mid-grey image.
+    mid-grey image. Tensor examples are ``(N, C, H, W)`` float32, which fixes
+    the shape and type the model's signature asks of requests.
     """
     if detector.is_image_:
         shape = detector.encoder_.shape
@@ -148,7 +149,7 @@ def example_input(detector, input_example=None, image_format: str = "tensor"):
         if input_example is None:
             images = np.full((1, *shape), 128, dtype=np.uint8)
         else:
-            images = np.asarray(input_example)[:EXAMPLE_ROWS]
+            images = detector.encoder_.as_batch(np.asarray(input_example)[:EXAMPLE_ROWS])
         if image_format == "png":
             return pd.DataFrame({serving_inputs.IMAGE_COLUMN: serving_inputs.encode_png(images)})
         return images.astype(np.float32)

@@ -6,8 +6,8 @@ was fitted on without names (a NumPy array) are called ``x0, x1, ...``.
 Image models take one of two forms, chosen when the model is logged:
 
 ``"tensor"``
-    A float array of shape ``(N, C, H, W)`` (or ``(N, H, W)`` for one
-    channel) on the scale of the training images; over REST, the JSON
+    A float32 array of shape ``(N, C, H, W)`` on the scale of the training
+    images (a channel axis of 1 for grey images); over REST, the JSON
     ``{"inputs": [...]}`` holding that nested list.
 ``"png"``
     A DataFrame with one column, ``image``, of base64-encoded PNG files of

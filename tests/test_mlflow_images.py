@@ -88,7 +88,7 @@ def test_image_model_scores_like_the_detector_through_pyfunc_and_rest(
     model = mlflow.pyfunc.load_model(info.model_uri)
     native = -image_detector.score_samples(digits)
     if image_format == "tensor":
-        request = digits.astype(np.float32)
+        request = digits[:, None].astype(np.float32)
         body = json.dumps({"inputs": request.tolist()})
     else:
         request = pd.DataFrame({"image": serving_inputs.encode_png(digits)})
