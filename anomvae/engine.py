@@ -121,7 +121,7 @@ class TrainingEngine:
             self._record(history, epoch, logs)
 
             if validation is not None and len(validation) and self.patience is not None:
-                if logs["val_loss"] < best_loss - 1e-4 * abs(best_loss):
+                if best_state is None or logs["val_loss"] < best_loss - 1e-4 * abs(best_loss):
                     best_loss, stale_epochs = logs["val_loss"], 0
                     best_state = copy.deepcopy(scorer.state_dict())
                 else:

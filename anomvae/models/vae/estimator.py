@@ -62,7 +62,13 @@ class AnomalyVAE(BaseDeepDetector):
     contamination : "auto" or float in (0, 0.5], default="auto"
         Expected share of outliers in the training data, which sets
         ``offset_`` as in :class:`sklearn.ensemble.IsolationForest`. ``"auto"``
-        sets it so that 1% of the held-out training rows are flagged.
+        sets it so that 1% of the held-out training rows are flagged. Not
+        used when ``threshold`` is given.
+    threshold : ThresholdStrategy or None, default=None
+        How ``offset_`` is calibrated: a strategy from
+        :mod:`anomvae.thresholds` (``Contamination``, ``FalsePositiveRate``,
+        ``PeaksOverThreshold``, ``PyThresh``); ``None`` follows
+        ``contamination``. See ``docs/thresholds.md``.
     device : str, default="auto"
         ``"auto"`` uses CUDA when available, else the CPU.
     random_state : int, RandomState instance or None, default=None
@@ -74,7 +80,19 @@ class AnomalyVAE(BaseDeepDetector):
     Attributes
     ----------
     offset_ : float
-        ``decision_function = score_samples - offset_``.
+        ``decision_function = score_samples - offset_``; equals
+        ``-threshold_.value``.
+    threshold_ : FittedThreshold
+        The calibrated threshold: method, parameters, value, expected alarm
+        rate, calibration-score summary and bootstrap confidence interval.
+    reference_scores_ : ndarray
+        Sorted anomaly scores of the held-out rows (the training rows when
+        ``validation_fraction=0``), the reference of :meth:`p_values`.
+    reference_source_ : str
+        ``"held-out"``, ``"training"`` or ``"supplied"`` (by :meth:`set_threshold`).
+    reference_feature_scores_ : ndarray
+        Mean per-feature score of the reference rows: the baseline against
+        which :func:`anomvae.monitor` ranks the features driving alarms.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Defined when ``X`` was a DataFrame with string column names.
@@ -124,6 +142,7 @@ class AnomalyVAE(BaseDeepDetector):
         gradient_clip=10.0,
         scaling="standard",
         contamination="auto",
+        threshold=None,
         device="auto",
         random_state=None,
         verbose=False,
@@ -142,6 +161,7 @@ class AnomalyVAE(BaseDeepDetector):
         self.gradient_clip = gradient_clip
         self.scaling = scaling
         self.contamination = contamination
+        self.threshold = threshold
         self.device = device
         self.random_state = random_state
         self.verbose = verbose

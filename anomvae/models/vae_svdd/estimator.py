@@ -81,6 +81,9 @@ class AnomalyVAESVDD(BaseDeepDetector):
     contamination : "auto" or float in (0, 0.5], default="auto"
         Expected share of outliers in the training data, which sets
         ``offset_`` as in :class:`sklearn.ensemble.IsolationForest`.
+    threshold : ThresholdStrategy or None, default=None
+        How ``offset_`` is calibrated (see :mod:`anomvae.thresholds`);
+        ``None`` follows ``contamination``.
     device : str, default="auto"
         ``"auto"`` uses CUDA when available, else the CPU.
     random_state : int, RandomState instance or None, default=None
@@ -148,6 +151,7 @@ class AnomalyVAESVDD(BaseDeepDetector):
         gradient_clip=10.0,
         scaling="standard",
         contamination="auto",
+        threshold=None,
         device="auto",
         random_state=None,
         verbose=False,
@@ -169,6 +173,7 @@ class AnomalyVAESVDD(BaseDeepDetector):
         self.gradient_clip = gradient_clip
         self.scaling = scaling
         self.contamination = contamination
+        self.threshold = threshold
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
