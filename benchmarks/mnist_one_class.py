@@ -38,11 +38,13 @@ PUBLISHED_DEEP_SVDD = [0.980, 0.997, 0.917, 0.919, 0.949, 0.885, 0.983, 0.946, 0
 """One-class Deep SVDD per digit, Ruff et al. (ICML 2018), Table 1."""
 
 
-def anomvae_detectors(epochs: int, random_state: int) -> dict[str, BaseDeepDetector]:
-    """One instance of every registered estimator with the benchmark's budget."""
+def anomvae_detectors(epochs: int, random_state: int,
+                      methods: list[str] | None = None) -> dict[str, BaseDeepDetector]:
+    """One instance of every registered estimator (or of ``methods``) with the benchmark's budget."""
     return {
         name: estimator_class(epochs=epochs, batch_size=64, patience=None, random_state=random_state)
         for name, estimator_class in sorted(BaseDeepDetector.registry.items())
+        if methods is None or name in methods
     }
 
 
@@ -59,7 +61,8 @@ def pyod_deep_svdd_scores(train: np.ndarray, test: np.ndarray, epochs: int, rand
 
 def evaluate(digits=range(10), train_per_class: int = 2000, epochs: int = 20,
              random_state: int = 0, data_dir: Path | None = None,
-             include_pyod: bool = True, max_test: int | None = None) -> pd.DataFrame:
+             include_pyod: bool = True, max_test: int | None = None,
+             methods: list[str] | None = None) -> pd.DataFrame:
     """ROC-AUC per (digit, method).
 
     ``max_test`` scores a random subsample of the test set instead of all of
@@ -83,7 +86,7 @@ def evaluate(digits=range(10), train_per_class: int = 2000, epochs: int = 20,
         train = train_images[subsample.choice(members, size=min(train_per_class, len(members)),
                                               replace=False)]
         is_anomaly = (test_labels != digit).astype(int)
-        for name, detector in anomvae_detectors(epochs, random_state).items():
+        for name, detector in anomvae_detectors(epochs, random_state, methods).items():
             started = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -128,19 +131,36 @@ def main() -> None:
     parser.add_argument("--train-per-class", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--random-state", type=int, default=0)
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="registered estimator names to run (default: all), 'PyOD' for DeepSVDD")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mnist_one_class.md")
+    parser.add_argument("--report-from", type=Path, nargs="+", default=None,
+                        help="only rebuild --out from the CSV files of earlier runs")
     args = parser.parse_args()
+    if args.report_from:
+        results = pd.concat([pd.read_csv(path) for path in args.report_from], ignore_index=True)
+        sources = ", ".join(f"`{path.name}`" for path in args.report_from)
+        args.out.write_text(to_markdown(
+            results, f"see the runs behind {sources} (their commands are in their .md files)",
+            f"Merged from the raw results {sources}; same data, budget and seed in every run."))
+        print(f"wrote {args.out}")
+        return
     started = time.perf_counter()
     command = ("PYTHONPATH=$PWD OMP_NUM_THREADS=1 nice -n 10 python benchmarks/mnist_one_class.py "
                f"--train-per-class {args.train_per_class} --epochs {args.epochs} "
-               f"--digits {' '.join(map(str, args.digits))}")
+               f"--digits {' '.join(map(str, args.digits))}"
+               + (f" --methods {' '.join(args.methods)} --out {args.out}" if args.methods else ""))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = pd.DataFrame()
     for digit in args.digits:
         # One digit at a time, rewriting the report, so a long run that is
         # stopped early still leaves the digits it finished.
-        results = pd.concat([results, evaluate([digit], args.train_per_class, args.epochs,
-                                               args.random_state)], ignore_index=True)
+        methods = [name for name in args.methods or [] if name != "PyOD"] or None
+        results = pd.concat([results, evaluate(
+            [digit], args.train_per_class, args.epochs, args.random_state,
+            include_pyod=args.methods is None or "PyOD" in args.methods, methods=methods,
+        )], ignore_index=True)
+        results.to_csv(args.out.with_suffix(".csv"), index=False)
         settings = (
             f"Training: {args.train_per_class} random training images of the normal digit "
             f"(seed {args.random_state}); test: all 10,000 test images. Every method: "
