@@ -23,6 +23,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
 from pathlib import Path
@@ -38,11 +39,15 @@ PUBLISHED_DEEP_SVDD = [0.980, 0.997, 0.917, 0.919, 0.949, 0.885, 0.983, 0.946, 0
 """One-class Deep SVDD per digit, Ruff et al. (ICML 2018), Table 1."""
 
 
-def anomvae_detectors(epochs: int, random_state: int,
-                      methods: list[str] | None = None) -> dict[str, BaseDeepDetector]:
-    """One instance of every registered estimator (or of ``methods``) with the benchmark's budget."""
+def anomvae_detectors(epochs: int, random_state: int, methods: list[str] | None = None,
+                      params: dict | None = None) -> dict[str, BaseDeepDetector]:
+    """One instance of every registered estimator (or of ``methods``) with the benchmark's budget.
+
+    ``params`` are extra parameters given to every estimator.
+    """
     return {
-        name: estimator_class(epochs=epochs, batch_size=64, patience=None, random_state=random_state)
+        name: estimator_class(epochs=epochs, batch_size=64, patience=None, random_state=random_state,
+                              **(params or {}))
         for name, estimator_class in sorted(BaseDeepDetector.registry.items())
         if methods is None or name in methods
     }
@@ -62,7 +67,7 @@ def pyod_deep_svdd_scores(train: np.ndarray, test: np.ndarray, epochs: int, rand
 def evaluate(digits=range(10), train_per_class: int = 2000, epochs: int = 20,
              random_state: int = 0, data_dir: Path | None = None,
              include_pyod: bool = True, max_test: int | None = None,
-             methods: list[str] | None = None) -> pd.DataFrame:
+             methods: list[str] | None = None, params: dict | None = None) -> pd.DataFrame:
     """ROC-AUC per (digit, method).
 
     ``max_test`` scores a random subsample of the test set instead of all of
@@ -86,7 +91,7 @@ def evaluate(digits=range(10), train_per_class: int = 2000, epochs: int = 20,
         train = train_images[subsample.choice(members, size=min(train_per_class, len(members)),
                                               replace=False)]
         is_anomaly = (test_labels != digit).astype(int)
-        for name, detector in anomvae_detectors(epochs, random_state, methods).items():
+        for name, detector in anomvae_detectors(epochs, random_state, methods, params).items():
             started = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -133,6 +138,8 @@ def main() -> None:
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--methods", nargs="+", default=None,
                         help="registered estimator names to run (default: all), 'PyOD' for DeepSVDD")
+    parser.add_argument("--params", type=json.loads, default=None,
+                        help="JSON object of extra parameters for every anomvae estimator")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mnist_one_class.md")
     parser.add_argument("--report-from", type=Path, nargs="+", default=None,
                         help="only rebuild --out from the CSV files of earlier runs")
@@ -149,7 +156,8 @@ def main() -> None:
     command = ("PYTHONPATH=$PWD OMP_NUM_THREADS=1 nice -n 10 python benchmarks/mnist_one_class.py "
                f"--train-per-class {args.train_per_class} --epochs {args.epochs} "
                f"--digits {' '.join(map(str, args.digits))}"
-               + (f" --methods {' '.join(args.methods)} --out {args.out}" if args.methods else ""))
+               + (f" --methods {' '.join(args.methods)} --out {args.out}" if args.methods else "")
+               + (f" --params '{json.dumps(args.params)}'" if args.params else ""))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = pd.DataFrame()
     for digit in args.digits:
@@ -159,6 +167,7 @@ def main() -> None:
         results = pd.concat([results, evaluate(
             [digit], args.train_per_class, args.epochs, args.random_state,
             include_pyod=args.methods is None or "PyOD" in args.methods, methods=methods,
+            params=args.params,
         )], ignore_index=True)
         results.to_csv(args.out.with_suffix(".csv"), index=False)
         settings = (
