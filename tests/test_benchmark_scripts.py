@@ -1,0 +1,57 @@
+"""Smoke tests of the benchmark scripts' core functions on a sliver of the data.
+
+The full runs are the ``slow`` tests at the end (and the scripts themselves).
+"""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from anomvae import BaseDeepDetector
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mnist_one_class_runs_every_estimator_and_pyod(shared_data):
+    script = load_script("mnist_one_class")
+    results = script.evaluate([0, 1], train_per_class=40, epochs=1, data_dir=shared_data, max_test=300)
+    expected = set(BaseDeepDetector.registry) | {"PyOD DeepSVDD"}
+    assert set(results["method"]) == expected
+    assert len(results) == 2 * len(expected)
+    assert results["roc_auc"].between(0, 1).all()
+    markdown = script.to_markdown(results, "command", "settings")
+    assert "| mean |" in markdown and "Deep SVDD (published)" in markdown
+
+
+def test_mvtec_embeddings_runs_every_estimator_and_pyod(shared_data):
+    script = load_script("mvtec_embeddings")
+    files = script.embedding_files(shared_data)
+    assert len(files) == 15
+    results = script.evaluate(files[:2], epochs=2)
+    expected = set(BaseDeepDetector.registry) | {"PyOD KNN", "PyOD IForest"}
+    assert set(results["method"]) == expected
+    assert len(results) == 2 * len(expected)
+    assert results["roc_auc"].between(0, 1).all()
+    assert "| mean |" in script.to_markdown(results, "command", "settings")
+
+
+@pytest.mark.slow
+def test_full_mnist_one_class_reaches_the_published_deep_svdd_mean(shared_data):
+    results = load_script("mnist_one_class").evaluate(data_dir=shared_data)
+    means = results.groupby("method")["roc_auc"].mean()
+    assert means.drop("PyOD DeepSVDD").max() >= 0.948
+
+
+@pytest.mark.slow
+def test_full_mvtec_embeddings_run(shared_data):
+    script = load_script("mvtec_embeddings")
+    results = script.evaluate(script.embedding_files(shared_data))
+    assert results.groupby("method")["roc_auc"].mean().min() > 0.6
