@@ -282,6 +282,7 @@ def log_model(
             "estimator": type(detector).__name__,
             "anomvae_version": __version__,
             "parity_check": parity,
+            **({"threshold_calibration": str(detector.threshold_)} if hasattr(detector, "threshold_") else {}),
             **(tags or {}),
         }
         version = mlflow.register_model(info.model_uri, registered_model_name, tags=version_tags)
