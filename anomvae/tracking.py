@@ -66,6 +66,18 @@ def use_default_tracking_uri() -> str:
     return mlflow.get_tracking_uri()
 
 
+def next_steps(model_uri: str) -> list[str]:
+    """Shell commands that open the MLflow UI on the current store and serve ``model_uri``."""
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return [f"MLflow UI:  {uri}", f"serve:      MLFLOW_TRACKING_URI={uri} mlflow models serve -m {model_uri} "
+                                      "--env-manager local -p 5001"]
+    return [
+        f"MLflow UI:  mlflow ui --backend-store-uri {uri}",
+        f"serve:      MLFLOW_TRACKING_URI={uri} mlflow models serve -m {model_uri} --env-manager local -p 5001",
+    ]
+
+
 @contextlib.contextmanager
 def _run(run_name: str | None = None):
     """The active run, or a new one that ends with the block."""
@@ -214,7 +226,8 @@ def fit_and_log(
     validation : tuple (X_eval, y_eval), optional
         Held-out labelled rows, logged with an ``eval_`` prefix.
     experiment_name : str, optional
-        Created when missing; the active experiment otherwise.
+        Created when missing. Ignored inside an active run, or one started by
+        ``mlflow run`` (``MLFLOW_RUN_ID``), which keeps its own experiment.
     run_name : str, optional
     registered_model_name : str, optional
         Register the logged model under this name.
@@ -229,8 +242,10 @@ def fit_and_log(
     -------
     TrainingRun
     """
+    from mlflow.environment_variables import MLFLOW_RUN_ID
+
     use_default_tracking_uri()
-    if experiment_name is not None:
+    if experiment_name is not None and mlflow.active_run() is None and not MLFLOW_RUN_ID.get():
         mlflow.set_experiment(experiment_name)
     with _run(run_name) as run:
         detector.fit(X)
