@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import numpy as np
@@ -110,7 +109,8 @@ def score_frame(
         For input the model cannot score, or invalid options.
     """
     threshold = -detector.offset_ if threshold is None else threshold
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not math.isfinite(threshold):
+    number = isinstance(threshold, (int, float, np.number)) and not isinstance(threshold, bool)
+    if not number or not math.isfinite(threshold):
         raise ValueError(f"the threshold param must be a finite number, got {threshold!r}")
     if isinstance(top_features, bool) or not isinstance(top_features, (int, np.integer)) or top_features < 0:
         raise ValueError(f"the top_features param must be a non-negative integer, got {top_features!r}")
@@ -162,8 +162,9 @@ def example_input(detector, input_example=None, image_format: str = "tensor"):
             for column, kind in zip(encoder.columns, encoder.kinds)
         ]
         return serving_inputs.as_frame(detector, pd.DataFrame([row], columns=serving_inputs.input_columns(detector)))
-    rows = input_example.iloc[:EXAMPLE_ROWS] if isinstance(input_example, pd.DataFrame) else np.asarray(input_example)[:EXAMPLE_ROWS]
-    return serving_inputs.as_frame(detector, rows)
+    if isinstance(input_example, pd.DataFrame):
+        return serving_inputs.as_frame(detector, input_example.iloc[:EXAMPLE_ROWS])
+    return serving_inputs.as_frame(detector, np.asarray(input_example)[:EXAMPLE_ROWS])
 
 
 def model_signature(detector, example, output: pd.DataFrame, top_features: int):

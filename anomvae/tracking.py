@@ -79,13 +79,13 @@ def next_steps(model_uri: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _run(run_name: str | None = None):
+def _run(run_name: str | None = None, experiment_id: str | None = None):
     """The active run, or a new one that ends with the block."""
     active = mlflow.active_run()
     if active is not None:
         yield active
         return
-    with mlflow.start_run(run_name=run_name) as run:
+    with mlflow.start_run(run_name=run_name, experiment_id=experiment_id) as run:
         yield run
 
 
@@ -245,9 +245,12 @@ def fit_and_log(
     from mlflow.environment_variables import MLFLOW_RUN_ID
 
     use_default_tracking_uri()
+    experiment_id = None
     if experiment_name is not None and mlflow.active_run() is None and not MLFLOW_RUN_ID.get():
-        mlflow.set_experiment(experiment_name)
-    with _run(run_name) as run:
+        # Passed to this run only: mlflow.set_experiment would change the caller's global state.
+        experiment = mlflow.get_experiment_by_name(experiment_name)
+        experiment_id = experiment.experiment_id if experiment else mlflow.create_experiment(experiment_name)
+    with _run(run_name, experiment_id) as run:
         detector.fit(X)
         log_training(detector, X, y, validation=validation)
         if not log_model:

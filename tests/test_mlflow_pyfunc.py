@@ -78,9 +78,8 @@ def test_top_features_are_the_largest_contributions(loaded, detector, rows):
     order = np.argsort(-contributions, axis=1)
     for rank in range(3):
         assert list(predictions[f"top_feature_{rank + 1}"]) == [f"x{i}" for i in order[:, rank]]
-        np.testing.assert_allclose(
-            predictions[f"top_feature_{rank + 1}_score"], np.take_along_axis(contributions, order[:, rank : rank + 1], 1)[:, 0]
-        )
+        expected = np.take_along_axis(contributions, order[:, rank : rank + 1], 1)[:, 0]
+        np.testing.assert_allclose(predictions[f"top_feature_{rank + 1}_score"], expected)
 
 
 def test_model_is_code_plus_safetensors_without_pickle(registered, detector, tmp_path):

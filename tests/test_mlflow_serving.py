@@ -63,7 +63,8 @@ def server(mlflow_store, detector, rows, tmp_path_factory):
     anomvae.log_model(detector, registered_model_name=MODEL_NAME, input_example=rows[:5], alias="champion")
     port = free_port()
     repository = str(Path(anomvae.__file__).resolve().parents[1])
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repository, os.environ.get("PYTHONPATH")]))}
+    python_path = os.pathsep.join(filter(None, [repository, os.environ.get("PYTHONPATH")]))
+    environment = {**os.environ, "PYTHONPATH": python_path}
     log = tmp_path_factory.mktemp("serve") / "server.log"
     with open(log, "wb") as output:
         process = subprocess.Popen(

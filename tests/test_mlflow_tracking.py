@@ -95,7 +95,8 @@ def test_promote_registers_a_new_threshold_without_retraining(trained, labelled,
 
     weights = [
         read_document(Path(mlflow.artifacts.download_artifacts(
-            f"models:/{MODEL_NAME}/{version}/artifacts/detector.safetensors", dst_path=str(tmp_path / str(version)))))[0]
+            f"models:/{MODEL_NAME}/{version}/artifacts/detector.safetensors", dst_path=str(tmp_path / str(version))
+        )))[0]
         for version in (result.version, promoted.version)
     ]
     assert weights[0]["sha256"] == weights[1]["sha256"]
