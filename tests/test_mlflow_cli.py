@@ -31,7 +31,8 @@ def trained(mlflow_store, tmp_path_factory):
         "output": str(folder / "model.safetensors"),
     }))
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
+    with contextlib.redirect_stdout(printed), pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)  # the experiment the command creates keeps its artifacts under ./mlruns
         assert main(["train", "--config", str(config), "--registered-model-name", MODEL_NAME]) == 0
     return printed.getvalue()
 
