@@ -34,6 +34,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel
 
 from . import serving_inputs
+from ._mlflow import use_default_tracking_uri
 
 SCORE = "score"
 IS_ANOMALY = "is_anomaly"
@@ -210,7 +211,9 @@ def log_model(
 ):
     """Log a fitted detector as an MLflow pyfunc model, optionally registering it.
 
-    Works inside an active run (the model is attached to it) or outside one.
+    Works inside an active run (the model is attached to it) or outside one,
+    against the tracking URI in force (``sqlite:///mlflow.db`` in the working
+    directory when none is set).
     Before registering, the scores of the example rows are compared three
     ways: the detector itself, the reloaded pyfunc model, and MLflow's
     REST-input path (:func:`mlflow.models.validate_serving_input`); the
@@ -253,6 +256,7 @@ def log_model(
     from . import __version__
 
     check_is_fitted(detector)
+    use_default_tracking_uri()
     if image_format not in serving_inputs.IMAGE_FORMATS:
         raise ValueError(f"image_format must be one of {serving_inputs.IMAGE_FORMATS}, got {image_format!r}")
     example = example_input(detector, input_example, image_format)

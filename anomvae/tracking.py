@@ -25,7 +25,7 @@ import numpy as np
 from mlflow.entities import Metric, Param
 
 from . import pyfunc, tracking_plots
-from ._mlflow import is_tracking_uri_set
+from ._mlflow import use_default_tracking_uri
 
 DEFAULT_ALIAS = "champion"
 SCORE_QUANTILES = (0.5, 0.9, 0.99)
@@ -51,19 +51,6 @@ class TrainingRun:
         if self.alias is not None:
             return f"models:/{self.registered_model_name}@{self.alias}"
         return f"models:/{self.registered_model_name}/{self.version}"
-
-
-def use_default_tracking_uri() -> str:
-    """Point MLflow at ``sqlite:///<cwd>/mlflow.db`` unless a tracking URI is set.
-
-    Returns
-    -------
-    str
-        The tracking URI in force.
-    """
-    if not is_tracking_uri_set():
-        mlflow.set_tracking_uri(f"sqlite:///{Path.cwd() / 'mlflow.db'}")
-    return mlflow.get_tracking_uri()
 
 
 def next_steps(model_uri: str) -> list[str]:
@@ -154,6 +141,7 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(detector)
+    use_default_tracking_uri()
     with _run() as run:
         client = mlflow.MlflowClient()
         run_id = run.info.run_id
