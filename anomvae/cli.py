@@ -1,4 +1,4 @@
-"""The ``anomvae`` command line: ``train``, ``score`` and ``monitor``."""
+"""The ``anomvae`` command line: ``train``, ``score``, ``monitor`` and ``promote``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "model": {"name": "AnomalyVAE", "params": {"random_state": 0}},
     "data": {"source": "embedded", "label_column": None},
     "output": "runs/model.safetensors",
+    "tracking": {"enabled": True, "experiment": "anomvae", "registered_model_name": "anomvae", "alias": "champion"},
 }
 
 
@@ -100,7 +101,7 @@ def train(config: dict[str, Any], output: str | None = None) -> dict[str, Any]:
         X_train, X_test, y_test = X.iloc[train_index], X.iloc[test_index], y[test_index]
     else:
         X_train, X_test, y_test = X, X, None
-    detector.fit(X_train)
+    tracked = _fit(detector, X_train, None if y_test is None else (X_test, y_test), config["tracking"])
     anomaly_score = -detector.score_samples(X_test)
     report = {
         "model": name,
@@ -118,7 +119,51 @@ def train(config: dict[str, Any], output: str | None = None) -> dict[str, Any]:
     path = Path(output or config["output"])
     detector.save(path)
     report["saved_to"] = str(path)
+    if tracked is not None:
+        import mlflow
+
+        report["mlflow_run_id"] = tracked.run_id
+        report["mlflow_model"] = tracked.serving_uri
+        report["tracking_uri"] = mlflow.get_tracking_uri()
     return report
+
+
+def _fit(detector, X_train, validation, tracking_config: dict[str, Any]):
+    """Fit ``detector``; with tracking on, in an MLflow run that registers the model.
+
+    Returns the :class:`~anomvae.tracking.TrainingRun`, or None without tracking.
+    """
+    if not tracking_config.get("enabled", True):
+        detector.fit(X_train)
+        return None
+    from .tracking import fit_and_log
+
+    return fit_and_log(
+        detector,
+        X_train,
+        validation=validation,
+        experiment_name=tracking_config.get("experiment"),
+        registered_model_name=tracking_config.get("registered_model_name"),
+        alias=tracking_config.get("alias"),
+    )
+
+
+def promote_model(model_name: str, threshold, version: str | None, alias: str) -> str:
+    """Run :func:`anomvae.tracking.promote`; the lines to print."""
+    from mlflow.exceptions import MlflowException
+
+    from .tracking import next_steps, promote
+
+    try:
+        promoted = promote(model_name, threshold=threshold, version=version, alias=alias)
+    except MlflowException as error:
+        raise ValueError(error.message) from error
+    lines = [
+        f"{model_name} version {promoted.version} is now @{alias}",
+        f"threshold  {promoted.tags.get('threshold')}",
+        f"origin     {promoted.tags.get('threshold_origin')}",
+    ]
+    return "\n".join(lines + next_steps(f"models:/{model_name}@{alias}"))
 
 
 def score(model_path: str, input_path: str, output_path: str | None) -> pd.DataFrame:
@@ -175,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     train_parser.add_argument("--config", help="YAML file (see configs/); defaults to the embedded dataset")
     train_parser.add_argument("--output", help="where to save the model (.safetensors)")
 
+    train_parser.add_argument("--registered-model-name", help="register the model under this name (default: anomvae)")
+    train_parser.add_argument("--alias", help="alias for the new version (default: champion)")
+    train_parser.add_argument("--no-tracking", action="store_true", help="do not log the run to MLflow")
+
     score_parser = commands.add_parser("score", help="score a CSV or Parquet file with a saved model")
     score_parser.add_argument("model", help="model file written by train or save()")
     score_parser.add_argument("input", help="CSV or Parquet file with the training columns")
@@ -193,17 +242,48 @@ def main(argv: list[str] | None = None) -> int:
     monitor_parser.add_argument("--fail-on-alarm", action="store_true",
                                 help="exit with status 1 when an alarm is raised")
 
+    promote_parser = commands.add_parser(
+        "promote", help="point an alias at a registered model version, with a new threshold if given"
+    )
+    promote_parser.add_argument("model_name", help="registered model name")
+    new_threshold = promote_parser.add_mutually_exclusive_group()
+    new_threshold.add_argument("--threshold", type=float,
+                               help="new anomaly-score threshold (higher = more anomalous); registers a new version")
+    new_threshold.add_argument("--false-positive-rate", type=float,
+                               help="recalibrate to this false-alarm rate on the model's reference scores")
+    new_threshold.add_argument("--contamination", type=float, help="recalibrate to flag this share of reference rows")
+    promote_parser.add_argument("--version", help="source version (default: the alias's, else the latest)")
+    promote_parser.add_argument("--alias", default="champion", help="alias to move (default: champion)")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
             started = time.perf_counter()
-            report = train(load_config(args.config), args.output)
+            config = load_config(args.config)
+            config["tracking"]["enabled"] &= not args.no_tracking
+            for key in ("registered_model_name", "alias"):
+                if getattr(args, key):
+                    config["tracking"][key] = getattr(args, key)
+            report = train(config, args.output)
             report["wall_seconds"] = round(time.perf_counter() - started, 2)
             _print_report(report)
+            if "mlflow_model" in report:
+                from .tracking import next_steps
+
+                print("\n".join(next_steps(report["mlflow_model"])))
         elif args.command == "score":
             result = score(args.model, args.input, args.output)
             if not args.output:
                 result.to_csv(sys.stdout, index=False)
+        elif args.command == "promote":
+            from .thresholds import Contamination, FalsePositiveRate
+
+            threshold = args.threshold
+            if args.false_positive_rate is not None:
+                threshold = FalsePositiveRate(args.false_positive_rate)
+            elif args.contamination is not None:
+                threshold = Contamination(args.contamination)
+            print(promote_model(args.model_name, threshold, args.version, args.alias))
         elif args.command == "monitor":
             report = monitor_batch(args.model, args.batch, args.significance, args.top, args.log_to_mlflow)
             print(report)

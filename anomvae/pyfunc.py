@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import numpy as np
@@ -35,6 +34,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel
 
 from . import serving_inputs
+from ._mlflow import use_default_tracking_uri
 
 SCORE = "score"
 IS_ANOMALY = "is_anomaly"
@@ -110,7 +110,8 @@ def score_frame(
         For input the model cannot score, or invalid options.
     """
     threshold = -detector.offset_ if threshold is None else threshold
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not math.isfinite(threshold):
+    number = isinstance(threshold, (int, float, np.number)) and not isinstance(threshold, bool)
+    if not number or not math.isfinite(threshold):
         raise ValueError(f"the threshold param must be a finite number, got {threshold!r}")
     if isinstance(top_features, bool) or not isinstance(top_features, (int, np.integer)) or top_features < 0:
         raise ValueError(f"the top_features param must be a non-negative integer, got {top_features!r}")
@@ -162,8 +163,9 @@ def example_input(detector, input_example=None, image_format: str = "tensor"):
             for column, kind in zip(encoder.columns, encoder.kinds)
         ]
         return serving_inputs.as_frame(detector, pd.DataFrame([row], columns=serving_inputs.input_columns(detector)))
-    rows = input_example.iloc[:EXAMPLE_ROWS] if isinstance(input_example, pd.DataFrame) else np.asarray(input_example)[:EXAMPLE_ROWS]
-    return serving_inputs.as_frame(detector, rows)
+    if isinstance(input_example, pd.DataFrame):
+        return serving_inputs.as_frame(detector, input_example.iloc[:EXAMPLE_ROWS])
+    return serving_inputs.as_frame(detector, np.asarray(input_example)[:EXAMPLE_ROWS])
 
 
 def model_signature(detector, example, output: pd.DataFrame, top_features: int):
@@ -209,7 +211,9 @@ def log_model(
 ):
     """Log a fitted detector as an MLflow pyfunc model, optionally registering it.
 
-    Works inside an active run (the model is attached to it) or outside one.
+    Works inside an active run (the model is attached to it) or outside one,
+    against the tracking URI in force (``sqlite:///mlflow.db`` in the working
+    directory when none is set).
     Before registering, the scores of the example rows are compared three
     ways: the detector itself, the reloaded pyfunc model, and MLflow's
     REST-input path (:func:`mlflow.models.validate_serving_input`); the
@@ -252,6 +256,7 @@ def log_model(
     from . import __version__
 
     check_is_fitted(detector)
+    use_default_tracking_uri()
     if image_format not in serving_inputs.IMAGE_FORMATS:
         raise ValueError(f"image_format must be one of {serving_inputs.IMAGE_FORMATS}, got {image_format!r}")
     example = example_input(detector, input_example, image_format)
@@ -282,6 +287,7 @@ def log_model(
             "estimator": type(detector).__name__,
             "anomvae_version": __version__,
             "parity_check": parity,
+            **({"threshold_calibration": str(detector.threshold_)} if hasattr(detector, "threshold_") else {}),
             **(tags or {}),
         }
         version = mlflow.register_model(info.model_uri, registered_model_name, tags=version_tags)

@@ -70,8 +70,10 @@ def as_frame(detector, rows) -> pd.DataFrame:
     columns become int64 or float64, categories become strings.
     """
     columns = input_columns(detector)
-    frame = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(np.asarray(rows), columns=columns)
-    frame.columns = [str(column) for column in frame.columns]
+    if isinstance(rows, pd.DataFrame) and hasattr(detector, "feature_names_in_"):
+        frame = rows.copy()
+    else:  # rows without usable names are taken by position, as fit took them
+        frame = pd.DataFrame(np.asarray(rows), columns=columns)
     for column, kind in zip(columns, detector.encoder_.kinds):
         if kind == "numeric":
             integer = pd.api.types.is_integer_dtype(frame[column])

@@ -25,7 +25,7 @@ import numpy as np
 from mlflow.entities import Metric, Param
 
 from . import pyfunc, tracking_plots
-from ._mlflow import is_tracking_uri_set
+from ._mlflow import use_default_tracking_uri
 
 DEFAULT_ALIAS = "champion"
 SCORE_QUANTILES = (0.5, 0.9, 0.99)
@@ -53,27 +53,26 @@ class TrainingRun:
         return f"models:/{self.registered_model_name}/{self.version}"
 
 
-def use_default_tracking_uri() -> str:
-    """Point MLflow at ``sqlite:///<cwd>/mlflow.db`` unless a tracking URI is set.
-
-    Returns
-    -------
-    str
-        The tracking URI in force.
-    """
-    if not is_tracking_uri_set():
-        mlflow.set_tracking_uri(f"sqlite:///{Path.cwd() / 'mlflow.db'}")
-    return mlflow.get_tracking_uri()
+def next_steps(model_uri: str) -> list[str]:
+    """Shell commands that open the MLflow UI on the current store and serve ``model_uri``."""
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return [f"MLflow UI:  {uri}", f"serve:      MLFLOW_TRACKING_URI={uri} mlflow models serve -m {model_uri} "
+                                      "--env-manager local -p 5001"]
+    return [
+        f"MLflow UI:  mlflow ui --backend-store-uri {uri}",
+        f"serve:      MLFLOW_TRACKING_URI={uri} mlflow models serve -m {model_uri} --env-manager local -p 5001",
+    ]
 
 
 @contextlib.contextmanager
-def _run(run_name: str | None = None):
+def _run(run_name: str | None = None, experiment_id: str | None = None):
     """The active run, or a new one that ends with the block."""
     active = mlflow.active_run()
     if active is not None:
         yield active
         return
-    with mlflow.start_run(run_name=run_name) as run:
+    with mlflow.start_run(run_name=run_name, experiment_id=experiment_id) as run:
         yield run
 
 
@@ -117,10 +116,11 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
 
     Logged: the flat parameters; every per-epoch quantity of ``history_``
     with ``step=epoch``; the threshold (on the ``score`` scale, higher = more
-    anomalous), flag rate on ``X``, score quantiles, ROC-AUC and average
-    precision when ``y`` is given (the same with an ``eval_`` prefix for
-    ``validation``), training time and the scalar training diagnostics;
-    the device and any health warnings as tags; and three figures.
+    anomalous) and its expected alarm rate, flag rate on ``X``, score
+    quantiles, ROC-AUC and average precision when ``y`` is given (the same
+    with an ``eval_`` prefix for ``validation``), training time and the
+    scalar training diagnostics; the device, the threshold calibration and
+    any health warnings as tags; and three figures.
 
     Parameters
     ----------
@@ -141,6 +141,7 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(detector)
+    use_default_tracking_uri()
     with _run() as run:
         client = mlflow.MlflowClient()
         run_id = run.info.run_id
@@ -158,16 +159,17 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
             **{f"diagnostics_{key}": float(value) for key, value in detector.diagnostics_.items()
                if isinstance(value, (int, float)) and math.isfinite(value)},
         }
+        tags = {"device": detector.device_, "health_warnings": "; ".join(detector.health_warnings_) or "none"}
+        if hasattr(detector, "threshold_"):
+            final["threshold_expected_rate"] = float(detector.threshold_.expected_rate)
+            tags["threshold_calibration"] = str(detector.threshold_)
         if validation is not None:
             final.update(training_metrics(detector, *validation, prefix="eval_"))
         metrics += [Metric(key, value, now, 0) for key, value in final.items()]
         client.log_batch(run_id, params=params)
         for start in range(0, len(metrics), LOG_BATCH_SIZE):
             client.log_batch(run_id, metrics=metrics[start : start + LOG_BATCH_SIZE])
-        mlflow.set_tags({
-            "device": detector.device_,
-            "health_warnings": "; ".join(detector.health_warnings_) or "none",
-        })
+        mlflow.set_tags(tags)
         _log_figures(detector, X, y)
     return run_id
 
@@ -212,7 +214,8 @@ def fit_and_log(
     validation : tuple (X_eval, y_eval), optional
         Held-out labelled rows, logged with an ``eval_`` prefix.
     experiment_name : str, optional
-        Created when missing; the active experiment otherwise.
+        Created when missing. Ignored inside an active run, or one started by
+        ``mlflow run`` (``MLFLOW_RUN_ID``), which keeps its own experiment.
     run_name : str, optional
     registered_model_name : str, optional
         Register the logged model under this name.
@@ -227,10 +230,15 @@ def fit_and_log(
     -------
     TrainingRun
     """
+    from mlflow.environment_variables import MLFLOW_RUN_ID
+
     use_default_tracking_uri()
-    if experiment_name is not None:
-        mlflow.set_experiment(experiment_name)
-    with _run(run_name) as run:
+    experiment_id = None
+    if experiment_name is not None and mlflow.active_run() is None and not MLFLOW_RUN_ID.get():
+        # Passed to this run only: mlflow.set_experiment would change the caller's global state.
+        experiment = mlflow.get_experiment_by_name(experiment_name)
+        experiment_id = experiment.experiment_id if experiment else mlflow.create_experiment(experiment_name)
+    with _run(run_name, experiment_id) as run:
         detector.fit(X)
         log_training(detector, X, y, validation=validation)
         if not log_model:
@@ -256,23 +264,27 @@ def fit_and_log(
 def promote(
     model_name: str,
     *,
-    threshold: float | None = None,
+    threshold=None,
     version: int | str | None = None,
     alias: str = DEFAULT_ALIAS,
 ):
     """Move ``alias`` to a version of ``model_name``, with a new threshold if given.
 
-    With a ``threshold``, the source version's detector is re-logged with
-    that threshold (same weights, same input example and options: no
-    retraining) as a new version, which then gets the alias. The new version
-    is tagged ``threshold_origin`` and ``source_version``.
+    With a ``threshold``, the source version's detector gets that threshold
+    (:meth:`~anomvae.base.BaseDeepDetector.set_threshold`, calibrated on the
+    reference scores stored with the model; the weights are untouched, no
+    retraining) and is logged with the same input example and options as a
+    new version, which then gets the alias. The new version is tagged
+    ``threshold_origin`` and ``source_version``.
 
     Parameters
     ----------
     model_name : str
         A registered model.
-    threshold : float, optional
-        New threshold on the ``score`` scale (higher = more anomalous).
+    threshold : float or ThresholdStrategy, optional
+        A number is the new threshold on the ``score`` scale (higher = more
+        anomalous, :class:`~anomvae.thresholds.FixedScore`); a strategy such
+        as ``FalsePositiveRate(0.001)`` is recalibrated.
     version : int or str, optional
         Source version; by default the one ``alias`` points at, or the
         latest version when the alias is not set yet.
@@ -287,15 +299,15 @@ def promote(
     from mlflow.models import Model
 
     from .persistence import load
+    from .thresholds import FixedScore, ThresholdStrategy
 
-    if threshold is not None and not (
-        isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and math.isfinite(threshold)
-    ):
-        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    strategy = None
+    if threshold is not None:
+        strategy = threshold if isinstance(threshold, ThresholdStrategy) else FixedScore(threshold)
     use_default_tracking_uri()
     client = mlflow.MlflowClient()
     source = _source_version(client, model_name, version, alias)
-    if threshold is None:
+    if strategy is None:
         client.set_registered_model_alias(model_name, alias, source.version)
         return client.get_model_version(model_name, source.version)
 
@@ -305,7 +317,15 @@ def promote(
     detector = load(local / flavor["artifacts"][pyfunc.DETECTOR_ARTIFACT]["path"], device="cpu")
     config = flavor.get("config", {})
     previous = -detector.offset_
-    detector.offset_ = -float(threshold)
+    if hasattr(detector, "threshold_"):
+        detector.set_threshold(strategy)
+    elif isinstance(strategy, FixedScore):
+        detector.offset_ = -float(strategy.value)
+    else:
+        raise ValueError(
+            f"version {source.version} of {model_name!r} was saved without reference scores; "
+            "give the new threshold as a number"
+        )
     info = pyfunc.log_model(
         detector,
         "model",
@@ -315,7 +335,8 @@ def promote(
         image_format=config.get("image_format", "tensor"),
         alias=alias,
         tags={
-            "threshold_origin": f"promoted from version {source.version} (threshold {previous:.6g}); not retrained",
+            "threshold_origin": f"promoted from version {source.version} "
+                                f"(threshold {previous:.6g} -> {-detector.offset_:.6g}); not retrained",
             "source_version": str(source.version),
             **({"run_id": source.run_id} if source.run_id else {}),
         },

@@ -53,9 +53,10 @@ def mlflow_store(tmp_path_factory):
     """One SQLite MLflow store for the session, artifacts in a temporary folder.
 
     Creating the database takes seconds, so the MLflow tests share it (each
-    uses its own registered model names). The tracking URI and experiment are
-    set through the environment, which ``mlflow models serve`` and
-    ``mlflow run`` subprocesses inherit.
+    uses its own registered model names). The tracking URI is set through the
+    environment, which ``mlflow models serve`` and ``mlflow run`` subprocesses
+    inherit; the database is created inside the folder so that the default
+    experiment keeps its artifacts there too.
     """
     import mlflow
 
@@ -63,6 +64,7 @@ def mlflow_store(tmp_path_factory):
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
-        mlflow.MlflowClient().create_experiment("anomvae-tests", artifact_location=(folder / "artifacts").as_uri())
-        patch.setenv("MLFLOW_EXPERIMENT_NAME", "anomvae-tests")
+        with pytest.MonkeyPatch.context() as inside:
+            inside.chdir(folder)
+            mlflow.MlflowClient().search_experiments()
         yield uri

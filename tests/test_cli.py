@@ -31,6 +31,7 @@ def config(tmp_path, table):
         "model": {"name": "AnomalyVAE", "params": {"epochs": 20, "random_state": 0}},
         "data": {"source": str(path), "label_column": "label"},
         "output": str(tmp_path / "model.safetensors"),
+        "tracking": {"enabled": False},
     }))
     return config_path
 
@@ -82,10 +83,11 @@ def test_unknown_config_section_is_refused(tmp_path, capsys):
     assert "modle" in capsys.readouterr().err
 
 
-def test_main_job_on_embedded_default(tmp_path):
+def test_main_job_on_embedded_default(tmp_path, mlflow_store):
     result = subprocess.run(
         [sys.executable, "-m", "anomvae.cli", "train", "--output", str(tmp_path / "m.safetensors")],
         capture_output=True, text=True, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "roc_auc" in result.stdout and (tmp_path / "m.safetensors").is_file()
+    assert "mlflow models serve -m models:/anomvae@champion" in result.stdout

@@ -1,7 +1,5 @@
 """The MLflow pyfunc model: registry, signature, threshold, parity, errors."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
@@ -48,11 +46,6 @@ def frame(rows):
     return pd.DataFrame(rows, columns=[f"x{i}" for i in range(rows.shape[1])])
 
 
-def test_importing_anomvae_does_not_import_mlflow():
-    code = "import sys, anomvae; assert 'mlflow' not in sys.modules; anomvae.log_model; assert 'mlflow' in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
-
-
 def test_alias_loads_a_model_scoring_like_the_detector(loaded, detector, rows):
     shifted = rows[:40] + np.linspace(0, 4, 40)[:, None]
     predictions = loaded.predict(frame(shifted))
@@ -85,9 +78,8 @@ def test_top_features_are_the_largest_contributions(loaded, detector, rows):
     order = np.argsort(-contributions, axis=1)
     for rank in range(3):
         assert list(predictions[f"top_feature_{rank + 1}"]) == [f"x{i}" for i in order[:, rank]]
-        np.testing.assert_allclose(
-            predictions[f"top_feature_{rank + 1}_score"], np.take_along_axis(contributions, order[:, rank : rank + 1], 1)[:, 0]
-        )
+        expected = np.take_along_axis(contributions, order[:, rank : rank + 1], 1)[:, 0]
+        np.testing.assert_allclose(predictions[f"top_feature_{rank + 1}_score"], expected)
 
 
 def test_model_is_code_plus_safetensors_without_pickle(registered, detector, tmp_path):

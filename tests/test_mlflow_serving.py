@@ -5,45 +5,18 @@ bounded.
 """
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import FAST
+from model_server import post, serving
 
 import anomvae
 
 MODEL_NAME = "serving-test"
-START_TIMEOUT_S = 120
-REQUEST_TIMEOUT_S = 30
 COLUMNS = [f"x{i}" for i in range(4)]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def post(url: str, body: bytes | str) -> tuple[int, dict]:
-    """POST JSON; the status and the decoded answer, for errors too."""
-    data = body.encode() if isinstance(body, str) else body
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 @pytest.fixture(scope="module")
@@ -61,39 +34,8 @@ def detector(rows):
 def server(mlflow_store, detector, rows, tmp_path_factory):
     """Base URL of ``mlflow models serve -m models:/serving-test@champion``."""
     anomvae.log_model(detector, registered_model_name=MODEL_NAME, input_example=rows[:5], alias="champion")
-    port = free_port()
-    repository = str(Path(anomvae.__file__).resolve().parents[1])
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repository, os.environ.get("PYTHONPATH")]))}
-    log = tmp_path_factory.mktemp("serve") / "server.log"
-    with open(log, "wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL_NAME}@champion",
-             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
-            stdout=output, stderr=subprocess.STDOUT, env=environment, start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"mlflow models serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"no answer on /ping within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+    with serving(f"models:/{MODEL_NAME}@champion", tmp_path_factory.mktemp("serve") / "server.log") as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 def test_dataframe_split_scores_equal_native_and_pyfunc_scores(server, detector, rows):

@@ -1,5 +1,6 @@
 """Training runs in MLflow, and thresholds changed in the registry without retraining."""
 
+import copy
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from conftest import FAST
 import anomvae
 from anomvae import tracking
 from anomvae.persistence import read_document
+from anomvae.thresholds import FalsePositiveRate
 
 MODEL_NAME = "tracking-test"
 
@@ -83,6 +85,7 @@ def test_promote_registers_a_new_threshold_without_retraining(trained, labelled,
     assert float(promoted.tags["threshold"]) == new_threshold
     assert promoted.tags["source_version"] == str(result.version)
     assert "not retrained" in promoted.tags["threshold_origin"]
+    assert promoted.tags["threshold_calibration"].startswith(f"fixed_score(value={new_threshold!r})")
 
     old = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{result.version}").predict(X)
     new = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion").predict(X)
@@ -92,7 +95,8 @@ def test_promote_registers_a_new_threshold_without_retraining(trained, labelled,
 
     weights = [
         read_document(Path(mlflow.artifacts.download_artifacts(
-            f"models:/{MODEL_NAME}/{version}/artifacts/detector.safetensors", dst_path=str(tmp_path / str(version)))))[0]
+            f"models:/{MODEL_NAME}/{version}/artifacts/detector.safetensors", dst_path=str(tmp_path / str(version))
+        )))[0]
         for version in (result.version, promoted.version)
     ]
     assert weights[0]["sha256"] == weights[1]["sha256"]
@@ -102,14 +106,26 @@ def test_promote_registers_a_new_threshold_without_retraining(trained, labelled,
     assert int(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == result.version
 
 
+def test_promote_recalibrates_a_strategy_on_the_stored_reference_scores(trained):
+    detector, result = trained
+    promoted = tracking.promote(MODEL_NAME, threshold=FalsePositiveRate(0.2), version=result.version, alias="fpr")
+    expected = copy.deepcopy(detector).set_threshold(FalsePositiveRate(0.2))
+    assert float(promoted.tags["threshold"]) == pytest.approx(-expected.offset_, rel=1e-12)
+    assert promoted.tags["threshold_calibration"].startswith("false_positive_rate(rate=0.2)")
+    assert int(mlflow.MlflowClient().get_model_version_by_alias(MODEL_NAME, "fpr").version) == int(promoted.version)
+
+
 def test_promote_refuses_a_non_finite_threshold(trained):
     with pytest.raises(ValueError, match="finite number"):
         tracking.promote(MODEL_NAME, threshold=float("nan"))
 
 
-def test_default_tracking_uri_is_a_sqlite_file_in_the_working_directory(tmp_path):
+def test_mlflow_is_lazy_and_the_default_store_is_sqlite_in_the_working_directory(tmp_path):
     environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-    code = "from anomvae import tracking; print(tracking.use_default_tracking_uri())"
+    code = (
+        "import sys, anomvae; assert 'mlflow' not in sys.modules, 'importing anomvae imported mlflow'; "
+        "print(anomvae.tracking.use_default_tracking_uri())"
+    )
     output = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env=environment, capture_output=True, text=True,
         timeout=120, check=True,
