@@ -61,16 +61,22 @@ def test_contamination_is_the_isolation_forest_quantile():
 
 
 def test_peaks_over_threshold_extrapolates_beyond_the_reference():
-    rng = np.random.default_rng(3)
-    reference = rng.exponential(size=5000)
+    """True tail probability at the fitted value, over the target, for 1e-4 from 5000 rows.
+
+    An empirical quantile cannot resolve 1e-4 from 5000 rows. One GPD fit
+    scatters by a factor of about 4 either way (200 simulations), so the test
+    takes the median over 40 seeds, which stayed within 0.72-1.65 in 40
+    repetitions, for a light (exponential) and a heavy (Pareto, GPD shape 1/3) tail.
+    """
     rate = 1e-4
-    fitted = PeaksOverThreshold(rate, n_bootstrap=0).calibrate(reference)
-    true_rate = np.exp(-fitted.value)
-    # An empirical quantile cannot resolve 1e-4 from 5000 rows; the GPD tail gets within a factor 2.
-    assert rate / 2 < true_rate < rate * 2
-    heavy = rng.pareto(3.0, size=5000) + 1.0  # P(X > x) = x^-3: a heavy tail, GPD shape 1/3
-    fitted = PeaksOverThreshold(rate, n_bootstrap=0).calibrate(heavy)
-    assert rate / 2 < fitted.value ** -3.0 < rate * 2
+    light, heavy = [], []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        light.append(np.exp(-PeaksOverThreshold(rate, n_bootstrap=0).calibrate(rng.exponential(size=5000)).value))
+        pareto = rng.pareto(3.0, size=5000) + 1.0  # P(X > x) = x^-3
+        heavy.append(PeaksOverThreshold(rate, n_bootstrap=0).calibrate(pareto).value ** -3.0)
+    for true_rates in (light, heavy):
+        assert 0.6 < np.median(true_rates) / rate < 1.8
 
 
 def test_peaks_over_threshold_refuses_too_short_tails():
@@ -185,8 +191,10 @@ def test_peaks_over_threshold_holds_a_low_rate_on_fresh_normal_data(gaussian_det
     fresh = np.random.default_rng(3).normal(size=(100000, 8)) @ mixing
     observed = np.mean(detector.predict(fresh) == -1)
     print(f"POT target 0.002, observed {observed:.5f}")
-    # Extrapolating the tail from 300 exceedances: a factor-1.6 band, not a binomial one.
-    assert 0.002 / 1.6 < observed < 0.002 * 1.6
+    # Not a binomial band: the GPD extrapolation from 300 exceedances dominates. For
+    # 3000 chi-square(8) scores its true rate fell within 0.49-2.09 x target in 99% of
+    # 200 simulations.
+    assert 0.002 / 2.2 < observed < 0.002 * 2.2
 
 
 def test_default_threshold_keeps_the_contamination_behaviour(blobs, fast_params):
