@@ -279,7 +279,8 @@ def monitor(
     check_is_fitted(detector)
     if not 0 < significance < 1:
         raise ValueError(f"significance must be in (0, 1), got {significance!r}")
-    if isinstance(n_top_features, bool) or not isinstance(n_top_features, (int, np.integer)) or n_top_features < 0:
+    integer = isinstance(n_top_features, (int, np.integer)) and not isinstance(n_top_features, bool)
+    if not integer or n_top_features < 0:
         raise ValueError(f"n_top_features must be a non-negative int, got {n_top_features!r}")
     scores = -detector.score_samples(batch)
     reference = detector._reference()
