@@ -305,3 +305,16 @@ def test_model_saved_before_thresholds_asks_for_a_reference():
         detector.p_values(rows)
     detector.set_threshold(FalsePositiveRate(0.1), rows)
     assert detector.p_values(rows).shape == (2,)
+
+
+def test_false_positive_rate_is_calibrated_over_many_fits():
+    """Ten independent fits: the average observed false-positive rate sits on the target."""
+    target, n_test, observed = 0.05, 20000, []
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        mixing = rng.normal(size=(8, 8))
+        detector = AnomalyVAE(threshold=FalsePositiveRate(target), validation_fraction=0.5, epochs=5,
+                              random_state=seed).fit(rng.normal(size=(4000, 8)) @ mixing)
+        observed.append(np.mean(detector.predict(rng.normal(size=(n_test, 8)) @ mixing) == -1))
+    print("observed false-positive rates:", np.round(observed, 4), "mean", np.mean(observed))
+    assert abs(np.mean(observed) - target) < rate_tolerance(target, 2000 * 10, n_test * 10)
