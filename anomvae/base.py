@@ -82,9 +82,13 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         """Build the untrained scorer for encoded inputs of ``input_shape``."""
         raise NotImplementedError
 
-    def _architecture(self, n_inputs: int) -> tuple[tuple[int, ...], int]:
-        """``(hidden_dims, latent_dim)``, filling ``None`` parameters with defaults."""
-        default_hidden, default_latent = default_architecture(n_inputs)
+    def _architecture(self, input_shape: int | tuple[int, ...]) -> tuple[tuple[int, ...], int]:
+        """``(hidden_dims, latent_dim)``, filling ``None`` parameters with defaults.
+
+        Pass the encoded row shape so images get their own defaults (see
+        :func:`anomvae.nn.default_architecture`); an int is a tabular width.
+        """
+        default_hidden, default_latent = default_architecture(input_shape)
         hidden = default_hidden if self.hidden_dims is None else tuple(self.hidden_dims)
         if not hidden or not all(isinstance(w, Integral) and w > 0 for w in hidden):
             raise ValueError(

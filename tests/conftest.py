@@ -46,3 +46,23 @@ def pytest_sessionfinish(session, exitstatus):
     passed = len(reporter.stats.get("passed", [])) if reporter else 0
     if exitstatus == 0 and passed == 0:
         session.exitstatus = 1
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory):
+    """One SQLite MLflow store for the session, artifacts in a temporary folder.
+
+    Creating the database takes seconds, so the MLflow tests share it (each
+    uses its own registered model names). The tracking URI and experiment are
+    set through the environment, which ``mlflow models serve`` and
+    ``mlflow run`` subprocesses inherit.
+    """
+    import mlflow
+
+    folder = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.MlflowClient().create_experiment("anomvae-tests", artifact_location=(folder / "artifacts").as_uri())
+        patch.setenv("MLFLOW_EXPERIMENT_NAME", "anomvae-tests")
+        yield uri

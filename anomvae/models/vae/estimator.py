@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from numbers import Integral, Real
 
 from ..._sklearn import Interval, StrOptions
@@ -26,7 +25,10 @@ class AnomalyVAE(BaseDeepDetector):
         width, within [2, 32].
     hidden_dims : sequence of int or None, default=None
         Encoder hidden widths (the decoder mirrors them); ``None`` picks two
-        layers, the first twice the input width within [64, 512].
+        layers, the first twice the input width within [64, 512]. For images
+        these are the dense layers after the convolutional stages, which are
+        sized from the image shape (see :func:`anomvae.nn.build_body`);
+        ``None`` picks one layer of 256.
     beta : float, default=1.0
         Weight of the KL term; 1 is the plain VAE, larger values regularise
         the latent code more strongly.
@@ -165,7 +167,7 @@ class AnomalyVAE(BaseDeepDetector):
         self.verbose = verbose
 
     def _make_scorer(self, input_shape, image):
-        hidden_dims, latent_dim = self._architecture(math.prod(input_shape))
+        hidden_dims, latent_dim = self._architecture(input_shape)
         likelihood = self.likelihood
         if likelihood == "auto":
             likelihood = "bernoulli" if image else "gaussian"
