@@ -83,10 +83,9 @@ def test_bad_arguments_are_refused(detector):
         anomvae.monitor(detector, normal_rows(10, seed=6).iloc[:, :3])
 
 
-def test_active_mlflow_run_gets_a_time_series_of_metrics(detector, tmp_path, monkeypatch):
+def test_active_mlflow_run_gets_a_time_series_of_metrics(detector, mlflow_store):
     import mlflow
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     with mlflow.start_run() as run:
         for seed in (7, 8):
             anomvae.monitor(detector, normal_rows(200, seed=seed))
@@ -110,3 +109,16 @@ def test_cli_monitor_prints_writes_json_and_fails_on_alarm(detector, tmp_path, c
     assert "ALARMS" in capsys.readouterr().out
     assert json.loads(report_path.read_text())["drift_alarm"] is True
     assert main(["monitor", str(model), str(tmp_path / "missing.csv")]) == 2
+
+
+def test_image_models_are_monitored_per_pixel():
+    rng = np.random.default_rng(12)
+    images = rng.uniform(size=(300, 1, 8, 8)).astype(np.float32)
+    detector = AnomalyVAE(epochs=2, validation_fraction=0.3, random_state=0).fit(images)
+    assert detector.reference_feature_scores_.shape == (64,)
+    batch = images[:50].copy()
+    batch[:, 0, 2, 3] = 1.0
+    report = anomvae.monitor(detector, batch, n_top_features=2)
+    assert report.n_rows == 50 and all(f.name.startswith("pixel_") for f in report.top_features)
+    detector.set_threshold(FalsePositiveRate(0.1), images[200:])
+    assert detector.reference_feature_scores_.shape == (64,) and detector.reference_scores_.size == 100

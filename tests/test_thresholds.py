@@ -318,3 +318,20 @@ def test_false_positive_rate_is_calibrated_over_many_fits():
         observed.append(np.mean(detector.predict(rng.normal(size=(n_test, 8)) @ mixing) == -1))
     print("observed false-positive rates:", np.round(observed, 4), "mean", np.mean(observed))
     assert abs(np.mean(observed) - target) < rate_tolerance(target, 2000 * 10, n_test * 10)
+
+
+@pytest.mark.parametrize("estimator_class", sorted(anomvae.BaseDeepDetector.registry.values(),
+                                                   key=lambda cls: cls.__name__),
+                         ids=lambda cls: cls.__name__)
+def test_every_estimator_calibrates_saves_and_monitors_thresholds(estimator_class, blobs, fast_params,
+                                                                  tmp_path):
+    normal, outliers = blobs
+    detector = estimator_class(threshold=FalsePositiveRate(0.1), validation_fraction=0.3,
+                               **fast_params).fit(normal)
+    assert detector.threshold_.source == "held-out" and detector.offset_ == -detector.threshold_.value
+    detector.save(tmp_path / "m.safetensors")
+    loaded = anomvae.load(tmp_path / "m.safetensors")
+    assert loaded.threshold_ == detector.threshold_
+    np.testing.assert_allclose(loaded.p_values(outliers), detector.p_values(outliers))
+    report = anomvae.monitor(loaded.set_threshold(Contamination(0.05)), outliers)
+    assert report.n_rows == len(outliers) and report.expected_rate == 0.05
