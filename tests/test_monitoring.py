@@ -122,3 +122,14 @@ def test_image_models_are_monitored_per_pixel():
     assert report.n_rows == 50 and all(f.name.startswith("pixel_") for f in report.top_features)
     detector.set_threshold(FalsePositiveRate(0.1), images[200:])
     assert detector.reference_feature_scores_.shape == (64,) and detector.reference_scores_.size == 100
+
+
+def test_feature_scores_are_computed_for_flagged_rows_only(detector):
+    batch = pd.concat([normal_rows(400, seed=13), drifted(normal_rows(100, seed=14))], ignore_index=True)
+    report = anomvae.monitor(detector, batch, n_top_features=6)
+    flagged = -detector.score_samples(batch) > detector.threshold_.value
+    expected = detector.feature_scores(batch[flagged]).mean(axis=0)
+    for feature in report.top_features:
+        assert feature.mean_score == pytest.approx(expected[feature.name])
+    assert report.n_reference == 800 and report.reference_source == "held-out"
+    assert "800 held-out rows" in str(report)
