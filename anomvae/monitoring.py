@@ -1,7 +1,8 @@
 """Monitoring a fitted detector on production batches.
 
-:func:`monitor` compares one batch with the reference the detector's threshold
-was calibrated against and answers three questions: does the batch raise more
+:func:`monitor` compares one batch with the detector's reference (the scores
+of the rows held out in ``fit``, or those given to ``set_threshold``) and
+answers three questions: does the batch raise more
 (or fewer) alarms than the threshold promises on normal data, has the
 distribution of anomaly scores moved, and which features drive the alarms.
 """
@@ -285,8 +286,8 @@ def monitor(
         0 skips ``feature_scores``.
     log_to_mlflow : bool or None, default=None
         Log :meth:`MonitoringReport.metrics` as ``monitor.*`` metrics. None logs
-        when an MLflow run is active; True logs in any case (MLflow then
-        starts a run); False never. mlflow is imported only to log.
+        when an MLflow run is active; True logs in any case (starting a run
+        if none is active, left open so later batches add steps); False never. mlflow is imported only to log.
     step : int or None
         MLflow step of this batch; None appends after the run's last
         ``monitor.flag_rate`` entry, so successive batches form a time series.
