@@ -2,9 +2,9 @@
 
 :func:`monitor` compares one batch with the detector's reference (the scores
 of the rows held out in ``fit``, or those given to ``set_threshold``) and
-answers three questions: does the batch raise more
-(or fewer) alarms than the threshold promises on normal data, has the
-distribution of anomaly scores moved, and which features drive the alarms.
+answers three questions: does the batch raise more (or fewer) alarms than the
+threshold promises on normal data, has the distribution of anomaly scores
+moved, and which features drive the alarms.
 """
 
 from __future__ import annotations
