@@ -29,6 +29,7 @@ def __getattr__(name):
         return getattr(module, name) if _MLFLOW_ATTRIBUTES[name] else module
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
     "AnomalyAdVAE",
     "AnomalyVAE",
