@@ -1,5 +1,6 @@
 """anomvae.monitor: alarm rate, score drift, features driving alarms, MLflow logging, CLI."""
 
+import copy
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ import anomvae
 from anomvae import AnomalyVAE
 from anomvae.cli import main
 from anomvae.monitoring import PSI_MAJOR, population_stability_index
-from anomvae.thresholds import FalsePositiveRate
+from anomvae.thresholds import FalsePositiveRate, FixedThreshold
 
 COLUMNS = [f"f{i}" for i in range(6)]
 
@@ -133,3 +134,12 @@ def test_feature_scores_are_computed_for_flagged_rows_only(detector):
         assert feature.mean_score == pytest.approx(expected[feature.name])
     assert report.n_reference == 800 and report.reference_source == "held-out"
     assert "800 held-out rows" in str(report)
+
+
+def test_offset_changed_by_hand_is_refused(detector):
+    edited = copy.deepcopy(detector)
+    edited.offset_ -= 1.0
+    with pytest.raises(ValueError, match="FixedThreshold"):
+        anomvae.monitor(edited, normal_rows(10, seed=15))
+    edited.set_threshold(FixedThreshold(-detector.offset_ + 1.0))
+    assert anomvae.monitor(edited, normal_rows(10, seed=15)).threshold["method"] == "fixed"

@@ -18,6 +18,7 @@ from anomvae.thresholds import (
     Contamination,
     FalsePositiveRate,
     FittedThreshold,
+    FixedThreshold,
     PeaksOverThreshold,
     PyThresh,
     ThresholdStrategy,
@@ -136,7 +137,8 @@ def test_bad_configuration_is_refused(bad, error):
 
 def test_strategies_are_immutable_and_round_trip_through_json():
     for strategy in (Contamination(0.02), FalsePositiveRate(0.01, confidence=0.9),
-                     PeaksOverThreshold(0.001, tail_fraction=0.05), PyThresh("iqr", {"random_state": 1})):
+                     PeaksOverThreshold(0.001, tail_fraction=0.05), PyThresh("iqr", {"random_state": 1}),
+                     FixedThreshold(2.5)):
         with pytest.raises(dataclasses.FrozenInstanceError):
             strategy.confidence = 0.5
         assert strategy_from_dict(json.loads(json.dumps(strategy.to_dict()))) == strategy
@@ -216,6 +218,17 @@ def test_pythresh_is_calibrated_on_the_training_rows(blobs, fast_params):
     assert detector.threshold_.source == "training" and detector.threshold_.reference.n == len(rows)
     assert 0 < detector.threshold_.expected_rate < 0.5
     assert np.mean(detector.predict(rows) == -1) == pytest.approx(detector.threshold_.expected_rate)
+
+
+def test_fixed_threshold_measures_its_rate_on_the_reference(blobs, fast_params):
+    normal, outliers = blobs
+    detector = AnomalyVAE(**fast_params).fit(normal)
+    value = float(np.median(detector.reference_scores_))
+    detector.set_threshold(FixedThreshold(value))
+    assert detector.offset_ == -value and detector.threshold_.confidence_interval is None
+    assert detector.threshold_.expected_rate == np.mean(detector.reference_scores_ > value)
+    with pytest.raises(ValueError, match="finite"):
+        FixedThreshold(float("inf"))
 
 
 def test_threshold_parameter_overrides_contamination(blobs, fast_params):
