@@ -39,6 +39,8 @@ def check_finite(values: np.ndarray, columns: list[str] | None = None, first_row
     first_row : int
         Position of ``values``' first row in the caller's input.
     """
+    if values.size == 0:
+        return
     flat = values.reshape(len(values), -1)
     for kind, test in (("NaN", np.isnan), ("infinity", np.isinf)):
         bad = test(flat)
