@@ -14,7 +14,9 @@ Without ``--url`` it fits a small AnomalyVAE, logs it to a temporary SQLite
 MLflow store and starts ``mlflow models serve --env-manager local`` on a free
 port (stopped at the end). With ``--url`` (which must be on 127.0.0.1) it
 loads an already running server; ``--detector`` is then the served model's
-``.safetensors`` file, needed to compute the expected scores.
+``.safetensors`` file, needed to compute the expected scores (the requests
+are rows drawn around its encoder's centre and scale, so this mode is for
+models of numeric columns).
 
 Standard library only for the load itself (``urllib`` and
 ``concurrent.futures``); exit status 0 when every check holds, 1 otherwise::
