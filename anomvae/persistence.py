@@ -167,12 +167,23 @@ def load(path: str | os.PathLike, device: str = "auto"):
     estimator_class = BaseDeepDetector.registry.get(document.get("estimator"))
     if estimator_class is None:
         raise ModelFormatError(f"{path}: unknown estimator {document.get('estimator')!r}")
-    estimator = estimator_class(**_python_params(document["params"]))
-    state = document["fitted"]
-    scorer = estimator._make_scorer(tuple(state["input_shape_"]), state["is_image_"])
+    try:
+        estimator = estimator_class(**_python_params(document["params"]))
+        state = document["fitted"]
+        scorer = estimator._make_scorer(tuple(state["input_shape_"]), state["is_image_"])
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ModelFormatError(
+            f"{path}: the model description is incomplete or invalid ({type(error).__name__}: {error})"
+        ) from error
     try:
         scorer.load_state_dict(tensors)
     except RuntimeError as error:
         raise ModelFormatError(f"{path}: the weights do not fit the model described: {error}") from error
-    estimator._restore_fitted_state(state, prepare_for_inference(scorer, resolve_device(device)))
+    try:
+        estimator._restore_fitted_state(state, prepare_for_inference(scorer, resolve_device(device)))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ModelFormatError(
+            f"{path}: the fitted state in the model description is incomplete or invalid "
+            f"({type(error).__name__}: {error})"
+        ) from error
     return estimator

@@ -20,6 +20,10 @@ MAX_CATEGORIES = 200
 
 SCALINGS = ("standard", "robust", "minmax", "none")
 
+NUMBER_LIKE = {"floating", "integer", "mixed-integer-float", "decimal", "boolean", "empty"}
+"""What :func:`pandas.api.types.infer_dtype` says of an object column holding only
+numbers (missing values aside); such a column scores like its numeric dtype."""
+
 
 def _describe_rows(mask: np.ndarray, first_row: int = 0) -> str:
     rows = np.flatnonzero(mask) + first_row
@@ -39,6 +43,8 @@ def check_finite(values: np.ndarray, columns: list[str] | None = None, first_row
     first_row : int
         Position of ``values``' first row in the caller's input.
     """
+    if values.size == 0:
+        return
     flat = values.reshape(len(values), -1)
     for kind, test in (("NaN", np.isnan), ("infinity", np.isinf)):
         bad = test(flat)
@@ -156,7 +162,7 @@ class TabularEncoder:
         block = np.empty((len(X), len(columns)), dtype=np.float64)
         for position, column in enumerate(columns):
             series = X[column]
-            if _column_kind(series) == "category":
+            if _column_kind(series) == "category" and pd.api.types.infer_dtype(series) not in NUMBER_LIKE:
                 raise TypeError(
                     f"column {column!r} was numeric in fit but now holds non-numeric values "
                     f"(dtype {series.dtype}, e.g. {series.iloc[0]!r}); convert it to numbers"

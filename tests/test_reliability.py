@@ -1,6 +1,8 @@
-"""Reliability: determinism across processes, old model files, property-based input checks."""
+"""Reliability: old model files, property-based input checks (NumPy, mixed DataFrames, the pyfunc path).
 
-import subprocess
+Determinism across processes, for every estimator, is in test_reliability_estimators.py.
+"""
+
 import sys
 from pathlib import Path
 
@@ -14,27 +16,6 @@ import anomvae
 from anomvae import AnomalyVAE
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-FIT_AND_PRINT = """
-import numpy as np
-from anomvae import AnomalyVAE
-rng = np.random.default_rng(0)
-X = rng.normal(size=(300, 5)) @ rng.normal(size=(5, 5))
-scores = AnomalyVAE(epochs=4, random_state=11).fit(X).score_samples(X)
-print(scores.tobytes().hex())
-"""
-
-
-def test_same_seed_is_bit_identical_across_processes():
-    runs = [
-        subprocess.run([sys.executable, "-c", FIT_AND_PRINT], capture_output=True, text=True, check=True)
-        for _ in range(2)
-    ]
-    assert runs[0].stdout == runs[1].stdout
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(300, 5)) @ rng.normal(size=(5, 5))
-    in_process = AnomalyVAE(epochs=4, random_state=11).fit(X).score_samples(X)
-    assert in_process.tobytes().hex() == runs[0].stdout.strip()
 
 
 def test_model_written_by_format_version_1_still_loads():
@@ -129,3 +110,88 @@ def test_out_of_memory_halves_the_batch_and_retries():
     result = map_batches(needs_small_batches, data, torch.device("cpu"), batch_size=1000)
     np.testing.assert_allclose(result, data.sum(axis=1))
     assert sizes[:4] == [1000, 500, 250, 125] and max(sizes[4:]) <= 100
+
+
+@pytest.fixture(scope="module")
+def mixed_rows():
+    import pandas as pd
+
+    rng = np.random.default_rng(4)
+    return pd.DataFrame({
+        "a": rng.normal(size=150),
+        "b": rng.integers(0, 10, size=150),
+        "kind": rng.choice(["red", "green", "blue"], size=150).astype(object),
+        "flag": rng.random(150) < 0.5,
+    })
+
+
+@pytest.fixture(scope="module")
+def mixed_detector(mixed_rows):
+    return AnomalyVAE(epochs=3, random_state=0).fit(mixed_rows)
+
+
+def mixed_frames(max_rows=6):
+    """DataFrames with the training columns: floats of any kind, integers, any text, booleans."""
+    from hypothesis.extra.pandas import column, data_frames, range_indexes
+
+    return data_frames(
+        [
+            column("a", elements=finite_or_not, dtype=float),
+            column("b", elements=st.integers(-(2**40), 2**40), dtype=np.int64),
+            column("kind", elements=st.one_of(st.sampled_from(["red", "green", "blue"]), st.text(max_size=8)),
+                   dtype=object),
+            column("flag", elements=st.booleans(), dtype=bool),
+        ],
+        index=range_indexes(min_size=0, max_size=max_rows),
+    )
+
+
+def expected_problem(frame) -> bool:
+    return len(frame) == 0 or not np.all(np.isfinite(frame["a"].to_numpy()))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frame=mixed_frames())
+def test_scoring_any_mixed_dataframe_gives_finite_scores_or_a_clear_error(mixed_detector, frame):
+    try:
+        scores = mixed_detector.score_samples(frame)
+    except ValueError as error:
+        assert expected_problem(frame), str(error)
+        assert any(word in str(error) for word in ("NaN in row", "infinity in row", "0 sample")), str(error)
+        return
+    assert not expected_problem(frame)
+    assert scores.shape == (len(frame),) and np.all(np.isfinite(scores))
+
+
+@pytest.fixture(scope="module")
+def mixed_pyfunc(mlflow_store, mixed_detector, mixed_rows):
+    import mlflow
+
+    info = anomvae.log_model(mixed_detector, input_example=mixed_rows[:5])
+    return mlflow.pyfunc.load_model(info.model_uri)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frame=mixed_frames())
+def test_pyfunc_input_path_scores_like_the_detector_or_refuses_clearly(mixed_pyfunc, mixed_detector, frame):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        predictions = mixed_pyfunc.predict(frame)
+    except MlflowException as error:
+        assert expected_problem(frame), error.message
+        assert any(word in error.message for word in ("NaN in row", "infinity in row", "0 sample")), error.message
+        assert error.get_http_status_code() == 400
+        return
+    assert not expected_problem(frame)
+    assert len(predictions) == len(frame) and list(predictions.index) == list(frame.index)
+    np.testing.assert_allclose(predictions["score"], -mixed_detector.score_samples(frame), rtol=1e-12)
+
+
+def test_empty_request_to_the_model_of_a_numpy_fitted_detector_names_the_problem(fitted_detector):
+    import pandas as pd
+
+    from anomvae.pyfunc import score_frame
+
+    with pytest.raises(ValueError, match="0 sample"):
+        score_frame(fitted_detector, pd.DataFrame(columns=[f"x{i}" for i in range(4)], dtype=float))

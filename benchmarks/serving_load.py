@@ -1,0 +1,301 @@
+"""Bounded load test of ``mlflow models serve`` for an anomvae model, on 127.0.0.1 only.
+
+Sends ``--requests`` POSTs to ``/invocations`` from ``--concurrency`` threads,
+about ``--malformed`` of them broken on purpose (not JSON, a renamed column,
+a NaN), then reports p50/p99 latency and the count of answers per status
+class, and checks that
+
+* no request got a 5xx (or no answer),
+* every malformed request got a 4xx,
+* every good request got 200 with scores equal to the detector's own
+  (``-score_samples``) to 1e-9 relative.
+
+Without ``--url`` it fits a small AnomalyVAE, logs it to a temporary SQLite
+MLflow store and starts ``mlflow models serve --env-manager local`` on a free
+port (stopped at the end). With ``--url`` (which must be on 127.0.0.1) it
+loads an already running server; ``--detector`` is then the served model's
+``.safetensors`` file, needed to compute the expected scores (the requests
+are rows drawn around its encoder's centre and scale, so this mode is for
+models of numeric columns).
+
+Standard library only for the load itself (``urllib`` and
+``concurrent.futures``); exit status 0 when every check holds, 1 otherwise::
+
+    nice -n 10 python benchmarks/serving_load.py --requests 1000 --concurrency 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 180
+REQUEST_TIMEOUT_S = 30
+SCORE_RTOL = 1e-9
+MALFORMED_KINDS = ("not-json", "renamed-column", "nan")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def check_local(url: str) -> str:
+    """``url`` without a trailing slash; refuse anything but 127.0.0.1."""
+    host = urllib.parse.urlsplit(url).hostname
+    if host != "127.0.0.1":
+        raise SystemExit(f"this load test only targets 127.0.0.1, not {host!r}")
+    return url.rstrip("/")
+
+
+@contextlib.contextmanager
+def serve(model_uri: str, log_path: Path, workers: int = 1) -> Iterator[str]:
+    """Run ``mlflow models serve`` for ``model_uri`` on a free local port; yield its URL.
+
+    The server inherits the environment (``MLFLOW_TRACKING_URI``) and gets
+    this checkout on ``PYTHONPATH``; it is killed, with its process group,
+    on exit. Every wait is bounded.
+    """
+    port = free_port()
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+             "-h", "127.0.0.1", "-p", str(port), "-w", str(workers)],
+            stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"mlflow models serve exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no answer on /ping within {START_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def post(url: str, body: str) -> tuple[int, object]:
+    """POST ``body`` to ``url``/invocations; the status (0 without an answer) and the decoded answer."""
+    request = urllib.request.Request(f"{url}/invocations", data=body.encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        text = error.read()
+        try:
+            return error.code, json.loads(text)
+        except ValueError:
+            return error.code, text.decode(errors="replace")
+    except OSError as error:
+        return 0, str(error)
+
+
+@dataclass
+class Request:
+    kind: str
+    """``"good"`` or one of :data:`MALFORMED_KINDS`."""
+    body: str
+    rows: np.ndarray | None = None
+    """Positions in the row pool of a good request's rows."""
+
+
+@dataclass
+class Answer:
+    request: Request
+    status: int
+    seconds: float
+    payload: object
+
+
+def split_body(columns: list[str], data: list[list]) -> str:
+    return json.dumps({"dataframe_split": {"columns": columns, "data": data}})
+
+
+def make_requests(pool: list[list], columns: list[str], n: int, malformed_fraction: float,
+                  seed: int = 0, max_rows: int = 20) -> list[Request]:
+    """``n`` requests of 1 to ``max_rows`` rows drawn from ``pool``, some malformed.
+
+    ``pool`` holds JSON-ready rows (exact floats); the first column must be
+    numeric, as the NaN requests put a NaN there.
+    """
+    rng = np.random.default_rng(seed)
+    requests = []
+    for index in range(n):
+        rows = rng.integers(0, len(pool), size=int(rng.integers(1, max_rows + 1)))
+        data = [list(pool[row]) for row in rows]
+        if rng.random() >= malformed_fraction:
+            requests.append(Request("good", split_body(columns, data), rows))
+            continue
+        kind = MALFORMED_KINDS[index % len(MALFORMED_KINDS)]
+        if kind == "not-json":
+            body = split_body(columns, data)[: -7]
+        elif kind == "renamed-column":
+            body = split_body([columns[0] + "_renamed", *columns[1:]], data)
+        else:
+            data[0][0] = math.nan
+            body = split_body(columns, data)
+        requests.append(Request(kind, body))
+    return requests
+
+
+def send_all(url: str, requests: list[Request], concurrency: int) -> list[Answer]:
+    def send(request: Request) -> Answer:
+        started = time.perf_counter()
+        status, payload = post(url, request.body)
+        return Answer(request, status, time.perf_counter() - started, payload)
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(pool.map(send, requests))
+
+
+def summarise(answers: list[Answer], expected_scores: np.ndarray, wall_seconds: float) -> dict:
+    """Latency percentiles, status classes and the correctness checks."""
+    latencies = np.array([answer.seconds for answer in answers]) * 1000
+    classes = Counter(f"{answer.status // 100}xx" if answer.status else "no answer" for answer in answers)
+    wrong_scores, malformed_not_4xx, good_not_200 = 0, 0, 0
+    for answer in answers:
+        if answer.request.kind != "good":
+            malformed_not_4xx += not 400 <= answer.status < 500
+        elif answer.status != 200:
+            good_not_200 += 1
+        else:
+            served = np.array([row["score"] for row in answer.payload["predictions"]], dtype=np.float64)
+            expected = expected_scores[answer.request.rows]
+            wrong_scores += not (served.shape == expected.shape
+                                 and np.allclose(served, expected, rtol=SCORE_RTOL, atol=0.0))
+    kinds = Counter(answer.request.kind for answer in answers)
+    return {
+        "requests": len(answers),
+        "malformed": sum(count for kind, count in kinds.items() if kind != "good"),
+        "wall_seconds": round(wall_seconds, 2),
+        "requests_per_second": round(len(answers) / wall_seconds, 1),
+        "p50_ms": round(float(np.percentile(latencies, 50)), 1),
+        "p99_ms": round(float(np.percentile(latencies, 99)), 1),
+        "status_classes": dict(sorted(classes.items())),
+        "responses_5xx_or_none": classes.get("5xx", 0) + classes.get("no answer", 0),
+        "malformed_not_4xx": malformed_not_4xx,
+        "good_not_200": good_not_200,
+        "good_with_wrong_scores": wrong_scores,
+    }
+
+
+def passed(summary: dict) -> bool:
+    return not (summary["responses_5xx_or_none"] or summary["malformed_not_4xx"]
+                or summary["good_not_200"] or summary["good_with_wrong_scores"])
+
+
+def run_load(url: str, detector, pool_rows: np.ndarray, *, n: int, concurrency: int,
+             malformed_fraction: float, seed: int = 0) -> dict:
+    """Build the requests for a numeric ``detector``, send them to ``url`` and summarise."""
+    from anomvae.serving_inputs import input_columns
+
+    pool = [[float(value) for value in row] for row in pool_rows]
+    expected = -detector.score_samples(np.asarray(pool))
+    requests = make_requests(pool, input_columns(detector), n, malformed_fraction, seed)
+    started = time.perf_counter()
+    answers = send_all(url, requests, concurrency)
+    return summarise(answers, expected, time.perf_counter() - started)
+
+
+def typical_rows(detector, n: int, seed: int) -> np.ndarray:
+    """Rows around the training distribution (the encoder's centre and scale), a few far out."""
+    rng = np.random.default_rng(seed)
+    encoder = detector.encoder_
+    rows = encoder.centre + encoder.scale * rng.normal(size=(n, len(encoder.centre)))
+    rows[: n // 20] *= 4
+    return rows
+
+
+def fit_and_serve(workers: int, seed: int):
+    """Context: a freshly fitted AnomalyVAE served from a temporary SQLite store; yields (url, detector)."""
+
+    @contextlib.contextmanager
+    def context():
+        with tempfile.TemporaryDirectory() as folder:
+            os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/mlflow.db"
+            import mlflow
+
+            import anomvae
+
+            mlflow.MlflowClient().create_experiment("serving-load", artifact_location=Path(folder, "artifacts").as_uri())
+            os.environ["MLFLOW_EXPERIMENT_NAME"] = "serving-load"
+            rng = np.random.default_rng(seed)
+            latent = rng.normal(size=(2000, 3))
+            rows = latent @ rng.normal(size=(3, 8)) + 0.1 * rng.normal(size=(2000, 8))
+            detector = anomvae.AnomalyVAE(epochs=20, random_state=seed).fit(rows)
+            info = anomvae.log_model(detector, input_example=rows[:5])
+            with serve(info.model_uri, Path(folder) / "server.log", workers) as url:
+                yield url, detector
+
+    return context()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--malformed", type=float, default=0.1, help="fraction of malformed requests")
+    parser.add_argument("--url", help="a running server on 127.0.0.1 (needs --detector)")
+    parser.add_argument("--detector", help=".safetensors file of the model the --url server serves")
+    parser.add_argument("--workers", type=int, default=1, help="server workers when the script starts one")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(REPOSITORY))
+
+    if args.url:
+        if not args.detector:
+            parser.error("--url needs --detector, the served model's .safetensors file")
+        import anomvae
+
+        detector = anomvae.load(args.detector, device="cpu")
+        context = contextlib.nullcontext((check_local(args.url), detector))
+    else:
+        context = fit_and_serve(args.workers, args.seed)
+    with context as (url, detector):
+        summary = run_load(url, detector, typical_rows(detector, 500, args.seed + 1), n=args.requests,
+                           concurrency=args.concurrency, malformed_fraction=args.malformed, seed=args.seed)
+    for key, value in summary.items():
+        print(f"{key:<24} {value}")
+    print("PASS" if passed(summary) else "FAIL")
+    return 0 if passed(summary) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""The bad-input matrix (``reliability_matrix.py``) through every estimator and the CLI.
+
+One small model per estimator and kind of input (DataFrame, NumPy array,
+images) is fitted once for the module; the pyfunc and REST columns of the
+matrix run in ``test_reliability_serving.py``.
+"""
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from reliability_matrix import (
+    CASES,
+    Refused,
+    case_id,
+    cases,
+    check_scores,
+    images,
+    render_table,
+    table_rows,
+)
+
+from anomvae import BaseDeepDetector
+from anomvae.cli import main
+
+ESTIMATORS = sorted(BaseDeepDetector.registry.values(), key=lambda cls: cls.__name__)
+SETTINGS = {"epochs": 5, "batch_size": 64, "random_state": 0}
+WELL_FORMED_ROWS = 6
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
+
+
+def training_data():
+    rows = table_rows()
+    return {"table": rows, "array": rows[["a", "b", "c"]].to_numpy(), "image": images()}
+
+
+def well_formed(model: str, data):
+    return data.iloc[:WELL_FORMED_ROWS] if model == "table" else data[:WELL_FORMED_ROWS]
+
+
+@pytest.fixture(scope="module", params=ESTIMATORS, ids=lambda cls: cls.__name__)
+def fitted(request):
+    """For each kind of input: (detector, well-formed rows, their anomaly scores, max training anomaly score)."""
+    models = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # health warnings of 5-epoch models are not what is tested here
+        for model, data in training_data().items():
+            detector = request.param(**SETTINGS).fit(data)
+            rows = well_formed(model, data)
+            models[model] = (detector, rows, -detector.score_samples(rows), float(np.max(-detector.score_samples(data))))
+    return models
+
+
+def n_rows(request) -> int:
+    return len(request) if np.ndim(request) > 1 or isinstance(request, pd.DataFrame) else 1
+
+
+@pytest.mark.parametrize("case", cases("table", "native") + cases("array", "native") + cases("image", "native"),
+                         ids=case_id)
+def test_every_estimator_answers_bad_input_as_the_matrix_says(fitted, case):
+    detector, rows, scores, training_max = fitted[case.model]
+    request = case.build(rows.copy())
+    outcome = case.outcome("native")
+    if isinstance(outcome, Refused):
+        with pytest.raises((ValueError, TypeError), match=re.escape(outcome.pattern)):
+            detector.score_samples(request)
+    else:
+        check_scores(outcome.check, -detector.score_samples(request), scores, training_max, n_rows(request))
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    """The AnomalyVAE DataFrame model of the matrix, saved for ``anomvae score``."""
+    from anomvae import AnomalyVAE
+
+    rows = table_rows()
+    detector = AnomalyVAE(**SETTINGS).fit(rows)
+    path = tmp_path_factory.mktemp("cli") / "model.safetensors"
+    detector.save(path)
+    well = well_formed("table", rows)
+    return path, well, -detector.score_samples(well), float(np.max(-detector.score_samples(rows)))
+
+
+@pytest.mark.parametrize("case", cases("table", "cli"), ids=case_id)
+def test_cli_answers_bad_input_as_the_matrix_says(saved_model, case, tmp_path, capsys):
+    path, rows, scores, training_max = saved_model
+    request = case.build(rows.copy())
+    source, output = tmp_path / "input.csv", tmp_path / "scored.csv"
+    request.to_csv(source, index=False)
+    status = main(["score", str(path), str(source), "-o", str(output)])
+    outcome = case.outcome("cli")
+    error = capsys.readouterr().err
+    if isinstance(outcome, Refused):
+        assert status == 2
+        assert error.startswith("anomvae score: error:") and outcome.pattern in error, error
+        assert "Traceback" not in error
+    else:
+        assert status == 0, error
+        check_scores(outcome.check, pd.read_csv(output)["score"], scores, training_max, len(request))
+
+
+def test_docs_hold_the_matrix_the_tests_run():
+    assert render_table() in DOCS.read_text(), "regenerate with: python tests/reliability_matrix.py"
+
+
+def test_every_case_has_an_outcome_for_some_interface():
+    assert all(case.outcomes for case in CASES)
+    assert len({case_id(case) for case in CASES}) == len(CASES)
