@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from numbers import Integral, Real
 
 from torch import nn
@@ -33,7 +32,9 @@ class AnomalyAdVAE(BaseDeepDetector):
         width, within [2, 32].
     hidden_dims : sequence of int or None, default=None
         Encoder hidden widths (the decoder mirrors them); ``None`` picks two
-        layers, the first twice the input width within [64, 512].
+        layers, the first twice the input width within [64, 512]. For images
+        these are the dense layers after the convolutional stages of
+        :func:`anomvae.nn.build_body`; ``None`` picks one layer of 256.
     gamma : float, default=1e-3
         Weight of the KL hinge terms (``gamma`` in the paper, whose text gives
         both 1e-3 and 1e-2).
@@ -177,7 +178,7 @@ class AnomalyAdVAE(BaseDeepDetector):
         self.verbose = verbose
 
     def _make_scorer(self, input_shape, image):
-        hidden_dims, latent_dim = self._architecture(math.prod(input_shape))
+        hidden_dims, latent_dim = self._architecture(input_shape)
         decoder = build_decoder(latent_dim, hidden_dims, input_shape)
         if image:
             decoder = nn.Sequential(decoder, nn.Sigmoid())

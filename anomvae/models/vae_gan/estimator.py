@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from numbers import Real
 
 from torch import nn
@@ -32,7 +31,9 @@ class AnomalyVAEGAN(BaseDeepDetector):
     hidden_dims : sequence of int or None, default=None
         Hidden widths of the encoder and of the discriminator (the decoder
         mirrors them); ``None`` picks two layers, the first twice the input
-        width within [64, 512].
+        width within [64, 512]. For images these are the dense layers after
+        the convolutional stages of :func:`anomvae.nn.build_body`; ``None``
+        picks one layer of 256.
     gamma : float, default=1e-2
         Weight of the feature-space reconstruction error ``L_llike`` against
         the GAN loss in the decoder's update; the authors' default (0.1 and 1
@@ -167,7 +168,7 @@ class AnomalyVAEGAN(BaseDeepDetector):
         self.verbose = verbose
 
     def _make_scorer(self, input_shape, image):
-        hidden_dims, latent_dim = self._architecture(math.prod(input_shape))
+        hidden_dims, latent_dim = self._architecture(input_shape)
         decoder = build_decoder(latent_dim, hidden_dims, input_shape)
         if image:
             decoder = nn.Sequential(decoder, nn.Sigmoid())
