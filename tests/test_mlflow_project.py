@@ -15,7 +15,7 @@ PROJECT = ROOT / "mlflow"
 
 def test_project_folder_cannot_shadow_the_mlflow_package():
     assert not (PROJECT / "__init__.py").exists()
-    code = "import mlflow, sys; print(mlflow.__file__)"
+    code = "import importlib.util; print(importlib.util.find_spec('mlflow').origin)"
     location = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
     ).stdout.strip()
