@@ -82,6 +82,6 @@ def map_batches(
                 batch_size //= 2
                 torch.cuda.empty_cache()
                 continue
-            outputs.append(result.float().cpu().numpy())
+            outputs.append(result.to(torch.float64).cpu().numpy())
             start += len(tensor)
     return np.concatenate(outputs).astype(np.float64, copy=False)

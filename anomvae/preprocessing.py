@@ -139,7 +139,8 @@ class TabularEncoder:
         ``first_row`` is the position of ``X``'s first row in the caller's
         input, so that error messages name the right rows.
         """
-        numeric = (self._numeric_block(X, first_row) - self.centre) / self.scale
+        with np.errstate(over="ignore"):
+            numeric = (self._numeric_block(X, first_row) - self.centre) / self.scale
         np.clip(numeric, -VALUE_LIMIT, VALUE_LIMIT, out=numeric)
         if not isinstance(X, pd.DataFrame) or "category" not in self.kinds:
             return numeric.astype(np.float32)
