@@ -310,15 +310,15 @@ def monitor(
     integer = isinstance(n_top_features, (int, np.integer)) and not isinstance(n_top_features, bool)
     if not integer or n_top_features < 0:
         raise ValueError(f"n_top_features must be a non-negative int, got {n_top_features!r}")
+    reference = detector._reference()
     threshold = detector.threshold_
     if detector.offset_ != threshold.offset:
         raise ValueError(
             f"offset_ ({detector.offset_!r}) was changed without set_threshold, so threshold_ "
             f"(offset {threshold.offset!r}) no longer describes the alarms; use "
-            "detector.set_threshold(FixedThreshold(value)) to set a threshold by hand"
+            "detector.set_threshold(FixedScore(value)) to set a threshold by hand"
         )
     scores = -detector.score_samples(batch)
-    reference = detector._reference()
     flagged = scores > threshold.value
     n_flagged = int(flagged.sum())
     expected = threshold.expected_rate
