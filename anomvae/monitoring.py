@@ -182,7 +182,7 @@ class MonitoringReport:
             rows = "flagged" if self.n_flagged else "all"
             lines.append(f"  top features ({rows} rows): " + ", ".join(
                 f"{feature.name} {feature.share:.0%}"
-                + (f" ({feature.lift:.1f}x reference)" if feature.lift is not None else "")
+                + (f" ({_format_lift(feature.lift)} reference)" if feature.lift is not None else "")
                 for feature in self.top_features
             ))
         lines.append(
@@ -190,6 +190,11 @@ class MonitoringReport:
             else f"  no alarm at significance {self.significance}"
         )
         return "\n".join(lines)
+
+
+def _format_lift(lift: float) -> str:
+    # A feature whose reference score is near zero gets an enormous, meaningless ratio.
+    return ">100x" if lift > 100 else f"{lift:.1f}x"
 
 
 def population_stability_index(reference: np.ndarray, batch: np.ndarray, bins: int = PSI_BINS) -> float:
