@@ -182,7 +182,7 @@ class MonitoringReport:
             rows = "flagged" if self.n_flagged else "all"
             lines.append(f"  top features ({rows} rows): " + ", ".join(
                 f"{feature.name} {feature.share:.0%}"
-                + (f" ({feature.lift:.1f}x reference)" if feature.lift is not None else "")
+                + (f" ({_format_lift(feature.lift)} reference)" if feature.lift is not None else "")
                 for feature in self.top_features
             ))
         lines.append(
@@ -190,6 +190,11 @@ class MonitoringReport:
             else f"  no alarm at significance {self.significance}"
         )
         return "\n".join(lines)
+
+
+def _format_lift(lift: float) -> str:
+    # A feature whose reference score is near zero gets an enormous, meaningless ratio.
+    return ">100x" if lift > 100 else f"{lift:.1f}x"
 
 
 def population_stability_index(reference: np.ndarray, batch: np.ndarray, bins: int = PSI_BINS) -> float:
@@ -310,15 +315,15 @@ def monitor(
     integer = isinstance(n_top_features, (int, np.integer)) and not isinstance(n_top_features, bool)
     if not integer or n_top_features < 0:
         raise ValueError(f"n_top_features must be a non-negative int, got {n_top_features!r}")
+    reference = detector._reference()
     threshold = detector.threshold_
     if detector.offset_ != threshold.offset:
         raise ValueError(
             f"offset_ ({detector.offset_!r}) was changed without set_threshold, so threshold_ "
             f"(offset {threshold.offset!r}) no longer describes the alarms; use "
-            "detector.set_threshold(FixedThreshold(value)) to set a threshold by hand"
+            "detector.set_threshold(FixedScore(value)) to set a threshold by hand"
         )
     scores = -detector.score_samples(batch)
-    reference = detector._reference()
     flagged = scores > threshold.value
     n_flagged = int(flagged.sum())
     expected = threshold.expected_rate

@@ -1,7 +1,7 @@
 """Thresholds: how a detector turns anomaly scores into alarms.
 
 A *strategy* (:class:`Contamination`, :class:`FalsePositiveRate`,
-:class:`PeaksOverThreshold`, :class:`PyThresh`, :class:`FixedThreshold`) is a
+:class:`PeaksOverThreshold`, :class:`PyThresh`, :class:`FixedScore`) is a
 small frozen dataclass: immutable configuration, safe to pass as the
 ``threshold`` parameter of any anomvae estimator and to
 :func:`sklearn.base.clone`. Calibrating it on a set
@@ -311,7 +311,8 @@ class FixedScore(ThresholdStrategy):
 
     This is how a registered model's threshold is moved without retraining
     (:func:`anomvae.tracking.promote`). Calibration only measures the share of
-    the reference scores above ``value``, reported as the expected alarm rate.
+    the clean reference scores (in ``fit``, the held-out rows) above ``value``,
+    reported as the expected alarm rate.
 
     Parameters
     ----------
@@ -322,6 +323,7 @@ class FixedScore(ThresholdStrategy):
     value: float = 0.0
     n_bootstrap: int = field(default=0, kw_only=True)
     method: ClassVar[str] = "fixed_score"
+    needs_clean_reference: ClassVar[bool] = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -404,40 +406,6 @@ class PeaksOverThreshold(ThresholdStrategy):
 
     def expected_rate(self, scores, value):
         return float(self.rate)
-
-
-@dataclass(frozen=True, repr=False)
-class FixedThreshold(ThresholdStrategy):
-    """A threshold value chosen by hand (e.g. promoted in the model registry).
-
-    Calibration keeps ``value`` and measures what it means: the expected
-    alarm rate is the share of clean reference scores above it.
-
-    Parameters
-    ----------
-    value : float
-        Anomaly-score threshold: rows scoring strictly above it are flagged.
-    n_bootstrap : int, default=0
-        The value is not estimated, so there is no interval by default.
-    """
-
-    value: float = 0.0
-    n_bootstrap: int = field(default=0, kw_only=True)
-    method: ClassVar[str] = "fixed"
-    needs_clean_reference: ClassVar[bool] = True
-
-    def __post_init__(self):
-        super().__post_init__()
-        if isinstance(self.value, bool) or not isinstance(self.value, (int, float, np.floating)):
-            raise TypeError(f"value must be a float, got {type(self.value).__name__}")
-        if not math.isfinite(self.value):
-            raise ValueError(f"value must be finite, got {self.value!r}")
-
-    def threshold_value(self, scores):
-        return float(self.value)
-
-    def expected_rate(self, scores, value):
-        return float(np.mean(scores > value))
 
 
 @dataclass(frozen=True, repr=False)
@@ -605,7 +573,6 @@ __all__ = [
     "FalsePositiveRate",
     "FixedScore",
     "FittedThreshold",
-    "FixedThreshold",
     "PeaksOverThreshold",
     "PyThresh",
     "ReferenceSummary",

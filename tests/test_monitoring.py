@@ -11,7 +11,7 @@ import anomvae
 from anomvae import AnomalyVAE
 from anomvae.cli import main
 from anomvae.monitoring import PSI_MAJOR, population_stability_index
-from anomvae.thresholds import FalsePositiveRate, FixedThreshold
+from anomvae.thresholds import FalsePositiveRate, FixedScore
 
 COLUMNS = [f"f{i}" for i in range(6)]
 
@@ -139,7 +139,18 @@ def test_feature_scores_are_computed_for_flagged_rows_only(detector):
 def test_offset_changed_by_hand_is_refused(detector):
     edited = copy.deepcopy(detector)
     edited.offset_ -= 1.0
-    with pytest.raises(ValueError, match="FixedThreshold"):
+    with pytest.raises(ValueError, match="FixedScore"):
         anomvae.monitor(edited, normal_rows(10, seed=15))
-    edited.set_threshold(FixedThreshold(-detector.offset_ + 1.0))
-    assert anomvae.monitor(edited, normal_rows(10, seed=15)).threshold["method"] == "fixed"
+    edited.set_threshold(FixedScore(-detector.offset_ + 1.0))
+    assert anomvae.monitor(edited, normal_rows(10, seed=15)).threshold["method"] == "fixed_score"
+
+
+def test_model_saved_before_thresholds_cannot_be_monitored_without_a_reference():
+    from pathlib import Path
+
+    from sklearn.exceptions import NotFittedError
+
+    old = anomvae.load(Path(__file__).parent / "fixtures" / "model_v1.safetensors")
+    rows = pd.DataFrame({"x": [0.1, 5.0], "y": [0.0, -4.0], "kind": ["a", "b"]})
+    with pytest.raises(NotFittedError, match="set_threshold"):
+        anomvae.monitor(old, rows)

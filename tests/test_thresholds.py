@@ -18,7 +18,7 @@ from anomvae.thresholds import (
     Contamination,
     FalsePositiveRate,
     FittedThreshold,
-    FixedThreshold,
+    FixedScore,
     PeaksOverThreshold,
     PyThresh,
     ThresholdStrategy,
@@ -138,7 +138,7 @@ def test_bad_configuration_is_refused(bad, error):
 def test_strategies_are_immutable_and_round_trip_through_json():
     for strategy in (Contamination(0.02), FalsePositiveRate(0.01, confidence=0.9),
                      PeaksOverThreshold(0.001, tail_fraction=0.05), PyThresh("iqr", {"random_state": 1}),
-                     FixedThreshold(2.5)):
+                     FixedScore(2.5)):
         with pytest.raises(dataclasses.FrozenInstanceError):
             strategy.confidence = 0.5
         assert strategy_from_dict(json.loads(json.dumps(strategy.to_dict()))) == strategy
@@ -224,11 +224,11 @@ def test_fixed_threshold_measures_its_rate_on_the_reference(blobs, fast_params):
     normal, outliers = blobs
     detector = AnomalyVAE(**fast_params).fit(normal)
     value = float(np.median(detector.reference_scores_))
-    detector.set_threshold(FixedThreshold(value))
+    detector.set_threshold(FixedScore(value))
     assert detector.offset_ == -value and detector.threshold_.confidence_interval is None
     assert detector.threshold_.expected_rate == np.mean(detector.reference_scores_ > value)
     with pytest.raises(ValueError, match="finite"):
-        FixedThreshold(float("inf"))
+        FixedScore(float("inf"))
 
 
 def test_threshold_parameter_overrides_contamination(blobs, fast_params):
