@@ -142,10 +142,12 @@ def main() -> None:
                         help="JSON object of extra parameters for every anomvae estimator")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mnist_one_class.md")
     parser.add_argument("--report-from", type=Path, nargs="+", default=None,
-                        help="only rebuild --out from the CSV files of earlier runs")
+                        help="only rebuild --out from the CSV files of earlier runs; for a "
+                             "(digit, method) in several files the last file wins")
     args = parser.parse_args()
     if args.report_from:
         results = pd.concat([pd.read_csv(path) for path in args.report_from], ignore_index=True)
+        results = results.drop_duplicates(["digit", "method"], keep="last")
         sources = ", ".join(f"`{path.name}`" for path in args.report_from)
         args.out.write_text(to_markdown(
             results, f"see the runs behind {sources} (their commands are in their .md files)",

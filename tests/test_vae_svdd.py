@@ -150,3 +150,11 @@ def test_hypersphere_collapse_is_reported(blobs):
 def test_healthy_fit_reports_no_hypersphere_collapse(blobs):
     detector = AnomalyVAESVDD(warmup_epochs=5, **TRAINED).fit(blobs[0])
     assert not any("hypersphere" in problem for problem in detector.health_warnings_)
+
+
+def test_auto_beta_is_one_for_rows_and_smaller_for_images(blobs):
+    rows = AnomalyVAESVDD(epochs=1, random_state=0).fit(blobs[0])
+    images = AnomalyVAESVDD(epochs=1, random_state=0).fit(np.random.default_rng(0).random((20, 8, 8)))
+    assert rows.scorer_.beta == 1.0
+    assert images.scorer_.beta == 0.1
+    assert AnomalyVAESVDD(beta=0.5, epochs=1).fit(blobs[0]).scorer_.beta == 0.5
