@@ -64,7 +64,7 @@ def pyod_deep_svdd_scores(train: np.ndarray, test: np.ndarray, epochs: int, rand
     return detector.decision_function(test.reshape(len(test), -1) / 255.0)
 
 
-def evaluate(digits=range(10), train_per_class: int = 2000, epochs: int = 20,
+def evaluate(digits=range(10), train_per_class: int = 2000, epochs: int = 10,
              random_state: int = 0, data_dir: Path | None = None,
              include_pyod: bool = True, max_test: int | None = None,
              methods: list[str] | None = None, params: dict | None = None) -> pd.DataFrame:
@@ -134,7 +134,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--digits", type=int, nargs="+", default=list(range(10)))
     parser.add_argument("--train-per-class", type=int, default=2000)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--random-state", type=int, default=0)
     parser.add_argument("--methods", nargs="+", default=None,
                         help="registered estimator names to run (default: all), 'PyOD' for DeepSVDD")
@@ -149,9 +149,12 @@ def main() -> None:
         results = pd.concat([pd.read_csv(path) for path in args.report_from], ignore_index=True)
         results = results.drop_duplicates(["digit", "method"], keep="last")
         sources = ", ".join(f"`{path.name}`" for path in args.report_from)
+        command = "python benchmarks/mnist_one_class.py --report-from " + " ".join(
+            str(path) for path in args.report_from)
         args.out.write_text(to_markdown(
-            results, f"see the runs behind {sources} (their commands are in their .md files)",
-            f"Merged from the raw results {sources}; same data, budget and seed in every run."))
+            results, command,
+            f"Merged from the raw results {sources} (each run's command is in its .md file); "
+            "later files win where they overlap."))
         print(f"wrote {args.out}")
         return
     started = time.perf_counter()
