@@ -84,12 +84,23 @@ class VAEScorer(Scorer):
 
     def diagnostics(self, batches: BatchSource) -> dict[str, float]:
         """Mean KL per row and the number of active latent units (Burda et al. 2016)."""
-        kl_total, rows, means = 0.0, 0, []
-        with torch.no_grad():
-            for batch in batches():
-                mean, log_variance = self.network.encode(batch)
-                kl_total += gaussian_kl(mean, log_variance).sum().item()
-                rows += len(batch)
-                means.append(mean)
-        active = (torch.cat(means).var(dim=0) > 1e-2).sum().item() if rows > 1 else 0
-        return {"mean_kl": kl_total / rows, "active_latent_units": float(active)}
+        diagnostics, _ = posterior_diagnostics(self.network, batches)
+        return diagnostics
+
+
+def posterior_diagnostics(network: VAENetwork, batches: BatchSource) -> tuple[dict[str, float], Tensor]:
+    """Mean KL per row, active latent units, and the posterior means themselves.
+
+    A latent unit is active when its posterior mean varies across rows by a
+    variance above 0.01 (Burda et al., ICLR 2016); none active, or a mean KL
+    near 0, is posterior collapse.
+    """
+    kl_total, means = 0.0, []
+    with torch.no_grad():
+        for batch in batches():
+            mean, log_variance = network.encode(batch)
+            kl_total += gaussian_kl(mean, log_variance).sum().item()
+            means.append(mean)
+    means = torch.cat(means)
+    active = (means.var(dim=0) > 1e-2).sum().item() if len(means) > 1 else 0
+    return {"mean_kl": kl_total / len(means), "active_latent_units": float(active)}, means

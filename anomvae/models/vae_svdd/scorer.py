@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ...scorer import BatchSource, Phase, Scorer
 from ..vae.losses import gaussian_kl, reconstruction_nll, sum_per_row
-from ..vae.scorer import decoded_mean
+from ..vae.scorer import decoded_mean, posterior_diagnostics
 from .losses import centre_distance, clamp_centre
 from .network import VAESVDDNetwork
 
@@ -145,19 +145,10 @@ class VAESVDDScorer(Scorer):
         every row is mapped to the same point, so the distance to ``c`` cannot
         tell rows apart (hypersphere collapse, see ``health.py``).
         """
-        kl_total, rows, means = 0.0, 0, []
-        with torch.no_grad():
-            for batch in batches():
-                mean, log_variance = self.network.encode(batch)
-                kl_total += gaussian_kl(mean, log_variance).sum().item()
-                rows += len(batch)
-                means.append(mean)
-        means = torch.cat(means)
-        active = (means.var(dim=0) > 1e-2).sum().item() if rows > 1 else 0
+        diagnostics, means = posterior_diagnostics(self.network, batches)
         return {
-            "mean_kl": kl_total / rows,
-            "active_latent_units": float(active),
+            **diagnostics,
             "mean_centre_distance": (means - self.centre).pow(2).sum(dim=1).mean().item(),
             "centre_norm": self.centre.norm().item(),
-            "embedding_spread": means.var(dim=0).mean().item() if rows > 1 else 0.0,
+            "embedding_spread": means.var(dim=0).mean().item() if len(means) > 1 else 0.0,
         }
