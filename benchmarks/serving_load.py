@@ -31,9 +31,6 @@ import contextlib
 import json
 import math
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +38,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,16 +45,9 @@ from pathlib import Path
 import numpy as np
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-START_TIMEOUT_S = 180
 REQUEST_TIMEOUT_S = 30
 SCORE_RTOL = 1e-9
 MALFORMED_KINDS = ("not-json", "renamed-column", "nan")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def check_local(url: str) -> str:
@@ -67,47 +56,6 @@ def check_local(url: str) -> str:
     if host != "127.0.0.1":
         raise SystemExit(f"this load test only targets 127.0.0.1, not {host!r}")
     return url.rstrip("/")
-
-
-@contextlib.contextmanager
-def serve(model_uri: str, log_path: Path, workers: int = 1) -> Iterator[str]:
-    """Run ``mlflow models serve`` for ``model_uri`` on a free local port; yield its URL.
-
-    The server inherits the environment (``MLFLOW_TRACKING_URI``) and gets
-    this checkout on ``PYTHONPATH``; it is killed, with its process group,
-    on exit. Every wait is bounded.
-    """
-    port = free_port()
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-             "-h", "127.0.0.1", "-p", str(port), "-w", str(workers)],
-            stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"mlflow models serve exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no answer on /ping within {START_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 def post(url: str, body: str) -> tuple[int, object]:
@@ -253,6 +201,7 @@ def fit_and_serve(workers: int, seed: int):
             import mlflow
 
             import anomvae
+            from anomvae.serving import local_server
 
             mlflow.MlflowClient().create_experiment("serving-load", artifact_location=Path(folder, "artifacts").as_uri())
             os.environ["MLFLOW_EXPERIMENT_NAME"] = "serving-load"
@@ -261,7 +210,7 @@ def fit_and_serve(workers: int, seed: int):
             rows = latent @ rng.normal(size=(3, 8)) + 0.1 * rng.normal(size=(2000, 8))
             detector = anomvae.AnomalyVAE(epochs=20, random_state=seed).fit(rows)
             info = anomvae.log_model(detector, input_example=rows[:5])
-            with serve(info.model_uri, Path(folder) / "server.log", workers) as url:
+            with local_server(info.model_uri, Path(folder) / "server.log", workers) as url:
                 yield url, detector
 
     return context()

@@ -2,8 +2,9 @@
 
 One AnomalyVAE per kind of model (DataFrame, images) is logged and served
 once for the module (one server start each, always stopped); every request
-wait is bounded. ``benchmarks/serving_load.py`` supplies the server and the
-load generator, so the default suite runs a tiny version of the benchmark.
+wait is bounded. :mod:`anomvae.serving` starts the server and
+``benchmarks/serving_load.py`` supplies the load generator, so the default
+suite runs a tiny version of the benchmark.
 """
 
 import re
@@ -19,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from reliability_matrix import Refused, case_id, cases, check_scores, images, rest_body, table_rows
 
 import anomvae
+from anomvae.serving import local_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import serving_load  # noqa: E402
@@ -38,7 +40,7 @@ def serve_model(kind, tmp_path_factory):
     rows = data.iloc[:WELL_FORMED_ROWS] if kind == "table" else data[:WELL_FORMED_ROWS]
     scores = -detector.score_samples(rows)
     training_max = float(np.max(-detector.score_samples(data)))
-    with serving_load.serve(info.model_uri, tmp_path_factory.mktemp("serve") / "server.log") as url:
+    with local_server(info.model_uri, tmp_path_factory.mktemp("serve") / "server.log") as url:
         yield detector, model, url, rows, scores, training_max
 
 
