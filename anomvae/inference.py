@@ -71,6 +71,6 @@ def map_batches(
                 batch_size //= 2
                 torch.cuda.empty_cache()
                 continue
-            outputs.append(result.float().cpu().numpy())
+            outputs.append(result.to(device="cpu", dtype=torch.float64).numpy())
             start += len(chunk)
     return np.concatenate(outputs).astype(np.float64, copy=False)
