@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import health
+from . import health, thresholds
 from ._sklearn import Interval, StrOptions, fit_context
 from .device import resolve_device, seeded
 from .engine import TrainingEngine
@@ -29,6 +30,10 @@ from .inference import map_batches, prepare_for_inference
 from .nn import default_architecture
 from .preprocessing import SCALINGS, ImageScaler, TabularEncoder, check_finite
 from .scorer import Scorer
+from .thresholds import FittedThreshold, ThresholdStrategy
+
+FEATURE_BASELINE_ROWS = 10_000
+"""Reference rows averaged into ``reference_feature_scores_``."""
 
 AUTO_FALSE_ALARM_RATE = 0.01
 """With ``contamination="auto"`` the threshold lets this fraction of held-out
@@ -59,6 +64,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         "gradient_clip": [Interval(Real, 0, None, closed="neither"), None],
         "scaling": [StrOptions(set(SCALINGS))],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
+        "threshold": [ThresholdStrategy, None],
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -76,9 +82,13 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         """Build the untrained scorer for encoded inputs of ``input_shape``."""
         raise NotImplementedError
 
-    def _architecture(self, n_inputs: int) -> tuple[tuple[int, ...], int]:
-        """``(hidden_dims, latent_dim)``, filling ``None`` parameters with defaults."""
-        default_hidden, default_latent = default_architecture(n_inputs)
+    def _architecture(self, input_shape: int | tuple[int, ...]) -> tuple[tuple[int, ...], int]:
+        """``(hidden_dims, latent_dim)``, filling ``None`` parameters with defaults.
+
+        Pass the encoded row shape so images get their own defaults (see
+        :func:`anomvae.nn.default_architecture`); an int is a tabular width.
+        """
+        default_hidden, default_latent = default_architecture(input_shape)
         hidden = default_hidden if self.hidden_dims is None else tuple(self.hidden_dims)
         if not hidden or not all(isinstance(w, Integral) and w > 0 for w in hidden):
             raise ValueError(
@@ -126,6 +136,10 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         seed = int(random_state.randint(np.iinfo(np.int32).max))
         order = random_state.permutation(len(encoded))
         n_validation = int(len(encoded) * self.validation_fraction)
+        strategy = thresholds.resolve(getattr(self, "threshold", None), self.contamination)
+        strategy.check_reference_size(
+            n_validation if strategy.needs_clean_reference and n_validation else len(encoded)
+        )
         train = torch.from_numpy(encoded[order[n_validation:]]).to(device)
         validation = torch.from_numpy(encoded[order[:n_validation]]).to(device) if n_validation else None
 
@@ -149,26 +163,103 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         self.history_ = history
         self.device_ = str(device)
 
-        training_scores = self._anomaly_scores(encoded)
-        held_out = training_scores[order[:n_validation]] if n_validation else training_scores
-        self.offset_ = self._offset(training_scores, held_out)
+        training_scores = self._checked_scores(
+            map_batches(self.scorer_.anomaly_score, encoded, self.scorer_.device)
+        )
+        held_out = order[:n_validation] if n_validation else None
+        self._calibrate_threshold(strategy, encoded, training_scores, held_out, seed)
         self.diagnostics_ = diagnostics
         self.health_warnings_ = health.assess(self.diagnostics_, training_scores)
         health.report(self.health_warnings_, type(self).__name__)
         self.training_time_ = time.perf_counter() - started
         return self
 
-    def _offset(self, training_scores: np.ndarray, held_out_scores: np.ndarray) -> float:
-        """``offset_`` on the ``score_samples`` scale (negated anomaly scores).
+    def _calibrate_threshold(
+        self, strategy: ThresholdStrategy, encoded: np.ndarray, training_scores: np.ndarray,
+        held_out: np.ndarray | None, seed: int,
+    ) -> None:
+        """Set ``threshold_``, ``offset_`` and the reference of :meth:`p_values` and monitoring.
 
-        A float ``contamination`` takes that quantile of the training scores,
-        as :class:`sklearn.ensemble.IsolationForest` does. ``"auto"`` lets
-        :data:`AUTO_FALSE_ALARM_RATE` of the held-out validation rows (the
-        training rows when there is no validation split) fall below it.
+        ``strategy`` is the ``threshold`` parameter, else one derived from
+        ``contamination`` (:func:`anomvae.thresholds.resolve`). Strategies that
+        need clean data (false-positive rate, peaks over threshold) are
+        calibrated on the held-out validation rows, the others on all training
+        rows, as :class:`sklearn.ensemble.IsolationForest` does. The held-out
+        scores are the reference of :meth:`p_values`; without a validation
+        split both fall back on the training scores, on which the model is
+        optimistic, so alarms on new normal rows come more often than targeted.
         """
-        if self.contamination == "auto":
-            return float(np.percentile(-held_out_scores, 100.0 * AUTO_FALSE_ALARM_RATE))
-        return float(np.percentile(-training_scores, 100.0 * self.contamination))
+        if held_out is None:
+            reference_rows, reference, source = encoded, training_scores, "training"
+        else:
+            reference_rows, reference, source = encoded[held_out], training_scores[held_out], "held-out"
+        if strategy.needs_clean_reference:
+            fitted = strategy.calibrate(reference, source=source, random_state=seed)
+        else:
+            fitted = strategy.calibrate(training_scores, source="training", random_state=seed)
+        contributions = map_batches(
+            self.scorer_.feature_scores, reference_rows[:FEATURE_BASELINE_ROWS], self.scorer_.device
+        )
+        self._set_threshold_state(fitted, reference, source, self._feature_baseline(contributions))
+
+    def _set_threshold_state(
+        self, fitted: FittedThreshold, reference_scores: np.ndarray, reference_source: str,
+        feature_baseline: np.ndarray,
+    ) -> None:
+        self.threshold_ = fitted
+        self.offset_ = fitted.offset
+        self.reference_scores_ = np.sort(np.asarray(reference_scores, dtype=np.float64))
+        self.reference_source_ = reference_source
+        self.reference_feature_scores_ = feature_baseline
+
+    def _feature_baseline(self, contributions: np.ndarray) -> np.ndarray:
+        """Mean per-feature score of reference rows, from the scorer's ``feature_scores``.
+
+        :func:`anomvae.monitor` compares the flagged rows' feature scores with it.
+        Callers pass at most :data:`FEATURE_BASELINE_ROWS` rows.
+        """
+        return self._per_column(contributions).reshape(len(contributions), -1).mean(axis=0)
+
+    def set_threshold(self, threshold: ThresholdStrategy, X_reference=None):
+        """Recalibrate the threshold of a fitted detector, without retraining.
+
+        Parameters
+        ----------
+        threshold : ThresholdStrategy
+            E.g. ``Contamination(0.02)`` or ``FalsePositiveRate(0.001)``.
+        X_reference : array-like, DataFrame or image batch, optional
+            Rows to calibrate on; they also become the reference of
+            :meth:`p_values`. Strategies assuming clean data
+            (:class:`~anomvae.thresholds.FalsePositiveRate`,
+            :class:`~anomvae.thresholds.PeaksOverThreshold`) need normal rows
+            the model did not train on. Without it, the stored reference
+            scores (the held-out rows of ``fit``) are used.
+
+        Returns
+        -------
+        self
+            ``threshold_``, ``offset_`` and the ``threshold`` parameter are
+            updated together; on error nothing changes.
+        """
+        check_is_fitted(self)
+        if not isinstance(threshold, ThresholdStrategy):
+            raise TypeError(
+                "threshold must be a strategy from anomvae.thresholds (e.g. FalsePositiveRate(0.01)), "
+                f"got {type(threshold).__name__}"
+            )
+        threshold.check_reference_size(len(self._reference()) if X_reference is None else len(X_reference))
+        if X_reference is None:
+            reference, source = self._reference(), self.reference_source_
+            baseline = self.reference_feature_scores_
+        else:
+            reference, source = -self.score_samples(X_reference), "supplied"
+            head = X_reference.iloc if isinstance(X_reference, pd.DataFrame) else X_reference
+            baseline = self._feature_baseline(self._map_rows("feature_scores", head[:FEATURE_BASELINE_ROWS]))
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        fitted = threshold.calibrate(reference, source=source, random_state=int(seed))
+        self._set_threshold_state(fitted, reference, source, baseline)
+        self.threshold = threshold
+        return self
 
     # ------------------------------------------------------------ encoding
     def _fit_encoding(self, X) -> tuple[np.ndarray, TabularEncoder | ImageScaler, bool]:
@@ -186,8 +277,8 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         encoder = TabularEncoder(self.scaling).fit(values)
         return encoder.transform(values), encoder, False
 
-    def _encode(self, X) -> np.ndarray:
-        """Validate ``X`` against what ``fit`` saw and encode it for the scorer."""
+    def _validated(self, X):
+        """Check ``X`` against what ``fit`` saw; return it ready for chunked encoding."""
         check_is_fitted(self)
         if self.is_image_:
             if not is_image_batch(X):
@@ -195,7 +286,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
                     f"this model was fitted on images of shape {self.encoder_.shape} (channels, "
                     f"height, width); got an input with {getattr(X, 'ndim', '?')} dimensions"
                 )
-            return self.encoder_.transform(self._image_array(X))
+            return self._image_array(X, minimum_rows=1)
         if is_image_batch(X):
             raise ValueError(
                 f"this model was fitted on tabular rows of {self.n_features_in_} features; "
@@ -210,8 +301,21 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
                 )
             validate_data(self, X, skip_check_array=True, reset=False)
             _check_rows(len(X), minimum=1)
-            return self.encoder_.transform(X)
-        return self.encoder_.transform(self._numeric_array(X, reset=False))
+            return X
+        return self._numeric_array(X, reset=False)
+
+    def _map_rows(self, method: str, X) -> np.ndarray:
+        """Validate ``X``, then encode it and evaluate the scorer's ``method`` batch by batch.
+
+        Encoding batch by batch keeps memory bounded by the batch size, not by
+        the input's length.
+        """
+        data = self._validated(X)
+        function = getattr(self.scorer_, method)
+        if self.is_image_:
+            return map_batches(function, data, self.scorer_.device,
+                               encode=lambda chunk, first_row: self.encoder_.transform(chunk))
+        return map_batches(function, data, self.scorer_.device, encode=self.encoder_.transform)
 
     def _numeric_array(self, X, *, reset: bool) -> np.ndarray:
         values = validate_data(
@@ -222,7 +326,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         return values
 
     @staticmethod
-    def _image_array(X) -> np.ndarray:
+    def _image_array(X, minimum_rows: int = 2) -> np.ndarray:
         images = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
         if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
             raise TypeError(f"images must hold integers or floats, got dtype {images.dtype}")
@@ -231,13 +335,14 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
                 f"images of shape {images.shape} look channels-last; anomvae expects (N, C, H, W): "
                 "use images.transpose(0, 3, 1, 2)"
             )
-        _check_rows(len(images))
-        check_finite(images.astype(np.float64, copy=False))
+        _check_rows(len(images), minimum=minimum_rows)
+        if np.issubdtype(images.dtype, np.floating):
+            check_finite(images)
         return images
 
     # ------------------------------------------------------------- scoring
-    def _anomaly_scores(self, encoded: np.ndarray) -> np.ndarray:
-        scores = map_batches(self.scorer_.anomaly_score, encoded, self.scorer_.device)
+    @staticmethod
+    def _checked_scores(scores: np.ndarray) -> np.ndarray:
         if not np.all(np.isfinite(scores)):
             raise FloatingPointError(
                 "the model produced non-finite scores; the input is far outside the range it "
@@ -253,7 +358,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         ndarray of shape (n_samples,)
             The negated anomaly score of the scorer's ``scoring`` rule.
         """
-        return -self._anomaly_scores(self._encode(X))
+        return -self._checked_scores(self._map_rows("anomaly_score", X))
 
     def decision_function(self, X) -> np.ndarray:
         """``score_samples(X) - offset_``: negative for outliers."""
@@ -262,6 +367,33 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         """+1 for inliers, -1 for outliers."""
         return np.where(self.decision_function(X) < 0, -1, 1)
+
+    def p_values(self, X) -> np.ndarray:
+        """Conformal p-values of the rows against the reference scores.
+
+        ``p = (1 + #{reference >= s}) / (n_reference + 1)`` for a row with
+        anomaly score ``s``: small for rows more anomalous than nearly all
+        reference rows. When the reference rows are normal rows the model did
+        not train on (the held-out rows of ``fit``, or ``X_reference`` of
+        :meth:`set_threshold`), a new normal row gets ``p <= alpha`` with
+        probability at most ``alpha`` (Bates et al., "Testing for outliers
+        with conformal p-values", Annals of Statistics 2023).
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), values in ``(0, 1]``
+        """
+        check_is_fitted(self)
+        return thresholds.conformal_p_values(self._reference(), -self.score_samples(X))
+
+    def _reference(self) -> np.ndarray:
+        """``reference_scores_``, or a clear error for models saved before they existed."""
+        if not hasattr(self, "reference_scores_"):
+            raise NotFittedError(
+                "this model was saved without reference scores (model format version 1); "
+                "call set_threshold(strategy, X_reference) with normal rows to add them"
+            )
+        return self.reference_scores_
 
     def feature_scores(self, X):
         """Per-feature (tabular) or per-pixel (images) anomaly contributions.
@@ -274,16 +406,18 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples, n_features) or (N, C, H, W), or DataFrame
         """
-        encoded = self._encode(X)
-        contributions = map_batches(self.scorer_.feature_scores, encoded, self.scorer_.device)
-        if self.is_image_:
-            return contributions
-        per_column = np.column_stack(
-            [contributions[:, part].sum(axis=1) for part in self.encoder_.column_slices()]
-        )
+        per_column = self._per_column(self._map_rows("feature_scores", X))
         if isinstance(X, pd.DataFrame):
             return pd.DataFrame(per_column, columns=X.columns, index=X.index)
         return per_column
+
+    def _per_column(self, contributions: np.ndarray) -> np.ndarray:
+        """Scorer feature scores with one-hot parts summed back into their column (tabular)."""
+        if self.is_image_:
+            return contributions
+        return np.column_stack(
+            [contributions[:, part].sum(axis=1) for part in self.encoder_.column_slices()]
+        )
 
     # --------------------------------------------------------- persistence
     def save(self, path) -> None:
@@ -313,6 +447,11 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
             "training_time_": self.training_time_,
             "encoder_": self.encoder_.to_config(),
         }
+        if hasattr(self, "threshold_"):
+            state["threshold_"] = self.threshold_.to_dict()
+            state["reference_scores_"] = self.reference_scores_.tolist()
+            state["reference_source_"] = self.reference_source_
+            state["reference_feature_scores_"] = self.reference_feature_scores_.tolist()
         if hasattr(self, "feature_names_in_"):
             state["feature_names_in_"] = [str(name) for name in self.feature_names_in_]
         return state
@@ -327,6 +466,11 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         for name in ("offset_", "n_features_in_", "is_image_", "history_", "device_",
                      "diagnostics_", "health_warnings_", "training_time_"):
             setattr(self, name, state[name])
+        if "threshold_" in state:  # files of format version 1 predate fitted thresholds
+            self.threshold_ = FittedThreshold.from_dict(state["threshold_"])
+            self.reference_scores_ = np.asarray(state["reference_scores_"], dtype=np.float64)
+            self.reference_source_ = state["reference_source_"]
+            self.reference_feature_scores_ = np.asarray(state["reference_feature_scores_"], dtype=np.float64)
         self.scorer_ = scorer
 
     def __getstate__(self):

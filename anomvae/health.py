@@ -6,6 +6,15 @@ import warnings
 
 import numpy as np
 
+HYPERSPHERE_COLLAPSE_SPREAD = 5e-3
+"""Deep SVDD embeddings whose variance per dimension is below this have
+collapsed onto one point (Ruff et al., ICML 2018, section 3.3); it is half
+the squared minimum centre coordinate, 0.1 ** 2 / 2."""
+
+DISCRIMINATOR_WIN_ACCURACY = 0.99
+"""A GAN discriminator this accurate on training rows and generated ones has won
+the game outright (Larsen et al. 2016 balance their VAE-GAN to avoid it)."""
+
 
 class TrainingHealthWarning(UserWarning):
     """A fitted model shows a known failure mode (collapse, constant scores)."""
@@ -32,6 +41,21 @@ def assess(diagnostics: dict[str, float], training_scores: np.ndarray) -> list[s
         problems.append(
             f"posterior collapse: the mean KL is {diagnostics['mean_kl']:.2g} nats, the latent "
             "code carries no information about the input; lower beta or latent_dim"
+        )
+    if diagnostics.get("embedding_spread", np.inf) < HYPERSPHERE_COLLAPSE_SPREAD:
+        problems.append(
+            f"hypersphere collapse: the latent embeddings vary by only "
+            f"{diagnostics['embedding_spread']:.2g} per dimension, so every row lies at about one "
+            "point and its distance to the centre says nothing about it; lower svdd_weight or "
+            "raise warmup_epochs"
+        )
+    if diagnostics.get("discriminator_accuracy", 0.0) >= DISCRIMINATOR_WIN_ACCURACY:
+        problems.append(
+            f"discriminator wins outright: it tells real rows from generated ones with accuracy "
+            f"{diagnostics['discriminator_accuracy']:.3f} (generator loss "
+            f"{diagnostics.get('generator_adversarial_loss', float('nan')):.3g} nats), so the "
+            "generator no longer gets a useful adversarial signal and the learned similarity is "
+            "unreliable; keep balance_margin on, lower learning_rate or fit on more rows"
         )
     return problems
 

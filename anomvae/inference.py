@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 
@@ -29,26 +31,31 @@ def prepare_for_inference(module: torch.nn.Module, device: torch.device) -> torc
 
 def map_batches(
     function: Callable[[Tensor], Tensor],
-    data: np.ndarray,
+    data: np.ndarray | pd.DataFrame,
     device: torch.device,
     batch_size: int = SCORING_BATCH_SIZE,
+    encode: Callable[[Any, int], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Apply ``function`` to ``data`` in batches and stack the results.
 
-    Only one batch lives on the device at a time, so memory stays bounded for
-    inputs of any length. On CUDA the host batch is pinned for an asynchronous
-    copy, and an out-of-memory error halves the batch size and retries.
+    Only one batch is encoded and lives on the device at a time, so memory
+    stays bounded for inputs of any length. On CUDA the host batch is pinned
+    for an asynchronous copy, and an out-of-memory error halves the batch size
+    and retries.
 
     Parameters
     ----------
     function : callable
-        Maps a float32 tensor of rows to a tensor with the same first dimension.
-    data : ndarray
-        Preprocessed float32 rows, shape ``(n, ...)``.
+        Maps a tensor of rows to a tensor with the same first dimension.
+    data : ndarray or DataFrame
+        Rows, already encoded unless ``encode`` is given.
     device : torch.device
         Where ``function`` runs.
     batch_size : int
         Rows per batch to start with.
+    encode : callable, optional
+        ``encode(rows, first_row)`` turns a slice of ``data`` into float32
+        model inputs; ``first_row`` is the slice's position, for error messages.
 
     Returns
     -------
@@ -56,15 +63,19 @@ def map_batches(
     """
     outputs = []
     start = 0
+    rows = data.iloc if isinstance(data, pd.DataFrame) else data
     with torch.inference_mode():
         while start < len(data):
-            chunk = torch.from_numpy(np.ascontiguousarray(data[start : start + batch_size]))
+            chunk = rows[start : start + batch_size]
+            if encode is not None:
+                chunk = encode(chunk, start)
+            tensor = torch.from_numpy(np.ascontiguousarray(chunk))
             try:
                 if device.type == "cuda":
-                    chunk = chunk.pin_memory().to(device, non_blocking=True)
+                    tensor = tensor.pin_memory().to(device, non_blocking=True)
                 else:
-                    chunk = chunk.to(inference_dtype(device))
-                result = function(chunk)
+                    tensor = tensor.to(inference_dtype(device))
+                result = function(tensor)
             except torch.OutOfMemoryError:
                 if batch_size == 1:
                     raise
@@ -72,5 +83,5 @@ def map_batches(
                 torch.cuda.empty_cache()
                 continue
             outputs.append(result.to(device="cpu", dtype=torch.float64).numpy())
-            start += len(chunk)
+            start += len(tensor)
     return np.concatenate(outputs).astype(np.float64, copy=False)

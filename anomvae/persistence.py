@@ -19,8 +19,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-FORMAT_VERSION = 1
-"""Bumped whenever the layout changes; :func:`load` reads every version up to it."""
+FORMAT_VERSION = 2
+"""Bumped whenever the layout changes; :func:`load` reads every version up to it.
+
+2: the ``threshold`` parameter (a strategy, marked by :data:`THRESHOLD_KEY`) and
+the fitted ``threshold_``, ``reference_scores_`` and ``reference_source_``."""
 
 METADATA_KEY = "anomvae"
 
@@ -39,11 +42,19 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+THRESHOLD_KEY = "anomvae.threshold_strategy"
+"""Marks a saved ``threshold`` parameter (a strategy from :mod:`anomvae.thresholds`)."""
+
+
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:
     """Parameters as JSON values; a RandomState instance cannot be saved and becomes None."""
+    from .thresholds import ThresholdStrategy
+
     converted = {}
     for name, value in params.items():
-        if isinstance(value, tuple):
+        if isinstance(value, ThresholdStrategy):
+            value = {THRESHOLD_KEY: value.to_dict()}
+        elif isinstance(value, tuple):
             value = list(value)
         elif isinstance(value, torch.device):
             value = str(value)
@@ -51,6 +62,17 @@ def _json_params(params: dict[str, Any]) -> dict[str, Any]:
             value = None
         converted[name] = value
     return converted
+
+
+def _python_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`_json_params` for the values it can restore."""
+    from .thresholds import strategy_from_dict
+
+    return {
+        name: strategy_from_dict(value[THRESHOLD_KEY])
+        if isinstance(value, dict) and THRESHOLD_KEY in value else value
+        for name, value in params.items()
+    }
 
 
 def save(estimator, path: str | os.PathLike) -> None:
@@ -145,7 +167,7 @@ def load(path: str | os.PathLike, device: str = "auto"):
     estimator_class = BaseDeepDetector.registry.get(document.get("estimator"))
     if estimator_class is None:
         raise ModelFormatError(f"{path}: unknown estimator {document.get('estimator')!r}")
-    estimator = estimator_class(**document["params"])
+    estimator = estimator_class(**_python_params(document["params"]))
     state = document["fitted"]
     scorer = estimator._make_scorer(tuple(state["input_shape_"]), state["is_image_"])
     try:

@@ -21,14 +21,14 @@ MAX_CATEGORIES = 200
 SCALINGS = ("standard", "robust", "minmax", "none")
 
 
-def _describe_rows(mask: np.ndarray) -> str:
-    rows = np.flatnonzero(mask)
+def _describe_rows(mask: np.ndarray, first_row: int = 0) -> str:
+    rows = np.flatnonzero(mask) + first_row
     shown = ", ".join(str(row) for row in rows[:5])
     more = f", ... ({len(rows)} rows in all)" if len(rows) > 5 else ""
     return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
 
 
-def check_finite(values: np.ndarray, columns: list[str] | None = None) -> None:
+def check_finite(values: np.ndarray, columns: list[str] | None = None, first_row: int = 0) -> None:
     """Raise ``ValueError`` naming the rows and columns holding NaN or infinity.
 
     Parameters
@@ -36,6 +36,8 @@ def check_finite(values: np.ndarray, columns: list[str] | None = None) -> None:
     values : ndarray of shape (n, d) or (n, ...)
     columns : list of str, optional
         Column names used in the message; positions are used otherwise.
+    first_row : int
+        Position of ``values``' first row in the caller's input.
     """
     flat = values.reshape(len(values), -1)
     for kind, test in (("NaN", np.isnan), ("infinity", np.isinf)):
@@ -44,7 +46,7 @@ def check_finite(values: np.ndarray, columns: list[str] | None = None) -> None:
             bad_columns = np.flatnonzero(bad.any(axis=0))
             names = [columns[i] if columns else str(i) for i in bad_columns[:5]]
             raise ValueError(
-                f"Input X contains {kind} in {_describe_rows(bad.any(axis=1))}, "
+                f"Input X contains {kind} in {_describe_rows(bad.any(axis=1), first_row)}, "
                 f"column{'s' if len(bad_columns) > 1 else ''} {', '.join(names)}"
                 f"{' ...' if len(bad_columns) > 5 else ''}; anomvae needs finite values: "
                 "impute or drop them before fitting or scoring"
@@ -72,9 +74,10 @@ class TabularEncoder:
 
     Numeric columns are centred and scaled (``scaling``); boolean columns
     become 0/1; object, string and category columns are one-hot encoded over
-    the categories seen in ``fit``. A category never seen in ``fit`` encodes
-    as all zeros, which the model reconstructs badly, so such rows score as
-    anomalous rather than being rejected.
+    the categories seen in ``fit`` plus one "unseen" indicator that is always
+    0 in training. A category never seen in ``fit`` sets that indicator, which
+    the model has learnt to predict as 0, so such rows score as more anomalous
+    instead of being rejected.
 
     Parameters
     ----------
@@ -92,7 +95,10 @@ class TabularEncoder:
     @property
     def n_encoded(self) -> int:
         """Number of model inputs after encoding."""
-        return sum(len(self.categories[c]) if k == "category" else 1 for c, k in self._pairs())
+        return sum(self._width(column, kind) for column, kind in self._pairs())
+
+    def _width(self, column: str, kind: str) -> int:
+        return len(self.categories[column]) + 1 if kind == "category" else 1
 
     def _pairs(self):
         return zip(self.columns, self.kinds)
@@ -101,7 +107,7 @@ class TabularEncoder:
         """For each input column, its slice of the encoded features."""
         slices, start = [], 0
         for column, kind in self._pairs():
-            width = len(self.categories[column]) if kind == "category" else 1
+            width = self._width(column, kind)
             slices.append(slice(start, start + width))
             start += width
         return slices
@@ -121,23 +127,29 @@ class TabularEncoder:
         self.centre, self.scale = _scale_statistics(numeric, self.scaling)
         return self
 
-    def transform(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
-        """Encode rows into float32 model inputs of width :attr:`n_encoded`."""
-        numeric = (self._numeric_block(X) - self.centre) / self.scale
+    def transform(self, X: np.ndarray | pd.DataFrame, first_row: int = 0) -> np.ndarray:
+        """Encode rows into float32 model inputs of width :attr:`n_encoded`.
+
+        ``first_row`` is the position of ``X``'s first row in the caller's
+        input, so that error messages name the right rows.
+        """
+        numeric = (self._numeric_block(X, first_row) - self.centre) / self.scale
         np.clip(numeric, -VALUE_LIMIT, VALUE_LIMIT, out=numeric)
         if not isinstance(X, pd.DataFrame) or "category" not in self.kinds:
             return numeric.astype(np.float32)
         blocks, numeric_index = [], 0
         for column, kind in self._pairs():
             if kind == "category":
+                _check_no_missing(X[column], column, first_row)
                 values = X[column].astype(str).to_numpy()
-                blocks.append(values[:, None] == np.asarray(self.categories[column])[None, :])
+                one_hot = values[:, None] == np.asarray(self.categories[column])[None, :]
+                blocks.append(np.column_stack([one_hot, ~one_hot.any(axis=1)]))
             else:
                 blocks.append(numeric[:, numeric_index : numeric_index + 1])
                 numeric_index += 1
         return np.hstack(blocks).astype(np.float32)
 
-    def _numeric_block(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
+    def _numeric_block(self, X: np.ndarray | pd.DataFrame, first_row: int = 0) -> np.ndarray:
         if not isinstance(X, pd.DataFrame):
             return np.asarray(X, dtype=np.float64)
         columns = [c for c, k in self._pairs() if k != "category"]
@@ -150,7 +162,7 @@ class TabularEncoder:
                     f"(dtype {series.dtype}, e.g. {series.iloc[0]!r}); convert it to numbers"
                 )
             block[:, position] = series.to_numpy(dtype=np.float64, na_value=np.nan)
-        check_finite(block, columns)
+        check_finite(block, columns, first_row)
         return block
 
     def to_config(self) -> dict[str, Any]:
@@ -186,12 +198,16 @@ def _column_kind(series: pd.Series) -> str:
     return "category"
 
 
-def _fit_categories(series: pd.Series, column: str) -> list[str]:
+def _check_no_missing(series: pd.Series, column: str, first_row: int = 0) -> None:
     if series.isna().any():
         raise ValueError(
             f"Input X contains NaN in categorical column {column!r} "
-            f"({_describe_rows(series.isna().to_numpy())}); fill it with an explicit category"
+            f"({_describe_rows(series.isna().to_numpy(), first_row)}); fill it with an explicit category"
         )
+
+
+def _fit_categories(series: pd.Series, column: str) -> list[str]:
+    _check_no_missing(series, column)
     categories = sorted(series.astype(str).unique())
     if len(categories) > MAX_CATEGORIES:
         raise ValueError(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from numbers import Integral, Real
 
 from ..._sklearn import Interval, StrOptions
@@ -26,7 +25,10 @@ class AnomalyVAE(BaseDeepDetector):
         width, within [2, 32].
     hidden_dims : sequence of int or None, default=None
         Encoder hidden widths (the decoder mirrors them); ``None`` picks two
-        layers, the first twice the input width within [64, 512].
+        layers, the first twice the input width within [64, 512]. For images
+        these are the dense layers after the convolutional stages, which are
+        sized from the image shape (see :func:`anomvae.nn.build_body`);
+        ``None`` picks one layer of 256.
     beta : float, default=1.0
         Weight of the KL term; 1 is the plain VAE, larger values regularise
         the latent code more strongly.
@@ -66,7 +68,13 @@ class AnomalyVAE(BaseDeepDetector):
     contamination : "auto" or float in (0, 0.5], default="auto"
         Expected share of outliers in the training data, which sets
         ``offset_`` as in :class:`sklearn.ensemble.IsolationForest`. ``"auto"``
-        sets it so that 1% of the held-out training rows are flagged.
+        sets it so that 1% of the held-out training rows are flagged. Not
+        used when ``threshold`` is given.
+    threshold : ThresholdStrategy or None, default=None
+        How ``offset_`` is calibrated: a strategy from
+        :mod:`anomvae.thresholds` (``Contamination``, ``FalsePositiveRate``,
+        ``PeaksOverThreshold``, ``PyThresh``); ``None`` follows
+        ``contamination``. See ``docs/thresholds.md``.
     device : str, default="auto"
         ``"auto"`` uses CUDA when available, else the CPU.
     random_state : int, RandomState instance or None, default=None
@@ -78,7 +86,19 @@ class AnomalyVAE(BaseDeepDetector):
     Attributes
     ----------
     offset_ : float
-        ``decision_function = score_samples - offset_``.
+        ``decision_function = score_samples - offset_``; equals
+        ``-threshold_.value``.
+    threshold_ : FittedThreshold
+        The calibrated threshold: method, parameters, value, expected alarm
+        rate, calibration-score summary and bootstrap confidence interval.
+    reference_scores_ : ndarray
+        Sorted anomaly scores of the held-out rows (the training rows when
+        ``validation_fraction=0``), the reference of :meth:`p_values`.
+    reference_source_ : str
+        ``"held-out"``, ``"training"`` or ``"supplied"`` (by :meth:`set_threshold`).
+    reference_feature_scores_ : ndarray
+        Mean per-feature score of the reference rows: the baseline against
+        which :func:`anomvae.monitor` ranks the features driving alarms.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Defined when ``X`` was a DataFrame with string column names.
@@ -128,6 +148,7 @@ class AnomalyVAE(BaseDeepDetector):
         gradient_clip=10.0,
         scaling="standard",
         contamination="auto",
+        threshold=None,
         device="auto",
         random_state=None,
         verbose=False,
@@ -146,12 +167,13 @@ class AnomalyVAE(BaseDeepDetector):
         self.gradient_clip = gradient_clip
         self.scaling = scaling
         self.contamination = contamination
+        self.threshold = threshold
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
     def _make_scorer(self, input_shape, image):
-        hidden_dims, latent_dim = self._architecture(math.prod(input_shape))
+        hidden_dims, latent_dim = self._architecture(input_shape)
         likelihood = self.likelihood
         if likelihood == "auto":
             likelihood = "bernoulli" if image else "calibrated"

@@ -1,0 +1,327 @@
+"""Monitoring a fitted detector on production batches.
+
+:func:`monitor` compares one batch with the reference the detector's threshold
+was calibrated against and answers three questions: does the batch raise more
+(or fewer) alarms than the threshold promises on normal data, has the
+distribution of anomaly scores moved, and which features drive the alarms.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.utils.validation import check_is_fitted
+
+PSI_BINS = 10
+"""Population stability index bins: deciles of the reference scores."""
+
+PSI_MODERATE, PSI_MAJOR = 0.1, 0.25
+"""Conventional PSI levels (Siddiqi, *Credit Risk Scorecards*, 2006): below 0.1
+stable, 0.1 to 0.25 a moderate shift, above 0.25 a major shift."""
+
+_PSI_FLOOR = 1e-4
+"""Smallest bin share used in the PSI logarithm, so an empty bin stays finite."""
+
+
+@dataclass(frozen=True)
+class FeatureContribution:
+    """How much one feature drives the alarms of a batch.
+
+    Features are ranked by ``excess``: how far their mean per-feature score
+    over the flagged rows exceeds their mean over the reference rows
+    (``reference_feature_scores_`` of the detector).
+
+    Attributes
+    ----------
+    name : str
+    mean_score : float
+        Mean per-feature anomaly score over the flagged rows.
+    reference_score : float
+        Mean over the reference rows.
+    excess : float
+        ``mean_score - reference_score``.
+    share : float
+        Its share of the summed positive excess of all features.
+    lift : float or None
+        ``mean_score / reference_score``; None when ``reference_score`` is not positive.
+    """
+
+    name: str
+    mean_score: float
+    reference_score: float
+    excess: float
+    share: float
+    lift: float | None
+
+
+@dataclass(frozen=True)
+class MonitoringReport:
+    """The result of :func:`monitor`.
+
+    Attributes
+    ----------
+    n_rows, n_flagged : int
+    flag_rate, expected_rate : float
+        Observed share of flagged rows, and the share the threshold expects on normal data.
+    flag_rate_p_value : float
+        Two-sided exact binomial test of ``n_flagged`` against ``expected_rate``.
+    ks_statistic, ks_p_value : float
+        Two-sample Kolmogorov–Smirnov test, batch scores against reference scores.
+    psi : float
+        Population stability index of the batch scores over reference deciles.
+    batch_quantiles, reference_quantiles : dict of str to float
+        Median, 0.9 and 0.99 quantiles of the anomaly scores.
+    top_features : list of FeatureContribution
+        Features with the highest mean per-feature score over the flagged
+        rows (over all rows when none is flagged).
+    threshold : dict
+        ``threshold_.to_dict()`` of the detector.
+    significance : float
+        Level at which the tests raise alarms.
+    """
+
+    n_rows: int
+    n_flagged: int
+    flag_rate: float
+    expected_rate: float
+    flag_rate_p_value: float
+    ks_statistic: float
+    ks_p_value: float
+    psi: float
+    batch_quantiles: dict[str, float]
+    reference_quantiles: dict[str, float]
+    top_features: list[FeatureContribution]
+    threshold: dict[str, Any]
+    significance: float
+
+    @property
+    def flag_rate_alarm(self) -> bool:
+        """The flag rate differs from the expected rate at level ``significance``."""
+        return self.flag_rate_p_value < self.significance
+
+    @property
+    def drift_alarm(self) -> bool:
+        """The score distribution moved: KS significant, or PSI above :data:`PSI_MAJOR`."""
+        return self.ks_p_value < self.significance or self.psi > PSI_MAJOR
+
+    @property
+    def alarms(self) -> list[str]:
+        """One readable line per alarm raised; empty when the batch looks like the reference."""
+        raised = []
+        if self.flag_rate_alarm:
+            direction = "above" if self.flag_rate > self.expected_rate else "below"
+            raised.append(
+                f"flag rate {self.flag_rate:.2%} is {direction} the expected {self.expected_rate:.2%} "
+                f"(binomial p = {self.flag_rate_p_value:.2g})"
+            )
+        if self.drift_alarm:
+            raised.append(
+                f"anomaly-score distribution drifted (KS D = {self.ks_statistic:.3f}, "
+                f"p = {self.ks_p_value:.2g}; PSI = {self.psi:.3f})"
+            )
+        return raised
+
+    def metrics(self) -> dict[str, float]:
+        """The numeric figures, as logged to MLflow (prefixed ``monitor.``)."""
+        return {
+            "flag_rate": self.flag_rate,
+            "expected_rate": self.expected_rate,
+            "flag_rate_p_value": self.flag_rate_p_value,
+            "n_rows": float(self.n_rows),
+            "n_flagged": float(self.n_flagged),
+            "ks_statistic": self.ks_statistic,
+            "ks_p_value": self.ks_p_value,
+            "psi": self.psi,
+            "score_median": self.batch_quantiles["0.5"],
+            "score_q99": self.batch_quantiles["0.99"],
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable report, alarms included."""
+        document = asdict(self)
+        document["alarms"] = self.alarms
+        document["flag_rate_alarm"] = self.flag_rate_alarm
+        document["drift_alarm"] = self.drift_alarm
+        return document
+
+    def __str__(self) -> str:
+        threshold = self.threshold
+        lines = [
+            f"Monitoring report: {self.n_rows} rows; threshold {threshold['method']} "
+            f"flags anomaly scores > {threshold['value']:.4g}",
+            f"  flag rate    {self.flag_rate:.2%} ({self.n_flagged} rows), expected "
+            f"{self.expected_rate:.2%}, binomial p = {self.flag_rate_p_value:.2g}",
+            f"  score drift  KS D = {self.ks_statistic:.3f} (p = {self.ks_p_value:.2g}), "
+            f"PSI = {self.psi:.3f}",
+            "  scores       " + ", ".join(
+                f"q{level} {self.batch_quantiles[level]:.4g} (reference "
+                f"{self.reference_quantiles[level]:.4g})"
+                for level in self.batch_quantiles
+            ),
+        ]
+        if self.top_features:
+            rows = "flagged" if self.n_flagged else "all"
+            lines.append(f"  top features ({rows} rows): " + ", ".join(
+                f"{feature.name} {feature.share:.0%}"
+                + (f" ({feature.lift:.1f}x reference)" if feature.lift is not None else "")
+                for feature in self.top_features
+            ))
+        lines.append(
+            "  ALARMS: " + "; ".join(self.alarms) if self.alarms
+            else f"  no alarm at significance {self.significance}"
+        )
+        return "\n".join(lines)
+
+
+def population_stability_index(reference: np.ndarray, batch: np.ndarray, bins: int = PSI_BINS) -> float:
+    """PSI of ``batch`` against ``reference`` over quantile bins of ``reference``.
+
+    ``sum((b - r) * log(b / r))`` over the bins, with shares floored at
+    :data:`_PSI_FLOOR`; 0 for identical distributions.
+    """
+    inner_edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+    reference_share = np.bincount(np.searchsorted(inner_edges, reference, side="right"),
+                                  minlength=inner_edges.size + 1) / reference.size
+    batch_share = np.bincount(np.searchsorted(inner_edges, batch, side="right"),
+                              minlength=inner_edges.size + 1) / batch.size
+    reference_share = np.maximum(reference_share, _PSI_FLOOR)
+    batch_share = np.maximum(batch_share, _PSI_FLOOR)
+    return float(np.sum((batch_share - reference_share) * np.log(batch_share / reference_share)))
+
+
+def _feature_names(detector, batch, n_columns: int) -> list[str]:
+    if isinstance(batch, pd.DataFrame):
+        return [str(column) for column in batch.columns]
+    if getattr(detector, "is_image_", False):
+        return [f"pixel_{index}" for index in range(n_columns)]
+    names = getattr(detector, "feature_names_in_", None)
+    if names is not None and len(names) == n_columns:
+        return [str(name) for name in names]
+    return [f"x{index}" for index in range(n_columns)]
+
+
+def _top_features(detector, batch, flagged: np.ndarray, count: int) -> list[FeatureContribution]:
+    values = np.asarray(detector.feature_scores(batch), dtype=np.float64).reshape(len(flagged), -1)
+    names = _feature_names(detector, batch, values.shape[1])
+    mean_score = (values[flagged] if flagged.any() else values).mean(axis=0)
+    baseline = getattr(detector, "reference_feature_scores_", None)
+    if baseline is None:  # a model saved before baselines were stored: rank by mean score
+        baseline = np.zeros_like(mean_score)
+    excess = mean_score - baseline
+    total = np.clip(excess, 0, None).sum()
+    top = np.argsort(-excess, kind="stable")[:count]
+    return [
+        FeatureContribution(
+            name=names[index],
+            mean_score=float(mean_score[index]),
+            reference_score=float(baseline[index]),
+            excess=float(excess[index]),
+            share=float(max(excess[index], 0.0) / total) if total > 0 else 0.0,
+            lift=float(mean_score[index] / baseline[index]) if baseline[index] > 0 else None,
+        )
+        for index in top
+    ]
+
+
+def _quantiles(scores: np.ndarray) -> dict[str, float]:
+    levels = (0.5, 0.9, 0.99)
+    return {str(level): float(value) for level, value in zip(levels, np.quantile(scores, levels))}
+
+
+def monitor(
+    detector,
+    batch,
+    *,
+    significance: float = 0.01,
+    n_top_features: int = 5,
+    log_to_mlflow: bool | None = None,
+    step: int | None = None,
+) -> MonitoringReport:
+    """Check a production batch against a fitted detector's reference.
+
+    Parameters
+    ----------
+    detector : BaseDeepDetector
+        A fitted anomvae estimator (its ``threshold_`` and ``reference_scores_``
+        are the baseline).
+    batch : array-like, DataFrame or image batch
+        New rows, in the format the detector was fitted on.
+    significance : float, default=0.01
+        Level of the binomial and Kolmogorov–Smirnov tests.
+    n_top_features : int, default=5
+        Features listed as driving the alarms (see :class:`FeatureContribution`);
+        0 skips ``feature_scores``.
+    log_to_mlflow : bool or None, default=None
+        Log :meth:`MonitoringReport.metrics` as ``monitor.*`` metrics. None logs
+        when an MLflow run is active; True logs in any case (MLflow then
+        starts a run); False never. mlflow is imported only to log.
+    step : int or None
+        MLflow step of this batch; None appends after the run's last
+        ``monitor.flag_rate`` entry, so successive batches form a time series.
+
+    Returns
+    -------
+    MonitoringReport
+
+    Notes
+    -----
+    The binomial test treats the expected rate as exact; with a small
+    reference set the threshold itself is uncertain (see
+    ``threshold_.confidence_interval``), so expect some false alarms on very
+    large batches. Likewise the KS test detects tiny shifts on large
+    batches: read it with the PSI, an effect size.
+    """
+    check_is_fitted(detector)
+    if not 0 < significance < 1:
+        raise ValueError(f"significance must be in (0, 1), got {significance!r}")
+    if isinstance(n_top_features, bool) or not isinstance(n_top_features, (int, np.integer)) or n_top_features < 0:
+        raise ValueError(f"n_top_features must be a non-negative int, got {n_top_features!r}")
+    scores = -detector.score_samples(batch)
+    reference = detector._reference()
+    threshold = detector.threshold_
+    flagged = scores > threshold.value
+    n_flagged = int(flagged.sum())
+    expected = threshold.expected_rate
+    ks = stats.ks_2samp(scores, reference)
+    report = MonitoringReport(
+        n_rows=int(scores.size),
+        n_flagged=n_flagged,
+        flag_rate=n_flagged / scores.size,
+        expected_rate=expected,
+        flag_rate_p_value=float(stats.binomtest(n_flagged, scores.size, expected).pvalue),
+        ks_statistic=float(ks.statistic),
+        ks_p_value=float(ks.pvalue),
+        psi=population_stability_index(reference, scores),
+        batch_quantiles=_quantiles(scores),
+        reference_quantiles=_quantiles(reference),
+        top_features=_top_features(detector, batch, flagged, n_top_features) if n_top_features else [],
+        threshold=threshold.to_dict(),
+        significance=float(significance),
+    )
+    if log_to_mlflow or (log_to_mlflow is None and _mlflow_run_active()):
+        _log_metrics(report, step)
+    return report
+
+
+def _mlflow_run_active() -> bool:
+    """True when mlflow is already imported and has an active run (no import otherwise)."""
+    mlflow = sys.modules.get("mlflow")
+    return mlflow is not None and mlflow.active_run() is not None
+
+
+def _log_metrics(report: MonitoringReport, step: int | None) -> None:
+    import mlflow
+
+    run = mlflow.active_run() or mlflow.start_run()
+    if step is None:
+        history = mlflow.tracking.MlflowClient().get_metric_history(run.info.run_id, "monitor.flag_rate")
+        step = max((entry.step for entry in history), default=-1) + 1
+    mlflow.log_metrics({f"monitor.{name}": value for name, value in report.metrics().items()}, step=step)
+
+
+__all__ = ["FeatureContribution", "MonitoringReport", "monitor", "population_stability_index"]

@@ -1,0 +1,337 @@
+"""Training runs, registered models and thresholds in MLflow.
+
+>>> import anomvae
+>>> from anomvae import tracking
+>>> detector = anomvae.AnomalyVAE(random_state=0)                           # doctest: +SKIP
+>>> result = tracking.fit_and_log(detector, X, y, registered_model_name="card-fraud")  # doctest: +SKIP
+>>> tracking.promote("card-fraud", threshold=7.5)                          # doctest: +SKIP
+
+Every function works against whatever tracking URI the user has set
+(``mlflow.set_tracking_uri`` or ``MLFLOW_TRACKING_URI``); when none is set,
+a SQLite store ``mlflow.db`` in the working directory is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow.entities import Metric, Param
+
+from . import pyfunc, tracking_plots
+from ._mlflow import is_tracking_uri_set
+
+DEFAULT_ALIAS = "champion"
+SCORE_QUANTILES = (0.5, 0.9, 0.99)
+LOG_BATCH_SIZE = 1000
+"""MLflow accepts at most this many metrics in one batch."""
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What :func:`fit_and_log` produced."""
+
+    run_id: str
+    model_uri: str | None
+    registered_model_name: str | None
+    version: int | None
+    alias: str | None
+
+    @property
+    def serving_uri(self) -> str | None:
+        """``models:/name@alias`` (or ``models:/name/version``) to load or serve."""
+        if self.registered_model_name is None:
+            return self.model_uri
+        if self.alias is not None:
+            return f"models:/{self.registered_model_name}@{self.alias}"
+        return f"models:/{self.registered_model_name}/{self.version}"
+
+
+def use_default_tracking_uri() -> str:
+    """Point MLflow at ``sqlite:///<cwd>/mlflow.db`` unless a tracking URI is set.
+
+    Returns
+    -------
+    str
+        The tracking URI in force.
+    """
+    if not is_tracking_uri_set():
+        mlflow.set_tracking_uri(f"sqlite:///{Path.cwd() / 'mlflow.db'}")
+    return mlflow.get_tracking_uri()
+
+
+@contextlib.contextmanager
+def _run(run_name: str | None = None):
+    """The active run, or a new one that ends with the block."""
+    active = mlflow.active_run()
+    if active is not None:
+        yield active
+        return
+    with mlflow.start_run(run_name=run_name) as run:
+        yield run
+
+
+def flat_params(detector) -> dict[str, str]:
+    """The estimator's parameters as MLflow params (strings), plus its class."""
+    params = {name: str(value) for name, value in detector.get_params(deep=False).items()}
+    params["estimator"] = type(detector).__name__
+    return params
+
+
+def training_metrics(detector, X, y=None, prefix: str = "") -> dict[str, float]:
+    """Threshold, flag rate, score quantiles and, with labels, ROC-AUC and average precision.
+
+    Parameters
+    ----------
+    detector : BaseDeepDetector
+        A fitted detector.
+    X : array-like
+        Rows to score.
+    y : array-like, optional
+        1 for anomalies, 0 for normal rows.
+    prefix : str
+        Prepended to every metric name (e.g. ``"eval_"``).
+    """
+    scores = -detector.score_samples(X)
+    threshold = -detector.offset_
+    metrics = {"flag_rate": float(np.mean(scores > threshold))}
+    metrics.update({f"score_q{round(100 * q):02d}": float(np.quantile(scores, q)) for q in SCORE_QUANTILES})
+    if y is not None:
+        from sklearn.metrics import average_precision_score, roc_auc_score
+
+        labels = np.asarray(y).astype(int)
+        if len(np.unique(labels)) == 2:
+            metrics["roc_auc"] = float(roc_auc_score(labels, scores))
+            metrics["average_precision"] = float(average_precision_score(labels, scores))
+    return {f"{prefix}{name}": value for name, value in metrics.items()}
+
+
+def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = None) -> str:
+    """Log a fitted detector's training to the active run (or a new one).
+
+    Logged: the flat parameters; every per-epoch quantity of ``history_``
+    with ``step=epoch``; the threshold (on the ``score`` scale, higher = more
+    anomalous), flag rate on ``X``, score quantiles, ROC-AUC and average
+    precision when ``y`` is given (the same with an ``eval_`` prefix for
+    ``validation``), training time and the scalar training diagnostics;
+    the device and any health warnings as tags; and three figures.
+
+    Parameters
+    ----------
+    detector : BaseDeepDetector
+        A fitted detector.
+    X : array-like
+        The training data.
+    y : array-like, optional
+        Labels of ``X`` (1 = anomaly), for ROC-AUC and average precision.
+    validation : tuple (X_eval, y_eval), optional
+        Held-out labelled rows evaluated the same way.
+
+    Returns
+    -------
+    str
+        The run id.
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(detector)
+    with _run() as run:
+        client = mlflow.MlflowClient()
+        run_id = run.info.run_id
+        now = int(time.time() * 1000)
+        params = [Param(key, value) for key, value in flat_params(detector).items()]
+        metrics = [
+            Metric(key, float(value), now, int(epoch))
+            for key, values in detector.history_.items() if key != "epoch"
+            for epoch, value in zip(detector.history_["epoch"], values)
+        ]
+        final = {
+            "threshold": float(-detector.offset_),
+            "training_time_s": float(detector.training_time_),
+            **training_metrics(detector, X, y),
+            **{f"diagnostics_{key}": float(value) for key, value in detector.diagnostics_.items()
+               if isinstance(value, (int, float)) and math.isfinite(value)},
+        }
+        if validation is not None:
+            final.update(training_metrics(detector, *validation, prefix="eval_"))
+        metrics += [Metric(key, value, now, 0) for key, value in final.items()]
+        client.log_batch(run_id, params=params)
+        for start in range(0, len(metrics), LOG_BATCH_SIZE):
+            client.log_batch(run_id, metrics=metrics[start : start + LOG_BATCH_SIZE])
+        mlflow.set_tags({
+            "device": detector.device_,
+            "health_warnings": "; ".join(detector.health_warnings_) or "none",
+        })
+        _log_figures(detector, X, y)
+    return run_id
+
+
+def _log_figures(detector, X, y) -> None:
+    from .serving_inputs import input_columns
+
+    scores = -detector.score_samples(X)
+    mlflow.log_figure(tracking_plots.loss_curves(detector.history_), "plots/loss_curves.png")
+    mlflow.log_figure(
+        tracking_plots.score_histogram(scores, -detector.offset_, None if y is None else np.asarray(y)),
+        "plots/score_histogram.png",
+    )
+    contributions = np.asarray(detector.feature_scores(X), dtype=np.float64)
+    names = [] if detector.is_image_ else input_columns(detector)
+    mlflow.log_figure(tracking_plots.feature_contributions(contributions, names), "plots/feature_contributions.png")
+
+
+def fit_and_log(
+    detector,
+    X,
+    y=None,
+    *,
+    validation: tuple[Any, Any] | None = None,
+    experiment_name: str | None = None,
+    run_name: str | None = None,
+    registered_model_name: str | None = None,
+    alias: str | None = DEFAULT_ALIAS,
+    input_example=None,
+    log_model: bool = True,
+) -> TrainingRun:
+    """Fit ``detector`` on ``X`` in an MLflow run, log it, and optionally register it.
+
+    ``y`` is never used for training: it only adds ROC-AUC and average
+    precision to the logged metrics.
+
+    Parameters
+    ----------
+    detector : BaseDeepDetector
+        An unfitted (or to be refitted) estimator.
+    X, y : training rows and their optional labels (1 = anomaly).
+    validation : tuple (X_eval, y_eval), optional
+        Held-out labelled rows, logged with an ``eval_`` prefix.
+    experiment_name : str, optional
+        Created when missing; the active experiment otherwise.
+    run_name : str, optional
+    registered_model_name : str, optional
+        Register the logged model under this name.
+    alias : str or None, default="champion"
+        Alias set on the new version when the model is registered.
+    input_example : optional
+        Rows for the model's input example; the first rows of ``X`` otherwise.
+    log_model : bool
+        Log the model (weights, signature, threshold) as well as the run.
+
+    Returns
+    -------
+    TrainingRun
+    """
+    use_default_tracking_uri()
+    if experiment_name is not None:
+        mlflow.set_experiment(experiment_name)
+    with _run(run_name) as run:
+        detector.fit(X)
+        log_training(detector, X, y, validation=validation)
+        if not log_model:
+            return TrainingRun(run.info.run_id, None, None, None, None)
+        example = X[: pyfunc.EXAMPLE_ROWS] if input_example is None else input_example
+        info = pyfunc.log_model(
+            detector,
+            "model",
+            registered_model_name=registered_model_name,
+            input_example=example,
+            alias=alias if registered_model_name else None,
+            tags={"run_id": run.info.run_id, "threshold_origin": "training"},
+        )
+    return TrainingRun(
+        run.info.run_id,
+        info.model_uri,
+        registered_model_name,
+        info.registered_model_version,
+        alias if registered_model_name else None,
+    )
+
+
+def promote(
+    model_name: str,
+    *,
+    threshold: float | None = None,
+    version: int | str | None = None,
+    alias: str = DEFAULT_ALIAS,
+):
+    """Move ``alias`` to a version of ``model_name``, with a new threshold if given.
+
+    With a ``threshold``, the source version's detector is re-logged with
+    that threshold (same weights, same input example and options: no
+    retraining) as a new version, which then gets the alias. The new version
+    is tagged ``threshold_origin`` and ``source_version``.
+
+    Parameters
+    ----------
+    model_name : str
+        A registered model.
+    threshold : float, optional
+        New threshold on the ``score`` scale (higher = more anomalous).
+    version : int or str, optional
+        Source version; by default the one ``alias`` points at, or the
+        latest version when the alias is not set yet.
+    alias : str, default="champion"
+
+    Returns
+    -------
+    mlflow.entities.model_registry.ModelVersion
+        The version the alias now points at.
+    """
+    from mlflow.artifacts import download_artifacts
+    from mlflow.models import Model
+
+    from .persistence import load
+
+    if threshold is not None and not (
+        isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and math.isfinite(threshold)
+    ):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    use_default_tracking_uri()
+    client = mlflow.MlflowClient()
+    source = _source_version(client, model_name, version, alias)
+    if threshold is None:
+        client.set_registered_model_alias(model_name, alias, source.version)
+        return client.get_model_version(model_name, source.version)
+
+    local = Path(download_artifacts(f"models:/{model_name}/{source.version}"))
+    model = Model.load(local)
+    flavor = model.flavors["python_function"]
+    detector = load(local / flavor["artifacts"][pyfunc.DETECTOR_ARTIFACT]["path"], device="cpu")
+    config = flavor.get("config", {})
+    previous = -detector.offset_
+    detector.offset_ = -float(threshold)
+    info = pyfunc.log_model(
+        detector,
+        "model",
+        registered_model_name=model_name,
+        input_example=model.load_input_example(local),
+        top_features=config.get("top_features", pyfunc.DEFAULT_TOP_FEATURES),
+        image_format=config.get("image_format", "tensor"),
+        alias=alias,
+        tags={
+            "threshold_origin": f"promoted from version {source.version} (threshold {previous:.6g}); not retrained",
+            "source_version": str(source.version),
+            **({"run_id": source.run_id} if source.run_id else {}),
+        },
+    )
+    return client.get_model_version(model_name, str(info.registered_model_version))
+
+
+def _source_version(client, model_name: str, version, alias: str):
+    from mlflow.exceptions import MlflowException
+
+    if version is not None:
+        return client.get_model_version(model_name, str(version))
+    try:
+        return client.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        versions = client.search_model_versions(f"name = '{model_name}'")
+        if not versions:
+            raise ValueError(f"no registered model {model_name!r} with any version") from None
+        return max(versions, key=lambda candidate: int(candidate.version))

@@ -1,0 +1,91 @@
+"""The anomvae command line, run as a real subprocess where it matters."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from anomvae.cli import main
+
+
+@pytest.fixture
+def table(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(300, 4)), columns=["a", "b", "c", "d"])
+    frame["label"] = 0
+    frame.loc[:19, ["a", "b"]] += 8
+    frame.loc[:19, "label"] = 1
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False)
+    return frame, path
+
+
+@pytest.fixture
+def config(tmp_path, table):
+    _, path = table
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "model": {"name": "AnomalyVAE", "params": {"epochs": 20, "random_state": 0}},
+        "data": {"source": str(path), "label_column": "label"},
+        "output": str(tmp_path / "model.safetensors"),
+    }))
+    return config_path
+
+
+def test_train_prints_report_and_saves(config, tmp_path, capsys):
+    assert main(["train", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    for field in ("rows_train", "features", "training_seconds", "threshold", "flag_rate", "roc_auc"):
+        assert field in out
+    auc = float(next(line.split()[1] for line in out.splitlines() if line.startswith("roc_auc")))
+    assert auc > 0.9
+    assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_score_keeps_rows_in_order_csv_and_parquet(config, table, tmp_path):
+    frame, _ = table
+    assert main(["train", "--config", str(config)]) == 0
+    features = frame.drop(columns=["label"]).sample(frac=1.0, random_state=1)
+    for suffix, write in ((".csv", lambda f, p: f.to_csv(p, index=False)),
+                          (".parquet", lambda f, p: f.to_parquet(p, index=False))):
+        source = tmp_path / f"new{suffix}"
+        write(features, source)
+        output = tmp_path / f"scored{suffix}.csv"
+        assert main(["score", str(tmp_path / "model.safetensors"), str(source), "-o", str(output)]) == 0
+        scored = pd.read_csv(output)
+        np.testing.assert_allclose(scored[["a", "b", "c", "d"]].to_numpy(), features.to_numpy())
+        assert scored["is_anomaly"].dtype == bool
+        injected = features.index < 20
+        assert scored["score"][injected].median() > scored["score"][~injected].quantile(0.95)
+
+
+def test_score_reports_bad_columns_without_traceback(config, table, tmp_path):
+    frame, _ = table
+    assert main(["train", "--config", str(config)]) == 0
+    bad = tmp_path / "bad.csv"
+    frame.drop(columns=["label", "d"]).to_csv(bad, index=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "anomvae.cli", "score", str(tmp_path / "model.safetensors"), str(bad)],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    assert "error" in result.stderr and "d" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_config_section_is_refused(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("modle: {}\n")
+    assert main(["train", "--config", str(path)]) == 2
+    assert "modle" in capsys.readouterr().err
+
+
+def test_main_job_on_embedded_default(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "anomvae.cli", "train", "--output", str(tmp_path / "m.safetensors")],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "roc_auc" in result.stdout and (tmp_path / "m.safetensors").is_file()

@@ -1,0 +1,98 @@
+"""The shared training engine, driven by small purpose-built scorers."""
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import nn
+
+from anomvae.engine import NonFiniteLossError, TrainingEngine
+from anomvae.scorer import Phase, Scorer
+
+
+class TwoPlayerScorer(Scorer):
+    """Two linear maps updated by alternating phases, like VAE-GAN or adVAE."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Linear(3, 3)
+        self.second = nn.Linear(3, 3)
+        self.epochs_started = []
+
+    def optimizer_groups(self):
+        return {"first": list(self.first.parameters()), "second": list(self.second.parameters())}
+
+    def training_step(self, batch) -> Iterator[Phase]:
+        yield Phase((self.second(self.first(batch)) - batch).pow(2).mean(), optimizer="first")
+        yield Phase((self.second(self.first(batch)) - batch).pow(2).mean(), optimizer="second",
+                    logs={"error": (self.second(self.first(batch)) - batch).pow(2).mean()})
+
+    def validation_loss(self, batch):
+        return (self.second(self.first(batch)) - batch).pow(2).mean()
+
+    def on_epoch_start(self, epoch, batches):
+        self.epochs_started.append((epoch, sum(len(b) for b in batches())))
+
+
+def make_engine(**overrides):
+    settings = dict(epochs=3, batch_size=16, learning_rate=1e-2, patience=None, gradient_clip=1.0,
+                    generator=torch.Generator().manual_seed(0))
+    settings.update(overrides)
+    return TrainingEngine(**settings)
+
+
+def test_each_phase_updates_only_its_own_group():
+    scorer = TwoPlayerScorer()
+    data = torch.randn(64, 3)
+    phases = scorer.training_step(data[:16])
+    second_before = [p.detach().clone() for p in scorer.second.parameters()]
+    phase = next(phases)
+    engine = make_engine()
+    optimizers = {k: torch.optim.Adam(v, lr=0.1) for k, v in scorer.optimizer_groups().items()}
+    phase.loss.backward()
+    optimizers[phase.optimizer].step()
+    for before, after in zip(second_before, scorer.second.parameters()):
+        assert torch.equal(before, after)
+    history = engine.fit(scorer, data)
+    assert set(history) >= {"epoch", "loss_first", "loss_second", "error"}
+    assert history["epoch"] == [1, 2, 3]
+
+
+def test_alternating_training_reduces_the_loss_and_calls_epoch_hook():
+    scorer = TwoPlayerScorer()
+    data = torch.randn(256, 3)
+    history = make_engine(epochs=30).fit(scorer, data)
+    assert history["error"][-1] < 0.5 * history["error"][0]
+    assert scorer.epochs_started[:2] == [(0, 256), (1, 256)]
+
+
+def test_non_finite_loss_names_the_epoch():
+    class Diverging(TwoPlayerScorer):
+        def training_step(self, batch):
+            scale = torch.tensor(float("inf")) if self.epochs_started[-1][0] == 1 else 1.0
+            yield Phase(scale * self.first(batch).pow(2).mean(), optimizer="first")
+
+    with pytest.raises(NonFiniteLossError, match="epoch 2"):
+        make_engine(gradient_clip=None).fit(Diverging(), torch.randn(32, 3))
+
+
+def test_early_stopping_restores_best_weights():
+    torch.manual_seed(0)
+    scorer = TwoPlayerScorer()
+    train, validation = torch.randn(128, 3), torch.randn(64, 3)
+    history = make_engine(epochs=200, patience=3, learning_rate=0.05).fit(scorer, train, validation)
+    assert len(history["epoch"]) < 200
+    best = min(history["val_loss"])
+    with torch.no_grad():
+        assert scorer.validation_loss(validation).item() == pytest.approx(best, rel=1e-5)
+
+
+def test_gradient_clipping_bounds_the_gradient_norm():
+    class Steep(TwoPlayerScorer):
+        def training_step(self, batch):
+            yield Phase(1e6 * self.first(batch).sum(), optimizer="first")
+
+    scorer = Steep()
+    make_engine(epochs=1, batch_size=64, gradient_clip=1e-3).fit(scorer, torch.randn(64, 3))
+    norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in scorer.first.parameters()))
+    assert norm.item() <= 1e-3 * (1 + 1e-4)

@@ -1,0 +1,132 @@
+"""Image inputs end to end: the convolutional blocks, then every registered
+estimator on tiny synthetic images (horizontal bars normal, vertical bars or
+blobs anomalous)."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from anomvae import AnomalyVAE, AnomalyVAESVDD, BaseDeepDetector, load
+from anomvae.nn import build_body, build_decoder, build_encoder, default_architecture
+
+ESTIMATORS = sorted(BaseDeepDetector.registry.values(), key=lambda cls: cls.__name__)
+SIZE = 12
+
+
+def bars(n, *, vertical=False, seed=0):
+    """``(n, SIZE, SIZE)`` uint8 images with one bright bar each."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, SIZE, SIZE), dtype=np.uint8)
+    for image, position in zip(images, rng.integers(2, SIZE - 2, n)):
+        if vertical:
+            image[:, position] = 255
+        else:
+            image[position, :] = 255
+    return images
+
+
+def tiny(estimator_class, **params):
+    return estimator_class(**{"epochs": 3, "batch_size": 32, "random_state": 0, **params})
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 7, 7), (1, 5, 9), (2, 32, 32), (1, 1, 1)])
+def test_decoder_returns_exactly_the_input_shape(shape):
+    encoder = build_encoder(shape, (16,), 4)
+    decoder = build_decoder(4, (16,), shape)
+    mean, log_variance = encoder(torch.rand(2, *shape))
+    assert mean.shape == log_variance.shape == (2, 4)
+    assert decoder(mean).shape == (2, *shape)
+
+
+def test_image_body_is_convolutional_and_can_drop_every_bias():
+    body, width = build_body((3, 16, 16), (32,), bias=False)
+    assert width == 32
+    assert any(isinstance(module, torch.nn.Conv2d) for module in body.modules())
+    assert not [name for name, _ in body.named_parameters() if name.endswith("bias")]
+    encoder = build_encoder((3, 16, 16), (32,), 4, bias=False)
+    assert encoder.mean.bias is None
+
+
+def test_default_architecture_depends_on_the_input_kind():
+    assert default_architecture((1, 28, 28)) == ((256,), 32)
+    assert default_architecture(784) == default_architecture((784,)) == ((512, 256), 32)
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (1, 2, 3, 4)])
+def test_unsupported_shapes_are_refused(shape):
+    with pytest.raises(ValueError, match="expected"):
+        build_body(shape, (8,))
+    with pytest.raises(ValueError, match="expected"):
+        build_decoder(2, (8,), shape)
+
+
+@pytest.mark.parametrize("estimator_class", ESTIMATORS, ids=lambda cls: cls.__name__)
+def test_every_estimator_fits_and_scores_images(estimator_class, tmp_path):
+    images = bars(64)
+    detector = tiny(estimator_class).fit(images)
+    assert detector.is_image_ and detector.input_shape_ == (1, SIZE, SIZE)
+    assert detector.n_features_in_ == SIZE * SIZE
+
+    scores = detector.score_samples(images)
+    assert scores.shape == (64,) and np.all(np.isfinite(scores))
+    assert set(np.unique(detector.predict(bars(8, vertical=True)))) <= {-1, 1}
+    maps = detector.feature_scores(images[:5])
+    assert maps.shape == (5, 1, SIZE, SIZE) and np.all(np.isfinite(maps))
+
+    tensor_scores = detector.score_samples(torch.from_numpy(images))
+    np.testing.assert_allclose(tensor_scores, scores, rtol=1e-6)
+    channel_scores = detector.score_samples(images[:, None])
+    np.testing.assert_allclose(channel_scores, scores, rtol=1e-6)
+
+    detector.save(tmp_path / "model.safetensors")
+    loaded = load(tmp_path / "model.safetensors", device="cpu")
+    np.testing.assert_allclose(loaded.score_samples(images), scores, rtol=1e-6)
+    np.testing.assert_allclose(loaded.feature_scores(images[:5]), maps, rtol=1e-6)
+
+
+@pytest.mark.parametrize("estimator_class", ESTIMATORS, ids=lambda cls: cls.__name__)
+def test_wrong_image_inputs_are_refused(estimator_class):
+    detector = tiny(estimator_class, epochs=1).fit(np.random.default_rng(0).random((20, 3, 8, 8)))
+    rng = np.random.default_rng(1)
+    with pytest.raises(ValueError, match=r"\(3, 8, 8\)"):
+        detector.predict(rng.random((4, 1, 8, 8)))
+    with pytest.raises(ValueError, match=r"\(3, 8, 8\)"):
+        detector.predict(rng.random((4, 3, 9, 8)))
+    with pytest.raises(ValueError, match="channels-last"):
+        detector.predict(rng.random((4, 8, 8, 3)))
+    with pytest.raises(ValueError, match="images"):
+        detector.predict(rng.random((4, 192)))
+
+
+def test_tabular_model_refuses_images():
+    detector = AnomalyVAE(epochs=1, random_state=0).fit(np.random.default_rng(0).normal(size=(20, 4)))
+    with pytest.raises(ValueError, match="tabular"):
+        detector.score_samples(bars(3))
+
+
+def test_float_images_outside_unit_range_are_scaled_with_the_fit_range():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-500.0, 1500.0, size=(30, 2, 6, 6))
+    detector = tiny(AnomalyVAE).fit(images)
+    assert (detector.encoder_.low, detector.encoder_.high) == (images.min(), images.max())
+    assert np.all(np.isfinite(detector.score_samples(images * 10)))
+
+
+@pytest.mark.parametrize("estimator_class", [AnomalyVAE, AnomalyVAESVDD], ids=lambda cls: cls.__name__)
+def test_anomalous_images_score_lower(estimator_class):
+    extra = {"warmup_epochs": 5} if estimator_class is AnomalyVAESVDD else {}
+    detector = tiny(estimator_class, epochs=15, **extra).fit(bars(200))
+    normal, anomalous = bars(30, seed=1), bars(30, vertical=True, seed=2)
+    scores = detector.score_samples(np.concatenate([normal, anomalous]))
+    assert roc_auc_score([1] * 30 + [0] * 30, scores) > 0.9
+
+
+def test_per_pixel_scores_point_at_the_defect():
+    detector = tiny(AnomalyVAE, epochs=15).fit(bars(200))
+    defective = bars(10, seed=3)
+    defective[:, :3, :3] = 255
+    maps = detector.feature_scores(defective)[:, 0]
+    inside = maps[:, :3, :3].mean(axis=(1, 2))
+    outside = maps[:, 4:, 4:].mean(axis=(1, 2))
+    assert np.all(inside > 3 * outside)

@@ -1,0 +1,121 @@
+"""Training runs in MLflow, and thresholds changed in the registry without retraining."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FAST
+
+import anomvae
+from anomvae import tracking
+from anomvae.persistence import read_document
+
+MODEL_NAME = "tracking-test"
+
+
+@pytest.fixture(scope="module")
+def labelled():
+    rng = np.random.default_rng(4)
+    normal = rng.normal(size=(260, 5)) @ rng.normal(size=(5, 5))
+    outliers = rng.uniform(-8, 8, size=(20, 5))
+    X = pd.DataFrame(np.vstack([normal, outliers]), columns=[f"f{i}" for i in range(5)])
+    y = np.r_[np.zeros(260, dtype=int), np.ones(20, dtype=int)]
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def trained(mlflow_store, labelled):
+    X, y = labelled
+    detector = anomvae.AnomalyVAE(**FAST)
+    result = tracking.fit_and_log(
+        detector, X.iloc[:200], y[:200], validation=(X.iloc[200:], y[200:]),
+        run_name="unit", registered_model_name=MODEL_NAME,
+    )
+    return detector, result
+
+
+def test_run_holds_params_epoch_losses_final_metrics_and_plots(trained):
+    detector, result = trained
+    client = mlflow.MlflowClient()
+    run = client.get_run(result.run_id)
+    assert run.data.params["epochs"] == str(FAST["epochs"])
+    assert run.data.params["estimator"] == "AnomalyVAE"
+    losses = [key for key in detector.history_ if key != "epoch"]
+    assert losses and "val_loss" in losses
+    for key in losses:
+        history = client.get_metric_history(result.run_id, key)
+        assert [point.step for point in history] == detector.history_["epoch"]
+        np.testing.assert_allclose([point.value for point in history], detector.history_[key])
+    metrics = run.data.metrics
+    assert metrics["threshold"] == pytest.approx(-detector.offset_)
+    for name in ("flag_rate", "score_q50", "score_q99", "training_time_s", "eval_flag_rate"):
+        assert np.isfinite(metrics[name])
+    assert metrics["eval_roc_auc"] > 0.8
+    assert 0 < metrics["eval_average_precision"] <= 1
+    assert "roc_auc" not in metrics  # the first 200 rows are all normal: no AUC to compute
+    assert run.data.tags["device"] == "cpu"
+    plots = {item.path for item in client.list_artifacts(result.run_id, "plots")}
+    assert plots == {"plots/loss_curves.png", "plots/score_histogram.png", "plots/feature_contributions.png"}
+
+
+def test_fit_and_log_registers_and_sets_the_champion_alias(trained):
+    _, result = trained
+    assert result.serving_uri == f"models:/{MODEL_NAME}@champion"
+    version = mlflow.MlflowClient().get_model_version_by_alias(MODEL_NAME, "champion")
+    assert int(version.version) == result.version
+    assert version.tags["run_id"] == result.run_id
+    assert version.tags["threshold_origin"] == "training"
+
+
+def test_promote_registers_a_new_threshold_without_retraining(trained, labelled, tmp_path):
+    detector, result = trained
+    X, _ = labelled
+    client = mlflow.MlflowClient()
+    new_threshold = float(np.quantile(-detector.score_samples(X), 0.5))
+    promoted = tracking.promote(MODEL_NAME, threshold=new_threshold)
+    assert int(promoted.version) == result.version + 1
+    assert int(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == int(promoted.version)
+    assert float(promoted.tags["threshold"]) == new_threshold
+    assert promoted.tags["source_version"] == str(result.version)
+    assert "not retrained" in promoted.tags["threshold_origin"]
+
+    old = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{result.version}").predict(X)
+    new = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion").predict(X)
+    np.testing.assert_array_equal(new["score"], old["score"])
+    np.testing.assert_array_equal(new["is_anomaly"], new["score"] > new_threshold)
+    assert new["is_anomaly"].mean() == pytest.approx(0.5, abs=0.01)
+
+    weights = [
+        read_document(Path(mlflow.artifacts.download_artifacts(
+            f"models:/{MODEL_NAME}/{version}/artifacts/detector.safetensors", dst_path=str(tmp_path / str(version)))))[0]
+        for version in (result.version, promoted.version)
+    ]
+    assert weights[0]["sha256"] == weights[1]["sha256"]
+
+    back = tracking.promote(MODEL_NAME, version=result.version)
+    assert int(back.version) == result.version
+    assert int(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == result.version
+
+
+def test_promote_refuses_a_non_finite_threshold(trained):
+    with pytest.raises(ValueError, match="finite number"):
+        tracking.promote(MODEL_NAME, threshold=float("nan"))
+
+
+def test_default_tracking_uri_is_a_sqlite_file_in_the_working_directory(tmp_path):
+    environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    code = "from anomvae import tracking; print(tracking.use_default_tracking_uri())"
+    output = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=environment, capture_output=True, text=True,
+        timeout=120, check=True,
+    ).stdout.strip()
+    assert output == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+
+
+def test_explicit_tracking_uri_is_kept(mlflow_store):
+    assert tracking.use_default_tracking_uri() == mlflow_store

@@ -1,0 +1,112 @@
+"""anomvae.monitor: alarm rate, score drift, features driving alarms, MLflow logging, CLI."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import anomvae
+from anomvae import AnomalyVAE
+from anomvae.cli import main
+from anomvae.monitoring import PSI_MAJOR, population_stability_index
+from anomvae.thresholds import FalsePositiveRate
+
+COLUMNS = [f"f{i}" for i in range(6)]
+
+
+def normal_rows(n, seed):
+    rng = np.random.default_rng(seed)
+    mixing = np.random.default_rng(100).normal(size=(6, 6))
+    return pd.DataFrame(rng.normal(size=(n, 6)) @ mixing, columns=COLUMNS)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return AnomalyVAE(
+        threshold=FalsePositiveRate(0.05), validation_fraction=0.4, epochs=10, random_state=0
+    ).fit(normal_rows(2000, seed=0))
+
+
+def drifted(rows):
+    shifted = rows.copy()
+    spread = shifted[["f1", "f4"]].std()
+    shifted[["f1", "f4"]] = 1.5 * shifted[["f1", "f4"]] + 3 * spread
+    return shifted
+
+
+def test_clean_batch_raises_no_alarm(detector):
+    report = anomvae.monitor(detector, normal_rows(1000, seed=1))
+    assert report.alarms == []
+    assert report.n_rows == 1000 and report.expected_rate == detector.threshold_.expected_rate
+    assert report.flag_rate_p_value > 0.01 and report.psi < 0.1
+    assert "no alarm" in str(report)
+
+
+def test_drifted_batch_raises_both_alarms_and_names_the_drifted_features(detector):
+    report = anomvae.monitor(detector, drifted(normal_rows(1000, seed=2)), n_top_features=3)
+    assert report.flag_rate_alarm and report.flag_rate > report.expected_rate
+    assert report.drift_alarm and report.psi > PSI_MAJOR and report.ks_p_value < 1e-6
+    assert {feature.name for feature in report.top_features[:2]} == {"f1", "f4"}
+    assert report.top_features[0].lift > 1 and 0 < report.top_features[0].share <= 1
+    text = str(report)
+    assert "ALARMS" in text and "f1" in text and "drifted" in text
+
+
+def test_report_serialises_to_json(detector):
+    document = json.loads(json.dumps(anomvae.monitor(detector, drifted(normal_rows(300, seed=3))).to_dict()))
+    assert document["flag_rate_alarm"] is True and len(document["alarms"]) == 2
+    assert document["threshold"]["method"] == "false_positive_rate"
+    assert set(document["top_features"][0]) == {"name", "mean_score", "reference_score", "excess", "share", "lift"}
+
+
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+def test_numpy_batches_use_the_fitted_feature_names(detector):
+    report = anomvae.monitor(detector, drifted(normal_rows(500, seed=4)).to_numpy(), n_top_features=2)
+    assert {feature.name for feature in report.top_features} <= set(COLUMNS)
+
+
+def test_population_stability_index():
+    rng = np.random.default_rng(5)
+    reference = rng.normal(size=5000)
+    assert population_stability_index(reference, rng.normal(size=5000)) < 0.01
+    assert population_stability_index(reference, rng.normal(1.0, 1.0, size=5000)) > PSI_MAJOR
+    assert np.isfinite(population_stability_index(reference, np.full(100, 50.0)))
+
+
+def test_bad_arguments_are_refused(detector):
+    with pytest.raises(ValueError, match="significance"):
+        anomvae.monitor(detector, normal_rows(10, seed=6), significance=1.5)
+    with pytest.raises(ValueError, match="n_top_features"):
+        anomvae.monitor(detector, normal_rows(10, seed=6), n_top_features=-1)
+    with pytest.raises(ValueError, match="feature names"):
+        anomvae.monitor(detector, normal_rows(10, seed=6).iloc[:, :3])
+
+
+def test_active_mlflow_run_gets_a_time_series_of_metrics(detector, tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with mlflow.start_run() as run:
+        for seed in (7, 8):
+            anomvae.monitor(detector, normal_rows(200, seed=seed))
+        anomvae.monitor(detector, normal_rows(200, seed=9), log_to_mlflow=False)
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "monitor.flag_rate")
+    assert sorted(entry.step for entry in history) == [0, 1]
+    psi = mlflow.MlflowClient().get_metric_history(run.info.run_id, "monitor.psi")
+    assert len(psi) == 2
+
+
+def test_cli_monitor_prints_writes_json_and_fails_on_alarm(detector, tmp_path, capsys):
+    model = tmp_path / "model.safetensors"
+    detector.save(model)
+    clean, shifted = tmp_path / "clean.csv", tmp_path / "shifted.csv"
+    normal_rows(300, seed=10).to_csv(clean, index=False)
+    drifted(normal_rows(300, seed=11)).to_csv(shifted, index=False)
+    assert main(["monitor", str(model), str(clean), "--fail-on-alarm"]) == 0
+    assert "no alarm" in capsys.readouterr().out
+    report_path = tmp_path / "report.json"
+    assert main(["monitor", str(model), str(shifted), "--json", str(report_path), "--fail-on-alarm"]) == 1
+    assert "ALARMS" in capsys.readouterr().out
+    assert json.loads(report_path.read_text())["drift_alarm"] is True
+    assert main(["monitor", str(model), str(tmp_path / "missing.csv")]) == 2

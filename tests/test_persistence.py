@@ -1,0 +1,106 @@
+"""Saving and loading without pickle, and refusing damaged files."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+import anomvae
+from anomvae import AnomalyVAE
+from anomvae.persistence import ModelFormatError
+
+
+@pytest.fixture
+def fitted(blobs, fast_params):
+    normal, _ = blobs
+    return AnomalyVAE(scoring="iwae", **fast_params).fit(normal), normal
+
+
+def test_round_trip_gives_identical_scores_and_threshold(fitted, tmp_path):
+    detector, normal = fitted
+    path = tmp_path / "model.safetensors"
+    detector.save(path)
+    loaded = anomvae.load(path)
+    np.testing.assert_array_equal(loaded.score_samples(normal), detector.score_samples(normal))
+    assert loaded.offset_ == detector.offset_
+    assert loaded.get_params() == detector.get_params()
+    assert loaded.history_ == detector.history_
+
+
+def test_dataframe_model_keeps_columns_and_categories(tmp_path, fast_params):
+    frame = pd.DataFrame({"a": np.arange(50.0), "kind": ["x", "y"] * 25})
+    detector = AnomalyVAE(**fast_params).fit(frame)
+    detector.save(tmp_path / "m.safetensors")
+    loaded = anomvae.load(tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(loaded.score_samples(frame), detector.score_samples(frame))
+    with pytest.raises(ValueError, match="feature names"):
+        loaded.score_samples(frame.rename(columns={"a": "b"}))
+
+
+def test_file_holds_only_tensors_and_json(fitted, tmp_path):
+    detector, _ = fitted
+    path = tmp_path / "model.safetensors"
+    detector.save(path)
+    with safe_open(str(path), framework="pt") as handle:
+        document = json.loads(handle.metadata()["anomvae"])
+    assert document["format_version"] == 2
+    assert document["estimator"] == "AnomalyVAE"
+    assert b"pickle" not in path.read_bytes()[:64]
+
+
+def test_tampered_weights_are_refused(fitted, tmp_path):
+    detector, _ = fitted
+    path = tmp_path / "model.safetensors"
+    detector.save(path)
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(path))
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + 1.0
+    save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(ModelFormatError, match="checksum"):
+        anomvae.load(path)
+
+
+def test_truncated_file_is_refused(fitted, tmp_path):
+    detector, _ = fitted
+    path = tmp_path / "model.safetensors"
+    detector.save(path)
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ModelFormatError, match="not a readable anomvae model"):
+        anomvae.load(path)
+
+
+def test_newer_format_version_is_refused(fitted, tmp_path):
+    detector, _ = fitted
+    path = tmp_path / "model.safetensors"
+    detector.save(path)
+    with safe_open(str(path), framework="pt") as handle:
+        document = json.loads(handle.metadata()["anomvae"])
+    document["format_version"] = 99
+    save_file(load_file(str(path)), str(path), metadata={"anomvae": json.dumps(document)})
+    with pytest.raises(ModelFormatError, match="version 99"):
+        anomvae.load(path)
+
+
+def test_foreign_safetensors_file_is_refused(tmp_path):
+    import torch
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ModelFormatError, match="not an anomvae model"):
+        anomvae.load(tmp_path / "other.safetensors")
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        anomvae.load(tmp_path / "absent.safetensors")
+
+
+def test_unfitted_estimator_cannot_be_saved(tmp_path):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        AnomalyVAE().save(tmp_path / "m.safetensors")

@@ -1,0 +1,299 @@
+"""Threshold strategies, their calibration, conformal p-values and persistence."""
+
+import copy
+import dataclasses
+import json
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+import anomvae
+from anomvae import AnomalyVAE
+from anomvae.thresholds import (
+    Contamination,
+    FalsePositiveRate,
+    FittedThreshold,
+    PeaksOverThreshold,
+    PyThresh,
+    ThresholdStrategy,
+    conformal_p_values,
+    strategy_from_dict,
+)
+
+SIGMAS = 3.5
+"""Width of the sampling-error bounds: a correct implementation fails one
+seeded check with probability about 5e-4."""
+
+
+def rate_tolerance(rate: float, n_reference: int, n_test: int) -> float:
+    """Sampling error of an observed alarm rate: binomial variance of the
+    calibration sample (the threshold's own spread) plus that of the test sample."""
+    return SIGMAS * np.sqrt(rate * (1 - rate) * (1 / n_reference + 1 / n_test))
+
+
+# ------------------------------------------------------------ strategies alone
+@pytest.mark.parametrize("rate", [0.01, 0.05, 0.2])
+def test_false_positive_rate_matches_target_on_known_distribution(rate):
+    rng = np.random.default_rng(1)
+    reference = rng.exponential(size=4000)
+    fitted = FalsePositiveRate(rate, n_bootstrap=0).calibrate(reference)
+    true_rate = np.exp(-fitted.value)  # P(score > value) for Exp(1) scores
+    assert abs(true_rate - rate) < SIGMAS * np.sqrt(rate * (1 - rate) / reference.size)
+    assert fitted.expected_rate <= rate
+    assert np.sum(reference > fitted.value) == round(fitted.expected_rate * (reference.size + 1)) - 1
+
+
+def test_false_positive_rate_with_too_few_reference_rows_says_so():
+    fitted = FalsePositiveRate(0.01, n_bootstrap=0).calibrate(np.arange(20.0))
+    assert fitted.value == 19.0 and fitted.expected_rate == pytest.approx(1 / 21)
+
+
+def test_contamination_is_the_isolation_forest_quantile():
+    scores = np.random.default_rng(2).normal(size=1001)
+    fitted = Contamination(0.1, n_bootstrap=0).calibrate(scores)
+    assert fitted.offset == np.percentile(-scores, 10.0)
+    assert np.mean(scores > fitted.value) == pytest.approx(0.1, abs=1e-3)
+
+
+def test_peaks_over_threshold_extrapolates_beyond_the_reference():
+    rng = np.random.default_rng(3)
+    reference = rng.exponential(size=5000)
+    rate = 1e-4
+    fitted = PeaksOverThreshold(rate, n_bootstrap=0).calibrate(reference)
+    true_rate = np.exp(-fitted.value)
+    # An empirical quantile cannot resolve 1e-4 from 5000 rows; the GPD tail gets within a factor 2.
+    assert rate / 2 < true_rate < rate * 2
+    heavy = rng.pareto(3.0, size=5000) + 1.0  # P(X > x) = x^-3: a heavy tail, GPD shape 1/3
+    fitted = PeaksOverThreshold(rate, n_bootstrap=0).calibrate(heavy)
+    assert rate / 2 < fitted.value ** -3.0 < rate * 2
+
+
+def test_peaks_over_threshold_refuses_too_short_tails():
+    with pytest.raises(ValueError, match="min_exceedances"):
+        PeaksOverThreshold(0.01).calibrate(np.arange(50.0))
+    with pytest.raises(ValueError, match="rate"):
+        PeaksOverThreshold(0.2, tail_fraction=0.1)
+
+
+@pytest.mark.parametrize("method", ["karch", "iqr", "mad", "zscore"])
+def test_pythresh_separates_a_clear_outlier_cluster(method):
+    rng = np.random.default_rng(4)
+    scores = np.concatenate([rng.normal(0, 1, 950), rng.normal(12, 0.5, 50)])
+    fitted = PyThresh(method, n_bootstrap=5).calibrate(scores, random_state=0)
+    flagged = scores > fitted.value
+    assert flagged[950:].all()
+    assert flagged[:950].mean() < 0.2
+    assert fitted.expected_rate == pytest.approx(flagged.mean())
+
+
+def test_bootstrap_interval_brackets_the_value_and_narrows_with_more_data():
+    rng = np.random.default_rng(5)
+    small = FalsePositiveRate(0.05).calibrate(rng.normal(size=300), random_state=0)
+    large = FalsePositiveRate(0.05).calibrate(rng.normal(size=30000), random_state=0)
+    for fitted in (small, large):
+        low, high = fitted.confidence_interval
+        assert low <= fitted.value <= high
+    assert np.diff(large.confidence_interval)[0] < np.diff(small.confidence_interval)[0] / 3
+    assert FalsePositiveRate(0.05, n_bootstrap=0).calibrate(rng.normal(size=50)).confidence_interval is None
+
+
+@pytest.mark.parametrize("strategy", [FalsePositiveRate(0.02, n_bootstrap=4000),
+                                      Contamination(0.1, n_bootstrap=4000)])
+def test_closed_form_bootstrap_agrees_with_resampling(strategy):
+    scores = np.random.default_rng(7).gamma(2.0, size=2000)
+    closed_form = strategy._bootstrap_values(scores, np.random.default_rng(0))
+    resampled = ThresholdStrategy._bootstrap_values(strategy, scores, np.random.default_rng(1))
+    levels = [0.025, 0.25, 0.5, 0.75, 0.975]
+    np.testing.assert_allclose(np.quantile(closed_form, levels), np.quantile(resampled, levels), rtol=0.02)
+
+
+@pytest.mark.parametrize("bad, error", [
+    (lambda: FalsePositiveRate(0.0), ValueError),
+    (lambda: FalsePositiveRate(1.0), ValueError),
+    (lambda: FalsePositiveRate("0.1"), TypeError),
+    (lambda: Contamination(0.6), ValueError),
+    (lambda: PyThresh("no-such-method"), ValueError),
+    (lambda: FalsePositiveRate(0.1, confidence=1.5), ValueError),
+    (lambda: FalsePositiveRate(0.1, n_bootstrap=-1), ValueError),
+    (lambda: FalsePositiveRate(0.1).calibrate([1.0, np.nan]), ValueError),
+    (lambda: FalsePositiveRate(0.1).calibrate([]), ValueError),
+])
+def test_bad_configuration_is_refused(bad, error):
+    with pytest.raises(error):
+        bad()
+
+
+def test_strategies_are_immutable_and_round_trip_through_json():
+    for strategy in (Contamination(0.02), FalsePositiveRate(0.01, confidence=0.9),
+                     PeaksOverThreshold(0.001, tail_fraction=0.05), PyThresh("iqr", {"random_state": 1})):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            strategy.confidence = 0.5
+        assert strategy_from_dict(json.loads(json.dumps(strategy.to_dict()))) == strategy
+    fitted = FalsePositiveRate(0.05).calibrate(np.arange(100.0), random_state=0)
+    assert FittedThreshold.from_dict(json.loads(json.dumps(fitted.to_dict()))) == fitted
+
+
+def test_conformal_p_values_follow_the_formula():
+    rng = np.random.default_rng(6)
+    reference, scores = np.sort(rng.normal(size=200)), rng.normal(size=50)
+    expected = [(1 + np.sum(reference >= s)) / (reference.size + 1) for s in scores]
+    np.testing.assert_allclose(conformal_p_values(reference, scores), expected)
+    assert conformal_p_values(reference, reference[-1:])[0] == 2 / 201
+
+
+# ------------------------------------------------------------ on an estimator
+@pytest.fixture(scope="module")
+def gaussian_detector():
+    """A VAE on 6000 Gaussian rows; half are held out as the clean reference."""
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(8, 8))
+    detector = AnomalyVAE(
+        threshold=FalsePositiveRate(0.05), validation_fraction=0.5, epochs=5, batch_size=128,
+        random_state=0,
+    ).fit(rng.normal(size=(6000, 8)) @ mixing)
+    return detector, mixing
+
+
+def test_false_positive_rate_holds_on_fresh_normal_data(gaussian_detector):
+    detector, mixing = gaussian_detector
+    fresh = np.random.default_rng(1).normal(size=(40000, 8)) @ mixing
+    n_reference = detector.threshold_.reference.n
+    assert detector.threshold_.source == "held-out" and n_reference == 3000
+    observed = np.mean(detector.predict(fresh) == -1)
+    target = detector.threshold.rate
+    print(f"FPR target {target}, observed {observed:.4f} (n_ref={n_reference}, n_test={len(fresh)})")
+    assert abs(observed - target) < rate_tolerance(target, n_reference, len(fresh))
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.05, 0.1, 0.2])
+def test_p_values_are_calibrated_on_fresh_normal_data(gaussian_detector, alpha):
+    detector, mixing = gaussian_detector
+    fresh = np.random.default_rng(2).normal(size=(40000, 8)) @ mixing
+    observed = np.mean(detector.p_values(fresh) <= alpha)
+    print(f"P(p <= {alpha}): observed {observed:.4f}")
+    assert abs(observed - alpha) < rate_tolerance(alpha, detector.reference_scores_.size, len(fresh))
+
+
+def test_peaks_over_threshold_holds_a_low_rate_on_fresh_normal_data(gaussian_detector):
+    detector, mixing = copy.deepcopy(gaussian_detector[0]), gaussian_detector[1]
+    detector.set_threshold(PeaksOverThreshold(0.002, n_bootstrap=0))
+    fresh = np.random.default_rng(3).normal(size=(100000, 8)) @ mixing
+    observed = np.mean(detector.predict(fresh) == -1)
+    print(f"POT target 0.002, observed {observed:.5f}")
+    # Extrapolating the tail from 300 exceedances: a factor-1.6 band, not a binomial one.
+    assert 0.002 / 1.6 < observed < 0.002 * 1.6
+
+
+def test_default_threshold_keeps_the_contamination_behaviour(blobs, fast_params):
+    normal, _ = blobs
+    auto = AnomalyVAE(**fast_params).fit(normal)
+    assert auto.threshold_.strategy == FalsePositiveRate(0.01)
+    assert auto.threshold_.source == "held-out" and auto.reference_source_ == "held-out"
+    quantile = AnomalyVAE(contamination=0.1, **fast_params).fit(normal)
+    assert quantile.threshold_.strategy == Contamination(0.1)
+    assert quantile.threshold_.source == "training"
+    assert quantile.offset_ == np.percentile(quantile.score_samples(normal), 10.0)
+    assert quantile.reference_scores_.size == auto.reference_scores_.size == 20
+
+
+def test_pythresh_is_calibrated_on_the_training_rows(blobs, fast_params):
+    normal, outliers = blobs
+    rows = np.vstack([normal, outliers])
+    detector = AnomalyVAE(threshold=PyThresh("zscore", n_bootstrap=3), **fast_params).fit(rows)
+    assert detector.threshold_.source == "training" and detector.threshold_.reference.n == len(rows)
+    assert 0 < detector.threshold_.expected_rate < 0.5
+    assert np.mean(detector.predict(rows) == -1) == pytest.approx(detector.threshold_.expected_rate)
+
+
+def test_threshold_parameter_overrides_contamination(blobs, fast_params):
+    normal, outliers = blobs
+    detector = AnomalyVAE(contamination=0.1, threshold=Contamination(0.3), **fast_params).fit(normal)
+    assert detector.threshold_.strategy == Contamination(0.3)
+    assert detector.offset_ == -detector.threshold_.value
+    np.testing.assert_array_equal(
+        detector.decision_function(outliers) < 0, -detector.score_samples(outliers) > detector.threshold_.value
+    )
+
+
+def test_too_small_reference_is_refused_before_training(blobs, fast_params):
+    detector = AnomalyVAE(threshold=PeaksOverThreshold(0.01), **fast_params)
+    with pytest.raises(ValueError, match="raise validation_fraction"):
+        detector.fit(blobs[0])
+    assert not hasattr(detector, "history_")
+
+
+def test_pythresh_on_constant_scores_flags_nothing():
+    fitted = PyThresh("karch", n_bootstrap=3).calibrate(np.ones(50))
+    assert fitted.value == 1.0 and fitted.expected_rate == 0.0
+
+
+def test_threshold_parameter_is_validated_and_clone_safe(blobs, fast_params):
+    with pytest.raises(ValueError, match="threshold"):
+        AnomalyVAE(threshold=0.05, **fast_params).fit(blobs[0])
+    original = AnomalyVAE(threshold=FalsePositiveRate(0.02))
+    cloned = clone(original)
+    assert cloned.threshold == original.threshold and cloned.threshold is not original.threshold
+    assert "FalsePositiveRate(rate=0.02)" in repr(original)
+
+
+def test_set_threshold_recalibrates_without_retraining(blobs, fast_params):
+    normal, outliers = blobs
+    detector = AnomalyVAE(**fast_params).fit(normal)
+    weights = {k: v.clone() for k, v in detector.scorer_.state_dict().items()}
+    before = detector.score_samples(outliers)
+    detector.set_threshold(Contamination(0.2))
+    assert detector.threshold == Contamination(0.2) == detector.threshold_.strategy
+    assert detector.offset_ == -detector.threshold_.value
+    assert detector.threshold_.source == "held-out"
+    detector.set_threshold(FalsePositiveRate(0.1), outliers)
+    assert detector.threshold_.source == "supplied" and detector.reference_scores_.size == len(outliers)
+    assert all(np.array_equal(weights[k], v) for k, v in detector.scorer_.state_dict().items())
+    np.testing.assert_array_equal(detector.score_samples(outliers), before)
+
+
+def test_set_threshold_failure_changes_nothing(blobs, fast_params):
+    detector = AnomalyVAE(**fast_params).fit(blobs[0])
+    state = (detector.threshold, detector.threshold_, detector.offset_, detector.reference_scores_)
+    with pytest.raises(ValueError, match="needs at least 200 calibration rows, got 20"):
+        detector.set_threshold(PeaksOverThreshold(0.01))
+    with pytest.raises(TypeError, match="anomvae.thresholds"):
+        detector.set_threshold(0.05)
+    assert (detector.threshold, detector.threshold_, detector.offset_, detector.reference_scores_) == state
+
+
+def test_p_values_order_rows_like_the_scores(blobs, fast_params):
+    normal, outliers = blobs
+    detector = AnomalyVAE(**fast_params).fit(normal)
+    rows = np.vstack([normal[:20], outliers])
+    p_values = detector.p_values(rows)
+    assert np.all((p_values > 0) & (p_values <= 1))
+    order = np.argsort(detector.score_samples(rows))
+    assert np.all(np.diff(p_values[order]) >= 0)
+    assert p_values[20:].mean() < p_values[:20].mean()
+
+
+def test_fitted_threshold_is_saved_with_the_model(tmp_path, blobs, fast_params):
+    normal, outliers = blobs
+    detector = AnomalyVAE(threshold=PeaksOverThreshold(0.01, tail_fraction=0.2, min_exceedances=10),
+                          validation_fraction=0.5, **fast_params).fit(normal)
+    detector.save(tmp_path / "m.safetensors")
+    loaded = anomvae.load(tmp_path / "m.safetensors")
+    assert loaded.threshold == detector.threshold
+    assert loaded.threshold_ == detector.threshold_
+    assert loaded.offset_ == detector.offset_
+    np.testing.assert_array_equal(loaded.p_values(outliers), detector.p_values(outliers))
+    json.dumps(loaded.threshold_.to_dict())
+
+
+def test_model_saved_before_thresholds_asks_for_a_reference():
+    detector = anomvae.load(Path(__file__).parent / "fixtures" / "model_v1.safetensors")
+    rows = pd.DataFrame({"x": [0.1, 5.0], "y": [0.0, -4.0], "kind": ["a", "b"]})
+    with pytest.raises(NotFittedError, match="set_threshold"):
+        detector.p_values(rows)
+    detector.set_threshold(FalsePositiveRate(0.1), rows)
+    assert detector.p_values(rows).shape == (2,)
