@@ -56,7 +56,7 @@ class VAEScorer(Scorer):
         self.likelihood = likelihood
         self.scoring = scoring
         self.register_buffer("score_noise", torch.randn(n_samples, latent_dim))
-        self.register_buffer("noise_variance", torch.ones(()))
+        self.register_buffer("noise_variance", torch.ones(1))
 
     def elbo_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Per-row reconstruction NLL and KL on one reparameterised sample."""
