@@ -1,4 +1,4 @@
-"""The ``anomvae`` command line: ``train``, ``score`` and ``monitor``."""
+"""The ``anomvae`` command line: ``train``, ``score``, ``monitor`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .benchmark.command import add_arguments as add_bench_arguments
+from .benchmark.command import run_from_arguments as run_bench
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "model": {"name": "AnomalyVAE", "params": {"random_state": 0}},
@@ -193,7 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     monitor_parser.add_argument("--fail-on-alarm", action="store_true",
                                 help="exit with status 1 when an alarm is raised")
 
+    bench_parser = commands.add_parser(
+        "bench", help="benchmark every anomvae estimator against PyOD peers (tables, plots, JSON)"
+    )
+    add_bench_arguments(bench_parser)
+
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        return run_bench(args, None if argv is None else ["anomvae", *argv])
     try:
         if args.command == "train":
             started = time.perf_counter()

@@ -131,15 +131,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep the finished runs journalled in --out and run only the rest")
 
 
-def run_from_arguments(arguments: argparse.Namespace) -> int:
-    """Run ``anomvae bench`` from parsed arguments; returns the exit status."""
+def run_from_arguments(arguments: argparse.Namespace, argv: list[str] | None = None) -> int:
+    """Run ``anomvae bench`` from parsed arguments; returns the exit status.
+
+    ``argv``, the full command line, is recorded in the report (``sys.argv`` by default).
+    """
     try:
         result = run_benchmark(
             arguments.suite, arguments.data, detectors=arguments.detectors,
             datasets=arguments.datasets, seeds=arguments.seeds, protocol=arguments.protocol,
             max_rows=arguments.max_rows, epochs=arguments.epochs, timeout=arguments.timeout,
             threads=arguments.threads, out=arguments.out, plots=not arguments.no_plots,
-            progress=not arguments.quiet, resume=arguments.resume, command=_command_line(),
+            progress=not arguments.quiet, resume=arguments.resume,
+            command=shlex.join(argv) if argv else _command_line(),
         )
     except ValueError as error:
         print(f"anomvae bench: {error}", file=sys.stderr)
@@ -159,4 +163,5 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m anomvae.benchmark [options]``."""
     parser = argparse.ArgumentParser(prog="anomvae bench", description=__doc__.splitlines()[0])
     add_arguments(parser)
-    return run_from_arguments(parser.parse_args(argv))
+    return run_from_arguments(parser.parse_args(argv),
+                              None if argv is None else ["python", "-m", "anomvae.benchmark", *argv])
