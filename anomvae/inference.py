@@ -82,6 +82,6 @@ def map_batches(
                 batch_size //= 2
                 torch.cuda.empty_cache()
                 continue
-            outputs.append(result.to(device="cpu", dtype=torch.float64).numpy())
+            outputs.append(result.float().cpu().numpy())
             start += len(tensor)
     return np.concatenate(outputs).astype(np.float64, copy=False)

@@ -58,6 +58,12 @@ class VAEScorer(Scorer):
         self.register_buffer("score_noise", torch.randn(n_samples, latent_dim))
         self.register_buffer("noise_variance", torch.ones(1))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Models saved before the calibrated decoder carry no variance; 1 gives
+        # back exactly the unit-variance Gaussian they were trained with.
+        state_dict.setdefault(prefix + "noise_variance", torch.ones(1))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def elbo_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Per-row reconstruction NLL and KL on one reparameterised sample."""
         output, mean, log_variance = self.network(x)
