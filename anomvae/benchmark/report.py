@@ -96,7 +96,7 @@ def markdown_table(records: list[dict[str, Any]], metric: str) -> str:
                 cells.append(f"*{failures.loc[dataset, detector] or 'failed'}*")
             else:
                 text = f"{value:.3f}"
-                cells.append(f"**{text}**" if value == best[dataset] else text)
+                cells.append(f"**{text}**" if text == f"{best[dataset]:.3f}" else text)
         lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
     summary = aggregate(table)
     for name, row in summary.iterrows():
