@@ -121,3 +121,10 @@ def test_full_tabular_benchmark(shared_data, tmp_path):
                                                         values="roc_auc")
     assert table["AnomalyVAE"].mean() > table["PyOD-VAE"].mean()
     assert table["AnomalyVAE"].mean() > table["PyOD-AutoEncoder"].mean()
+
+
+def test_cli_bench_subcommand_reports_a_missing_folder(tmp_path, capsys):
+    from anomvae.cli import main
+
+    assert main(["bench", "--suite", "tabular", "--data", str(tmp_path / "absent")]) == 2
+    assert "does not exist" in capsys.readouterr().err
