@@ -1,4 +1,4 @@
-"""The ``anomvae`` command line: ``train``, ``score``, ``monitor`` and ``promote``."""
+"""The ``anomvae`` command line: ``train``, ``score``, ``monitor``, ``promote`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .benchmark.command import add_arguments as add_bench_arguments
+from .benchmark.command import run_from_arguments as run_bench
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "model": {"name": "AnomalyVAE", "params": {"random_state": 0}},
@@ -255,7 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     promote_parser.add_argument("--version", help="source version (default: the alias's, else the latest)")
     promote_parser.add_argument("--alias", default="champion", help="alias to move (default: champion)")
 
+    bench_parser = commands.add_parser(
+        "bench", help="benchmark every anomvae estimator against PyOD peers (tables, plots, JSON)"
+    )
+    add_bench_arguments(bench_parser)
+
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        return run_bench(args, None if argv is None else ["anomvae", *argv])
     try:
         if args.command == "train":
             started = time.perf_counter()

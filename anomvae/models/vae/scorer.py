@@ -8,7 +8,14 @@ import torch
 from torch import Tensor
 
 from ...scorer import BatchSource, Phase, Scorer
-from .losses import gaussian_kl, importance_weighted_nll, negative_elbo, reconstruction_nll, sum_per_row
+from .losses import (
+    calibrated_variance,
+    gaussian_kl,
+    importance_weighted_nll,
+    negative_elbo,
+    reconstruction_nll,
+    sum_per_row,
+)
 from .network import VAENetwork
 
 SCORINGS = ("reconstruction", "elbo", "iwae")
@@ -29,7 +36,10 @@ class VAEScorer(Scorer):
     network : VAENetwork
     beta : float
         Weight of the KL term; 1 is the plain VAE.
-    likelihood : {"gaussian", "bernoulli"}
+    likelihood : {"gaussian", "calibrated", "bernoulli"}
+        ``"calibrated"`` is a Gaussian whose shared variance is set to the
+        batch's mean squared error at every step (Rybkin et al., ICML 2021);
+        the last training value is kept for the ``"elbo"`` and ``"iwae"`` scores.
     scoring : {"reconstruction", "elbo", "iwae"}
         ``"reconstruction"``: squared error of the reconstruction decoded from
         the posterior mean. ``"elbo"``: negative ELBO averaged over the fixed
@@ -46,12 +56,24 @@ class VAEScorer(Scorer):
         self.likelihood = likelihood
         self.scoring = scoring
         self.register_buffer("score_noise", torch.randn(n_samples, latent_dim))
+        self.register_buffer("noise_variance", torch.ones(1))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Models saved before the calibrated decoder carry no variance; 1 gives
+        # back exactly the unit-variance Gaussian they were trained with.
+        state_dict.setdefault(prefix + "noise_variance", torch.ones(1))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def elbo_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Per-row reconstruction NLL and KL on one reparameterised sample."""
         output, mean, log_variance = self.network(x)
+        variance = None
+        if self.likelihood == "calibrated":
+            variance = calibrated_variance(x, output)
+            if self.training:
+                self.noise_variance.copy_(variance)
         return (
-            sum_per_row(reconstruction_nll(x, output, self.likelihood)),
+            sum_per_row(reconstruction_nll(x, output, self.likelihood, variance)),
             gaussian_kl(mean, log_variance),
         )
 
@@ -70,12 +92,14 @@ class VAEScorer(Scorer):
         mean, log_variance = self.network.encode(batch)
         if self.scoring == "iwae":
             return importance_weighted_nll(
-                batch, self.network.decode, mean, log_variance, self.score_noise, self.likelihood
+                batch, self.network.decode, mean, log_variance, self.score_noise, self.likelihood,
+                self.noise_variance,
             )
         scores = torch.zeros(len(batch), device=batch.device)
         for noise in self.score_noise:
             z = self.network.reparameterize(mean, log_variance, noise.expand_as(mean))
-            scores += negative_elbo(batch, self.network.decode(z), mean, log_variance, self.likelihood)
+            scores += negative_elbo(batch, self.network.decode(z), mean, log_variance, self.likelihood,
+                                    variance=self.noise_variance)
         return scores / len(self.score_noise)
 
     def feature_scores(self, batch: Tensor) -> Tensor:

@@ -1,0 +1,167 @@
+"""``anomvae bench``: argument parsing and the one-call entry point.
+
+``anomvae/cli.py`` adds the ``bench`` subcommand with :func:`add_arguments`
+and runs it with :func:`run_from_arguments`; ``python -m anomvae.benchmark``
+does the same without the rest of the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .detectors import select_detectors
+from .protocols import MAX_ROWS, PROTOCOLS
+from .report import write_report
+from .runner import job_key, make_jobs, read_journal, run_jobs
+from .suites import SUITES, discover_tasks
+
+
+def run_benchmark(
+    suite: str,
+    data: str | Path | None = None,
+    *,
+    detectors: str | list[str] | None = None,
+    datasets: str | list[str] | None = None,
+    seeds: list[int] | int = 1,
+    protocol: str = "semi-supervised",
+    max_rows: int | None = MAX_ROWS,
+    epochs: int | None = None,
+    timeout: float | None = 1800.0,
+    threads: int | None = None,
+    out: str | Path = "benchmark-results",
+    plots: bool = True,
+    progress: bool = True,
+    resume: bool = False,
+    command: str = "",
+) -> dict[str, Any]:
+    """Run a benchmark suite and write its report.
+
+    Parameters
+    ----------
+    suite : {"tabular", "images", "speed"}
+    data : path
+        Folder of the suite's data (not used by ``"speed"``).
+    detectors : comma-separated str or list, optional
+        Detector names; all registered anomvae estimators and the PyOD peers by default.
+    datasets : comma-separated str or list, optional
+        Keep datasets whose name contains one of these strings.
+    seeds : int or list of int
+        A count (seeds ``0..n-1``) or the seeds themselves; each seed gives a
+        split and the detectors' ``random_state``.
+    protocol : {"semi-supervised", "unsupervised"}
+    max_rows : int or None
+        Stratified subsample size for larger datasets.
+    epochs : int, optional
+        Override every deep detector's number of epochs (smoke tests).
+    timeout : float or None
+        Seconds one run may take before it is recorded as a timeout.
+    threads : int, optional
+        torch threads per run; all available cores by default.
+    out : path
+        Folder for ``results.md``, ``results.json``, the plots and
+        ``runs.jsonl``, the journal of finished runs.
+    resume : bool
+        Keep the runs already in ``out/runs.jsonl`` and run only the missing
+        ones; otherwise the journal starts empty. Runs execute smallest
+        dataset first; the report lists them in dataset order.
+
+    Returns
+    -------
+    dict
+        ``{"records": [...], "files": {...}}`` (for ``"speed"``: its result dict).
+    """
+    if suite == "speed":
+        from .speed import run_speed_benchmark
+
+        return run_speed_benchmark(out=out, threads=threads, command=command)
+    if data is None:
+        raise ValueError(f"the {suite} suite needs --data, a folder of datasets")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    tasks = discover_tasks(suite, data, datasets)
+    chosen = select_detectors(detectors)
+    jobs = make_jobs(tasks, chosen, seed_list, protocol, max_rows, {"epochs": epochs})
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    journal = folder / "runs.jsonl"
+    if not resume:
+        journal.unlink(missing_ok=True)
+    done = {job_key(record): record for record in read_journal(journal)}
+    pending = sorted((job for job in jobs if job_key(job) not in done), key=lambda job: job.task.cost())
+    started = time.time()
+    run_jobs(pending, timeout=timeout, threads=threads, progress=progress, journal=journal)
+    finished = {job_key(record): record for record in read_journal(journal)}
+    records = [finished[job_key(job)] for job in jobs if job_key(job) in finished]
+    config = {
+        "suite": suite, "data": str(data), "protocol": protocol, "seeds": seed_list,
+        "detectors": [d.name for d in chosen], "datasets": [t.name for t in tasks],
+        "max_rows": max_rows, "epochs_override": epochs, "timeout_seconds": timeout,
+        "threads": threads, "command": command, "started_unix": started,
+        "wall_seconds": time.time() - started,
+    }
+    files = write_report(records, config, out, plots=plots)
+    return {"records": records, "files": files}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``anomvae bench``."""
+    parser.add_argument("--suite", choices=SUITES, default="tabular",
+                        help="tabular datasets, image tasks, or the AnomalyVAE vs PyOD VAE speed test")
+    parser.add_argument("--data", help="folder of .npz/.csv datasets (tabular) or image data (images)")
+    parser.add_argument("--detectors", default=None,
+                        help="comma-separated detector names (default: every anomvae estimator and PyOD peer)")
+    parser.add_argument("--datasets", default=None, help="comma-separated parts of dataset names to keep")
+    parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0..n-1)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="semi-supervised")
+    parser.add_argument("--max-rows", type=int, default=MAX_ROWS,
+                        help=f"subsample larger datasets to this many rows (default {MAX_ROWS})")
+    parser.add_argument("--epochs", type=int, default=None, help="override deep detectors' epochs")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run before it fails")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--out", default="benchmark-results", help="results folder")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--quiet", action="store_true", help="no per-run progress lines")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the finished runs journalled in --out and run only the rest")
+
+
+def run_from_arguments(arguments: argparse.Namespace, argv: list[str] | None = None) -> int:
+    """Run ``anomvae bench`` from parsed arguments; returns the exit status.
+
+    ``argv``, the full command line, is recorded in the report (``sys.argv`` by default).
+    """
+    try:
+        result = run_benchmark(
+            arguments.suite, arguments.data, detectors=arguments.detectors,
+            datasets=arguments.datasets, seeds=arguments.seeds, protocol=arguments.protocol,
+            max_rows=arguments.max_rows, epochs=arguments.epochs, timeout=arguments.timeout,
+            threads=arguments.threads, out=arguments.out, plots=not arguments.no_plots,
+            progress=not arguments.quiet, resume=arguments.resume,
+            command=shlex.join(argv) if argv else _command_line(),
+        )
+    except ValueError as error:
+        print(f"anomvae bench: {error}", file=sys.stderr)
+        return 2
+    for name, path in result["files"].items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _command_line() -> str:
+    program = Path(sys.argv[0]).name
+    prefix = ["python", "-m", "anomvae.benchmark"] if program == "__main__.py" else [program]
+    return shlex.join(prefix + sys.argv[1:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m anomvae.benchmark [options]``."""
+    parser = argparse.ArgumentParser(prog="anomvae bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run_from_arguments(parser.parse_args(argv),
+                              None if argv is None else ["python", "-m", "anomvae.benchmark", *argv])

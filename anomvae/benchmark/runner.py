@@ -1,0 +1,286 @@
+"""Run every (dataset, seed, detector) combination and record what happened.
+
+Each run executes in a worker process, for three reasons: a run that exceeds
+its time limit can be killed without losing the benchmark, a crash of native
+code (or the kernel's out-of-memory killer) ends one run rather than all, and
+the peak memory of one run can be read from the worker's own resident set.
+``tracemalloc`` would miss torch's allocations, so the worker reads the
+kernel's counters instead: before each run it resets its peak resident size
+(``/proc/self/clear_refs``), and the run's peak memory is the peak resident
+size during fit and scoring minus the resident size before fit. Where that
+reset is not available the peak of the whole worker process is used, which can
+only overstate. One worker is reused for consecutive runs (torch and PyOD are
+imported once) and replaced after a timeout or a crash.
+
+Failures (exceptions, non-finite scores, timeouts, dead workers) are recorded
+as runs with a ``status`` other than ``"ok"`` and an ``error`` message, never
+dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import resource
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .detectors import Detector, select_detectors
+from .protocols import MAX_ROWS
+
+STATUSES = ("ok", "error", "nan", "timeout", "crashed")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One fit-and-score run."""
+
+    task: Any
+    detector: str
+    seed: int
+    protocol: str
+    max_rows: int | None
+    overrides: dict = field(default_factory=dict)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _proc_status_kib(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _max_rss_kib() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak
+
+
+def _as_images(detector: Detector, X: np.ndarray) -> np.ndarray:
+    """Image batches for detectors that take them; flattened pixels for the others."""
+    if X.ndim <= 2 or detector.takes_images:
+        return X
+    return X.reshape(len(X), -1).astype(np.float64)
+
+
+def execute(job: Job, detectors: dict[str, Detector] | None = None) -> dict[str, Any]:
+    """Fit and score one detector on one split; never raises for the detector's own failures.
+
+    Returns
+    -------
+    dict
+        The run record: identifiers, sizes, ``status``, ``roc_auc``,
+        ``average_precision``, timings, throughputs and ``peak_memory_mb``.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    detector = (detectors or {d.name: d for d in select_detectors([job.detector])})[job.detector]
+    record: dict[str, Any] = {
+        "dataset": job.task.name, "detector": job.detector, "library": detector.library,
+        "seed": job.seed, "protocol": job.protocol, "status": "ok", "error": None,
+    }
+    data = job.task.run_data(job.protocol, job.seed, job.max_rows)
+    X_train, X_test = _as_images(detector, data.X_train), _as_images(detector, data.X_test)
+    record.update(n_train=len(X_train), n_test=len(X_test), n_features=data.n_features,
+                  anomaly_share_test=float(np.mean(data.y_test)))
+    baseline_kib = _proc_status_kib("VmRSS")
+    exact_peak = _reset_peak_rss() and baseline_kib is not None
+    baseline_kib = baseline_kib if exact_peak else _max_rss_kib()
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = detector.build(data.n_features, job.seed, job.overrides)
+            started = time.perf_counter()
+            model.fit(X_train)
+            fitted = time.perf_counter()
+            scores = np.asarray(detector.anomaly_score(model, X_test), dtype=np.float64)
+            scored = time.perf_counter()
+    except Exception as error:  # the benchmark records any failure of the detector under test
+        record.update(status="error", error=f"{type(error).__name__}: {error}"[:500],
+                      traceback=traceback.format_exc(limit=3)[-1500:])
+        return record
+    peak_kib = _proc_status_kib("VmHWM") if exact_peak else _max_rss_kib()
+    record.update(
+        fit_seconds=fitted - started,
+        score_seconds=scored - fitted,
+        fit_rows_per_second=len(X_train) / max(fitted - started, 1e-9),
+        score_rows_per_second=len(X_test) / max(scored - fitted, 1e-9),
+        peak_memory_mb=max(0, (peak_kib or 0) - baseline_kib) / 1024,
+        memory_method="peak-rss-reset" if exact_peak else "process-peak-rss",
+        warnings=sorted({str(w.message)[:200] for w in caught})[:3],
+    )
+    if scores.shape != (len(X_test),) or not np.all(np.isfinite(scores)):
+        bad = int(np.sum(~np.isfinite(scores))) if scores.shape == (len(X_test),) else -1
+        record.update(status="nan", error=f"{bad} non-finite score(s) of {len(X_test)}"
+                      if bad >= 0 else f"scores of shape {scores.shape} for {len(X_test)} rows")
+        return record
+    record.update(roc_auc=float(roc_auc_score(data.y_test, scores)),
+                  average_precision=float(average_precision_score(data.y_test, scores)))
+    return record
+
+
+def _worker_main(connection, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    detectors = {d.name: d for d in select_detectors("all")}
+    while True:
+        try:
+            job = connection.recv()
+        except EOFError:
+            return
+        try:
+            connection.send(execute(job, detectors))
+        except Exception as error:  # the data could not be loaded or split: still a recorded failure
+            connection.send({"status": "error", "error": f"{type(error).__name__}: {error}"[:500]})
+
+
+class Worker:
+    """A child process that executes jobs one at a time; replaced when it hangs or dies."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.process = None
+        self.connection = None
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child, self.threads), daemon=True)
+        self.process.start()
+        child.close()
+
+    def run(self, job: Job, timeout: float | None) -> dict[str, Any]:
+        if self.process is None or not self.process.is_alive():
+            self._start()
+        self.connection.send(job)
+        try:
+            ready = self.connection.poll(timeout)
+            if ready:
+                return self.connection.recv()
+        except EOFError:
+            ready = True
+        if not ready:
+            self.stop()
+            return {"status": "timeout", "error": f"no result within {timeout:g} s"}
+        self.process.join(5)
+        code = self.process.exitcode
+        self.stop()
+        return {"status": "crashed", "error": f"worker process died (exit code {code})"}
+
+    def stop(self, grace: float = 0.0) -> None:
+        """End the worker: closing the pipe makes an idle worker return; a busy one is killed."""
+        if self.process is not None:
+            self.connection.close()
+            self.process.join(grace)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join()
+        self.process = None
+
+
+def run_jobs(
+    jobs: list[Job],
+    *,
+    timeout: float | None = None,
+    threads: int | None = None,
+    isolate: bool = True,
+    progress: bool = True,
+    journal: str | os.PathLike | None = None,
+) -> list[dict[str, Any]]:
+    """Execute ``jobs`` in order and return one record per job.
+
+    Parameters
+    ----------
+    timeout : float or None
+        Seconds one run (data loading, fit and scoring) may take; needs ``isolate``.
+    threads : int or None
+        torch threads in the worker; ``None`` uses every available core.
+    isolate : bool
+        Run in a worker process (timeouts, crash isolation, per-run peak
+        memory). ``False`` runs in this process, for debugging.
+    progress : bool
+        Print one line per finished run to stderr.
+    journal : path, optional
+        JSON-lines file each record is appended to as soon as its run ends,
+        so an interrupted benchmark keeps its finished runs (see
+        :func:`read_journal`).
+    """
+    threads = threads or available_cores()
+    worker = Worker(threads) if isolate else None
+    records = []
+    try:
+        for index, job in enumerate(jobs, 1):
+            identity = {"dataset": job.task.name, "detector": job.detector, "seed": job.seed,
+                        "protocol": job.protocol}
+            started = time.perf_counter()
+            if worker is not None:
+                outcome = worker.run(job, timeout)
+            else:
+                outcome = execute(job)
+            record = {**identity, **outcome, "wall_seconds": time.perf_counter() - started}
+            records.append(record)
+            if journal is not None:
+                with open(journal, "a") as handle:
+                    handle.write(json.dumps(record, default=str) + "\n")
+            if progress:
+                result = (f"AUC {record['roc_auc']:.3f}" if record["status"] == "ok"
+                          else f"{record['status'].upper()}: {record.get('error')}")
+                print(f"[{index}/{len(jobs)}] {job.task.name} {job.detector} seed={job.seed} "
+                      f"{result} ({record['wall_seconds']:.1f} s)", file=sys.stderr, flush=True)
+    finally:
+        if worker is not None:
+            worker.stop(grace=10.0)
+    return records
+
+
+def make_jobs(tasks: list, detectors: list[Detector], seeds: list[int], protocol: str,
+              max_rows: int | None = MAX_ROWS, overrides: dict | None = None) -> list[Job]:
+    """Every (task, seed, detector) combination, the detectors of one split next to each other."""
+    return [
+        Job(task, detector.name, seed, protocol, max_rows, dict(overrides or {}))
+        for task in tasks for seed in seeds for detector in detectors
+    ]
+
+
+def job_key(job_or_record) -> tuple:
+    """What identifies a run: dataset, detector, seed and protocol."""
+    if isinstance(job_or_record, Job):
+        return job_or_record.task.name, job_or_record.detector, job_or_record.seed, job_or_record.protocol
+    record = job_or_record
+    return record["dataset"], record["detector"], record["seed"], record["protocol"]
+
+
+def read_journal(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Records written by :func:`run_jobs` to ``journal``; empty when the file does not exist."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]

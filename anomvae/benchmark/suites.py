@@ -1,0 +1,163 @@
+"""Benchmark tasks: which data a suite runs on and how one run's rows are split.
+
+A task is a small picklable description (a file path and options), so worker
+processes load the data themselves. Tabular tasks are ADBench-style ``.npz``
+files (arrays ``X`` and ``y``, 1 = anomaly) or CSV files with a label column;
+the images suite adds one-class MNIST (Ruff et al., "Deep One-Class
+Classification", ICML 2018: train on one digit, test on the whole test split)
+and any ``.npz`` embeddings found under the folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..datasets import load_mnist, load_npz
+from .protocols import split, stratified_subsample
+
+SUITES = ("tabular", "images", "speed")
+
+LABEL_COLUMNS = ("y", "label", "is_anomaly", "anomaly", "outlier", "target")
+"""CSV columns recognised as the label (1 = anomaly); otherwise the last column is."""
+
+
+@dataclass(frozen=True)
+class RunData:
+    """The rows of one run: training rows, test rows and test labels."""
+
+    X_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def n_features(self) -> int:
+        return int(np.prod(self.X_train.shape[1:]))
+
+
+@dataclass(frozen=True)
+class TableTask:
+    """One labelled table (``.npz`` or ``.csv``) split by a protocol."""
+
+    name: str
+    path: str
+
+    def cost(self) -> float:
+        """Rough relative cost of a run (the file size), to run small datasets first."""
+        return float(Path(self.path).stat().st_size)
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        """Features (float64) and labels (int) of the whole table."""
+        if self.path.endswith(".npz"):
+            return load_npz(self.path)
+        return read_labelled_csv(self.path)
+
+    def run_data(self, protocol: str, seed: int, max_rows: int | None) -> RunData:
+        X, y = self.load()
+        train, test = split(y, protocol, seed, max_rows)
+        return RunData(X[train], X[test], y[test])
+
+
+@dataclass(frozen=True)
+class OneClassMNISTTask:
+    """Digit ``digit`` of the MNIST training split is normal; the test split is scored."""
+
+    name: str
+    folder: str
+    digit: int
+
+    def cost(self) -> float:
+        """Rough relative cost of a run: larger than any shared tabular file."""
+        return 1e8
+
+    def run_data(self, protocol: str, seed: int, max_rows: int | None) -> RunData:
+        if protocol != "semi-supervised":
+            raise ValueError("one-class MNIST is defined for the semi-supervised protocol only")
+        train_images, train_labels = load_mnist(self.folder, "train")
+        test_images, test_labels = load_mnist(self.folder, "test")
+        rng = np.random.default_rng(seed)
+        normal = np.flatnonzero(train_labels == self.digit)
+        if max_rows is not None and len(normal) > max_rows:
+            normal = np.sort(rng.choice(normal, size=max_rows, replace=False))
+        y_test = (test_labels != self.digit).astype(int)
+        test = stratified_subsample(y_test, max_rows, rng)
+        return RunData(train_images[normal], test_images[test], y_test[test])
+
+
+def read_labelled_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Numeric features and 0/1 labels of a CSV file (label column: see :data:`LABEL_COLUMNS`).
+
+    Raises
+    ------
+    ValueError
+        When a feature column is not numeric or the labels are not 0/1.
+    """
+    frame = pd.read_csv(path)
+    lowered = {str(column).lower(): column for column in frame.columns}
+    label = next((lowered[name] for name in LABEL_COLUMNS if name in lowered), frame.columns[-1])
+    features = frame.drop(columns=[label])
+    text = [str(column) for column in features.columns if not pd.api.types.is_numeric_dtype(features[column])]
+    if text:
+        raise ValueError(f"{path}: non-numeric feature column(s) {', '.join(text[:5])}; encode them first")
+    y = frame[label].to_numpy()
+    if not set(np.unique(y)) <= {0, 1}:
+        raise ValueError(f"{path}: label column {label!r} must hold 0 (normal) and 1 (anomaly)")
+    return features.to_numpy(dtype=np.float64), y.astype(int)
+
+
+def _table_tasks(folder: Path) -> list[TableTask]:
+    files = sorted(
+        (path for path in folder.iterdir() if path.suffix in (".npz", ".csv")),
+        key=lambda path: _natural_key(path.stem),
+    )
+    return [TableTask(path.stem, str(path)) for path in files]
+
+
+def _natural_key(stem: str) -> tuple:
+    head = stem.split("_", 1)[0]
+    return (int(head), stem) if head.isdigit() else (10**9, stem)
+
+
+def discover_tasks(suite: str, data: str | Path, datasets: str | list[str] | None = None) -> list:
+    """Tasks of ``suite`` found under the folder ``data``.
+
+    Parameters
+    ----------
+    suite : {"tabular", "images"}
+        ``"tabular"``: every ``.npz``/``.csv`` file in ``data``. ``"images"``:
+        one-class MNIST per digit when ``data/mnist`` (or ``data`` itself)
+        holds the idx files, plus every ``.npz`` in the sub-folders (such as
+        ADBench's ResNet-18 embeddings of MVTec-AD).
+    data : path
+    datasets : comma-separated str or list of str, optional
+        Keep only tasks whose name contains one of these strings.
+
+    Raises
+    ------
+    ValueError
+        When the folder does not exist or holds no task of the suite.
+    """
+    folder = Path(data)
+    if not folder.is_dir():
+        raise ValueError(f"data folder {folder} does not exist")
+    if suite == "tabular":
+        tasks: list = _table_tasks(folder)
+    elif suite == "images":
+        tasks = []
+        for mnist in (folder / "mnist", folder):
+            if (mnist / "train-images-idx3-ubyte.gz").is_file():
+                tasks += [OneClassMNISTTask(f"mnist_{digit}", str(mnist), digit) for digit in range(10)]
+                break
+        for sub in sorted(path for path in folder.iterdir() if path.is_dir()):
+            tasks += _table_tasks(sub)
+    else:
+        raise ValueError(f"suite must be 'tabular' or 'images' here, got {suite!r}")
+    if datasets:
+        wanted = datasets.split(",") if isinstance(datasets, str) else list(datasets)
+        tasks = [task for task in tasks if any(w.strip() and w.strip() in task.name for w in wanted)]
+    if not tasks:
+        raise ValueError(f"no {suite} datasets found in {folder}")
+    return tasks

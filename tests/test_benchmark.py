@@ -1,0 +1,130 @@
+"""The benchmark harness: splits, failure recording, and a small end-to-end run."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anomvae import BaseDeepDetector
+from anomvae.benchmark import run_benchmark, select_detectors, split
+from anomvae.benchmark.report import markdown_table
+from anomvae.benchmark.runner import Job, run_jobs
+from anomvae.benchmark.suites import TableTask, discover_tasks
+
+SMALL_DATASETS = "14_glass,42_WBC"
+
+
+@pytest.fixture
+def csv_dataset(tmp_path):
+    """A 300-row CSV table with a label column and 15 clear anomalies."""
+    rng = np.random.default_rng(0)
+    normal = rng.normal(size=(285, 4))
+    anomalies = rng.normal(loc=6.0, size=(15, 4))
+    frame = pd.DataFrame(np.vstack([normal, anomalies]), columns=list("abcd"))
+    frame["label"] = [0] * 285 + [1] * 15
+    folder = tmp_path / "data"
+    folder.mkdir()
+    frame.sample(frac=1.0, random_state=0).to_csv(folder / "blobs.csv", index=False)
+    return folder
+
+
+def test_every_registered_estimator_and_the_six_peers_take_part():
+    names = [detector.name for detector in select_detectors("all")]
+    assert set(BaseDeepDetector.registry) <= set(names)
+    for peer in ("IForest", "ECOD", "KNN", "VAE", "AutoEncoder", "DeepSVDD"):
+        assert f"PyOD-{peer}" in names
+    with pytest.raises(ValueError, match="unknown detector"):
+        select_detectors("NoSuchDetector")
+
+
+@pytest.mark.parametrize("protocol", ["semi-supervised", "unsupervised"])
+def test_splits_are_disjoint_reproducible_and_respect_the_protocol(protocol):
+    y = np.r_[np.zeros(900, int), np.ones(100, int)]
+    train, test = split(y, protocol, seed=3, max_rows=500)
+    again_train, _ = split(y, protocol, seed=3, max_rows=500)
+    assert np.array_equal(train, again_train)
+    assert not set(train) & set(test)
+    assert len(train) + len(test) <= 500
+    if protocol == "semi-supervised":
+        assert y[train].sum() == 0
+    else:
+        assert 0 < y[train].sum() < len(train)
+    assert y[test].sum() > 0
+
+
+def test_failures_are_recorded_not_dropped(csv_dataset):
+    task = TableTask("blobs", str(csv_dataset / "blobs.csv"))
+    bad_params = {"params": {"AnomalyVAE": {"epochs": 0}}}
+    jobs = [Job(task, "AnomalyVAE", 0, "semi-supervised", None, bad_params),
+            Job(task, "PyOD-KNN", 0, "semi-supervised", None)]
+    records = run_jobs(jobs, threads=1, progress=False)
+    assert [r["status"] for r in records] == ["error", "ok"]
+    assert "epochs" in records[0]["error"]
+    assert records[1]["roc_auc"] > 0.9
+    assert records[1]["peak_memory_mb"] >= 0 and records[1]["fit_rows_per_second"] > 0
+    table = markdown_table(records, "roc_auc")
+    assert "*error*" in table and "| **failed** | 1 | 0 |" in table
+
+
+def test_a_run_over_its_time_limit_is_a_timeout(csv_dataset):
+    task = TableTask("blobs", str(csv_dataset / "blobs.csv"))
+    records = run_jobs([Job(task, "PyOD-KNN", 0, "semi-supervised", None)], timeout=0.05,
+                       threads=1, progress=False)
+    assert records[0]["status"] == "timeout"
+
+
+def test_csv_folder_end_to_end(csv_dataset, tmp_path):
+    out = tmp_path / "results"
+    result = run_benchmark("tabular", csv_dataset, detectors="AnomalyVAE,PyOD-IForest", seeds=1,
+                           epochs=2, threads=1, out=out, plots=False, progress=False)
+    assert {r["status"] for r in result["records"]} == {"ok"}
+    assert "| blobs |" in (out / "results.md").read_text()
+
+
+@pytest.mark.needs_shared_data
+def test_smoke_benchmark_on_two_small_datasets(shared_data, tmp_path):
+    out = tmp_path / "results"
+    run_benchmark("tabular", shared_data / "tabular", datasets=SMALL_DATASETS,
+                  detectors="AnomalyVAE,PyOD-KNN,PyOD-AutoEncoder", seeds=1, epochs=2, threads=1,
+                  out=out, progress=False)
+    report = json.loads((out / "results.json").read_text())
+    assert report["environment"]["versions"]["pyod"]
+    assert report["environment"]["hardware"]["available_cores"] >= 1
+    runs = report["runs"]
+    assert len(runs) == 2 * 3
+    assert all(run["status"] == "ok" and 0.0 <= run["roc_auc"] <= 1.0 for run in runs)
+    assert all(run["fit_seconds"] > 0 and run["score_rows_per_second"] > 0 for run in runs)
+    markdown = (out / "results.md").read_text()
+    for needle in ("14_glass", "42_WBC", "**mean rank**", "Speed and memory"):
+        assert needle in markdown
+    for plot in ("rank.png", "auc_per_dataset.png", "fit_time_vs_auc.png"):
+        assert (out / plot).stat().st_size > 1000
+
+
+def test_image_suite_finds_one_class_mnist_tasks(shared_data):
+    tasks = discover_tasks("images", shared_data / "images")
+    names = [task.name for task in tasks]
+    assert [f"mnist_{digit}" for digit in range(10)] == names[:10]
+    data = tasks[0].run_data("semi-supervised", seed=0, max_rows=300)
+    assert data.X_train.shape[1:] == (28, 28) and len(data.X_train) == 300
+    assert 0 < data.y_test.mean() < 1
+
+
+@pytest.mark.slow
+def test_full_tabular_benchmark(shared_data, tmp_path):
+    """The foundation measurement (about an hour on two busy cores)."""
+    result = run_benchmark("tabular", shared_data / "tabular",
+                           detectors="AnomalyVAE,PyOD-VAE,PyOD-AutoEncoder,PyOD-KNN", seeds=1,
+                           out=tmp_path, plots=False, progress=False)
+    table = pd.DataFrame(result["records"]).pivot_table(index="dataset", columns="detector",
+                                                        values="roc_auc")
+    assert table["AnomalyVAE"].mean() > table["PyOD-VAE"].mean()
+    assert table["AnomalyVAE"].mean() > table["PyOD-AutoEncoder"].mean()
+
+
+def test_cli_bench_subcommand_reports_a_missing_folder(tmp_path, capsys):
+    from anomvae.cli import main
+
+    assert main(["bench", "--suite", "tabular", "--data", str(tmp_path / "absent")]) == 2
+    assert "does not exist" in capsys.readouterr().err
