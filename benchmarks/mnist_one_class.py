@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from auc_table import markdown_auc_table
+
 from anomvae import BaseDeepDetector
 from anomvae.datasets import load_mnist, shared_data_dir
 
@@ -107,27 +109,8 @@ def evaluate(digits=range(10), train_per_class: int = 2000, epochs: int = 10,
 
 
 def to_markdown(results: pd.DataFrame, command: str, settings: str) -> str:
-    """Per-digit AUC table (methods as columns), mean row, published anchor."""
-    table = results.pivot(index="digit", columns="method", values="roc_auc")
-    digits = list(table.index)
-    table["Deep SVDD (published)"] = [PUBLISHED_DEEP_SVDD[d] for d in digits]
-    table.loc["mean"] = table.mean()
-    seconds = results.groupby("method")["seconds"].sum()
-    lines = [
-        "# One-class MNIST (ROC-AUC)",
-        "",
-        f"Command: `{command}`",
-        "",
-        settings,
-        "",
-        "| digit | " + " | ".join(table.columns) + " |",
-        "|---" * (len(table.columns) + 1) + "|",
-    ]
-    for digit, row in table.iterrows():
-        lines.append(f"| {digit} | " + " | ".join(f"{value:.3f}" for value in row) + " |")
-    lines += ["", "Seconds (fit + scoring the 10,000 test images, summed over digits): "
-              + ", ".join(f"{method} {value:.0f}" for method, value in seconds.items()), ""]
-    return "\n".join(lines)
+    """Per-digit AUC table with methods as columns and a mean row."""
+    return markdown_auc_table(results, "digit", "One-class MNIST (ROC-AUC)", command, settings, anchors={"Deep SVDD (published)": PUBLISHED_DEEP_SVDD})
 
 
 def main() -> None:

@@ -23,6 +23,8 @@ from pathlib import Path
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from auc_table import markdown_auc_table
+
 from anomvae import BaseDeepDetector
 from anomvae.datasets import load_npz, semi_supervised_split, shared_data_dir
 
@@ -80,24 +82,7 @@ def evaluate(files: list[Path], random_state: int = 0, epochs: int | None = None
 
 def to_markdown(results: pd.DataFrame, command: str, settings: str) -> str:
     """Per-category AUC table with methods as columns and a mean row."""
-    table = results.pivot(index="category", columns="method", values="roc_auc")
-    table.loc["mean"] = table.mean()
-    seconds = results.groupby("method")["seconds"].sum()
-    lines = [
-        "# MVTec-AD ResNet-18 embeddings (ROC-AUC, semi-supervised split)",
-        "",
-        f"Command: `{command}`",
-        "",
-        settings,
-        "",
-        "| category | " + " | ".join(table.columns) + " |",
-        "|---" * (len(table.columns) + 1) + "|",
-    ]
-    for category, row in table.iterrows():
-        lines.append(f"| {category} | " + " | ".join(f"{value:.3f}" for value in row) + " |")
-    lines += ["", "Seconds (fit + scoring, summed over categories): "
-              + ", ".join(f"{method} {value:.1f}" for method, value in seconds.items()), ""]
-    return "\n".join(lines)
+    return markdown_auc_table(results, "category", "MVTec-AD ResNet-18 embeddings (ROC-AUC, semi-supervised split)", command, settings)
 
 
 def main() -> None:
