@@ -179,5 +179,6 @@ class AnomalyVAEGAN(BaseDeepDetector):
             Discriminator(body, body_width),
         )
         return VAEGANScorer(
-            network, gamma=self.gamma, balance_margin=self.balance_margin, scoring=self.scoring
+            network, gamma=self.gamma, balance_margin=self.balance_margin, scoring=self.scoring,
+            likelihood="bernoulli" if image else "gaussian",
         )

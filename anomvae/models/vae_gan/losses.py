@@ -20,6 +20,33 @@ def feature_reconstruction_error(real_features: Tensor, fake_features: Tensor) -
     return 0.5 * sum_per_row((real_features - fake_features).pow(2))
 
 
+INPUT_LIKELIHOODS = ("gaussian", "bernoulli")
+
+PROBABILITY_FLOOR = 1e-6
+"""Decoded pixel probabilities are kept in ``[floor, 1 - floor]`` inside the
+Bernoulli log-likelihood, so a saturated sigmoid gives a finite loss and gradient."""
+
+
+def input_nll(x: Tensor, reconstruction: Tensor, likelihood: str) -> Tensor:
+    """Negative log-likelihood of ``x`` in input space under the decoder output, per row.
+
+    ``"gaussian"``: unit-variance Gaussian on scaled tabular columns,
+    ``0.5 * ||x - x_hat||^2``. ``"bernoulli"``: pixels in [0, 1] with
+    ``x_hat`` the decoded pixel probabilities (the decoder ends in a sigmoid),
+    as in :class:`anomvae.AnomalyVAE` on images. This is the VAE's own
+    likelihood term; the anomaly score ``||x - x_hat||^2`` is measured in the
+    same space, so the decoder must be trained to be faithful there (the
+    feature-space error of Larsen et al. alone does not pin pixels down; Baur
+    et al., "Deep Autoencoding Models for Unsupervised Anomaly Segmentation in
+    Brain MR Images", MICCAI BrainLes 2018, likewise add a pixel term to the
+    VAE-GAN used for anomaly detection).
+    """
+    if likelihood == "bernoulli":
+        probabilities = reconstruction.clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
+        return sum_per_row(F.binary_cross_entropy(probabilities, x, reduction="none"))
+    return 0.5 * sum_per_row((x - reconstruction).pow(2))
+
+
 def real_loss(logits: Tensor) -> Tensor:
     """``-log D(x)``: the discriminator's loss on rows it should call real."""
     return F.softplus(-logits)
