@@ -177,3 +177,10 @@ def test_input_likelihood_is_bernoulli_on_pixels_and_gaussian_on_rows():
     np.testing.assert_allclose(input_nll(x, reconstruction, "gaussian").item(), 0.5 * 0.5, rtol=1e-6)
     saturated = input_nll(torch.tensor([[1.0]]), torch.tensor([[0.0]]), "bernoulli")
     assert torch.isfinite(saturated).all()
+    rows, decoded = torch.tensor([[0.0, 2.0], [1.0, 1.0]]), torch.tensor([[1.0, 2.0], [1.0, 0.0]])
+    calibrated = input_nll(rows, decoded, "calibrated")  # shared variance = mean squared error = 0.5
+    np.testing.assert_allclose(calibrated.numpy(), [1.0 + np.log(0.5), 1.0 + np.log(0.5)], rtol=1e-6)
+
+
+def test_tabular_rows_use_the_calibrated_likelihood_of_the_vae():
+    assert AnomalyVAEGAN()._make_scorer((4,), image=False).likelihood == "calibrated"

@@ -20,8 +20,9 @@ class AnomalyVAEGAN(BaseDeepDetector):
     A variational autoencoder whose decoder is also a GAN generator: a
     discriminator learns to tell real rows from reconstructions and prior
     samples, and the autoencoder measures similarity in the discriminator's
-    hidden layer as well as in input space (the VAE's likelihood: Bernoulli
-    for images, a unit-variance Gaussian for scaled tabular rows), since the
+    hidden layer as well as in input space (the likelihood
+    :class:`~anomvae.AnomalyVAE` uses by default: Bernoulli for images, a
+    calibrated Gaussian for scaled tabular rows), since the
     anomaly score is an input-space error. Three optimisers (encoder,
     decoder, discriminator) are stepped in turn by the shared training engine.
 
@@ -183,5 +184,5 @@ class AnomalyVAEGAN(BaseDeepDetector):
         )
         return VAEGANScorer(
             network, gamma=self.gamma, balance_margin=self.balance_margin, scoring=self.scoring,
-            likelihood="bernoulli" if image else "gaussian",
+            likelihood="bernoulli" if image else "calibrated",
         )

@@ -55,9 +55,10 @@ class VAEGANScorer(Scorer):
     network : VAEGANNetwork
     gamma : float
         Weight of ``L_llike`` against the GAN term in the decoder's loss.
-    likelihood : {"gaussian", "bernoulli"}
-        Input-space likelihood of ``L_input``: Bernoulli for images, a
-        unit-variance Gaussian for scaled tabular rows.
+    likelihood : {"calibrated", "gaussian", "bernoulli"}
+        Input-space likelihood of ``L_input`` (see :func:`~.losses.input_nll`);
+        the estimator uses Bernoulli for images and the calibrated Gaussian
+        for tabular rows, the defaults of :class:`anomvae.AnomalyVAE`.
     balance_margin : float or None
         Half-width of the band around :data:`EQUILIBRIUM`; ``None`` always
         updates both.
