@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 import anomvae
 from anomvae import AnomalyVAEGAN, TrainingHealthWarning
 from anomvae.health import assess
+from anomvae.models.vae_gan.losses import input_nll
 from anomvae.models.vae_gan.scorer import EQUILIBRIUM, SCORINGS
 
 
@@ -144,3 +145,42 @@ def test_fits_and_scores_images_with_the_default_architecture(fast_params):
     assert scores.shape == (40,) and np.all(np.isfinite(scores))
     assert detector.feature_scores(images[:3]).shape == (3, 1, 8, 8)
     assert any(isinstance(m, torch.nn.Conv2d) for m in detector.scorer_.modules())
+
+
+def _bar_images(n, *, seed, vertical=False, length=12):
+    """``(n, 12, 12)`` uint8 images with one bright bar of ``length`` pixels each."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, 12, 12), dtype=np.uint8)
+    for image, position in zip(images, rng.integers(2, 10, n)):
+        if vertical:
+            image[:length, position] = 255
+        else:
+            image[position, :length] = 255
+    return images
+
+
+def test_input_score_on_images_ranks_sparser_anomalies_first():
+    """Short vertical bars have fewer bright pixels than any normal image, so a
+    decoder that is not faithful in pixel space (trained only through the
+    discriminator's features) scores them as more normal than the normal rows."""
+    detector = AnomalyVAEGAN(epochs=15, batch_size=32, random_state=0).fit(_bar_images(200, seed=0))
+    normal, anomalous = _bar_images(30, seed=1), _bar_images(30, seed=2, vertical=True, length=6)
+    assert _auc(detector, normal, anomalous) > 0.9
+    assert detector.scorer_.likelihood == "bernoulli"
+
+
+def test_input_likelihood_is_bernoulli_on_pixels_and_gaussian_on_rows():
+    x = torch.tensor([[0.0, 1.0, 0.25]])
+    reconstruction = torch.tensor([[0.5, 0.5, 0.25]])
+    expected = -(np.log(0.5) * 2 + 0.25 * np.log(0.25) + 0.75 * np.log(0.75))
+    np.testing.assert_allclose(input_nll(x, reconstruction, "bernoulli").item(), expected, rtol=1e-6)
+    np.testing.assert_allclose(input_nll(x, reconstruction, "gaussian").item(), 0.5 * 0.5, rtol=1e-6)
+    saturated = input_nll(torch.tensor([[1.0]]), torch.tensor([[0.0]]), "bernoulli")
+    assert torch.isfinite(saturated).all()
+    rows, decoded = torch.tensor([[0.0, 2.0], [1.0, 1.0]]), torch.tensor([[1.0, 2.0], [1.0, 0.0]])
+    calibrated = input_nll(rows, decoded, "calibrated")  # shared variance = mean squared error = 0.5
+    np.testing.assert_allclose(calibrated.numpy(), [1.0 + np.log(0.5), 1.0 + np.log(0.5)], rtol=1e-6)
+
+
+def test_tabular_rows_use_the_calibrated_likelihood_of_the_vae():
+    assert AnomalyVAEGAN()._make_scorer((4,), image=False).likelihood == "calibrated"

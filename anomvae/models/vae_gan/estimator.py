@@ -20,7 +20,10 @@ class AnomalyVAEGAN(BaseDeepDetector):
     A variational autoencoder whose decoder is also a GAN generator: a
     discriminator learns to tell real rows from reconstructions and prior
     samples, and the autoencoder measures similarity in the discriminator's
-    hidden layer instead of in input space. Three optimisers (encoder,
+    hidden layer as well as in input space (the likelihood
+    :class:`~anomvae.AnomalyVAE` uses by default: Bernoulli for images, a
+    calibrated Gaussian for scaled tabular rows), since the
+    anomaly score is an input-space error. Three optimisers (encoder,
     decoder, discriminator) are stepped in turn by the shared training engine.
 
     Parameters
@@ -36,7 +39,8 @@ class AnomalyVAEGAN(BaseDeepDetector):
         picks one layer of 256.
     gamma : float, default=1e-2
         Weight of the feature-space reconstruction error ``L_llike`` against
-        the GAN loss in the decoder's update; the authors' default (0.1 and 1
+        the GAN loss in the decoder's update (the input-space likelihood has
+        weight 1, as in the VAE); the authors' default (0.1 and 1
         did not differ beyond seed noise on the tuning sets).
     balance_margin : float or None, default=0.4
         The authors' balance rule: the discriminator is not updated while its
@@ -64,7 +68,7 @@ class AnomalyVAEGAN(BaseDeepDetector):
         Adam learning rate of all three optimisers.
     validation_fraction : float, default=0.1
         Share of the rows held out for early stopping (on the input-space
-        reconstruction error plus KL) and the ``"auto"`` threshold.
+        negative log-likelihood plus KL) and the ``"auto"`` threshold.
     patience : int or None, default=10
         Epochs without validation improvement before training stops.
     gradient_clip : float or None, default=10.0
@@ -179,5 +183,6 @@ class AnomalyVAEGAN(BaseDeepDetector):
             Discriminator(body, body_width),
         )
         return VAEGANScorer(
-            network, gamma=self.gamma, balance_margin=self.balance_margin, scoring=self.scoring
+            network, gamma=self.gamma, balance_margin=self.balance_margin, scoring=self.scoring,
+            likelihood="bernoulli" if image else "calibrated",
         )

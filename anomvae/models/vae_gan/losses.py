@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..vae.losses import sum_per_row
+from ..vae.losses import calibrated_variance, reconstruction_nll, sum_per_row
 
 
 def feature_reconstruction_error(real_features: Tensor, fake_features: Tensor) -> Tensor:
@@ -18,6 +18,38 @@ def feature_reconstruction_error(real_features: Tensor, fake_features: Tensor) -
     constant of the unit-variance Gaussian is dropped).
     """
     return 0.5 * sum_per_row((real_features - fake_features).pow(2))
+
+
+PROBABILITY_FLOOR = 1e-6
+"""Decoded pixel probabilities are kept in ``[floor, 1 - floor]`` inside the
+Bernoulli log-likelihood, so a saturated sigmoid gives a finite loss and gradient."""
+
+
+def input_nll(x: Tensor, reconstruction: Tensor, likelihood: str) -> Tensor:
+    """Negative log-likelihood of ``x`` in input space under the decoder output, per row.
+
+    ``"gaussian"``: unit-variance Gaussian on scaled tabular columns,
+    ``0.5 * ||x - x_hat||^2``. ``"calibrated"``: Gaussian whose shared
+    variance is the batch's mean squared error (Rybkin et al., ICML 2021;
+    see :func:`anomvae.models.vae.losses.calibrated_variance`), so the term
+    keeps its weight against ``L_llike`` and the KL as the fit improves.
+    ``"bernoulli"``: pixels in [0, 1] with
+    ``x_hat`` the decoded pixel probabilities (the decoder ends in a sigmoid),
+    as in :class:`anomvae.AnomalyVAE` on images. This is the VAE's own
+    likelihood term; the anomaly score ``||x - x_hat||^2`` is measured in the
+    same space, so the decoder must be trained to be faithful there (the
+    feature-space error of Larsen et al. alone does not pin pixels down; Baur
+    et al., "Deep Autoencoding Models for Unsupervised Anomaly Segmentation in
+    Brain MR Images", MICCAI BrainLes 2018, likewise add a pixel term to the
+    VAE-GAN used for anomaly detection).
+    """
+    if likelihood == "bernoulli":
+        probabilities = reconstruction.clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
+        return sum_per_row(F.binary_cross_entropy(probabilities, x, reduction="none"))
+    if likelihood == "calibrated":
+        variance = calibrated_variance(x, reconstruction)
+        return sum_per_row(reconstruction_nll(x, reconstruction, "calibrated", variance))
+    return 0.5 * sum_per_row((x - reconstruction).pow(2))
 
 
 def real_loss(logits: Tensor) -> Tensor:

@@ -8,12 +8,13 @@ import torch
 from torch import Tensor
 
 from ...scorer import BatchSource, Phase, Scorer
-from ..vae.losses import gaussian_kl, sum_per_row
+from ..vae.losses import gaussian_kl
 from .losses import (
     discriminator_loss,
     fake_loss,
     feature_reconstruction_error,
     generator_adversarial_loss,
+    input_nll,
     real_loss,
 )
 from .network import VAEGANNetwork
@@ -34,13 +35,16 @@ class VAEGANScorer(Scorer):
 
     1. discriminator ``D``: minimise ``-L_GAN`` on real rows, reconstructions
        ``G(z)`` and prior samples ``G(z_p)``;
-    2. decoder ``G``: minimise ``gamma * L_llike`` plus the (non-saturating)
-       GAN term; ``z`` is computed without gradient, so the GAN gradient never
-       reaches the encoder (as in the authors' code);
-    3. encoder ``E``: minimise ``KL + L_llike``.
+    2. decoder ``G``: minimise ``L_input + gamma * L_llike`` plus the
+       (non-saturating) GAN term; ``z`` is computed without gradient, so the
+       GAN gradient never reaches the encoder (as in the authors' code);
+    3. encoder ``E``: minimise ``KL + L_input + L_llike``.
 
     ``L_llike`` is the squared error between the discriminator's hidden-layer
-    features of ``x`` and of ``G(z)``. The balance rule of the authors' code
+    features of ``x`` and of ``G(z)``; ``L_input`` is the VAE's input-space
+    negative log-likelihood (:func:`~.losses.input_nll`), which Larsen et al.
+    drop but an input-space anomaly score needs: without it the decoder is
+    free to change pixels the discriminator's features ignore. The balance rule of the authors' code
     skips the discriminator update while the discriminator is too strong (a
     loss below ``EQUILIBRIUM - balance_margin`` on real or generated rows) and
     the decoder update while it is too weak (above ``EQUILIBRIUM +
@@ -51,6 +55,10 @@ class VAEGANScorer(Scorer):
     network : VAEGANNetwork
     gamma : float
         Weight of ``L_llike`` against the GAN term in the decoder's loss.
+    likelihood : {"calibrated", "gaussian", "bernoulli"}
+        Input-space likelihood of ``L_input`` (see :func:`~.losses.input_nll`);
+        the estimator uses Bernoulli for images and the calibrated Gaussian
+        for tabular rows, the defaults of :class:`anomvae.AnomalyVAE`.
     balance_margin : float or None
         Half-width of the band around :data:`EQUILIBRIUM`; ``None`` always
         updates both.
@@ -64,10 +72,11 @@ class VAEGANScorer(Scorer):
     """
 
     def __init__(self, network: VAEGANNetwork, *, gamma: float, balance_margin: float | None,
-                 scoring: str) -> None:
+                 scoring: str, likelihood: str) -> None:
         super().__init__()
         self.network = network
         self.gamma = gamma
+        self.likelihood = likelihood
         self.balance_margin = balance_margin
         self.scoring = scoring
 
@@ -115,20 +124,23 @@ class VAEGANScorer(Scorer):
             prior_logits, _ = discriminator(prior_sample)
             feature_error = feature_reconstruction_error(real_features, reconstruction_features)
             adversarial = generator_adversarial_loss(reconstruction_logits, prior_logits)
-            yield Phase((self.gamma * feature_error + adversarial).mean(), optimizer="decoder",
-                        logs={"generator_adversarial": adversarial.mean()})
+            likelihood_term = input_nll(batch, reconstruction, self.likelihood)
+            yield Phase((likelihood_term + self.gamma * feature_error + adversarial).mean(),
+                        optimizer="decoder", logs={"generator_adversarial": adversarial.mean()})
 
         mean, log_variance = network.encode(batch)
         reconstruction = network.decode(network.reparameterize(mean, log_variance))
         with torch.no_grad():
             real_features = discriminator.features(batch)
         feature_error = feature_reconstruction_error(real_features, discriminator.features(reconstruction))
+        likelihood_term = input_nll(batch, reconstruction, self.likelihood)
         kl = gaussian_kl(mean, log_variance)
         yield Phase(
-            (kl + feature_error).mean(),
+            (kl + likelihood_term + feature_error).mean(),
             optimizer="encoder",
             logs={
                 "kl": kl.mean(),
+                "input_nll": likelihood_term.mean(),
                 "feature_error": feature_error.mean(),
                 "discriminator_real_loss": real_cost.detach(),
                 "discriminator_fake_loss": fake_cost.detach(),
@@ -143,13 +155,14 @@ class VAEGANScorer(Scorer):
         return self.network.decode(mean)
 
     def validation_loss(self, batch: Tensor) -> Tensor:
-        """Input-space squared error of the posterior-mean reconstruction plus the KL.
+        """Input-space negative log-likelihood of the posterior-mean reconstruction plus the KL.
 
         The adversarial losses chase a moving target and say little about
-        progress; this pair does not depend on the discriminator.
+        progress; this pair does not depend on the discriminator and is the
+        part of the training objective the ``"input"`` score measures.
         """
         mean, log_variance = self.network.encode(batch)
-        error = sum_per_row((batch - self.network.decode(mean)).pow(2))
+        error = input_nll(batch, self.network.decode(mean), self.likelihood)
         return (error + gaussian_kl(mean, log_variance)).mean()
 
     def anomaly_score(self, batch: Tensor) -> Tensor:
