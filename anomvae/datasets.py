@@ -52,6 +52,19 @@ def load_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(data["X"], dtype=np.float64), np.asarray(data["y"]).astype(int).ravel()
 
 
+def stratified_subsample(y: np.ndarray, max_rows: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of at most ``max_rows`` rows keeping the anomaly share; all rows if fewer."""
+    rows = np.arange(len(y))
+    if max_rows is None or len(y) <= max_rows:
+        return rows
+    keep = []
+    for label in (0, 1):
+        members = rows[y == label]
+        share = max(1, round(max_rows * len(members) / len(y)))
+        keep.append(rng.choice(members, size=min(share, len(members)), replace=False))
+    return np.sort(np.concatenate(keep))
+
+
 def semi_supervised_split(
     y: np.ndarray, random_state: int | None = 0, max_rows: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -66,14 +79,7 @@ def semi_supervised_split(
     train_index, test_index : ndarray of int
     """
     rng = np.random.default_rng(random_state)
-    rows = np.arange(len(y))
-    if max_rows is not None and len(y) > max_rows:
-        keep = []
-        for label in (0, 1):
-            members = rows[y == label]
-            share = max(1, round(max_rows * len(members) / len(y)))
-            keep.append(rng.choice(members, size=min(share, len(members)), replace=False))
-        rows = np.sort(np.concatenate(keep))
+    rows = stratified_subsample(y, max_rows, rng)
     normal = rng.permutation(rows[y[rows] == 0])
     half = len(normal) // 2
     train = np.sort(normal[:half])

@@ -8,25 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..datasets import semi_supervised_split
+from ..datasets import semi_supervised_split, stratified_subsample
 
 PROTOCOLS = ("semi-supervised", "unsupervised")
 
 MAX_ROWS = 20_000
 """Datasets with more rows are subsampled (stratified) to this many first."""
-
-
-def stratified_subsample(y: np.ndarray, max_rows: int | None, rng: np.random.Generator) -> np.ndarray:
-    """Sorted indices of at most ``max_rows`` rows keeping the anomaly share; all rows if fewer."""
-    rows = np.arange(len(y))
-    if max_rows is None or len(y) <= max_rows:
-        return rows
-    keep = []
-    for label in (0, 1):
-        members = rows[y == label]
-        share = max(1, round(max_rows * len(members) / len(y)))
-        keep.append(rng.choice(members, size=min(share, len(members)), replace=False))
-    return np.sort(np.concatenate(keep))
 
 
 def split(
