@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .device import autocast
+from .flat_parameters import FlatGroup, flat_groups
 from .scorer import Phase, Scorer
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -96,11 +97,13 @@ class TrainingEngine:
 
     The data is preloaded as one tensor on the training device and sliced by a
     seeded permutation each epoch: no ``DataLoader``, no per-row Python work.
-    One Adam optimiser is created per parameter group of the scorer; each
-    :class:`~anomvae.scorer.Phase` the scorer yields is back-propagated, its
-    gradients clipped and only its own optimiser stepped. When a validation
-    tensor is given, training stops after ``patience`` epochs without
-    improvement and the best weights are restored.
+    One Adam optimiser is created per parameter group of the scorer, over the
+    group's parameters backed by one flat buffer
+    (:mod:`anomvae.flat_parameters`), so zeroing, clipping and the update are
+    one operation each; each :class:`~anomvae.scorer.Phase` the scorer yields
+    is back-propagated, its gradients clipped and only its own optimiser
+    stepped. When a validation tensor is given, training stops after
+    ``patience`` epochs without improvement and the best weights are restored.
 
     Parameters
     ----------
@@ -166,11 +169,18 @@ class TrainingEngine:
     def _train(
         self, scorer: Scorer, train: Tensor, validation: Tensor | None
     ) -> dict[str, list[float]]:
-        groups = scorer.optimizer_groups()
-        optimizers = {name: adam(params, self.learning_rate) for name, params in groups.items()}
         if compile_requested():
             for module in scorer.children():
                 module.compile()
+        with flat_groups(scorer.optimizer_groups()) as groups:
+            history = self._epochs_loop(scorer, groups, train, validation)
+        scorer.eval()
+        return history
+
+    def _epochs_loop(
+        self, scorer: Scorer, groups: dict[str, FlatGroup], train: Tensor, validation: Tensor | None
+    ) -> dict[str, list[float]]:
+        optimizers = {name: adam([group.parameter], self.learning_rate) for name, group in groups.items()}
         history: dict[str, list[float]] = defaultdict(list)
         best_loss, best_state, stale_epochs = math.inf, None, 0
 
@@ -180,12 +190,12 @@ class TrainingEngine:
             logged: dict[str, list[tuple[Tensor, int]]] = defaultdict(list)
             for batch in self._batches(train, shuffle=True):
                 for phase in self._phases(scorer, batch):
-                    optimizer = optimizers[phase.optimizer]
-                    optimizer.zero_grad(set_to_none=True)
+                    group = groups[phase.optimizer]
+                    group.zero_grad()
                     phase.loss.backward()
                     if self.gradient_clip is not None:
-                        nn.utils.clip_grad_norm_(groups[phase.optimizer], self.gradient_clip)
-                    optimizer.step()
+                        group.clip_grad_norm_(self.gradient_clip)
+                    optimizers[phase.optimizer].step()
                     logged[f"loss_{phase.optimizer}"].append((phase.loss.detach(), len(batch)))
                     for key, value in phase.logs.items():
                         logged[key].append((value.detach(), len(batch)))
@@ -207,7 +217,6 @@ class TrainingEngine:
                         break
         if best_state is not None:
             scorer.load_state_dict(best_state)
-        scorer.eval()
         return dict(history)
 
     def _epochs(self) -> Iterator[int]:

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from anomvae.engine import NonFiniteLossError, TrainingEngine
 from anomvae.scorer import Phase, Scorer
@@ -92,7 +93,62 @@ def test_gradient_clipping_bounds_the_gradient_norm():
         def training_step(self, batch):
             yield Phase(1e6 * self.first(batch).sum(), optimizer="first")
 
-    scorer = Steep()
-    make_engine(epochs=1, batch_size=64, gradient_clip=1e-3).fit(scorer, torch.randn(64, 3))
-    norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in scorer.first.parameters()))
-    assert norm.item() <= 1e-3 * (1 + 1e-4)
+    norms = []
+
+    def record_norm(optimizer, args, kwargs):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
+        norms.append(torch.sqrt(sum(g.pow(2).sum() for g in grads)).item())
+
+    handle = register_optimizer_step_pre_hook(record_norm)
+    try:
+        make_engine(epochs=1, batch_size=64, gradient_clip=1e-3).fit(Steep(), torch.randn(64, 3))
+    finally:
+        handle.remove()
+    assert len(norms) == 1
+    assert 0 < norms[0] <= 1e-3 * (1 + 1e-4)
+
+
+def test_flat_buffers_train_exactly_like_per_tensor_adam_with_clipping():
+    torch.manual_seed(0)
+    scorer, reference = TwoPlayerScorer(), TwoPlayerScorer()
+    reference.load_state_dict(scorer.state_dict())
+    batch = torch.randn(16, 3)
+
+    class OneGroup(TwoPlayerScorer):
+        def training_step(self, batch):
+            yield Phase(10 * self.second(self.first(batch)).pow(2).mean(), optimizer="first")
+
+        def optimizer_groups(self):
+            return {"first": [*self.first.parameters(), *self.second.parameters()]}
+
+    trained = OneGroup()
+    trained.load_state_dict(scorer.state_dict())
+    make_engine(epochs=3, batch_size=16, gradient_clip=0.5, learning_rate=0.1).fit(trained, batch)
+
+    params = [*reference.first.parameters(), *reference.second.parameters()]
+    optimizer = torch.optim.Adam(params, lr=0.1)
+    for _ in range(3):
+        optimizer.zero_grad()
+        (10 * reference.second(reference.first(batch)).pow(2).mean()).backward()
+        nn.utils.clip_grad_norm_(params, 0.5)
+        optimizer.step()
+    for (name, value), expected in zip(trained.state_dict().items(), reference.state_dict().values()):
+        assert torch.allclose(value, expected, atol=1e-6), name
+
+
+def test_parameters_get_their_own_storage_back_after_training():
+    scorer = TwoPlayerScorer()
+    make_engine(epochs=1).fit(scorer, torch.randn(32, 3))
+    pointers = {p.data_ptr() for p in scorer.parameters()}
+    assert len(pointers) == len(list(scorer.parameters()))
+    assert all(p.grad is None for p in scorer.parameters())
+    assert all(p.is_contiguous() and p.storage_offset() == 0 for p in scorer.parameters())
+
+
+def test_groups_sharing_a_parameter_are_refused():
+    class Shared(TwoPlayerScorer):
+        def optimizer_groups(self):
+            return {"first": list(self.first.parameters()), "second": list(self.first.parameters())}
+
+    with pytest.raises(ValueError, match="shares parameters"):
+        make_engine(epochs=1).fit(Shared(), torch.randn(32, 3))
