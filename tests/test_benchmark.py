@@ -128,3 +128,21 @@ def test_cli_bench_subcommand_reports_a_missing_folder(tmp_path, capsys):
 
     assert main(["bench", "--suite", "tabular", "--data", str(tmp_path / "absent")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_parallel_workers_give_the_same_results_in_job_order(csv_dataset, tmp_path):
+    task = TableTask("blobs", str(csv_dataset / "blobs.csv"))
+    jobs = [Job(task, name, seed, "semi-supervised", None)
+            for seed in (0, 1) for name in ("PyOD-KNN", "PyOD-IForest")]
+    journal = tmp_path / "runs.jsonl"
+    parallel = run_jobs(jobs, threads=1, progress=False, workers=2, journal=journal)
+    serial = run_jobs(jobs, threads=1, progress=False)
+    assert [(r["detector"], r["seed"]) for r in parallel] == [(j.detector, j.seed) for j in jobs]
+    assert [r["roc_auc"] for r in parallel] == [r["roc_auc"] for r in serial]
+    assert len(journal.read_text().splitlines()) == len(jobs)
+
+
+def test_workers_must_be_positive(csv_dataset):
+    task = TableTask("blobs", str(csv_dataset / "blobs.csv"))
+    with pytest.raises(ValueError, match="workers"):
+        run_jobs([Job(task, "PyOD-KNN", 0, "semi-supervised", None)], workers=0, progress=False)

@@ -33,6 +33,7 @@ def run_benchmark(
     epochs: int | None = None,
     timeout: float | None = 1800.0,
     threads: int | None = None,
+    jobs: int = 1,
     out: str | Path = "benchmark-results",
     plots: bool = True,
     progress: bool = True,
@@ -61,7 +62,10 @@ def run_benchmark(
     timeout : float or None
         Seconds one run may take before it is recorded as a timeout.
     threads : int, optional
-        torch threads per run; all available cores by default.
+        torch threads per run; the available cores shared among ``jobs`` by default.
+    jobs : int
+        Runs executed at the same time, each in its own worker process. Their
+        timings are then taken on a shared machine: compare them within the run.
     out : path
         Folder for ``results.md``, ``results.json``, the plots and
         ``runs.jsonl``, the journal of finished runs.
@@ -86,23 +90,24 @@ def run_benchmark(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     tasks = discover_tasks(suite, data, datasets)
     chosen = select_detectors(detectors)
-    jobs = make_jobs(tasks, chosen, seed_list, protocol, max_rows, {"epochs": epochs})
+    planned = make_jobs(tasks, chosen, seed_list, protocol, max_rows, {"epochs": epochs})
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     journal = folder / "runs.jsonl"
     if not resume:
         journal.unlink(missing_ok=True)
     done = {job_key(record): record for record in read_journal(journal)}
-    pending = sorted((job for job in jobs if job_key(job) not in done), key=lambda job: job.task.cost())
+    pending = sorted((job for job in planned if job_key(job) not in done), key=lambda job: job.task.cost())
     started = time.time()
-    run_jobs(pending, timeout=timeout, threads=threads, progress=progress, journal=journal)
+    run_jobs(pending, timeout=timeout, threads=threads, progress=progress, journal=journal,
+             workers=jobs)
     finished = {job_key(record): record for record in read_journal(journal)}
-    records = [finished[job_key(job)] for job in jobs if job_key(job) in finished]
+    records = [finished[job_key(job)] for job in planned if job_key(job) in finished]
     config = {
         "suite": suite, "data": str(data), "protocol": protocol, "seeds": seed_list,
         "detectors": [d.name for d in chosen], "datasets": [t.name for t in tasks],
         "max_rows": max_rows, "epochs_override": epochs, "timeout_seconds": timeout,
-        "threads": threads, "command": command, "started_unix": started,
+        "threads": threads, "jobs": jobs, "command": command, "started_unix": started,
         "wall_seconds": time.time() - started,
     }
     files = write_report(records, config, out, plots=plots)
@@ -123,7 +128,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"subsample larger datasets to this many rows (default {MAX_ROWS})")
     parser.add_argument("--epochs", type=int, default=None, help="override deep detectors' epochs")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run before it fails")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per run (default: the cores shared among --jobs)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs at the same time, each in its own worker process (default 1)")
     parser.add_argument("--out", default="benchmark-results", help="results folder")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--quiet", action="store_true", help="no per-run progress lines")
@@ -141,7 +149,7 @@ def run_from_arguments(arguments: argparse.Namespace, argv: list[str] | None = N
             arguments.suite, arguments.data, detectors=arguments.detectors,
             datasets=arguments.datasets, seeds=arguments.seeds, protocol=arguments.protocol,
             max_rows=arguments.max_rows, epochs=arguments.epochs, timeout=arguments.timeout,
-            threads=arguments.threads, out=arguments.out, plots=not arguments.no_plots,
+            threads=arguments.threads, jobs=arguments.jobs, out=arguments.out, plots=not arguments.no_plots,
             progress=not arguments.quiet, resume=arguments.resume,
             command=shlex.join(argv) if argv else _command_line(),
         )

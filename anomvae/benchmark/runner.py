@@ -10,7 +10,8 @@ kernel's counters instead: before each run it resets its peak resident size
 size during fit and scoring minus the resident size before fit. Where that
 reset is not available the peak of the whole worker process is used, which can
 only overstate. One worker is reused for consecutive runs (torch and PyOD are
-imported once) and replaced after a timeout or a crash.
+imported once) and replaced after a timeout or a crash; several workers can
+run jobs side by side (``workers``), each fed by its own thread.
 
 Failures (exceptions, non-finite scores, timeouts, dead workers) are recorded
 as runs with a ``status`` other than ``"ok"`` and an ``error`` message, never
@@ -24,9 +25,11 @@ import multiprocessing
 import os
 import resource
 import sys
+import threading
 import time
 import traceback
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -214,17 +217,19 @@ def run_jobs(
     isolate: bool = True,
     progress: bool = True,
     journal: str | os.PathLike | None = None,
+    workers: int = 1,
 ) -> list[dict[str, Any]]:
-    """Execute ``jobs`` in order and return one record per job.
+    """Execute ``jobs`` and return one record per job, in the order of ``jobs``.
 
     Parameters
     ----------
     timeout : float or None
         Seconds one run (data loading, fit and scoring) may take; needs ``isolate``.
     threads : int or None
-        torch threads in the worker; ``None`` uses every available core.
+        torch threads in each worker; ``None`` shares the available cores
+        among the ``workers``.
     isolate : bool
-        Run in a worker process (timeouts, crash isolation, per-run peak
+        Run in worker processes (timeouts, crash isolation, per-run peak
         memory). ``False`` runs in this process, for debugging.
     progress : bool
         Print one line per finished run to stderr.
@@ -232,33 +237,53 @@ def run_jobs(
         JSON-lines file each record is appended to as soon as its run ends,
         so an interrupted benchmark keeps its finished runs (see
         :func:`read_journal`).
+    workers : int
+        Worker processes running jobs at the same time. Runs then share the
+        machine, so their timings are comparable with each other but not
+        with those of a one-worker run.
     """
-    threads = threads or available_cores()
-    worker = Worker(threads) if isolate else None
-    records = []
-    try:
-        for index, job in enumerate(jobs, 1):
-            identity = {"dataset": job.task.name, "detector": job.detector, "seed": job.seed,
-                        "protocol": job.protocol}
-            started = time.perf_counter()
-            if worker is not None:
-                outcome = worker.run(job, timeout)
-            else:
-                outcome = execute(job)
-            record = {**identity, **outcome, "wall_seconds": time.perf_counter() - started}
-            records.append(record)
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if workers > 1 and not isolate:
+        raise ValueError("parallel workers need isolate=True")
+    threads = threads or max(1, available_cores() // workers)
+    lock = threading.Lock()
+    local = threading.local()
+    started_workers: list[Worker] = []
+    finished = 0
+
+    def run_one(job: Job) -> dict[str, Any]:
+        nonlocal finished
+        identity = {"dataset": job.task.name, "detector": job.detector, "seed": job.seed,
+                    "protocol": job.protocol}
+        started = time.perf_counter()
+        if isolate:
+            if not hasattr(local, "worker"):
+                local.worker = Worker(threads)
+                with lock:
+                    started_workers.append(local.worker)
+            outcome = local.worker.run(job, timeout)
+        else:
+            outcome = execute(job)
+        record = {**identity, **outcome, "wall_seconds": time.perf_counter() - started}
+        with lock:
+            finished += 1
             if journal is not None:
                 with open(journal, "a") as handle:
                     handle.write(json.dumps(record, default=str) + "\n")
             if progress:
                 result = (f"AUC {record['roc_auc']:.3f}" if record["status"] == "ok"
                           else f"{record['status'].upper()}: {record.get('error')}")
-                print(f"[{index}/{len(jobs)}] {job.task.name} {job.detector} seed={job.seed} "
+                print(f"[{finished}/{len(jobs)}] {job.task.name} {job.detector} seed={job.seed} "
                       f"{result} ({record['wall_seconds']:.1f} s)", file=sys.stderr, flush=True)
+        return record
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(run_one, jobs))
     finally:
-        if worker is not None:
+        for worker in started_workers:
             worker.stop(grace=10.0)
-    return records
 
 
 def make_jobs(tasks: list, detectors: list[Detector], seeds: list[int], protocol: str,
