@@ -146,3 +146,16 @@ def test_workers_must_be_positive(csv_dataset):
     task = TableTask("blobs", str(csv_dataset / "blobs.csv"))
     with pytest.raises(ValueError, match="workers"):
         run_jobs([Job(task, "PyOD-KNN", 0, "semi-supervised", None)], workers=0, progress=False)
+
+
+def test_speed_benchmark_reports_the_ratio_and_the_eager_pytorch_floor():
+    from anomvae.benchmark.speed import markdown, measure
+
+    result = measure(n_rows=64, n_features=5, repeats=1, score_rows=500, threads=1)
+    assert result["fit_speedup"] > 0
+    assert set(result["step_seconds"]) == {"anomvae", "pyod", "bare_pytorch"}
+    assert 0 < result["step_seconds"]["bare_pytorch"] < 1
+    assert result["eager_pytorch_ceiling_speedup"] == pytest.approx(
+        result["step_seconds"]["pyod"] / result["step_seconds"]["bare_pytorch"])
+    report = markdown(result)
+    assert "Fit speed-up" in report and "bare eager-PyTorch" in report

@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from anomvae import BaseDeepDetector
+from anomvae.datasets import load_npz, semi_supervised_split
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -58,3 +60,13 @@ def test_full_mvtec_embeddings_run(shared_data):
     script = load_script("mvtec_embeddings")
     results = script.evaluate(script.embedding_files(shared_data))
     assert results.groupby("method")["roc_auc"].mean().min() > 0.6
+
+
+def test_knn_gap_scores_one_fit_every_way(shared_data):
+    script = load_script("knn_gap")
+    X, y = load_npz(shared_data / "tabular" / "42_WBC.npz")
+    train, test = semi_supervised_split(y, random_state=0)
+    scores = script.scores_of_one_fit(X[train], X[test], seed=0)
+    assert tuple(scores) == script.COLUMNS
+    assert all(value.shape == (len(test),) for value in scores.values())
+    assert roc_auc_score(y[test], scores["scaled kNN"]) > 0.9
