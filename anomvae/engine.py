@@ -175,6 +175,8 @@ class TrainingEngine:
         with flat_groups(scorer.optimizer_groups()) as groups:
             history = self._epochs_loop(scorer, groups, train, validation)
         scorer.eval()
+        with torch.no_grad():
+            scorer.on_train_end(train, validation)
         return history
 
     def _epochs_loop(

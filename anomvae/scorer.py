@@ -49,8 +49,8 @@ class Scorer(nn.Module):
 
     Subclasses implement :meth:`training_step`, :meth:`validation_loss`,
     :meth:`anomaly_score` and :meth:`feature_scores`; the hooks
-    :meth:`optimizer_groups`, :meth:`on_epoch_start` and :meth:`diagnostics`
-    have working defaults.
+    :meth:`optimizer_groups`, :meth:`on_epoch_start`, :meth:`on_train_end`
+    and :meth:`diagnostics` have working defaults.
     """
 
     def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -67,6 +67,11 @@ class Scorer(nn.Module):
 
     def on_epoch_start(self, epoch: int, batches: BatchSource) -> None:
         """Called before each epoch; ``batches()`` iterates the training data."""
+
+    def on_train_end(self, train: Tensor, validation: Tensor | None) -> None:
+        """Called once after training, in eval mode without gradients, with the
+        final weights; for state the scoring rule derives from the training
+        data (e.g. reference codes)."""
 
     def anomaly_score(self, batch: Tensor) -> Tensor:
         """Per-row anomaly score, shape ``(n,)``, higher for more anomalous rows."""

@@ -3,7 +3,7 @@
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from anomvae import BaseDeepDetector
+from anomvae import AnomalyVAE, BaseDeepDetector
 
 ESTIMATORS = sorted(BaseDeepDetector.registry.values(), key=lambda cls: cls.__name__)
 
@@ -12,6 +12,7 @@ def _instances():
     for estimator_class in ESTIMATORS:
         yield estimator_class()
         yield estimator_class(epochs=3, batch_size=32, random_state=0)
+    yield AnomalyVAE(scoring="reconstruction+knn", epochs=3, batch_size=32, random_state=0)
 
 
 @parametrize_with_checks(list(_instances()))

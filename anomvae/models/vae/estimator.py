@@ -32,16 +32,27 @@ class AnomalyVAE(BaseDeepDetector):
     beta : float, default=1.0
         Weight of the KL term; 1 is the plain VAE, larger values regularise
         the latent code more strongly.
-    scoring : {"reconstruction", "elbo", "iwae"}, default="reconstruction"
+    scoring : {"reconstruction", "elbo", "iwae", "reconstruction+knn"}, default="reconstruction"
         Anomaly score. ``"reconstruction"`` is the squared error of the
         reconstruction decoded from the posterior mean: deterministic, one
         forward pass, and as accurate as the bounds on the shared tabular
         benchmark (see ``benchmarks/``). ``"elbo"`` is the negative ELBO and
         ``"iwae"`` the importance-weighted bound of Burda et al. (ICLR 2016),
         both over ``n_samples`` latent draws fixed at fit time, so repeated
-        calls return identical numbers.
+        calls return identical numbers. ``"reconstruction+knn"`` adds a local
+        density term to the reconstruction error: the distance of the row's
+        posterior mean to its ``n_neighbors``-th nearest training code (up to
+        4,096 training codes are kept in the model), each term divided by its
+        median on the training rows. It catches anomalies that lie on the
+        learned manifold but in a sparse part of it, which a global
+        reconstruction error misses (+0.01 mean ROC-AUC on the shared tabular
+        benchmark, ``benchmarks/results/knn_gap.md``), at a scoring cost of
+        one distance per reference code. ``feature_scores`` stay the
+        reconstruction errors.
     n_samples : int, default=16
         Latent draws K for ``"elbo"`` and ``"iwae"``.
+    n_neighbors : int, default=5
+        k of the ``"reconstruction+knn"`` rule (PyOD's KNN default).
     likelihood : {"auto", "calibrated", "gaussian", "bernoulli"}, default="auto"
         Decoder likelihood; ``"auto"`` is ``"calibrated"`` for tabular rows
         and Bernoulli for images. ``"calibrated"`` is a Gaussian whose shared
@@ -128,6 +139,7 @@ class AnomalyVAE(BaseDeepDetector):
         "beta": [Interval(Real, 0, None, closed="left")],
         "scoring": [StrOptions(set(SCORINGS))],
         "n_samples": [Interval(Integral, 1, None, closed="left")],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "likelihood": [StrOptions({"auto", "calibrated", "gaussian", "bernoulli"})],
     }
 
@@ -139,6 +151,7 @@ class AnomalyVAE(BaseDeepDetector):
         beta=1.0,
         scoring="reconstruction",
         n_samples=16,
+        n_neighbors=5,
         likelihood="auto",
         epochs=100,
         batch_size=128,
@@ -158,6 +171,7 @@ class AnomalyVAE(BaseDeepDetector):
         self.beta = beta
         self.scoring = scoring
         self.n_samples = n_samples
+        self.n_neighbors = n_neighbors
         self.likelihood = likelihood
         self.epochs = epochs
         self.batch_size = batch_size
@@ -188,4 +202,5 @@ class AnomalyVAE(BaseDeepDetector):
             likelihood=likelihood,
             scoring=self.scoring,
             n_samples=self.n_samples,
+            n_neighbors=self.n_neighbors,
         )

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from ...neighbours import kth_neighbour_distance
 from ...scorer import BatchSource, Phase, Scorer
 from .losses import (
     calibrated_variance,
@@ -18,7 +19,12 @@ from .losses import (
 )
 from .network import VAENetwork
 
-SCORINGS = ("reconstruction", "elbo", "iwae")
+SCORINGS = ("reconstruction", "elbo", "iwae", "reconstruction+knn")
+
+MAX_REFERENCE_CODES = 4096
+"""Training rows whose posterior means are kept as the reference of the
+``"reconstruction+knn"`` rule (a seeded random sample of larger training sets);
+it bounds the model size and the scoring cost per row."""
 
 
 def decoded_mean(network: VAENetwork, x: Tensor, likelihood: str) -> Tensor:
@@ -40,28 +46,43 @@ class VAEScorer(Scorer):
         ``"calibrated"`` is a Gaussian whose shared variance is set to the
         batch's mean squared error at every step (Rybkin et al., ICML 2021);
         the last training value is kept for the ``"elbo"`` and ``"iwae"`` scores.
-    scoring : {"reconstruction", "elbo", "iwae"}
+    scoring : {"reconstruction", "elbo", "iwae", "reconstruction+knn"}
         ``"reconstruction"``: squared error of the reconstruction decoded from
         the posterior mean. ``"elbo"``: negative ELBO averaged over the fixed
         noise draws. ``"iwae"``: importance-weighted bound over the same draws.
+        ``"reconstruction+knn"``: the reconstruction error plus the distance
+        of the row's posterior mean to its ``n_neighbors``-th nearest training
+        code, each divided by its median over the training rows.
     n_samples : int
         Number K of fixed latent noise draws for ``"elbo"`` and ``"iwae"``.
+    n_neighbors : int
+        k of the ``"reconstruction+knn"`` rule.
     """
 
     def __init__(self, network: VAENetwork, *, latent_dim: int, beta: float, likelihood: str,
-                 scoring: str, n_samples: int) -> None:
+                 scoring: str, n_samples: int, n_neighbors: int = 5) -> None:
         super().__init__()
         self.network = network
         self.beta = beta
         self.likelihood = likelihood
         self.scoring = scoring
+        self.n_neighbors = n_neighbors
         self.register_buffer("score_noise", torch.randn(n_samples, latent_dim))
         self.register_buffer("noise_variance", torch.ones(1))
+        self.register_buffer("reference_codes", torch.zeros(0, latent_dim))
+        self.register_buffer("score_scales", torch.ones(2))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Models saved before the calibrated decoder carry no variance; 1 gives
         # back exactly the unit-variance Gaussian they were trained with.
         state_dict.setdefault(prefix + "noise_variance", torch.ones(1))
+        # Older models have no reference codes; saved ones have as many rows
+        # as the training set lent them, so the buffer takes their shape.
+        state_dict.setdefault(prefix + "reference_codes", self.reference_codes)
+        state_dict.setdefault(prefix + "score_scales", self.score_scales)
+        self.reference_codes = torch.empty_like(state_dict[prefix + "reference_codes"],
+                                                dtype=self.reference_codes.dtype,
+                                                device=self.reference_codes.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def elbo_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -86,9 +107,36 @@ class VAEScorer(Scorer):
         reconstruction, kl = self.elbo_terms(batch)
         return (reconstruction + self.beta * kl).mean()
 
+    def on_train_end(self, train: Tensor, validation: Tensor | None) -> None:
+        """Keep the training codes and score scales of the ``"reconstruction+knn"`` rule.
+
+        Up to :data:`MAX_REFERENCE_CODES` training rows (a random sample of
+        larger sets) give the reference posterior means; the medians of their
+        reconstruction errors and of their leave-one-out neighbour distances
+        put both terms of the score on one scale.
+        """
+        if self.scoring != "reconstruction+knn":
+            return
+        if len(train) > MAX_REFERENCE_CODES:
+            train = train[torch.randperm(len(train), device=train.device)[:MAX_REFERENCE_CODES]]
+        codes = torch.cat([self.network.encode(chunk)[0] for chunk in train.split(4096)])
+        reconstruction = torch.cat([self._reconstruction_error(chunk) for chunk in train.split(4096)])
+        distance = kth_neighbour_distance(codes, codes, self.n_neighbors, exclude_self=True)
+        self.reference_codes = codes.float()
+        self.score_scales = torch.stack([reconstruction.median(), distance.median()]).float().clamp_min(1e-12)
+
+    def _reconstruction_error(self, batch: Tensor) -> Tensor:
+        return sum_per_row(self.feature_scores(batch).double())
+
     def anomaly_score(self, batch: Tensor) -> Tensor:
         if self.scoring == "reconstruction":
-            return sum_per_row(self.feature_scores(batch).double())
+            return self._reconstruction_error(batch)
+        if self.scoring == "reconstruction+knn":
+            distance = kth_neighbour_distance(
+                self.network.encode(batch)[0], self.reference_codes.to(batch.dtype), self.n_neighbors
+            )
+            return (self._reconstruction_error(batch) / self.score_scales[0]
+                    + distance.double() / self.score_scales[1])
         mean, log_variance = self.network.encode(batch)
         if self.scoring == "iwae":
             return importance_weighted_nll(

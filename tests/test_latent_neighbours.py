@@ -1,0 +1,74 @@
+"""The "reconstruction+knn" scoring rule of AnomalyVAE and its neighbour search."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from anomvae import AnomalyVAE, load
+from anomvae.models.vae.scorer import MAX_REFERENCE_CODES
+from anomvae.neighbours import kth_neighbour_distance
+
+
+def test_kth_neighbour_distance_matches_brute_force():
+    generator = torch.Generator().manual_seed(0)
+    reference = torch.randn(50, 3, generator=generator, dtype=torch.float64)
+    queries = torch.randn(20, 3, generator=generator, dtype=torch.float64)
+    expected = torch.cdist(queries, reference).sort(dim=1).values[:, 4]
+    assert torch.allclose(kth_neighbour_distance(queries, reference, 5), expected)
+    leave_one_out = torch.cdist(reference, reference).sort(dim=1).values[:, 5]
+    assert torch.allclose(kth_neighbour_distance(reference, reference, 5, exclude_self=True), leave_one_out)
+
+
+def test_kth_neighbour_distance_caps_k_and_refuses_an_empty_reference():
+    reference = torch.zeros(3, 2)
+    assert kth_neighbour_distance(torch.ones(4, 2), reference, 10).shape == (4,)
+    with pytest.raises(ValueError, match="at least 2 reference points"):
+        kth_neighbour_distance(reference[:1], reference[:1], 1, exclude_self=True)
+
+
+def local_density_data(seed=0):
+    """Normal rows on two tight clusters; anomalies between them, on no cluster."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[-3.0, -3.0, 0.0, 0.0], [3.0, 3.0, 0.0, 0.0]])
+    normal = centres[rng.integers(0, 2, 600)] + 0.2 * rng.normal(size=(600, 4))
+    anomalies = rng.uniform(-1.0, 1.0, size=(30, 4)) * np.array([2.0, 2.0, 0.2, 0.2])
+    return normal, anomalies
+
+
+def test_knn_term_finds_rows_in_sparse_regions_that_reconstruction_misses(fast_params):
+    normal, anomalies = local_density_data()
+    test_rows, y = np.vstack([normal[500:], anomalies]), np.r_[np.zeros(100), np.ones(len(anomalies))]
+    auc = {}
+    for scoring in ("reconstruction", "reconstruction+knn"):
+        detector = AnomalyVAE(**{**fast_params, "epochs": 20, "scoring": scoring}).fit(normal[:500])
+        scores = detector.score_samples(test_rows)
+        assert np.all(np.isfinite(scores))
+        auc[scoring] = roc_auc_score(y, -scores)
+    assert auc["reconstruction"] < 0.5 < 0.85 < auc["reconstruction+knn"]
+    assert detector.scorer_.reference_codes.shape[0] == 450  # training rows less the 10% held out
+    assert torch.all(detector.scorer_.score_scales > 0)
+
+
+def test_knn_rule_round_trips_and_does_not_depend_on_the_batch(tmp_path, fast_params):
+    normal, anomalies = local_density_data(1)
+    detector = AnomalyVAE(**{**fast_params, "scoring": "reconstruction+knn"}).fit(normal)
+    rows = np.vstack([normal[:50], anomalies])
+    scores = detector.score_samples(rows)
+    assert np.array_equal(detector.score_samples(rows[:3]), scores[:3])
+    detector.save(tmp_path / "model.safetensors")
+    restored = load(tmp_path / "model.safetensors")
+    assert np.array_equal(restored.score_samples(rows), scores)
+
+
+def test_reference_codes_are_a_bounded_sample(fast_params):
+    rows = np.random.default_rng(0).normal(size=(MAX_REFERENCE_CODES + 500, 3))
+    detector = AnomalyVAE(**{**fast_params, "epochs": 1, "validation_fraction": 0.0,
+                             "scoring": "reconstruction+knn"}).fit(rows)
+    assert detector.scorer_.reference_codes.shape[0] == MAX_REFERENCE_CODES
+
+
+def test_other_rules_keep_no_reference(fast_params):
+    normal, _ = local_density_data()
+    detector = AnomalyVAE(**fast_params).fit(normal)
+    assert detector.scorer_.reference_codes.shape[0] == 0
