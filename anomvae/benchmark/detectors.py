@@ -1,7 +1,8 @@
 """The detectors a benchmark run compares, behind one small interface.
 
 Every anomvae estimator registered in :attr:`anomvae.BaseDeepDetector.registry`
-takes part under its class name, next to six PyOD peers (Zhao et al., "PyOD:
+takes part under its class name with its defaults, plus the non-default
+configurations of :data:`CONFIGURATIONS`, next to six PyOD peers (Zhao et al., "PyOD:
 A Python Toolbox for Scalable Outlier Detection", JMLR 2019). Each detector
 receives the raw features and does its own preprocessing with its own
 defaults; nothing is scaled for it.
@@ -19,6 +20,9 @@ PEERS = ("PyOD-IForest", "PyOD-ECOD", "PyOD-KNN", "PyOD-VAE", "PyOD-AutoEncoder"
 """PyOD detectors in the default line-up, by their benchmark names."""
 
 DEEP_PEERS = frozenset({"PyOD-VAE", "PyOD-AutoEncoder", "PyOD-DeepSVDD"})
+
+CONFIGURATIONS = {"AnomalyVAE-knn": ("AnomalyVAE", {"scoring": "reconstruction+knn"})}
+"""Non-default anomvae configurations in the line-up: name -> (estimator, parameters)."""
 
 
 @dataclass(frozen=True)
@@ -50,9 +54,9 @@ class Detector:
     takes_images: bool = False
 
 
-def _anomvae_detector(name: str, estimator_class: type) -> Detector:
+def _anomvae_detector(name: str, estimator_class: type, fixed: dict[str, Any] | None = None) -> Detector:
     def build(n_features: int, random_state: int, overrides: dict[str, Any]):
-        params = {"random_state": random_state}
+        params = {**(fixed or {}), "random_state": random_state}
         if overrides.get("epochs") is not None:
             params["epochs"] = overrides["epochs"]
         params.update(overrides.get("params", {}).get(name, {}))
@@ -101,13 +105,17 @@ def _pyod_detector(name: str) -> Detector:
 
 
 def available_detectors() -> dict[str, Detector]:
-    """Every detector a benchmark can run: all registered anomvae estimators, then the PyOD peers."""
+    """Every detector a benchmark can run: all registered anomvae estimators, the
+    :data:`CONFIGURATIONS`, then the PyOD peers."""
     import anomvae  # noqa: F401  (importing the package registers its estimators)
     from anomvae import BaseDeepDetector
 
-    detectors = {
-        name: _anomvae_detector(name, cls) for name, cls in sorted(BaseDeepDetector.registry.items())
-    }
+    registry = BaseDeepDetector.registry
+    detectors = {name: _anomvae_detector(name, cls) for name, cls in sorted(registry.items())}
+    detectors.update({
+        name: _anomvae_detector(name, registry[estimator], params)
+        for name, (estimator, params) in CONFIGURATIONS.items()
+    })
     detectors.update({name: _pyod_detector(name) for name in PEERS})
     return detectors
 
