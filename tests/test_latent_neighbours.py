@@ -45,7 +45,8 @@ def test_knn_term_finds_rows_in_sparse_regions_that_reconstruction_misses(fast_p
         scores = detector.score_samples(test_rows)
         assert np.all(np.isfinite(scores))
         auc[scoring] = roc_auc_score(y, -scores)
-    assert auc["reconstruction"] < 0.5 < 0.85 < auc["reconstruction+knn"]
+    assert auc["reconstruction"] < 0.5
+    assert auc["reconstruction+knn"] > 0.85
     assert detector.scorer_.reference_codes.shape[0] == 450  # training rows less the 10% held out
     assert torch.all(detector.scorer_.score_scales > 0)
 
