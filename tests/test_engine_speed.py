@@ -56,3 +56,20 @@ def test_tabular_default_uses_the_calibrated_decoder(blobs, fast_params):
     assert detector.score_samples(outliers).mean() < detector.score_samples(normal).mean()
     elbo = AnomalyVAE(**{**fast_params, "scoring": "elbo"}).fit(normal)
     assert np.all(np.isfinite(elbo.score_samples(outliers)))
+
+
+def test_calibrated_nll_equals_the_per_element_likelihood_at_the_batch_variance():
+    from anomvae.models.vae.losses import calibrated_gaussian_nll, reconstruction_nll, sum_per_row
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 5, generator=generator, dtype=torch.float64)
+    output = (x + 0.3 * torch.randn(16, 5, generator=generator, dtype=torch.float64)).requires_grad_()
+    nll, variance = calibrated_gaussian_nll(x, output)
+    assert variance.item() == pytest.approx((x - output).pow(2).mean().item())
+    assert not variance.requires_grad
+    expected = sum_per_row(reconstruction_nll(x, output, "calibrated", variance))
+    assert torch.allclose(nll, expected)
+    nll.sum().backward()
+    assert torch.allclose(output.grad, (output - x).detach() / variance)
+    floor = calibrated_gaussian_nll(x, x.clone())[1]
+    assert floor.item() == MIN_NOISE_VARIANCE

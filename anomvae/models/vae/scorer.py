@@ -10,7 +10,7 @@ from torch import Tensor
 from ...neighbours import kth_neighbour_distance
 from ...scorer import BatchSource, Phase, Scorer
 from .losses import (
-    calibrated_variance,
+    calibrated_gaussian_nll,
     gaussian_kl,
     importance_weighted_nll,
     negative_elbo,
@@ -88,20 +88,20 @@ class VAEScorer(Scorer):
     def elbo_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Per-row reconstruction NLL and KL on one reparameterised sample."""
         output, mean, log_variance = self.network(x)
-        variance = None
         if self.likelihood == "calibrated":
-            variance = calibrated_variance(x, output)
+            reconstruction, variance = calibrated_gaussian_nll(x, output)
             if self.training:
                 self.noise_variance.copy_(variance)
-        return (
-            sum_per_row(reconstruction_nll(x, output, self.likelihood, variance)),
-            gaussian_kl(mean, log_variance),
-        )
+        else:
+            reconstruction = sum_per_row(reconstruction_nll(x, output, self.likelihood))
+        return reconstruction, gaussian_kl(mean, log_variance)
 
     def training_step(self, batch: Tensor) -> Iterator[Phase]:
         reconstruction, kl = self.elbo_terms(batch)
         loss = (reconstruction + self.beta * kl).mean()
-        yield Phase(loss, logs={"reconstruction": reconstruction.mean(), "kl": kl.mean()})
+        with torch.no_grad():
+            logs = {"reconstruction": reconstruction.mean(), "kl": kl.mean()}
+        yield Phase(loss, logs=logs)
 
     def validation_loss(self, batch: Tensor) -> Tensor:
         reconstruction, kl = self.elbo_terms(batch)

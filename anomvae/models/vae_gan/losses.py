@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..vae.losses import calibrated_variance, reconstruction_nll, sum_per_row
+from ..vae.losses import calibrated_gaussian_nll, sum_per_row
 
 
 def feature_reconstruction_error(real_features: Tensor, fake_features: Tensor) -> Tensor:
@@ -31,7 +31,7 @@ def input_nll(x: Tensor, reconstruction: Tensor, likelihood: str) -> Tensor:
     ``"gaussian"``: unit-variance Gaussian on scaled tabular columns,
     ``0.5 * ||x - x_hat||^2``. ``"calibrated"``: Gaussian whose shared
     variance is the batch's mean squared error (Rybkin et al., ICML 2021;
-    see :func:`anomvae.models.vae.losses.calibrated_variance`), so the term
+    see :func:`anomvae.models.vae.losses.calibrated_gaussian_nll`), so the term
     keeps its weight against ``L_llike`` and the KL as the fit improves.
     ``"bernoulli"``: pixels in [0, 1] with
     ``x_hat`` the decoded pixel probabilities (the decoder ends in a sigmoid),
@@ -47,8 +47,7 @@ def input_nll(x: Tensor, reconstruction: Tensor, likelihood: str) -> Tensor:
         probabilities = reconstruction.clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
         return sum_per_row(F.binary_cross_entropy(probabilities, x, reduction="none"))
     if likelihood == "calibrated":
-        variance = calibrated_variance(x, reconstruction)
-        return sum_per_row(reconstruction_nll(x, reconstruction, "calibrated", variance))
+        return calibrated_gaussian_nll(x, reconstruction)[0]
     return 0.5 * sum_per_row((x - reconstruction).pow(2))
 
 
