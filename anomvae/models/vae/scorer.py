@@ -132,9 +132,7 @@ class VAEScorer(Scorer):
         if self.scoring == "reconstruction":
             return self._reconstruction_error(batch)
         if self.scoring == "reconstruction+knn":
-            distance = kth_neighbour_distance(
-                self.network.encode(batch)[0], self.reference_codes.to(batch.dtype), self.n_neighbors
-            )
+            distance = kth_neighbour_distance(self.network.encode(batch)[0], self.reference_codes, self.n_neighbors)
             return (self._reconstruction_error(batch) / self.score_scales[0]
                     + distance.double() / self.score_scales[1])
         mean, log_variance = self.network.encode(batch)
