@@ -27,11 +27,15 @@ MAX_REFERENCE_CODES = 4096
 it bounds the model size and the scoring cost per row."""
 
 
+def decode_in_input_units(network: VAENetwork, z: Tensor, likelihood: str) -> Tensor:
+    """Decoder output for codes ``z`` in input units (probabilities for Bernoulli)."""
+    output = network.decode(z)
+    return torch.sigmoid(output) if likelihood == "bernoulli" else output
+
+
 def decoded_mean(network: VAENetwork, x: Tensor, likelihood: str) -> Tensor:
     """Reconstruction of ``x`` decoded from its posterior mean, in input units."""
-    mean, _ = network.encode(x)
-    output = network.decode(mean)
-    return torch.sigmoid(output) if likelihood == "bernoulli" else output
+    return decode_in_input_units(network, network.encode(x)[0], likelihood)
 
 
 class VAEScorer(Scorer):
@@ -119,22 +123,26 @@ class VAEScorer(Scorer):
             return
         if len(train) > MAX_REFERENCE_CODES:
             train = train[torch.randperm(len(train), device=train.device)[:MAX_REFERENCE_CODES]]
-        codes = torch.cat([self.network.encode(chunk)[0] for chunk in train.split(4096)])
-        reconstruction = torch.cat([self._reconstruction_error(chunk) for chunk in train.split(4096)])
+        codes, reconstruction = (torch.cat(parts) for parts in zip(
+            *(self._codes_and_errors(chunk) for chunk in train.split(4096))
+        ))
         distance = kth_neighbour_distance(codes, codes, self.n_neighbors, exclude_self=True)
         self.reference_codes = codes.float()
         self.score_scales = torch.stack([reconstruction.median(), distance.median()]).float().clamp_min(1e-12)
 
-    def _reconstruction_error(self, batch: Tensor) -> Tensor:
-        return sum_per_row(self.feature_scores(batch).double())
+    def _codes_and_errors(self, batch: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior means and per-row squared reconstruction errors, from one encoder pass."""
+        mean, _ = self.network.encode(batch)
+        reconstruction = decode_in_input_units(self.network, mean, self.likelihood)
+        return mean, sum_per_row((batch - reconstruction).pow(2).double())
 
     def anomaly_score(self, batch: Tensor) -> Tensor:
         if self.scoring == "reconstruction":
-            return self._reconstruction_error(batch)
+            return sum_per_row(self.feature_scores(batch).double())
         if self.scoring == "reconstruction+knn":
-            distance = kth_neighbour_distance(self.network.encode(batch)[0], self.reference_codes, self.n_neighbors)
-            return (self._reconstruction_error(batch) / self.score_scales[0]
-                    + distance.double() / self.score_scales[1])
+            codes, reconstruction = self._codes_and_errors(batch)
+            distance = kth_neighbour_distance(codes, self.reference_codes, self.n_neighbors)
+            return reconstruction / self.score_scales[0] + distance.double() / self.score_scales[1]
         mean, log_variance = self.network.encode(batch)
         if self.scoring == "iwae":
             return importance_weighted_nll(
