@@ -7,7 +7,7 @@ import torch
 
 from anomvae import AnomalyVAE
 from anomvae.engine import TrainingEngine, epoch_means, training_threads
-from anomvae.models.vae.losses import MIN_NOISE_VARIANCE
+from anomvae.nn.vae_losses import MIN_NOISE_VARIANCE
 
 
 def _engine(**overrides):
@@ -59,7 +59,7 @@ def test_tabular_default_uses_the_calibrated_decoder(blobs, fast_params):
 
 
 def test_calibrated_nll_equals_the_per_element_likelihood_at_the_batch_variance():
-    from anomvae.models.vae.losses import calibrated_gaussian_nll, reconstruction_nll, sum_per_row
+    from anomvae.nn.vae_losses import calibrated_gaussian_nll, reconstruction_nll, sum_per_row
 
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(16, 5, generator=generator, dtype=torch.float64)

@@ -7,7 +7,7 @@ from numbers import Integral, Real
 from ..._sklearn import Interval, StrOptions
 from ...base import BaseDeepDetector
 from ...nn import build_decoder, build_encoder
-from .network import VAENetwork
+from ...nn.vae_network import VAENetwork
 from .scorer import SCORINGS, VAEScorer
 
 

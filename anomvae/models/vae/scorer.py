@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ...neighbours import kth_neighbour_distance
 from ...scorer import BatchSource, Phase, Scorer
-from .losses import (
+from ...nn.vae_losses import (
     calibrated_gaussian_nll,
     gaussian_kl,
     importance_weighted_nll,
@@ -17,7 +17,7 @@ from .losses import (
     reconstruction_nll,
     sum_per_row,
 )
-from .network import VAENetwork
+from ...nn.vae_network import VAENetwork
 
 SCORINGS = ("reconstruction", "elbo", "iwae", "reconstruction+knn")
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ...scorer import BatchSource, Phase, Scorer
-from ..vae.losses import gaussian_kl
+from ...nn.vae_losses import gaussian_kl
 from .losses import (
     discriminator_loss,
     fake_loss,
