@@ -5,6 +5,8 @@
 >>> detector.fit(X).predict(X_new)                 # doctest: +SKIP
 """
 
+import importlib
+
 from .base import BaseDeepDetector
 from .engine import NonFiniteLossError
 from .health import TrainingHealthWarning
@@ -17,16 +19,16 @@ from .persistence import load
 
 __version__ = "0.1.0"
 
-_MLFLOW_ATTRIBUTES = {"log_model": "pyfunc", "tracking": None}
-"""Reached lazily, so that importing anomvae does not import MLflow."""
+_MLFLOW_ATTRIBUTES = {"log_model": ("lifecycle.pyfunc", "log_model"), "tracking": ("lifecycle.tracking", None)}
+"""Reached lazily, so that importing anomvae does not import MLflow: name -> (module, attribute)."""
 
 
 def __getattr__(name):
+    """``anomvae.tracking`` and ``anomvae.log_model``, imported on first use (PEP 562)."""
     if name in _MLFLOW_ATTRIBUTES:
-        import importlib
-
-        module = importlib.import_module(f".{_MLFLOW_ATTRIBUTES[name] or name}", __name__)
-        return getattr(module, name) if _MLFLOW_ATTRIBUTES[name] else module
+        module_name, attribute = _MLFLOW_ATTRIBUTES[name]
+        module = importlib.import_module(f".{module_name}", __name__)
+        return getattr(module, attribute) if attribute else module
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -139,7 +139,7 @@ def _fit(detector, X_train, validation, tracking_config: dict[str, Any]):
     if not tracking_config.get("enabled", True):
         detector.fit(X_train)
         return None
-    from .tracking import fit_and_log
+    from .lifecycle.tracking import fit_and_log
 
     return fit_and_log(
         detector,
@@ -155,7 +155,7 @@ def promote_model(model_name: str, threshold, version: str | None, alias: str) -
     """Run :func:`anomvae.tracking.promote`; the lines to print."""
     from mlflow.exceptions import MlflowException
 
-    from .tracking import next_steps, promote
+    from .lifecycle.tracking import next_steps, promote
 
     try:
         promoted = promote(model_name, threshold=threshold, version=version, alias=alias)
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             report["wall_seconds"] = round(time.perf_counter() - started, 2)
             _print_report(report)
             if "mlflow_model" in report:
-                from .tracking import next_steps
+                from .lifecycle.tracking import next_steps
 
                 print("\n".join(next_steps(report["mlflow_model"])))
         elif args.command == "score":

@@ -10,7 +10,7 @@ import pytest
 from conftest import FAST
 
 import anomvae
-from anomvae import serving_inputs
+from anomvae.lifecycle import serving_inputs
 from anomvae.preprocessing import ImageScaler
 
 

@@ -10,7 +10,7 @@ from conftest import FAST
 from mlflow.exceptions import MlflowException
 
 import anomvae
-from anomvae import pyfunc
+from anomvae.lifecycle import pyfunc
 from anomvae.persistence import read_document
 
 MODEL_NAME = "pyfunc-test"

@@ -12,7 +12,7 @@ from conftest import FAST
 from model_server import post, serving
 
 import anomvae
-from anomvae import serving_inputs
+from anomvae.lifecycle import serving_inputs
 
 pytestmark = pytest.mark.slow
 

@@ -191,7 +191,7 @@ def test_pyfunc_input_path_scores_like_the_detector_or_refuses_clearly(mixed_pyf
 def test_empty_request_to_the_model_of_a_numpy_fitted_detector_names_the_problem(fitted_detector):
     import pandas as pd
 
-    from anomvae.pyfunc import score_frame
+    from anomvae.lifecycle.pyfunc import score_frame
 
     with pytest.raises(ValueError, match="0 sample"):
         score_frame(fitted_detector, pd.DataFrame(columns=[f"x{i}" for i in range(4)], dtype=float))

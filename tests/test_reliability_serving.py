@@ -2,7 +2,7 @@
 
 One AnomalyVAE per kind of model (DataFrame, images) is logged and served
 once for the module (one server start each, always stopped); every request
-wait is bounded. :mod:`anomvae.serving` starts the server and
+wait is bounded. :mod:`anomvae.lifecycle.serving` starts the server and
 ``benchmarks/serving_load.py`` supplies the load generator, so the default
 suite runs a tiny version of the benchmark.
 """
@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from reliability_matrix import Refused, case_id, cases, check_scores, images, rest_body, table_rows
 
 import anomvae
-from anomvae.serving import local_server
+from anomvae.lifecycle.serving import local_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import serving_load  # noqa: E402

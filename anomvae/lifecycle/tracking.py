@@ -24,7 +24,7 @@ import mlflow
 import numpy as np
 from mlflow.entities import Metric, Param
 
-from . import pyfunc, tracking_plots
+from . import plots, pyfunc
 from ._mlflow import use_default_tracking_uri
 
 DEFAULT_ALIAS = "champion"
@@ -178,14 +178,14 @@ def _log_figures(detector, X, y) -> None:
     from .serving_inputs import input_columns
 
     scores = -detector.score_samples(X)
-    mlflow.log_figure(tracking_plots.loss_curves(detector.history_), "plots/loss_curves.png")
+    mlflow.log_figure(plots.loss_curves(detector.history_), "plots/loss_curves.png")
     mlflow.log_figure(
-        tracking_plots.score_histogram(scores, -detector.offset_, None if y is None else np.asarray(y)),
+        plots.score_histogram(scores, -detector.offset_, None if y is None else np.asarray(y)),
         "plots/score_histogram.png",
     )
     contributions = np.asarray(detector.feature_scores(X), dtype=np.float64)
     names = [] if detector.is_image_ else input_columns(detector)
-    mlflow.log_figure(tracking_plots.feature_contributions(contributions, names), "plots/feature_contributions.png")
+    mlflow.log_figure(plots.feature_contributions(contributions, names), "plots/feature_contributions.png")
 
 
 def fit_and_log(
@@ -298,8 +298,8 @@ def promote(
     from mlflow.artifacts import download_artifacts
     from mlflow.models import Model
 
-    from .persistence import load
-    from .thresholds import FixedScore, ThresholdStrategy
+    from ..persistence import load
+    from ..thresholds import FixedScore, ThresholdStrategy
 
     strategy = None
     if threshold is not None:
