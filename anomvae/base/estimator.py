@@ -22,15 +22,15 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import health, thresholds
-from ._sklearn import Interval, StrOptions, fit_context
-from .device import resolve_device, seeded
-from .engine import TrainingEngine
-from .inference import map_batches, prepare_for_inference
-from .nn import default_architecture
-from .preprocessing import SCALINGS, ImageScaler, TabularEncoder, check_finite
-from .scorer import Scorer
-from .thresholds import FittedThreshold, ThresholdStrategy
+from .. import health, thresholds
+from .._sklearn import Interval, StrOptions, fit_context
+from ..device import resolve_device, seeded
+from ..engine import TrainingEngine
+from ..inference import map_batches, prepare_for_inference
+from ..nn import default_architecture
+from ..preprocessing import SCALINGS, ImageScaler, TabularEncoder, check_finite
+from ..scorer import Scorer
+from ..thresholds import FittedThreshold, ThresholdStrategy
 
 FEATURE_BASELINE_ROWS = 10_000
 """Reference rows averaged into ``reference_feature_scores_``."""
@@ -425,7 +425,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
 
         Load it with :func:`anomvae.load`; no pickle is involved.
         """
-        from .persistence import save
+        from ..persistence import save
 
         save(self, path)
 

@@ -550,7 +550,7 @@ def resolve(threshold: ThresholdStrategy | None, contamination) -> ThresholdStra
     if threshold is not None:
         return threshold
     if contamination == "auto":
-        from .base import AUTO_FALSE_ALARM_RATE
+        from ..base import AUTO_FALSE_ALARM_RATE
 
         return FalsePositiveRate(AUTO_FALSE_ALARM_RATE)
     return Contamination(float(contamination))
