@@ -7,6 +7,7 @@
 
 import importlib
 
+from . import registry
 from .base import BaseDeepDetector
 from .engine import NonFiniteLossError
 from .health import TrainingHealthWarning
@@ -15,9 +16,8 @@ from .models.vae import AnomalyVAE
 from .models.vae_gan import AnomalyVAEGAN
 from .models.vae_svdd import AnomalyVAESVDD
 from .monitoring import monitor
-from .persistence import load
-
-__version__ = "0.1.0"
+from .persistence import ModelFormatError, load
+from .version import __version__
 
 _MLFLOW_ATTRIBUTES = {"log_model": ("lifecycle.pyfunc", "log_model"), "tracking": ("lifecycle.tracking", None)}
 """Reached lazily, so that importing anomvae does not import MLflow: name -> (module, attribute)."""
@@ -40,9 +40,11 @@ __all__ = [
     "BaseDeepDetector",
     "NonFiniteLossError",
     "TrainingHealthWarning",
+    "ModelFormatError",
     "__version__",
     "load",
     "log_model",
     "monitor",
+    "registry",
     "tracking",
 ]

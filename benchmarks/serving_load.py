@@ -175,7 +175,7 @@ def run_load(url: str, detector, pool_rows: np.ndarray, *, n: int, concurrency: 
     from anomvae.lifecycle.serving_inputs import input_columns
 
     pool = [[float(value) for value in row] for row in pool_rows]
-    expected = -detector.score_samples(np.asarray(pool))
+    expected = detector.anomaly_score(np.asarray(pool))
     requests = make_requests(pool, input_columns(detector), n, malformed_fraction, seed)
     started = time.perf_counter()
     answers = send_all(url, requests, concurrency)

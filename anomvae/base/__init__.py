@@ -11,6 +11,9 @@
   model file.
 """
 
-from .estimator import AUTO_FALSE_ALARM_RATE, FEATURE_BASELINE_ROWS, BaseDeepDetector, is_image_batch
+from ..thresholds import AUTO_FALSE_ALARM_RATE
+from .estimator import BaseDeepDetector
+from .inputs import is_image_batch
+from .threshold_state import FEATURE_BASELINE_ROWS
 
 __all__ = ["AUTO_FALSE_ALARM_RATE", "FEATURE_BASELINE_ROWS", "BaseDeepDetector", "is_image_batch"]

@@ -8,7 +8,7 @@ Predictions are a DataFrame with one row per input row:
 
 ``score``
     The anomaly score, **higher = more anomalous**. It is
-    ``-detector.score_samples(X)``: the opposite sign of scikit-learn's
+    ``detector.anomaly_score(X)``: the opposite sign of scikit-learn's
     ``score_samples``, so that it reads like a risk score.
 ``is_anomaly``
     ``score > threshold``. The threshold is ``-detector.offset_``, so
@@ -23,6 +23,7 @@ See :mod:`anomvae.lifecycle.serving_inputs` for the accepted input forms.
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from pathlib import Path
@@ -30,9 +31,13 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+import torch
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel
+from sklearn.utils.validation import check_is_fitted
 
+from ..persistence import load
+from ..version import __version__
 from . import serving_inputs
 from ._mlflow import use_default_tracking_uri
 
@@ -59,8 +64,7 @@ class AnomalyDetectorModel(PythonModel):
     """
 
     def load_context(self, context) -> None:
-        from ..persistence import load
-
+        """Load the detector's safetensors file once per process."""
         self.detector = load(context.artifacts[DETECTOR_ARTIFACT], device="auto")
         config = context.model_config or {}
         self.image_format = config.get("image_format", "tensor")
@@ -119,7 +123,7 @@ def score_frame(
         rows = serving_inputs.image_input(detector, model_input, image_format)
     else:
         rows = serving_inputs.tabular_input(detector, model_input)
-    scores = -detector.score_samples(rows)
+    scores = detector.anomaly_score(rows)
     index = model_input.index if isinstance(model_input, pd.DataFrame) else None
     frame = pd.DataFrame({SCORE: scores, IS_ANOMALY: scores > float(threshold)}, index=index)
     if detector.is_image_ or top_features == 0:
@@ -190,10 +194,6 @@ def model_signature(detector, example, output: pd.DataFrame, top_features: int):
 
 def requirements(image_format: str) -> list[str]:
     """pip requirements of the logged model: anomvae and what it runs on."""
-    import torch
-
-    from .. import __version__
-
     pins = [f"anomvae=={__version__}", f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}"]
     return pins + (["pillow"] if image_format == "png" else [])
 
@@ -251,10 +251,6 @@ def log_model(
     RuntimeError
         When the parity check fails; nothing is registered then.
     """
-    from sklearn.utils.validation import check_is_fitted
-
-    from .. import __version__
-
     check_is_fitted(detector)
     use_default_tracking_uri()
     if image_format not in serving_inputs.IMAGE_FORMATS:
@@ -314,8 +310,6 @@ def check_parity(model_uri: str, example, native_scores: np.ndarray) -> str:
         When either path differs from the native scores beyond
         :data:`PARITY_RTOL`.
     """
-    import json
-
     from mlflow.models import convert_input_example_to_serving_input
     from mlflow.pyfunc.scoring_server import invocations
 
