@@ -29,6 +29,7 @@ from .engine import TrainingEngine
 from .inference import map_batches, prepare_for_inference
 from .nn import default_architecture
 from .preprocessing import SCALINGS, ImageScaler, TabularEncoder, check_finite
+from .schema import check_not_masked
 from .scorer import Scorer
 from .thresholds import FittedThreshold, ThresholdStrategy
 
@@ -318,15 +319,20 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         return map_batches(function, data, self.scorer_.device, encode=self.encoder_.transform)
 
     def _numeric_array(self, X, *, reset: bool) -> np.ndarray:
-        values = validate_data(
-            self, X, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=2 if reset else 1,
-            reset=reset,
-        )
+        check_not_masked(X)
+        try:
+            values = validate_data(
+                self, X, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=2 if reset else 1,
+                reset=reset,
+            )
+        except OverflowError as error:
+            raise ValueError(f"X holds a number too large for a float64 ({error})") from error
         check_finite(values, list(getattr(self, "feature_names_in_", [])) or None)
         return values
 
     @staticmethod
     def _image_array(X, minimum_rows: int = 2) -> np.ndarray:
+        check_not_masked(X)
         images = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
         if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
             raise TypeError(f"images must hold integers or floats, got dtype {images.dtype}")

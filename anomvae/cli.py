@@ -39,12 +39,19 @@ def load_config(path: str | None) -> dict[str, Any]:
     return config
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file, or the ``X`` array of an ``.npz`` file."""
+def read_table(path: str | Path, detector=None) -> pd.DataFrame:
+    """Read a CSV or Parquet file, or the ``X`` array of an ``.npz`` file.
+
+    With a fitted tabular ``detector``, a CSV file is read by the model's
+    schema: the columns it fitted as text stay text (``"01"`` is not turned
+    into ``1``) and only an empty cell is missing there, as it is when pandas
+    writes a missing value. Columns are matched by position, as scoring
+    matches them. Parquet files carry their own types.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return pd.read_csv(path)
+        return pd.read_csv(path, **_csv_options(path, detector))
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
     if suffix == ".npz":
@@ -55,6 +62,23 @@ def read_table(path: str | Path) -> pd.DataFrame:
         frame["label"] = y
         return frame
     raise ValueError(f"{path}: unsupported file type {suffix!r}; expected .csv, .parquet or .npz")
+
+
+def _csv_options(path: Path, detector) -> dict[str, Any]:
+    """``pandas.read_csv`` options that keep a model's text columns as text."""
+    encoder = getattr(detector, "encoder_", None)
+    kinds = getattr(encoder, "kinds", None)
+    if not kinds or "category" not in kinds:
+        return {}
+    from pandas._libs.parsers import STR_NA_VALUES  # pandas' default missing-value markers
+
+    header = list(pd.read_csv(path, nrows=0).columns)
+    text = {header[i] for i, kind in enumerate(kinds) if kind == "category" and i < len(header)}
+    return {
+        "dtype": {column: str for column in text},
+        "keep_default_na": False,
+        "na_values": {column: [""] if column in text else sorted(STR_NA_VALUES) for column in header},
+    }
 
 
 def training_data(data: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None]:
@@ -178,7 +202,7 @@ def score(model_path: str, input_path: str, output_path: str | None) -> pd.DataF
     from .persistence import load
 
     detector = load(model_path)
-    frame = read_table(input_path)
+    frame = read_table(input_path, detector)
     result = frame.copy()
     normality = detector.score_samples(frame)
     result["score"] = -normality
@@ -199,7 +223,7 @@ def monitor_batch(model_path: str, batch_path: str, significance: float, n_top_f
     from .persistence import load
 
     detector = load(model_path)
-    frame = read_table(batch_path)
+    frame = read_table(batch_path, detector)
     features = set(getattr(detector, "feature_names_in_", []))
     if "label" in frame.columns and "label" not in features:
         frame = frame.drop(columns=["label"])
