@@ -6,6 +6,7 @@ saved model needs no pickle to rebuild them.
 
 from __future__ import annotations
 
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -183,13 +184,7 @@ class TabularEncoder:
         columns = [column for _, column, _ in numeric]
         block = np.empty((len(X), len(numeric)), dtype=np.float64)
         for position, (source, column, kind) in enumerate(numeric):
-            series = X.iloc[:, source]
-            if _column_kind(series) == CATEGORY and pd.api.types.infer_dtype(series) not in NUMBER_LIKE:
-                raise TypeError(
-                    f"column {column!r} was numeric in fit but now holds non-numeric values "
-                    f"(dtype {series.dtype}, e.g. {series.iloc[0]!r}); convert it to numbers"
-                )
-            block[:, position] = _checked_values(series, column, kind, first_row)
+            block[:, position] = _checked_values(X.iloc[:, source], column, kind, first_row)
         check_finite(block, columns, first_row)
         return block
 
@@ -243,6 +238,12 @@ def _checked_values(series: pd.Series, column: str, kind: str, first_row: int = 
     if kind == NUMERIC and _holds_booleans(series):
         raise TypeError(
             f"column {column!r} was numeric in fit but now holds booleans; send numbers"
+        )
+    if _column_kind(series) == CATEGORY and pd.api.types.infer_dtype(series) not in NUMBER_LIKE:
+        example = next((value for value in series if not isinstance(value, Real)), series.iloc[0])
+        raise TypeError(
+            f"column {column!r} was numeric in fit but now holds non-numeric values "
+            f"(dtype {series.dtype}, e.g. {example!r}); convert it to numbers"
         )
     values = as_float64(series, column)
     if kind == BOOLEAN:
