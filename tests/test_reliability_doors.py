@@ -177,3 +177,41 @@ def test_a_boolean_in_a_numeric_column_is_refused(flagged):
     bad.loc[2, "x"] = True
     with pytest.raises(TypeError, match="column 'x' was numeric in fit but now holds booleans"):
         detector.score_samples(bad)
+
+
+def test_fits_in_two_threads_equal_the_same_fits_in_sequence_and_leave_the_rng_alone():
+    import threading
+
+    import torch
+
+    rng = np.random.default_rng(2)
+    data = [rng.normal(size=(300, 6)), rng.normal(size=(300, 6)) * 2]
+    settings = [{"epochs": 4, "random_state": 1}, {"epochs": 4, "random_state": 2}]
+    sequential = [AnomalyVAE(**s).fit(X).score_samples(X) for s, X in zip(settings, data)]
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    threaded = [None, None]
+
+    def fit(i):
+        threaded[i] = AnomalyVAE(**settings[i]).fit(data[i]).score_samples(data[i])
+
+    workers = [threading.Thread(target=fit, args=(i,)) for i in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    for alone, together in zip(sequential, threaded):
+        np.testing.assert_array_equal(alone, together)
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_load_leaves_the_global_rng_alone(tmp_path):
+    import torch
+
+    import anomvae
+
+    detector = AnomalyVAE(**FAST).fit(np.random.default_rng(0).normal(size=(50, 3)))
+    detector.save(tmp_path / "m.safetensors")
+    before = torch.get_rng_state()
+    anomvae.load(tmp_path / "m.safetensors")
+    assert torch.equal(before, torch.get_rng_state())
