@@ -1,4 +1,4 @@
-"""The ``anomvae`` command line: ``train``, ``score``, ``monitor``, ``promote`` and ``bench``."""
+"""The ``anomvae`` command line: ``train``, ``score``, ``monitor``, ``promote``, ``serve`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -282,6 +282,16 @@ def main(argv: list[str] | None = None) -> int:
     promote_parser.add_argument("--version", help="source version (default: the alias's, else the latest)")
     promote_parser.add_argument("--alias", default="champion", help="alias to move (default: champion)")
 
+    serve_parser = commands.add_parser(
+        "serve", help="serve a logged model over REST: MLflow's scoring server behind a request guard"
+    )
+    serve_parser.add_argument("model_uri", help="MLflow model URI, e.g. models:/fraud@champion or runs:/ID/model")
+    serve_parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve_parser.add_argument("--port", type=int, default=5001, help="port (default 5001)")
+    serve_parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve_parser.add_argument("--max-body-mb", type=float, default=16.0,
+                              help="largest request body in MiB; larger ones get 413 (default 16)")
+
     bench_parser = commands.add_parser(
         "bench", help="benchmark every anomvae estimator against PyOD peers (tables, plots, JSON)"
     )
@@ -309,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
             result = score(args.model, args.input, args.output)
             if not args.output:
                 result.to_csv(sys.stdout, index=False)
+        elif args.command == "serve":
+            from .serving_front import serve
+
+            serve(args.model_uri, args.host, args.port, args.workers, int(args.max_body_mb * 1024 * 1024))
         elif args.command == "promote":
             from .thresholds import Contamination, FalsePositiveRate
 
