@@ -240,11 +240,13 @@ def _checked_values(series: pd.Series, column: str, kind: str, first_row: int = 
             f"column {column!r} was numeric in fit but now holds booleans; send numbers"
         )
     if _column_kind(series) == CATEGORY and pd.api.types.infer_dtype(series) not in NUMBER_LIKE:
-        example = next((value for value in series if not isinstance(value, Real)), series.iloc[0])
-        raise TypeError(
-            f"column {column!r} was numeric in fit but now holds non-numeric values "
-            f"(dtype {series.dtype}, e.g. {example!r}); convert it to numbers"
-        )
+        example = next((value for value in series if not isinstance(value, Real)), None)
+        if example is not None or kind == NUMERIC:
+            raise TypeError(
+                f"column {column!r} was {kind} in fit but now holds non-numeric values "
+                f"(dtype {series.dtype}, e.g. {series.iloc[0] if example is None else example!r}); "
+                f"convert it to {'numbers' if kind == NUMERIC else 'true/false'}"
+            )
     values = as_float64(series, column)
     if kind == BOOLEAN:
         bad = ~(np.isin(values, (0.0, 1.0)) | np.isnan(values))

@@ -1,4 +1,4 @@
-"""The bad-input matrix through the pyfunc model and a real ``mlflow models serve``, and a small load test.
+"""The bad-input matrix through the pyfunc model and a real ``anomvae serve``, and a small load test.
 
 One AnomalyVAE per kind of model (DataFrame, images) is logged and served
 once for the module (one server start each, always stopped); every request
@@ -40,7 +40,7 @@ def serve_model(kind, tmp_path_factory):
     rows = data.iloc[:WELL_FORMED_ROWS] if kind == "table" else data[:WELL_FORMED_ROWS]
     scores = -detector.score_samples(rows)
     training_max = float(np.max(-detector.score_samples(data)))
-    with local_server(info.model_uri, tmp_path_factory.mktemp("serve") / "server.log") as url:
+    with local_server(info.model_uri, tmp_path_factory.mktemp("serve") / "server.log", guarded=True) as url:
         yield detector, model, url, rows, scores, training_max
 
 
