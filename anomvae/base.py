@@ -276,6 +276,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
             return encoder.transform(X), encoder, False
         values = self._numeric_array(X, reset=True)
         encoder = TabularEncoder(self.scaling).fit(values)
+        encoder.record_integers(X)
         return encoder.transform(values), encoder, False
 
     def _validated(self, X):

@@ -106,6 +106,7 @@ class TabularEncoder:
         self.columns: list[str] = []
         self.kinds: list[str] = []
         self.categories: dict[str, list[str]] = {}
+        self.integers: list[bool] = []
         self.centre = np.zeros(0)
         self.scale = np.ones(0)
 
@@ -151,7 +152,23 @@ class TabularEncoder:
             self.kinds = ["numeric"] * X.shape[1]
         numeric = self._numeric_block(X)
         self.centre, self.scale = _scale_statistics(numeric, self.scaling)
+        self.record_integers(X)
         return self
+
+    def record_integers(self, X) -> None:
+        """Note which numeric columns of the caller's training input hold integers.
+
+        The MLflow signature of a model logged without an input example takes
+        its column types from here (``long`` for these columns).
+        """
+        if isinstance(X, pd.DataFrame):
+            self.integers = [
+                kind == NUMERIC and pd.api.types.infer_dtype(X.iloc[:, i], skipna=True) == "integer"
+                for i, kind in enumerate(self.kinds)
+            ]
+        else:
+            integer = np.issubdtype(np.asarray(X).dtype, np.integer)
+            self.integers = [bool(integer)] * len(self.columns)
 
     def transform(self, X: np.ndarray | pd.DataFrame, first_row: int = 0) -> np.ndarray:
         """Encode rows into float32 model inputs of width :attr:`n_encoded`.
@@ -195,6 +212,7 @@ class TabularEncoder:
             "columns": self.columns,
             "kinds": self.kinds,
             "categories": self.categories,
+            "integers": self.integers,
             "centre": self.centre.tolist(),
             "scale": self.scale.tolist(),
         }
@@ -206,6 +224,7 @@ class TabularEncoder:
         encoder.columns = list(config["columns"])
         encoder.kinds = list(config["kinds"])
         encoder.categories = {k: list(v) for k, v in config["categories"].items()}
+        encoder.integers = [bool(flag) for flag in config.get("integers", [False] * len(encoder.columns))]
         encoder.centre = np.asarray(config["centre"], dtype=np.float64)
         encoder.scale = np.asarray(config["scale"], dtype=np.float64)
         return encoder

@@ -157,10 +157,12 @@ def example_input(detector, input_example=None, image_format: str = "tensor"):
     if input_example is None:
         encoder = detector.encoder_
         numeric = iter(encoder.centre)
+        integers = encoder.integers or [False] * len(encoder.kinds)
         row = [
             encoder.categories[column][0] if kind == "category" else
-            bool(next(numeric) >= 0.5) if kind == "boolean" else float(next(numeric))
-            for column, kind in zip(encoder.columns, encoder.kinds)
+            bool(next(numeric) >= 0.5) if kind == "boolean" else
+            round(next(numeric)) if integer else float(next(numeric))
+            for column, kind, integer in zip(encoder.columns, encoder.kinds, integers)
         ]
         return serving_inputs.as_frame(detector, pd.DataFrame([row], columns=serving_inputs.input_columns(detector)))
     if isinstance(input_example, pd.DataFrame):

@@ -215,3 +215,34 @@ def test_load_leaves_the_global_rng_alone(tmp_path):
     before = torch.get_rng_state()
     anomvae.load(tmp_path / "m.safetensors")
     assert torch.equal(before, torch.get_rng_state())
+
+
+def test_log_model_without_example_types_integer_columns_as_long(mlflow_store):
+    import mlflow
+
+    import anomvae
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"count": rng.integers(0, 50, 100), "amount": rng.normal(size=100)})
+    detector = AnomalyVAE(**FAST).fit(frame)
+    info = anomvae.log_model(detector)
+    types = {spec.name: spec.type.name for spec in info.signature.inputs.inputs}
+    assert types == {"count": "long", "amount": "double"}
+    model = mlflow.pyfunc.load_model(info.model_uri)
+    np.testing.assert_allclose(model.predict(frame)["score"], -detector.score_samples(frame), rtol=1e-9)
+
+
+def test_pyfunc_scores_a_model_fitted_with_non_string_column_names(mlflow_store):
+    import mlflow
+
+    import anomvae
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(60, 2)))
+    frame[2] = rng.choice(["a", "b"], 60)
+    frame[3] = frame[0] > 0
+    detector = AnomalyVAE(**FAST).fit(frame)
+    info = anomvae.log_model(detector, input_example=frame.head())
+    model = mlflow.pyfunc.load_model(info.model_uri)
+    request = frame.set_axis([f"x{i}" for i in range(4)], axis=1)
+    np.testing.assert_allclose(model.predict(request)["score"], -detector.score_samples(frame), rtol=1e-9)
