@@ -8,6 +8,7 @@ numbers belong and the reverse.
 
 import decimal
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -246,3 +247,20 @@ def test_pyfunc_scores_a_model_fitted_with_non_string_column_names(mlflow_store)
     model = mlflow.pyfunc.load_model(info.model_uri)
     request = frame.set_axis([f"x{i}" for i in range(4)], axis=1)
     np.testing.assert_allclose(model.predict(request)["score"], -detector.score_samples(frame), rtol=1e-9)
+
+
+def test_pyfunc_load_refuses_a_model_directory_changed_after_logging(mlflow_store, tmp_path):
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    import anomvae
+
+    detector = AnomalyVAE(**FAST).fit(np.random.default_rng(0).normal(size=(50, 3)))
+    info = anomvae.log_model(detector)
+    for changed in ("_pyfunc_model_code.py", "artifacts/detector.safetensors"):
+        local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path / changed.replace("/", "_"))))
+        mlflow.pyfunc.load_model(str(local))  # untouched: loads
+        with open(local / changed, "ab") as handle:
+            handle.write(b"\n# appended after logging\n")
+        with pytest.raises(MlflowException, match=f"model file {changed} .* differs from the one logged"):
+            mlflow.pyfunc.load_model(str(local))
