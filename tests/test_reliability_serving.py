@@ -95,7 +95,7 @@ def test_small_load_mixing_malformed_requests_gets_no_5xx_and_exact_scores(table
     pool_frame = table_rows(n=60, seed=5)
     pool = [[value.item() if isinstance(value, np.generic) else value for value in row]
             for row in pool_frame.itertuples(index=False)]
-    requests = serving_load.make_requests(pool, list(pool_frame.columns), n=40, malformed_fraction=0.25, seed=1)
+    requests = serving_load.make_requests(pool, list(pool_frame.columns), n=80, malformed_fraction=0.3, seed=1)
     assert {request.kind for request in requests} >= {"good", *serving_load.MALFORMED_KINDS}
     answers = serving_load.send_all(url, requests, concurrency=8)
     summary = serving_load.summarise(answers, -detector.score_samples(pool_frame), wall_seconds=1.0)
