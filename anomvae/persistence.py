@@ -11,8 +11,8 @@ Loading checks before it allocates: the network the description asks for is
 first built on PyTorch's ``meta`` device (shapes only, no memory), and only
 when every weight shape equals a tensor stored in the file is it built for
 real. So what a file can make :func:`load` allocate is bounded by what the
-file holds: its tensors, its JSON, and one network of the same size as its
-tensors. Anything wrong in the description, however crafted, is a
+file holds: its tensors, its JSON, and one network of at most twice the size
+of its tensors (see :func:`_check_shapes`). Anything wrong in the description, however crafted, is a
 :class:`ModelFormatError`.
 
 The digests are checksums against damage and casual edits, not signatures:
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -203,7 +204,8 @@ def load(path: str | os.PathLike, device: str = "auto"):
 
     document, tensors = read_document(path)
     target = resolve_device(device)
-    estimator_class = BaseDeepDetector.registry.get(document.get("estimator"))
+    name = document.get("estimator")
+    estimator_class = BaseDeepDetector.registry.get(name) if isinstance(name, str) else None
     if estimator_class is None:
         raise ModelFormatError(f"{path}: unknown estimator {str(document.get('estimator'))[:100]!r}")
     try:
@@ -236,15 +238,32 @@ def _scorer_builder(estimator, state: dict[str, Any]):
 
 
 def _check_shapes(scorer: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
-    """Refuse a description whose network's weights differ from the file's tensors."""
+    """Refuse a description whose network's weights differ from the file's tensors.
+
+    Every tensor of the file must have the shape the description gives it. A
+    buffer built empty (a dimension of 0, e.g. the reference codes of the
+    ``"reconstruction+knn"`` rule, sized by the training data) takes its size
+    from the file. Older files lack a few small buffers that the scorers fill
+    in when loading; the described tensors absent from the file may hold at
+    most as many values as the file's tensors, so building the described
+    network allocates at most twice what the file holds.
+    """
     expected = {name: tuple(value.shape) for name, value in scorer.state_dict().items()}
     stored = {name: tuple(value.shape) for name, value in tensors.items()}
-    if expected != stored:
-        different = sorted(set(expected) ^ set(stored)) or sorted(
-            name for name in expected if expected[name] != stored[name]
-        )
+    different = sorted(name for name in stored if not _fits(expected.get(name), stored[name]))
+    absent = sum(math.prod(shape) for name, shape in expected.items() if name not in stored)
+    if different or absent > sum(math.prod(shape) for shape in stored.values()):
+        shown = different[:3] or sorted(set(expected) - set(stored))[:3]
         raise ModelFormatError(
             "the weights do not fit the model described (e.g. "
-            + ", ".join(f"{name}: {expected.get(name)} described, {stored.get(name)} stored" for name in different[:3])
+            + ", ".join(f"{name}: {expected.get(name)} described, {stored.get(name)} stored" for name in shown)
             + ")"
         )
+
+
+def _fits(described: tuple[int, ...] | None, stored: tuple[int, ...]) -> bool:
+    if described is None or described == stored:
+        return described == stored
+    return len(described) == len(stored) and 0 in described and all(
+        d in (0, s) for d, s in zip(described, stored)
+    )

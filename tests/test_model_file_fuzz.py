@@ -144,7 +144,7 @@ def test_header_byte_mutations_load_or_raise_model_format_error(original, peak_m
 
 @pytest.mark.parametrize("description", [
     "[" * 100_000 + "]" * 100_000,
-    '{"format_version": 3' + ', "x": ' * 0 + "}",
+    '{"format_version": 3}',
     "not json",
     "[]",
     '"a string"',

@@ -17,7 +17,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -123,15 +122,10 @@ def test_fit_succeeds_or_refuses_and_native_cli_csv_and_parquet_agree(frame, tmp
         np.testing.assert_allclose(cli_scores(detector, frame, folder, suffix), native, rtol=1e-9, err_msg=suffix)
 
 
-@pytest.fixture(scope="module")
-def tracking(mlflow_store):
-    return mlflow_store
-
-
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(frame=frames())
-def test_the_logged_pyfunc_model_scores_its_training_rows_like_the_detector(frame, tracking):
+def test_the_logged_pyfunc_model_scores_its_training_rows_like_the_detector(frame, mlflow_store):
     import mlflow
 
     detector = fit_or_refuse(frame)
