@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import anomvae
 from anomvae import AnomalyVAE
 from anomvae.cli import main
+from anomvae.lifecycle import serving_inputs
 
 TEXT = ["01", "02", "10", "a", "NA", "None", "1e5", " x"]
 """Text values that a careless reader re-types ("01" -> 1, "NA" -> NaN); never ''."""
@@ -135,7 +136,7 @@ def test_the_logged_pyfunc_model_scores_its_training_rows_like_the_detector(fram
         warnings.simplefilter("ignore")
         info = anomvae.log_model(detector, input_example=frame.head())
         model = mlflow.pyfunc.load_model(info.model_uri)
-        request = anomvae.serving_inputs.as_frame(detector, frame)
+        request = serving_inputs.as_frame(detector, frame)
         served = model.predict(request)["score"].to_numpy()
     np.testing.assert_allclose(served, -detector.score_samples(frame), rtol=1e-9)
 

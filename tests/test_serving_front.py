@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 import anomvae
-from anomvae.serving import local_server
-from anomvae.serving_front import MAX_ROWS, ColumnTypes, Refusal, parse_json
+from anomvae.lifecycle.serving import local_server
+from anomvae.lifecycle.serving_front import MAX_ROWS, ColumnTypes, Refusal, parse_json
 
 SETTINGS = {"epochs": 5, "batch_size": 64, "random_state": 0}
 

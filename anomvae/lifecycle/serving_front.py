@@ -43,6 +43,9 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
+import uvicorn
+
 LOGGER = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -154,8 +157,6 @@ class ColumnTypes:
             self._check_records(payload)
 
     def _check_tensor(self, payload: Any) -> None:
-        import numpy as np
-
         if not isinstance(payload, list):
             raise Refusal(400, "this model takes a tensor: send {\"inputs\": [[...], ...]}")
         _check_row_count(len(payload))
@@ -360,9 +361,7 @@ def app_from_environment():
 def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5001, workers: int = 1,
           max_body_bytes: int = MAX_BODY_BYTES) -> None:
     """Serve ``model_uri`` on ``host:port`` with uvicorn until interrupted."""
-    import uvicorn
-
     os.environ[MODEL_URI_VARIABLE] = model_uri
     os.environ[MAX_BODY_VARIABLE] = str(max_body_bytes)
-    uvicorn.run("anomvae.serving_front:app_from_environment", factory=True, host=host, port=port,
+    uvicorn.run("anomvae.lifecycle.serving_front:app_from_environment", factory=True, host=host, port=port,
                 workers=workers, log_level="warning")

@@ -44,7 +44,7 @@ def local_server(model_uri: str, log_path: Path, workers: int = 1,
     """Run ``mlflow models serve --env-manager local`` for ``model_uri``; yield its base URL.
 
     With ``guarded=True`` it runs ``anomvae serve`` instead: the same MLflow
-    scoring app behind :class:`anomvae.serving_front.RequestGuard`.
+    scoring app behind :class:`anomvae.lifecycle.serving_front.RequestGuard`.
 
     The server listens on a free port of 127.0.0.1 only, inherits the
     environment (``MLFLOW_TRACKING_URI``), and gets the installed anomvae's
