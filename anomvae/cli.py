@@ -1,4 +1,4 @@
-"""The ``anomvae`` command line: ``train``, ``score``, ``monitor``, ``promote`` and ``bench``."""
+"""The ``anomvae`` command line: ``train``, ``score``, ``monitor``, ``promote``, ``serve`` and ``bench``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+from pandas._libs.parsers import STR_NA_VALUES  # pandas' default missing-value markers
 from sklearn.metrics import roc_auc_score
 
 from . import registry
@@ -45,12 +46,19 @@ def load_config(path: str | None) -> dict[str, Any]:
     return config
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file, or the ``X`` array of an ``.npz`` file."""
+def read_table(path: str | Path, detector=None) -> pd.DataFrame:
+    """Read a CSV or Parquet file, or the ``X`` array of an ``.npz`` file.
+
+    With a fitted tabular ``detector``, a CSV file is read by the model's
+    schema: the columns it fitted as text stay text (``"01"`` is not turned
+    into ``1``) and only an empty cell is missing there, as it is when pandas
+    writes a missing value. Columns are matched by position, as scoring
+    matches them. Parquet files carry their own types.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return pd.read_csv(path)
+        return pd.read_csv(path, **_csv_options(path, detector))
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
     if suffix == ".npz":
@@ -59,6 +67,21 @@ def read_table(path: str | Path) -> pd.DataFrame:
         frame["label"] = y
         return frame
     raise ValueError(f"{path}: unsupported file type {suffix!r}; expected .csv, .parquet or .npz")
+
+
+def _csv_options(path: Path, detector) -> dict[str, Any]:
+    """``pandas.read_csv`` options that keep a model's text columns as text."""
+    encoder = getattr(detector, "encoder_", None)
+    kinds = getattr(encoder, "kinds", None)
+    if not kinds or "category" not in kinds:
+        return {}
+    header = list(pd.read_csv(path, nrows=0).columns)
+    text = {header[i] for i, kind in enumerate(kinds) if kind == "category" and i < len(header)}
+    return {
+        "dtype": {column: str for column in text},
+        "keep_default_na": False,
+        "na_values": {column: [""] if column in text else sorted(STR_NA_VALUES) for column in header},
+    }
 
 
 def training_data(data: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None]:
@@ -171,7 +194,7 @@ def score(model_path: str, input_path: str, output_path: str | None) -> pd.DataF
     higher = more anomalous: the estimator's ``anomaly_score``) and ``is_anomaly``.
     """
     detector = load(model_path)
-    frame = read_table(input_path)
+    frame = read_table(input_path, detector)
     result = frame.copy()
     result["score"] = detector.anomaly_score(frame)
     result["is_anomaly"] = result["score"].to_numpy() > -detector.offset_
@@ -188,7 +211,7 @@ def monitor_batch(model_path: str, batch_path: str, significance: float, n_top_f
     files) is left out.
     """
     detector = load(model_path)
-    frame = read_table(batch_path)
+    frame = read_table(batch_path, detector)
     features = set(getattr(detector, "feature_names_in_", []))
     if "label" in frame.columns and "label" not in features:
         frame = frame.drop(columns=["label"])
@@ -249,6 +272,18 @@ def _add_promote_parser(commands) -> None:
     parser.add_argument("--alias", default="champion", help="alias to move (default: champion)")
 
 
+def _add_serve_parser(commands) -> None:
+    parser = commands.add_parser(
+        "serve", help="serve a logged model over REST: MLflow's scoring server behind a request guard"
+    )
+    parser.add_argument("model_uri", help="MLflow model URI, e.g. models:/fraud@champion or runs:/ID/model")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5001, help="port (default 5001)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--max-body-mb", type=float, default=16.0,
+                        help="largest request body in MiB; larger ones get 413 (default 16)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``anomvae`` argument parser, one subcommand per job."""
     parser = argparse.ArgumentParser(prog="anomvae", description=__doc__)
@@ -257,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_score_parser(commands)
     _add_monitor_parser(commands)
     _add_promote_parser(commands)
+    _add_serve_parser(commands)
     bench_parser = commands.add_parser(
         "bench", help="benchmark every anomvae estimator against PyOD peers (tables, plots, JSON)"
     )
@@ -306,7 +342,15 @@ def _run_monitor(args) -> int:
     return 1 if args.fail_on_alarm and report.alarms else 0
 
 
-COMMANDS = {"train": _run_train, "score": _run_score, "promote": _run_promote, "monitor": _run_monitor}
+def _run_serve(args) -> int:
+    from .lifecycle.serving_front import serve
+
+    serve(args.model_uri, args.host, args.port, args.workers, int(args.max_body_mb * 1024 * 1024))
+    return 0
+
+
+COMMANDS = {"train": _run_train, "score": _run_score, "promote": _run_promote, "monitor": _run_monitor,
+            "serve": _run_serve}
 """Subcommand name -> function running it on the parsed arguments; returns the exit status."""
 
 

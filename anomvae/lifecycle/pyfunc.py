@@ -23,6 +23,7 @@ See :mod:`anomvae.lifecycle.serving_inputs` for the accepted input forms.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import tempfile
@@ -50,6 +51,41 @@ EXAMPLE_ROWS = 5
 PARITY_RTOL = 1e-6
 """Largest relative score difference the registration parity check accepts."""
 MODEL_CODE = Path(__file__).with_name("_pyfunc_model_code.py")
+FILE_DIGESTS = "file_sha256"
+"""Key of the model config holding the SHA-256 of the model's code and weights files."""
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_model_files(model_directory: Path, digests: dict[str, str]) -> None:
+    """Check the files of a logged model against the digests recorded when it was logged.
+
+    ``log_model`` records the SHA-256 of the model code (``_pyfunc_model_code.py``)
+    and of the weights (``artifacts/detector.safetensors``) in the model's
+    config; :meth:`AnomalyDetectorModel.load_context` calls this before it
+    loads the weights. MLflow has already executed the model code by then, so
+    a changed code file is reported, not prevented: see the section on the
+    MLflow model directory in ``docs/reliability.md``.
+
+    Raises
+    ------
+    MlflowException
+        When a recorded file is missing or its bytes changed.
+    """
+    for name, expected in sorted(digests.items()):
+        path = model_directory / name
+        if not path.is_file() or file_digest(path) != expected:
+            raise MlflowException(
+                f"the model file {name} in {model_directory} is missing or differs from the one logged "
+                "(SHA-256 mismatch); the model directory was modified after logging: do not use it"
+            )
 
 
 class AnomalyDetectorModel(PythonModel):
@@ -64,9 +100,10 @@ class AnomalyDetectorModel(PythonModel):
     """
 
     def load_context(self, context) -> None:
-        """Load the detector's safetensors file once per process."""
-        self.detector = load(context.artifacts[DETECTOR_ARTIFACT], device="auto")
+        """Check the model's files against their logged digests, then load the detector once per process."""
         config = context.model_config or {}
+        verify_model_files(Path(context.artifacts[DETECTOR_ARTIFACT]).parents[1], config.get(FILE_DIGESTS, {}))
+        self.detector = load(context.artifacts[DETECTOR_ARTIFACT], device="auto")
         self.image_format = config.get("image_format", "tensor")
         self.top_features = int(config.get("top_features", DEFAULT_TOP_FEATURES))
 
@@ -161,10 +198,12 @@ def example_input(detector, input_example=None, image_format: str = "tensor"):
     if input_example is None:
         encoder = detector.encoder_
         numeric = iter(encoder.centre)
+        integers = encoder.integers or [False] * len(encoder.kinds)
         row = [
             encoder.categories[column][0] if kind == "category" else
-            bool(next(numeric) >= 0.5) if kind == "boolean" else float(next(numeric))
-            for column, kind in zip(encoder.columns, encoder.kinds)
+            bool(next(numeric) >= 0.5) if kind == "boolean" else
+            round(next(numeric)) if integer else float(next(numeric))
+            for column, kind, integer in zip(encoder.columns, encoder.kinds, integers)
         ]
         return serving_inputs.as_frame(detector, pd.DataFrame([row], columns=serving_inputs.input_columns(detector)))
     if isinstance(input_example, pd.DataFrame):
@@ -261,11 +300,12 @@ def log_model(
     with tempfile.TemporaryDirectory() as folder:
         weights = Path(folder) / "detector.safetensors"
         detector.save(weights)
+        digests = {MODEL_CODE.name: file_digest(MODEL_CODE), f"artifacts/{weights.name}": file_digest(weights)}
         info = mlflow.pyfunc.log_model(
             name=name,
             python_model=str(MODEL_CODE),
             artifacts={DETECTOR_ARTIFACT: str(weights)},
-            model_config={"top_features": int(top_features), "image_format": image_format},
+            model_config={"top_features": int(top_features), "image_format": image_format, FILE_DIGESTS: digests},
             signature=model_signature(detector, example, native, top_features),
             input_example=example,
             pip_requirements=requirements(image_format),
