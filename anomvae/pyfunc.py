@@ -40,7 +40,11 @@ SCORE = "score"
 IS_ANOMALY = "is_anomaly"
 DETECTOR_ARTIFACT = "detector"
 """Key of the safetensors file in the model's artifacts."""
+WHEEL_ARTIFACT = "anomvae_wheel"
+"""Key of the anomvae wheel its ``requirements.txt`` installs (see :mod:`anomvae.packaging`)."""
 DEFAULT_TOP_FEATURES = 3
+DEFAULT_ALIAS = "champion"
+"""Alias a newly registered version gets unless told otherwise."""
 EXAMPLE_ROWS = 5
 PARITY_RTOL = 1e-6
 """Largest relative score difference the registration parity check accepts."""
@@ -188,14 +192,15 @@ def model_signature(detector, example, output: pd.DataFrame, top_features: int):
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
-def requirements(image_format: str) -> list[str]:
-    """pip requirements of the logged model: anomvae and what it runs on."""
-    import torch
+def requirements(image_format: str, wheel: Path) -> list[str]:
+    """pip requirements of the logged model: anomvae's wheel, stored with it, and pinned dependencies.
 
-    from . import __version__
+    See :mod:`anomvae.packaging`; ``wheel`` is the wheel's path inside the model directory.
+    """
+    from . import packaging
 
-    pins = [f"anomvae=={__version__}", f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}"]
-    return pins + (["pillow"] if image_format == "png" else [])
+    extra = ("mlflow",) + (("pillow",) if image_format == "png" else ())
+    return [wheel.as_posix(), *packaging.pinned_requirements(extra)]
 
 
 def log_model(
@@ -206,7 +211,7 @@ def log_model(
     input_example=None,
     top_features: int = DEFAULT_TOP_FEATURES,
     image_format: str = "tensor",
-    alias: str | None = None,
+    alias: str | None = DEFAULT_ALIAS,
     tags: dict[str, str] | None = None,
 ):
     """Log a fitted detector as an MLflow pyfunc model, optionally registering it.
@@ -235,9 +240,9 @@ def log_model(
         Default number of top contributing columns in the predictions.
     image_format : {"tensor", "png"}
         Input form of image models (see :mod:`anomvae.serving_inputs`).
-    alias : str, optional
-        Point this alias of the registered model (e.g. ``"champion"``) at the
-        new version.
+    alias : str or None, default="champion"
+        With ``registered_model_name``, point this alias of the registered
+        model at the new version; None leaves every alias where it is.
     tags : dict, optional
         Extra model version tags.
 
@@ -253,7 +258,7 @@ def log_model(
     """
     from sklearn.utils.validation import check_is_fitted
 
-    from . import __version__
+    from . import __version__, packaging
 
     check_is_fitted(detector)
     use_default_tracking_uri()
@@ -265,14 +270,15 @@ def log_model(
     with tempfile.TemporaryDirectory() as folder:
         weights = Path(folder) / "detector.safetensors"
         detector.save(weights)
+        wheel = packaging.build_wheel(folder)
         info = mlflow.pyfunc.log_model(
             name=name,
             python_model=str(MODEL_CODE),
-            artifacts={DETECTOR_ARTIFACT: str(weights)},
+            artifacts={DETECTOR_ARTIFACT: str(weights), WHEEL_ARTIFACT: str(wheel)},
             model_config={"top_features": int(top_features), "image_format": image_format},
             signature=model_signature(detector, example, native, top_features),
             input_example=example,
-            pip_requirements=requirements(image_format),
+            pip_requirements=requirements(image_format, Path("artifacts") / wheel.name),
             metadata={
                 "anomvae_version": __version__,
                 "estimator": type(detector).__name__,

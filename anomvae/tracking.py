@@ -26,8 +26,7 @@ from mlflow.entities import Metric, Param
 
 from . import pyfunc, tracking_plots
 from ._mlflow import use_default_tracking_uri
-
-DEFAULT_ALIAS = "champion"
+from .pyfunc import DEFAULT_ALIAS
 SCORE_QUANTILES = (0.5, 0.9, 0.99)
 LOG_BATCH_SIZE = 1000
 """MLflow accepts at most this many metrics in one batch."""
