@@ -1,4 +1,4 @@
-"""The ``anomvae`` command line: ``train``, ``score``, ``monitor``, ``promote`` and ``bench``."""
+"""The anomvae command line: train, score, monitor, promote, report and bench."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "model": {"name": "AnomalyVAE", "params": {"random_state": 0}},
     "data": {"source": "embedded", "label_column": None},
     "output": "runs/model.safetensors",
-    "tracking": {"enabled": True, "experiment": "anomvae", "registered_model_name": "anomvae", "alias": "champion"},
+    "tracking": {"enabled": True, "experiment": "anomvae", "registered_model_name": "anomvae", "alias": "champion",
+                 "run_name": None},
 }
 
 
@@ -72,12 +73,15 @@ def training_data(data: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None
     return frame.drop(columns=[label_column]), frame[label_column].to_numpy().astype(int)
 
 
-def train(config: dict[str, Any], output: str | None = None) -> dict[str, Any]:
+def train(config: dict[str, Any], output: str | None = None, *, progress: bool = False) -> dict[str, Any]:
     """The main job: fit, pick the threshold, report, save.
 
     With labels, the detector is trained on a random half of the normal rows
     and evaluated on the rest (semi-supervised protocol); without labels it is
     trained on every row.
+
+    With ``progress``, the fit shows a progress bar unless the model
+    parameters set ``verbose`` themselves.
 
     Returns
     -------
@@ -97,6 +101,8 @@ def train(config: dict[str, Any], output: str | None = None) -> dict[str, Any]:
         from .thresholds import strategy_from_dict
 
         params["threshold"] = strategy_from_dict(params["threshold"])
+    if progress:
+        params.setdefault("verbose", True)
     detector = BaseDeepDetector.registry[name](**params)
     X, y = training_data(config["data"])
     if y is not None:
@@ -104,7 +110,8 @@ def train(config: dict[str, Any], output: str | None = None) -> dict[str, Any]:
         X_train, X_test, y_test = X.iloc[train_index], X.iloc[test_index], y[test_index]
     else:
         X_train, X_test, y_test = X, X, None
-    tracked = _fit(detector, X_train, None if y_test is None else (X_test, y_test), config["tracking"])
+    tracked = _fit(detector, X_train, None if y_test is None else (X_test, y_test), config["tracking"],
+                   dataset_name(config["data"]))
     anomaly_score = -detector.score_samples(X_test)
     report = {
         "model": name,
@@ -115,10 +122,12 @@ def train(config: dict[str, Any], output: str | None = None) -> dict[str, Any]:
         "epochs": detector.history_["epoch"][-1],
         "device": detector.device_,
         "threshold": -detector.offset_,
-        "flag_rate": float(np.mean(anomaly_score > -detector.offset_)),
     }
+    # The names MLflow logs: eval_* on the held-out rows, train_* on the training rows.
+    prefix = "train_" if y_test is None else "eval_"
+    report[f"{prefix}flag_rate"] = float(np.mean(anomaly_score > -detector.offset_))
     if y_test is not None:
-        report["roc_auc"] = float(roc_auc_score(y_test, anomaly_score))
+        report["eval_roc_auc"] = float(roc_auc_score(y_test, anomaly_score))
     path = Path(output or config["output"])
     detector.save(path)
     report["saved_to"] = str(path)
@@ -131,7 +140,16 @@ def train(config: dict[str, Any], output: str | None = None) -> dict[str, Any]:
     return report
 
 
-def _fit(detector, X_train, validation, tracking_config: dict[str, Any]):
+def dataset_name(data: dict[str, Any]) -> str:
+    """A short name of the training data: the file's stem, or the embedded dataset's name."""
+    if data["source"] == "embedded":
+        from .datasets import EMBEDDED_NAME
+
+        return EMBEDDED_NAME
+    return Path(data["source"]).stem
+
+
+def _fit(detector, X_train, validation, tracking_config: dict[str, Any], dataset: str):
     """Fit ``detector``; with tracking on, in an MLflow run that registers the model.
 
     Returns the :class:`~anomvae.tracking.TrainingRun`, or None without tracking.
@@ -145,6 +163,8 @@ def _fit(detector, X_train, validation, tracking_config: dict[str, Any]):
         detector,
         X_train,
         validation=validation,
+        dataset_name=dataset,
+        run_name=tracking_config.get("run_name"),
         experiment_name=tracking_config.get("experiment"),
         registered_model_name=tracking_config.get("registered_model_name"),
         alias=tracking_config.get("alias"),
@@ -155,13 +175,18 @@ def promote_model(model_name: str, threshold, version: str | None, alias: str) -
     """Run :func:`anomvae.tracking.promote`; the lines to print."""
     from mlflow.exceptions import MlflowException
 
+    from ._mlflow import existing_tracking_uri
     from .tracking import next_steps, promote
 
+    store = existing_tracking_uri()
     try:
         promoted = promote(model_name, threshold=threshold, version=version, alias=alias)
     except MlflowException as error:
-        raise ValueError(error.message) from error
+        raise ValueError(f"{error.message} (tracking store: {store})") from error
+    except ValueError as error:
+        raise ValueError(f"{error} (tracking store: {store})") from error
     lines = [
+        f"tracking store  {store}",
         f"{model_name} version {promoted.version} is now @{alias}",
         f"threshold  {promoted.tags.get('threshold')}",
         f"origin     {promoted.tags.get('threshold_origin')}",
@@ -169,42 +194,51 @@ def promote_model(model_name: str, threshold, version: str | None, alias: str) -
     return "\n".join(lines + next_steps(f"models:/{model_name}@{alias}"))
 
 
-def score(model_path: str, input_path: str, output_path: str | None) -> pd.DataFrame:
-    """Score a table with a saved model; rows keep their order.
+def score(model: str, input_path: str, output_path: str | None, *, keep: list[str] | None = None,
+          top_features: int = 0, p_values: bool = False) -> pd.DataFrame:
+    """Score a table with a saved or logged model; rows keep their order.
 
-    The output holds the input columns plus ``score`` (the anomaly score,
-    higher = more anomalous, i.e. ``-score_samples``) and ``is_anomaly``.
+    ``model`` is a ``.safetensors`` file or an MLflow model URI
+    (``models:/name@alias``, ``runs:/<id>/model``). The output holds the
+    input columns (only the ``keep`` columns when given) plus ``score`` (the
+    anomaly score, higher = more anomalous, i.e. ``-score_samples``),
+    ``is_anomaly`` and, when asked, the top features and p-values; see
+    :func:`anomvae.batch_scoring.score_table`. ``.parquet`` outputs are Parquet.
     """
-    from .persistence import load
+    from .batch_scoring import load_detector, score_table, write_table
 
-    detector = load(model_path)
-    frame = read_table(input_path)
-    result = frame.copy()
-    normality = detector.score_samples(frame)
-    result["score"] = -normality
-    result["is_anomaly"] = normality < detector.offset_
+    detector = load_detector(model)
+    result = score_table(detector, read_table(input_path), keep=keep, top_features=top_features,
+                         p_values=p_values)
     if output_path:
-        result.to_csv(output_path, index=False)
+        write_table(result, output_path)
     return result
 
 
-def monitor_batch(model_path: str, batch_path: str, significance: float, n_top_features: int,
-                  log_to_mlflow: bool):
-    """Monitor a table with a saved model; returns the :class:`~anomvae.monitoring.MonitoringReport`.
+def monitor_batch(model: str, batch_path: str, significance: float, n_top_features: int,
+                  log_to_mlflow: bool, monitoring_run: str | None = None):
+    """Monitor a table with a saved or registered model; returns the :class:`~anomvae.monitoring.MonitoringReport`.
 
     A ``label`` column that the model was not trained on (as in ``.npz``
-    files) is left out.
+    files) is left out. With ``log_to_mlflow`` the figures are appended to
+    the model's monitoring run (see :mod:`anomvae.monitoring_runs`).
     """
+    from .batch_scoring import load_detector
     from .monitoring import monitor
-    from .persistence import load
 
-    detector = load(model_path)
+    detector = load_detector(model)
     frame = read_table(batch_path)
     features = set(getattr(detector, "feature_names_in_", []))
     if "label" in frame.columns and "label" not in features:
         frame = frame.drop(columns=["label"])
-    return monitor(detector, frame, significance=significance, n_top_features=n_top_features,
-                   log_to_mlflow=log_to_mlflow or None)
+    if not log_to_mlflow:
+        return monitor(detector, frame, significance=significance, n_top_features=n_top_features,
+                       log_to_mlflow=False)
+    from .monitoring_runs import monitoring_run as resume
+
+    with resume(model, monitoring_run):
+        return monitor(detector, frame, significance=significance, n_top_features=n_top_features,
+                       log_to_mlflow=True)
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -214,34 +248,60 @@ def _print_report(report: dict[str, Any]) -> None:
         print(f"{key:<{width}}  {shown}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``anomvae`` command."""
-    parser = argparse.ArgumentParser(prog="anomvae", description=__doc__)
+DESCRIPTION = """Variational-autoencoder anomaly detectors: train, score, monitor, promote, report, bench.
+
+Runs are tracked in MLflow: MLFLOW_TRACKING_URI, or mlflow.db in the working directory."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="anomvae", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"anomvae {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train_parser = commands.add_parser("train", help="fit a detector, report and save it")
     train_parser.add_argument("--config", help="YAML file (see configs/); defaults to the embedded dataset")
     train_parser.add_argument("--output", help="where to save the model (.safetensors)")
-
+    train_parser.add_argument("--experiment", help="MLflow experiment (default: anomvae)")
+    train_parser.add_argument("--run-name", help="MLflow run name (default: <model>-<dataset>-<time>)")
     train_parser.add_argument("--registered-model-name", help="register the model under this name (default: anomvae)")
     train_parser.add_argument("--alias", help="alias for the new version (default: champion)")
     train_parser.add_argument("--no-tracking", action="store_true", help="do not log the run to MLflow")
+    progress = train_parser.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
+                          help="show a progress bar (default: when standard error is a terminal)")
+    progress.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
-    score_parser = commands.add_parser("score", help="score a CSV or Parquet file with a saved model")
-    score_parser.add_argument("model", help="model file written by train or save()")
+    score_parser = commands.add_parser("score", help="score a CSV or Parquet file with a saved or registered model")
+    score_parser.add_argument("model", help="model file written by train or save(), or an MLflow model URI "
+                                            "(models:/name@alias, models:/name/3, runs:/<run id>/model)")
     score_parser.add_argument("input", help="CSV or Parquet file with the training columns")
-    score_parser.add_argument("--output", "-o", help="CSV to write (default: standard output)")
+    score_parser.add_argument("--output", "-o",
+                              help="file to write: Parquet for .parquet or .pq, CSV otherwise (default: CSV "
+                                   "on standard output)")
+    score_parser.add_argument("--keep", type=_column_list,
+                              help="comma-separated columns (ids, timestamps) copied to the output and not "
+                                   "scored; the output then holds only these columns and the scores")
+    score_parser.add_argument("--top-features", type=int, default=0, metavar="N",
+                              help="add the N most contributing columns of each row and their contributions")
+    score_parser.add_argument("--p-values", action="store_true",
+                              help="add p_value, the conformal p-value of each row against the reference scores")
 
     monitor_parser = commands.add_parser(
         "monitor", help="check a batch: alarm rate vs expected, score drift, features driving alarms"
     )
-    monitor_parser.add_argument("model", help="model file written by train or save()")
+    monitor_parser.add_argument("model", help="model file written by train or save(), or an MLflow model URI")
     monitor_parser.add_argument("batch", help="CSV, Parquet or .npz file with the training columns")
     monitor_parser.add_argument("--significance", type=float, default=0.01, help="test level (default 0.01)")
     monitor_parser.add_argument("--top", type=int, default=5, help="features to list (default 5)")
     monitor_parser.add_argument("--json", help="also write the report as JSON to this file")
     monitor_parser.add_argument("--log-to-mlflow", action="store_true",
-                                help="log the figures as MLflow metrics (MLFLOW_TRACKING_URI)")
+                                help="append the figures as the next step of the model's monitoring run "
+                                     "(MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    monitor_parser.add_argument("--monitoring-run", metavar="NAME",
+                                help="MLflow run to append to (default: monitor-<registered model or file name>)")
     monitor_parser.add_argument("--fail-on-alarm", action="store_true",
                                 help="exit with status 1 when an alarm is raised")
 
@@ -262,50 +322,89 @@ def main(argv: list[str] | None = None) -> int:
         "bench", help="benchmark every anomvae estimator against PyOD peers (tables, plots, JSON)"
     )
     add_bench_arguments(bench_parser)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def _column_list(text: str) -> list[str]:
+    columns = [column.strip() for column in text.split(",") if column.strip()]
+    if not columns:
+        raise argparse.ArgumentTypeError("expected comma-separated column names")
+    return columns
+
+
+def _quiet_mlflow() -> None:
+    """Keep MLflow's INFO lines and artifact download bars off the terminal (MLFLOW_VERBOSE=1 keeps them)."""
+    import logging
+    import os
+
+    if os.environ.get("MLFLOW_VERBOSE"):
+        return
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is first imported
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # for an mlflow imported already
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``anomvae`` command."""
+    args = _parser().parse_args(argv)
     if args.command == "bench":
         return run_bench(args, None if argv is None else ["anomvae", *argv])
+    _quiet_mlflow()
     try:
-        if args.command == "train":
-            started = time.perf_counter()
-            config = load_config(args.config)
-            config["tracking"]["enabled"] &= not args.no_tracking
-            for key in ("registered_model_name", "alias"):
-                if getattr(args, key):
-                    config["tracking"][key] = getattr(args, key)
-            report = train(config, args.output)
-            report["wall_seconds"] = round(time.perf_counter() - started, 2)
-            _print_report(report)
-            if "mlflow_model" in report:
-                from .tracking import next_steps
+        return _run(args)
+    except BrokenPipeError:
+        # The reader (``| head``) closed the pipe: stop quietly, as Unix tools do.
+        import os
 
-                print("\n".join(next_steps(report["mlflow_model"])))
-        elif args.command == "score":
-            result = score(args.model, args.input, args.output)
-            if not args.output:
-                result.to_csv(sys.stdout, index=False)
-        elif args.command == "promote":
-            from .thresholds import Contamination, FalsePositiveRate
-
-            threshold = args.threshold
-            if args.false_positive_rate is not None:
-                threshold = FalsePositiveRate(args.false_positive_rate)
-            elif args.contamination is not None:
-                threshold = Contamination(args.contamination)
-            print(promote_model(args.model_name, threshold, args.version, args.alias))
-        elif args.command == "monitor":
-            report = monitor_batch(args.model, args.batch, args.significance, args.top, args.log_to_mlflow)
-            print(report)
-            if args.json:
-                import json
-
-                Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
-            if args.fail_on_alarm and report.alarms:
-                return 1
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"anomvae {args.command}: error: {error}", file=sys.stderr)
         return 2
+
+
+def _run(args) -> int:
+    if args.command == "train":
+        started = time.perf_counter()
+        config = load_config(args.config)
+        config["tracking"]["enabled"] &= not args.no_tracking
+        for key, option in (("registered_model_name", "registered_model_name"), ("alias", "alias"),
+                            ("experiment", "experiment"), ("run_name", "run_name")):
+            if getattr(args, option):
+                config["tracking"][key] = getattr(args, option)
+        progress = sys.stderr.isatty() if args.progress is None else args.progress
+        report = train(config, args.output, progress=progress)
+        report["wall_seconds"] = round(time.perf_counter() - started, 2)
+        _print_report(report)
+        if "mlflow_model" in report:
+            from .tracking import next_steps
+
+            print("\n".join(next_steps(report["mlflow_model"])))
+    elif args.command == "score":
+        result = score(args.model, args.input, args.output, keep=args.keep, top_features=args.top_features,
+                       p_values=args.p_values)
+        if not args.output:
+            result.to_csv(sys.stdout, index=False)
+            sys.stdout.flush()
+    elif args.command == "promote":
+        from .thresholds import Contamination, FalsePositiveRate
+
+        threshold = args.threshold
+        if args.false_positive_rate is not None:
+            threshold = FalsePositiveRate(args.false_positive_rate)
+        elif args.contamination is not None:
+            threshold = Contamination(args.contamination)
+        print(promote_model(args.model_name, threshold, args.version, args.alias))
+    elif args.command == "monitor":
+        report = monitor_batch(args.model, args.batch, args.significance, args.top, args.log_to_mlflow,
+                               args.monitoring_run)
+        print(report)
+        if args.json:
+            import json
+
+            Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
+        if args.fail_on_alarm and report.alarms:
+            return 1
     return 0
 
 

@@ -24,7 +24,7 @@ import mlflow
 import numpy as np
 from mlflow.entities import Metric, Param
 
-from . import pyfunc, tracking_plots
+from . import pyfunc, run_metadata, tracking_plots
 from ._mlflow import use_default_tracking_uri
 from .pyfunc import DEFAULT_ALIAS
 SCORE_QUANTILES = (0.5, 0.9, 0.99)
@@ -76,8 +76,13 @@ def _run(run_name: str | None = None, experiment_id: str | None = None):
 
 
 def flat_params(detector) -> dict[str, str]:
-    """The estimator's parameters as MLflow params (strings), plus its class."""
+    """The estimator's parameters as MLflow params (strings), plus its class.
+
+    The layer sizes are the ones built, also when the parameters left them
+    to be sized from the input (``None``).
+    """
     params = {name: str(value) for name, value in detector.get_params(deep=False).items()}
+    params.update(run_metadata.layer_sizes(detector))
     params["estimator"] = type(detector).__name__
     return params
 
@@ -116,8 +121,9 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
     Logged: the flat parameters; every per-epoch quantity of ``history_``
     with ``step=epoch``; the threshold (on the ``score`` scale, higher = more
     anomalous) and its expected alarm rate, flag rate on ``X``, score
-    quantiles, ROC-AUC and average precision when ``y`` is given (the same
-    with an ``eval_`` prefix for ``validation``), training time and the
+    quantiles, ROC-AUC and average precision when ``y`` is given (all with a
+    ``train_`` prefix, and the same with an ``eval_`` prefix for
+    ``validation``), training time and the
     scalar training diagnostics; the device, the threshold calibration and
     any health warnings as tags; and three figures.
 
@@ -154,7 +160,7 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
         final = {
             "threshold": float(-detector.offset_),
             "training_time_s": float(detector.training_time_),
-            **training_metrics(detector, X, y),
+            **training_metrics(detector, X, y, prefix="train_"),
             **{f"diagnostics_{key}": float(value) for key, value in detector.diagnostics_.items()
                if isinstance(value, (int, float)) and math.isfinite(value)},
         }
@@ -195,6 +201,7 @@ def fit_and_log(
     validation: tuple[Any, Any] | None = None,
     experiment_name: str | None = None,
     run_name: str | None = None,
+    dataset_name: str | None = None,
     registered_model_name: str | None = None,
     alias: str | None = DEFAULT_ALIAS,
     input_example=None,
@@ -216,6 +223,10 @@ def fit_and_log(
         Created when missing. Ignored inside an active run, or one started by
         ``mlflow run`` (``MLFLOW_RUN_ID``), which keeps its own experiment.
     run_name : str, optional
+        ``<Estimator>-<dataset_name>-<time>`` by default.
+    dataset_name : str, optional
+        Name of the training data, for the run name and the logged inputs
+        (``X`` as ``training``, the validation rows as ``evaluation``).
     registered_model_name : str, optional
         Register the logged model under this name.
     alias : str or None, default="champion"
@@ -237,7 +248,12 @@ def fit_and_log(
         # Passed to this run only: mlflow.set_experiment would change the caller's global state.
         experiment = mlflow.get_experiment_by_name(experiment_name)
         experiment_id = experiment.experiment_id if experiment else mlflow.create_experiment(experiment_name)
-    with _run(run_name, experiment_id) as run:
+    with _run(run_name or run_metadata.run_name(detector, dataset_name), experiment_id) as run:
+        run_metadata.tag_experiment_for_training(run.info.experiment_id)
+        run_metadata.log_dataset(X, y, name=dataset_name, context=run_metadata.TRAINING_CONTEXT)
+        if validation is not None:
+            run_metadata.log_dataset(*validation, name=f"{dataset_name or 'dataset'}-evaluation",
+                                     context=run_metadata.EVALUATION_CONTEXT)
         detector.fit(X)
         log_training(detector, X, y, validation=validation)
         if not log_model:
