@@ -241,6 +241,28 @@ def monitor_batch(model: str, batch_path: str, significance: float, n_top_featur
                        log_to_mlflow=True)
 
 
+def write_report(model: str, data_path: str, output_path: str, *, label_column: str | None = None,
+                 keep: list[str] | None = None, top_rows: int = 20) -> Path:
+    """Write the HTML report (:mod:`anomvae.report`) of a model on a table; returns its path.
+
+    Labels come from ``label_column``, or from a ``label`` column that is not
+    one of the model's features.
+    """
+    from .batch_scoring import load_detector
+    from .report import write_report as write
+
+    detector = load_detector(model)
+    frame = read_table(data_path)
+    features = set(getattr(detector, "feature_names_in_", []))
+    label_column = label_column or ("label" if "label" in frame.columns and "label" not in features else None)
+    if label_column is not None and label_column not in frame.columns:
+        raise ValueError(f"label column {label_column!r} is not a column of {data_path}")
+    labels = None if label_column is None else frame[label_column].to_numpy().astype(int)
+    rows = frame.drop(columns=[*(keep or []), *([label_column] if label_column else [])])
+    return write(detector, rows, labels, output_path, title=f"{Path(model).name} on {Path(data_path).name}",
+                 top_rows=top_rows)
+
+
 def _print_report(report: dict[str, Any]) -> None:
     width = max(len(key) for key in report)
     for key, value in report.items():
@@ -317,6 +339,16 @@ def _parser() -> argparse.ArgumentParser:
     new_threshold.add_argument("--contamination", type=float, help="recalibrate to flag this share of reference rows")
     promote_parser.add_argument("--version", help="source version (default: the alias's, else the latest)")
     promote_parser.add_argument("--alias", default="champion", help="alias to move (default: champion)")
+
+    report_parser = commands.add_parser(
+        "report", help="write a self-contained HTML report of a model on a table (no MLflow needed)"
+    )
+    report_parser.add_argument("model", help="model file written by train or save(), or an MLflow model URI")
+    report_parser.add_argument("data", help="CSV, Parquet or .npz file with the training columns")
+    report_parser.add_argument("--output", "-o", default="report.html", help="HTML file to write (default: report.html)")
+    report_parser.add_argument("--label-column", help="column of labels (1 = anomaly); default: label, when present")
+    report_parser.add_argument("--keep", type=_column_list, help="comma-separated columns to leave out (ids, timestamps)")
+    report_parser.add_argument("--top", type=int, default=20, help="most anomalous rows to list (default 20)")
 
     bench_parser = commands.add_parser(
         "bench", help="benchmark every anomvae estimator against PyOD peers (tables, plots, JSON)"
@@ -395,6 +427,9 @@ def _run(args) -> int:
         elif args.contamination is not None:
             threshold = Contamination(args.contamination)
         print(promote_model(args.model_name, threshold, args.version, args.alias))
+    elif args.command == "report":
+        print(write_report(args.model, args.data, args.output, label_column=args.label_column, keep=args.keep,
+                           top_rows=args.top))
     elif args.command == "monitor":
         report = monitor_batch(args.model, args.batch, args.significance, args.top, args.log_to_mlflow,
                                args.monitoring_run)

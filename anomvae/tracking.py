@@ -24,10 +24,12 @@ import mlflow
 import numpy as np
 from mlflow.entities import Metric, Param
 
-from . import pyfunc, run_metadata, tracking_plots
+from . import pyfunc, report, run_metadata, tracking_plots
 from ._mlflow import use_default_tracking_uri
 from .pyfunc import DEFAULT_ALIAS
 SCORE_QUANTILES = (0.5, 0.9, 0.99)
+REPORT_ARTIFACT = "report.html"
+"""The run's HTML report (:mod:`anomvae.report`), on the validation rows when given."""
 LOG_BATCH_SIZE = 1000
 """MLflow accepts at most this many metrics in one batch."""
 
@@ -125,7 +127,9 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
     ``train_`` prefix, and the same with an ``eval_`` prefix for
     ``validation``), training time and the
     scalar training diagnostics; the device, the threshold calibration and
-    any health warnings as tags; and three figures.
+    any health warnings as tags; three figures; and the HTML report
+    (:mod:`anomvae.report`) of the validation rows, or of ``X`` without
+    them, as ``report.html``.
 
     Parameters
     ----------
@@ -176,6 +180,8 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
             client.log_batch(run_id, metrics=metrics[start : start + LOG_BATCH_SIZE])
         mlflow.set_tags(tags)
         _log_figures(detector, X, y)
+        report_rows = (X, y) if validation is None else validation
+        mlflow.log_text(report.build_report(detector, *report_rows, title=run.info.run_name), REPORT_ARTIFACT)
     return run_id
 
 
