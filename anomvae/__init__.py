@@ -17,7 +17,7 @@ from .persistence import load
 
 __version__ = "0.1.0"
 
-_MLFLOW_ATTRIBUTES = {"log_model": "pyfunc", "tracking": None}
+_MLFLOW_ATTRIBUTES = {"log_model": "pyfunc", "autolog": "autologging", "tracking": None}
 """Reached lazily, so that importing anomvae does not import MLflow."""
 
 
@@ -39,6 +39,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainingHealthWarning",
     "__version__",
+    "autolog",
     "load",
     "log_model",
     "monitor",

@@ -24,7 +24,7 @@ import mlflow
 import numpy as np
 from mlflow.entities import Metric, Param
 
-from . import pyfunc, report, run_metadata, tracking_plots
+from . import autologging, pyfunc, report, run_metadata, tracking_plots
 from ._mlflow import use_default_tracking_uri
 from .pyfunc import DEFAULT_ALIAS
 SCORE_QUANTILES = (0.5, 0.9, 0.99)
@@ -260,7 +260,8 @@ def fit_and_log(
         if validation is not None:
             run_metadata.log_dataset(*validation, name=f"{dataset_name or 'dataset'}-evaluation",
                                      context=run_metadata.EVALUATION_CONTEXT)
-        detector.fit(X)
+        with autologging.suspended():  # logged here, not a second time by anomvae.autolog()
+            detector.fit(X)
         log_training(detector, X, y, validation=validation)
         if not log_model:
             return TrainingRun(run.info.run_id, None, None, None, None)
