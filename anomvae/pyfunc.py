@@ -34,6 +34,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel
 
 from . import serving_inputs
+from .request_scoring import scores_and_contributions
 from ._mlflow import use_default_tracking_uri
 
 SCORE = "score"
@@ -121,22 +122,20 @@ def score_frame(
         raise ValueError(f"the top_features param must be a non-negative integer, got {top_features!r}")
     if detector.is_image_:
         rows = serving_inputs.image_input(detector, model_input, image_format)
+        scores, contributions = -detector.score_samples(rows), None
     else:
         rows = serving_inputs.tabular_input(detector, model_input)
-    scores = -detector.score_samples(rows)
+        scores, contributions = scores_and_contributions(detector, rows, contributions=top_features > 0)
     index = model_input.index if isinstance(model_input, pd.DataFrame) else None
-    frame = pd.DataFrame({SCORE: scores, IS_ANOMALY: scores > float(threshold)}, index=index)
-    if detector.is_image_ or top_features == 0:
-        return frame
-    contributions = np.asarray(detector.feature_scores(rows), dtype=np.float64)
-    names = np.asarray(serving_inputs.input_columns(detector), dtype=object)
-    order = np.argsort(-contributions, axis=1, kind="stable")[:, : int(top_features)]
-    for rank in range(order.shape[1]):
-        frame[f"top_feature_{rank + 1}"] = names[order[:, rank]]
-        frame[f"top_feature_{rank + 1}_score"] = np.take_along_axis(
-            contributions, order[:, rank : rank + 1], axis=1
-        )[:, 0]
-    return frame
+    columns = {SCORE: scores, IS_ANOMALY: scores > float(threshold)}
+    if contributions is not None:
+        names = np.asarray(serving_inputs.input_columns(detector), dtype=object)
+        order = np.argsort(-contributions, axis=1, kind="stable")[:, : int(top_features)]
+        values = np.take_along_axis(contributions, order, axis=1)
+        for rank in range(order.shape[1]):
+            columns[f"top_feature_{rank + 1}"] = names[order[:, rank]]
+            columns[f"top_feature_{rank + 1}_score"] = values[:, rank]
+    return pd.DataFrame(columns, index=index)
 
 
 def example_input(detector, input_example=None, image_format: str = "tensor"):

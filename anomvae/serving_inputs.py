@@ -99,7 +99,8 @@ def tabular_input(detector, model_input) -> np.ndarray | pd.DataFrame:
         raise ValueError(
             f"the request lacks the column(s) {missing}; the model expects the columns {columns}"
         )
-    frame = model_input[columns]
+    # MLflow's schema enforcement already hands over the columns in order: no copy then.
+    frame = model_input if list(model_input.columns) == columns else model_input[columns]
     if hasattr(detector, "feature_names_in_"):
         return frame
     values = frame.to_numpy(dtype=np.float64, na_value=np.nan)
