@@ -55,3 +55,11 @@ def layer_sizes(detector) -> dict[str, str]:
     """
     hidden, latent = detector._architecture(detector.input_shape_)
     return {"hidden_dims": str(list(hidden)), "latent_dim": str(latent)}
+
+
+def threshold_figures(threshold) -> dict[str, float]:
+    """The threshold's confidence interval as metrics (the full calibration tag is too long for the run view)."""
+    interval = threshold.to_dict().get("confidence_interval")
+    if interval is None:
+        return {}
+    return {"threshold_ci_low": float(interval[0]), "threshold_ci_high": float(interval[1])}

@@ -172,6 +172,8 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
         if hasattr(detector, "threshold_"):
             final["threshold_expected_rate"] = float(detector.threshold_.expected_rate)
             tags["threshold_calibration"] = str(detector.threshold_)
+            final.update(run_metadata.threshold_figures(detector.threshold_))
+            tags["threshold_method"] = detector.threshold_.to_dict()["method"]
         if validation is not None:
             final.update(training_metrics(detector, *validation, prefix="eval_"))
         metrics += [Metric(key, value, now, 0) for key, value in final.items()]
@@ -348,21 +350,25 @@ def promote(
             f"version {source.version} of {model_name!r} was saved without reference scores; "
             "give the new threshold as a number"
         )
-    info = pyfunc.log_model(
-        detector,
-        "model",
-        registered_model_name=model_name,
-        input_example=model.load_input_example(local),
-        top_features=config.get("top_features", pyfunc.DEFAULT_TOP_FEATURES),
-        image_format=config.get("image_format", "tensor"),
-        alias=alias,
-        tags={
-            "threshold_origin": f"promoted from version {source.version} "
-                                f"(threshold {previous:.6g} -> {-detector.offset_:.6g}); not retrained",
-            "source_version": str(source.version),
-            **({"run_id": source.run_id} if source.run_id else {}),
-        },
-    )
+    # Logged into the source version's training run, so the new version links to that run in the UI.
+    source_run = mlflow.start_run(run_id=source.run_id) if source.run_id and mlflow.active_run() is None \
+        else contextlib.nullcontext()
+    with source_run:
+        info = pyfunc.log_model(
+            detector,
+            "model",
+            registered_model_name=model_name,
+            input_example=model.load_input_example(local),
+            top_features=config.get("top_features", pyfunc.DEFAULT_TOP_FEATURES),
+            image_format=config.get("image_format", "tensor"),
+            alias=alias,
+            tags={
+                "threshold_origin": f"promoted from version {source.version} "
+                                    f"(threshold {previous:.6g} -> {-detector.offset_:.6g}); not retrained",
+                "source_version": str(source.version),
+                **({"run_id": source.run_id} if source.run_id else {}),
+            },
+        )
     return client.get_model_version(model_name, str(info.registered_model_version))
 
 

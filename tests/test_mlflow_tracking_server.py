@@ -49,6 +49,9 @@ def test_training_run_and_model_live_on_the_server(server, trained):
     run = client.get_run(result.run_id)
     assert run.info.artifact_uri.startswith("mlflow-artifacts:/")
     assert run.data.metrics["threshold"] == pytest.approx(-detector.offset_)
+    low, high = detector.threshold_.to_dict()["confidence_interval"]
+    assert (run.data.metrics["threshold_ci_low"], run.data.metrics["threshold_ci_high"]) == pytest.approx((low, high))
+    assert run.data.tags["threshold_method"] == detector.threshold_.to_dict()["method"]
     version = client.get_model_version_by_alias(MODEL_NAME, "champion")
     assert int(version.version) == result.version and version.run_id == result.run_id
 
@@ -65,6 +68,7 @@ def test_promote_moves_the_alias_on_the_server(trained, rows, capsys):
     out = capsys.readouterr().out
     version = mlflow.MlflowClient().get_model_version_by_alias(MODEL_NAME, "champion")
     assert int(version.version) == result.version + 1 and float(version.tags["threshold"]) == 4.5
+    assert version.run_id == result.run_id  # the promoted version links to its training run
     assert "tracking store  http://127.0.0.1" in out
     flagged = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion").predict(rows)
     assert (flagged["is_anomaly"] == (flagged["score"] > 4.5)).all()
