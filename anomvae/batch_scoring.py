@@ -39,7 +39,7 @@ def load_detector(source: str):
     from .persistence import load
 
     if not is_mlflow_model(source):
-        return load(source, device="cpu")
+        return load(source)
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
@@ -56,7 +56,7 @@ def load_detector(source: str):
     artifacts = Model.load(local).flavors.get("python_function", {}).get("artifacts", {})
     if DETECTOR_ARTIFACT not in artifacts:
         raise ValueError(f"{source} is not an anomvae model (no {DETECTOR_ARTIFACT!r} artifact)")
-    return load(local / artifacts[DETECTOR_ARTIFACT]["path"], device="cpu")
+    return load(local / artifacts[DETECTOR_ARTIFACT]["path"])
 
 
 def score_table(

@@ -27,6 +27,7 @@ from mlflow.entities import Metric, Param
 from . import autologging, pyfunc, report, run_metadata, tracking_plots
 from ._mlflow import use_default_tracking_uri
 from .pyfunc import DEFAULT_ALIAS
+
 SCORE_QUANTILES = (0.5, 0.9, 0.99)
 REPORT_ARTIFACT = "report.html"
 """The run's HTML report (:mod:`anomvae.report`), on the validation rows when given."""
