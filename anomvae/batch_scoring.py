@@ -2,8 +2,9 @@
 
 The model is a saved ``.safetensors`` file, an MLflow model folder, or an
 MLflow URI (``models:/name@alias``, ``models:/name/3``, ``runs:/<id>/model``).
-The scores are computed by :func:`anomvae.pyfunc.score_frame`, the function
-behind the pyfunc model and the REST server, so every door scores the same.
+Rows are validated as ``score_samples`` validates them (the same columns,
+in the same order, as in ``fit``); the top-feature columns are named as the
+served model names them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "file:", "mlflow-artifacts:", "s3://", "gs://", "http://", "https://")
+SCORE = "score"
+IS_ANOMALY = "is_anomaly"
 P_VALUE = "p_value"
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
@@ -80,7 +83,7 @@ def score_table(
         timestamps). Without it the output holds every input column.
     top_features : int
         Add ``top_feature_k`` and ``top_feature_k_score`` for the ``k`` most
-        contributing columns, as the served model does.
+        contributing columns, named as the served model names them.
     p_values : bool
         Add ``p_value``, the conformal p-value of each row
         (:meth:`~anomvae.base.BaseDeepDetector.p_values`).
@@ -96,8 +99,11 @@ def score_table(
     ValueError
         When a kept column is missing, or the rows cannot be scored.
     """
-    from .pyfunc import score_frame
+    from .request_scoring import scores_and_contributions, top_feature_columns
+    from .serving_inputs import input_columns
 
+    if isinstance(top_features, bool) or not isinstance(top_features, int) or top_features < 0:
+        raise ValueError(f"--top-features must be a non-negative integer, got {top_features!r}")
     if keep:
         missing = [column for column in keep if column not in frame.columns]
         if missing:
@@ -106,13 +112,16 @@ def score_table(
         features = frame.drop(columns=keep)
     else:
         passthrough, features = frame, frame
-    scored = score_frame(detector, features, top_features=top_features)
+    scores, contributions = scores_and_contributions(detector, features, contributions=top_features > 0)
+    columns = {SCORE: scores, IS_ANOMALY: scores > -detector.offset_}
+    if contributions is not None:
+        columns.update(top_feature_columns(input_columns(detector), contributions, top_features))
     if p_values:
-        scored[P_VALUE] = detector.p_values(features)
-    overlap = [column for column in scored.columns if column in passthrough.columns]
+        columns[P_VALUE] = detector.p_values(features)
+    overlap = [column for column in columns if column in passthrough.columns]
     if overlap:
         raise ValueError(f"input column(s) {overlap} would be overwritten by the output; rename or drop them")
-    return pd.concat([passthrough.reset_index(drop=True), scored.reset_index(drop=True)], axis=1)
+    return pd.concat([passthrough.reset_index(drop=True), pd.DataFrame(columns)], axis=1)
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:

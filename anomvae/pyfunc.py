@@ -34,7 +34,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel
 
 from . import serving_inputs
-from .request_scoring import scores_and_contributions
+from .request_scoring import scores_and_contributions, top_feature_columns
 from ._mlflow import use_default_tracking_uri
 
 SCORE = "score"
@@ -129,12 +129,7 @@ def score_frame(
     index = model_input.index if isinstance(model_input, pd.DataFrame) else None
     columns = {SCORE: scores, IS_ANOMALY: scores > float(threshold)}
     if contributions is not None:
-        names = np.asarray(serving_inputs.input_columns(detector), dtype=object)
-        order = np.argsort(-contributions, axis=1, kind="stable")[:, : int(top_features)]
-        values = np.take_along_axis(contributions, order, axis=1)
-        for rank in range(order.shape[1]):
-            columns[f"top_feature_{rank + 1}"] = names[order[:, rank]]
-            columns[f"top_feature_{rank + 1}_score"] = values[:, rank]
+        columns.update(top_feature_columns(serving_inputs.input_columns(detector), contributions, top_features))
     return pd.DataFrame(columns, index=index)
 
 

@@ -43,3 +43,25 @@ def scores_and_contributions(detector, rows, *, contributions: bool) -> tuple[np
         return scores, None
     per_feature = map_batches(scorer.feature_scores, data, scorer.device, encode=encode)
     return scores, np.asarray(detector._per_column(per_feature), dtype=np.float64)
+
+
+def top_feature_columns(names, contributions: np.ndarray, top_features: int) -> dict[str, np.ndarray]:
+    """``top_feature_k`` and ``top_feature_k_score`` columns: the ``k``-th most contributing column per row.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The model's input columns.
+    contributions : ndarray of shape (n_rows, n_columns)
+        Per-column contributions (:meth:`~anomvae.base.BaseDeepDetector.feature_scores`).
+    top_features : int
+        How many columns to name; ties keep the column order.
+    """
+    names = np.asarray(names, dtype=object)
+    order = np.argsort(-contributions, axis=1, kind="stable")[:, : int(top_features)]
+    values = np.take_along_axis(contributions, order, axis=1)
+    columns = {}
+    for rank in range(order.shape[1]):
+        columns[f"top_feature_{rank + 1}"] = names[order[:, rank]]
+        columns[f"top_feature_{rank + 1}_score"] = values[:, rank]
+    return columns
