@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from .persistence import load
+from .request_scoring import scores_and_contributions, top_feature_columns
+
 MLFLOW_SCHEMES = ("models:/", "runs:/", "file:", "mlflow-artifacts:", "s3://", "gs://", "http://", "https://")
 SCORE = "score"
 IS_ANOMALY = "is_anomaly"
@@ -39,16 +42,14 @@ def load_detector(source: str):
     FileNotFoundError
         When a file path does not exist.
     """
-    from .persistence import load
-
     if not is_mlflow_model(source):
         return load(source)
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
-    from ._mlflow import existing_tracking_uri
-    from .pyfunc import DETECTOR_ARTIFACT
+    from .lifecycle._mlflow import existing_tracking_uri
+    from .lifecycle.pyfunc import DETECTOR_ARTIFACT
 
     store = existing_tracking_uri() if source.startswith(("models:/", "runs:/")) else None
     try:
@@ -99,8 +100,7 @@ def score_table(
     ValueError
         When a kept column is missing, or the rows cannot be scored.
     """
-    from .request_scoring import scores_and_contributions, top_feature_columns
-    from .serving_inputs import input_columns
+    from .lifecycle.serving_inputs import input_columns
 
     if isinstance(top_features, bool) or not isinstance(top_features, int) or top_features < 0:
         raise ValueError(f"--top-features must be a non-negative integer, got {top_features!r}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
+import json
+import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -10,9 +12,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
+from sklearn.metrics import roc_auc_score
 
-from .benchmark.command import add_arguments as add_bench_arguments
+from . import registry
+from .batch_scoring import load_detector, score_table, write_table
+from .cli_arguments import build_parser
 from .benchmark.command import run_from_arguments as run_bench
+from .datasets import EMBEDDED_NAME, embedded_default, load_npz, semi_supervised_split
+from .monitoring import monitor
+from .report import write_report as write_html_report
+from .thresholds import Contamination, FalsePositiveRate, strategy_from_dict
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "model": {"name": "AnomalyVAE", "params": {"random_state": 0}},
@@ -25,8 +35,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 def load_config(path: str | None) -> dict[str, Any]:
     """The default configuration, updated section by section from a YAML file."""
-    import yaml
-
     config = {key: dict(value) if isinstance(value, dict) else value for key, value in DEFAULT_CONFIG.items()}
     if path is None:
         return config
@@ -49,8 +57,6 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
     if suffix == ".npz":
-        from .datasets import load_npz
-
         X, y = load_npz(path)
         frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
         frame["label"] = y
@@ -61,8 +67,6 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def training_data(data: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None]:
     """Features and optional labels (1 = anomaly) described by the ``data`` section."""
     if data["source"] == "embedded":
-        from .datasets import embedded_default
-
         return embedded_default()
     frame = read_table(data["source"])
     label_column = data.get("label_column") or ("label" if Path(data["source"]).suffix == ".npz" else None)
@@ -88,22 +92,15 @@ def train(config: dict[str, Any], output: str | None = None, *, progress: bool =
     dict
         The printed report's figures.
     """
-    from sklearn.metrics import roc_auc_score
-
-    from .base import BaseDeepDetector
-    from .datasets import semi_supervised_split
-
     name = config["model"]["name"]
-    if name not in BaseDeepDetector.registry:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(BaseDeepDetector.registry)}")
+    if name not in registry.names():
+        raise ValueError(f"unknown model {name!r}; choose one of {registry.names()}")
     params = dict(config["model"].get("params") or {})
     if isinstance(params.get("threshold"), dict):
-        from .thresholds import strategy_from_dict
-
         params["threshold"] = strategy_from_dict(params["threshold"])
     if progress:
         params.setdefault("verbose", True)
-    detector = BaseDeepDetector.registry[name](**params)
+    detector = registry.get(name)(**params)
     X, y = training_data(config["data"])
     if y is not None:
         train_index, test_index = semi_supervised_split(y, random_state=0)
@@ -112,7 +109,7 @@ def train(config: dict[str, Any], output: str | None = None, *, progress: bool =
         X_train, X_test, y_test = X, X, None
     tracked = _fit(detector, X_train, None if y_test is None else (X_test, y_test), config["tracking"],
                    dataset_name(config["data"]))
-    anomaly_score = -detector.score_samples(X_test)
+    anomaly_score = detector.anomaly_score(X_test)
     report = {
         "model": name,
         "rows_train": len(X_train),
@@ -143,8 +140,6 @@ def train(config: dict[str, Any], output: str | None = None, *, progress: bool =
 def dataset_name(data: dict[str, Any]) -> str:
     """A short name of the training data: the file's stem, or the embedded dataset's name."""
     if data["source"] == "embedded":
-        from .datasets import EMBEDDED_NAME
-
         return EMBEDDED_NAME
     return Path(data["source"]).stem
 
@@ -152,12 +147,12 @@ def dataset_name(data: dict[str, Any]) -> str:
 def _fit(detector, X_train, validation, tracking_config: dict[str, Any], dataset: str):
     """Fit ``detector``; with tracking on, in an MLflow run that registers the model.
 
-    Returns the :class:`~anomvae.tracking.TrainingRun`, or None without tracking.
+    Returns the :class:`~anomvae.lifecycle.tracking.TrainingRun`, or None without tracking.
     """
     if not tracking_config.get("enabled", True):
         detector.fit(X_train)
         return None
-    from .tracking import fit_and_log
+    from .lifecycle.tracking import fit_and_log
 
     return fit_and_log(
         detector,
@@ -175,8 +170,8 @@ def promote_model(model_name: str, threshold, version: str | None, alias: str) -
     """Run :func:`anomvae.tracking.promote`; the lines to print."""
     from mlflow.exceptions import MlflowException
 
-    from ._mlflow import existing_tracking_uri
-    from .tracking import next_steps, promote
+    from .lifecycle._mlflow import existing_tracking_uri
+    from .lifecycle.tracking import next_steps, promote
 
     store = existing_tracking_uri()
     try:
@@ -201,12 +196,10 @@ def score(model: str, input_path: str, output_path: str | None, *, keep: list[st
     ``model`` is a ``.safetensors`` file or an MLflow model URI
     (``models:/name@alias``, ``runs:/<id>/model``). The output holds the
     input columns (only the ``keep`` columns when given) plus ``score`` (the
-    anomaly score, higher = more anomalous, i.e. ``-score_samples``),
+    anomaly score, higher = more anomalous, i.e. the estimator's ``anomaly_score``),
     ``is_anomaly`` and, when asked, the top features and p-values; see
     :func:`anomvae.batch_scoring.score_table`. ``.parquet`` outputs are Parquet.
     """
-    from .batch_scoring import load_detector, score_table, write_table
-
     detector = load_detector(model)
     result = score_table(detector, read_table(input_path), keep=keep, top_features=top_features,
                          p_values=p_values)
@@ -221,11 +214,8 @@ def monitor_batch(model: str, batch_path: str, significance: float, n_top_featur
 
     A ``label`` column that the model was not trained on (as in ``.npz``
     files) is left out. With ``log_to_mlflow`` the figures are appended to
-    the model's monitoring run (see :mod:`anomvae.monitoring_runs`).
+    the model's monitoring run (see :mod:`anomvae.lifecycle.monitoring_runs`).
     """
-    from .batch_scoring import load_detector
-    from .monitoring import monitor
-
     detector = load_detector(model)
     frame = read_table(batch_path)
     features = set(getattr(detector, "feature_names_in_", []))
@@ -234,7 +224,7 @@ def monitor_batch(model: str, batch_path: str, significance: float, n_top_featur
     if not log_to_mlflow:
         return monitor(detector, frame, significance=significance, n_top_features=n_top_features,
                        log_to_mlflow=False)
-    from .monitoring_runs import monitoring_run as resume
+    from .lifecycle.monitoring_runs import monitoring_run as resume
 
     with resume(model, monitoring_run):
         return monitor(detector, frame, significance=significance, n_top_features=n_top_features,
@@ -248,9 +238,6 @@ def write_report(model: str, data_path: str, output_path: str, *, label_column: 
     Labels come from ``label_column``, or from a ``label`` column that is not
     one of the model's features.
     """
-    from .batch_scoring import load_detector
-    from .report import write_report as write
-
     detector = load_detector(model)
     frame = read_table(data_path)
     features = set(getattr(detector, "feature_names_in_", []))
@@ -259,8 +246,8 @@ def write_report(model: str, data_path: str, output_path: str, *, label_column: 
         raise ValueError(f"label column {label_column!r} is not a column of {data_path}")
     labels = None if label_column is None else frame[label_column].to_numpy().astype(int)
     rows = frame.drop(columns=[*(keep or []), *([label_column] if label_column else [])])
-    return write(detector, rows, labels, output_path, title=f"{Path(model).name} on {Path(data_path).name}",
-                 top_rows=top_rows)
+    return write_html_report(detector, rows, labels, output_path,
+                             title=f"{Path(model).name} on {Path(data_path).name}", top_rows=top_rows)
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -270,105 +257,65 @@ def _print_report(report: dict[str, Any]) -> None:
         print(f"{key:<{width}}  {shown}")
 
 
-DESCRIPTION = """Variational-autoencoder anomaly detectors: train, score, monitor, promote, report, bench.
+def _run_train(args) -> int:
+    started = time.perf_counter()
+    config = load_config(args.config)
+    config["tracking"]["enabled"] &= not args.no_tracking
+    for key in ("registered_model_name", "alias", "experiment", "run_name"):
+        if getattr(args, key):
+            config["tracking"][key] = getattr(args, key)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    report = train(config, args.output, progress=progress)
+    report["wall_seconds"] = round(time.perf_counter() - started, 2)
+    _print_report(report)
+    if "mlflow_model" in report:
+        from .lifecycle.tracking import next_steps
 
-Runs are tracked in MLflow: MLFLOW_TRACKING_URI, or mlflow.db in the working directory."""
-
-
-def _parser() -> argparse.ArgumentParser:
-    from . import __version__
-
-    parser = argparse.ArgumentParser(prog="anomvae", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"anomvae {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    train_parser = commands.add_parser("train", help="fit a detector, report and save it")
-    train_parser.add_argument("--config", help="YAML file (see configs/); defaults to the embedded dataset")
-    train_parser.add_argument("--output", help="where to save the model (.safetensors)")
-    train_parser.add_argument("--experiment", help="MLflow experiment (default: anomvae)")
-    train_parser.add_argument("--run-name", help="MLflow run name (default: <model>-<dataset>-<time>)")
-    train_parser.add_argument("--registered-model-name", help="register the model under this name (default: anomvae)")
-    train_parser.add_argument("--alias", help="alias for the new version (default: champion)")
-    train_parser.add_argument("--no-tracking", action="store_true", help="do not log the run to MLflow")
-    progress = train_parser.add_mutually_exclusive_group()
-    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
-                          help="show a progress bar (default: when standard error is a terminal)")
-    progress.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-
-    score_parser = commands.add_parser("score", help="score a CSV or Parquet file with a saved or registered model")
-    score_parser.add_argument("model", help="model file written by train or save(), or an MLflow model URI "
-                                            "(models:/name@alias, models:/name/3, runs:/<run id>/model)")
-    score_parser.add_argument("input", help="CSV or Parquet file with the training columns")
-    score_parser.add_argument("--output", "-o",
-                              help="file to write: Parquet for .parquet or .pq, CSV otherwise (default: CSV "
-                                   "on standard output)")
-    score_parser.add_argument("--keep", type=_column_list,
-                              help="comma-separated columns (ids, timestamps) copied to the output and not "
-                                   "scored; the output then holds only these columns and the scores")
-    score_parser.add_argument("--top-features", type=int, default=0, metavar="N",
-                              help="add the N most contributing columns of each row and their contributions")
-    score_parser.add_argument("--p-values", action="store_true",
-                              help="add p_value, the conformal p-value of each row against the reference scores")
-
-    monitor_parser = commands.add_parser(
-        "monitor", help="check a batch: alarm rate vs expected, score drift, features driving alarms"
-    )
-    monitor_parser.add_argument("model", help="model file written by train or save(), or an MLflow model URI")
-    monitor_parser.add_argument("batch", help="CSV, Parquet or .npz file with the training columns")
-    monitor_parser.add_argument("--significance", type=float, default=0.01, help="test level (default 0.01)")
-    monitor_parser.add_argument("--top", type=int, default=5, help="features to list (default 5)")
-    monitor_parser.add_argument("--json", help="also write the report as JSON to this file")
-    monitor_parser.add_argument("--log-to-mlflow", action="store_true",
-                                help="append the figures as the next step of the model's monitoring run "
-                                     "(MLFLOW_TRACKING_URI, else ./mlflow.db)")
-    monitor_parser.add_argument("--monitoring-run", metavar="NAME",
-                                help="MLflow run to append to (default: monitor-<registered model or file name>)")
-    monitor_parser.add_argument("--fail-on-alarm", action="store_true",
-                                help="exit with status 1 when an alarm is raised")
-
-    promote_parser = commands.add_parser(
-        "promote", help="point an alias at a registered model version, with a new threshold if given"
-    )
-    promote_parser.add_argument("model_name", help="registered model name")
-    new_threshold = promote_parser.add_mutually_exclusive_group()
-    new_threshold.add_argument("--threshold", type=float,
-                               help="new anomaly-score threshold (higher = more anomalous); registers a new version")
-    new_threshold.add_argument("--false-positive-rate", type=float,
-                               help="recalibrate to this false-alarm rate on the model's reference scores")
-    new_threshold.add_argument("--contamination", type=float, help="recalibrate to flag this share of reference rows")
-    promote_parser.add_argument("--version", help="source version (default: the alias's, else the latest)")
-    promote_parser.add_argument("--alias", default="champion", help="alias to move (default: champion)")
-
-    report_parser = commands.add_parser(
-        "report", help="write a self-contained HTML report of a model on a table (no MLflow needed)"
-    )
-    report_parser.add_argument("model", help="model file written by train or save(), or an MLflow model URI")
-    report_parser.add_argument("data", help="CSV, Parquet or .npz file with the training columns")
-    report_parser.add_argument("--output", "-o", default="report.html", help="HTML file to write (default: report.html)")
-    report_parser.add_argument("--label-column", help="column of labels (1 = anomaly); default: label, when present")
-    report_parser.add_argument("--keep", type=_column_list, help="comma-separated columns to leave out (ids, timestamps)")
-    report_parser.add_argument("--top", type=int, default=20, help="most anomalous rows to list (default 20)")
-
-    bench_parser = commands.add_parser(
-        "bench", help="benchmark every anomvae estimator against PyOD peers (tables, plots, JSON)"
-    )
-    add_bench_arguments(bench_parser)
-    return parser
+        print("\n".join(next_steps(report["mlflow_model"])))
+    return 0
 
 
-def _column_list(text: str) -> list[str]:
-    columns = [column.strip() for column in text.split(",") if column.strip()]
-    if not columns:
-        raise argparse.ArgumentTypeError("expected comma-separated column names")
-    return columns
+def _run_score(args) -> int:
+    result = score(args.model, args.input, args.output, keep=args.keep, top_features=args.top_features,
+                   p_values=args.p_values)
+    if not args.output:
+        result.to_csv(sys.stdout, index=False)
+        sys.stdout.flush()
+    return 0
+
+
+def _run_promote(args) -> int:
+    threshold = args.threshold
+    if args.false_positive_rate is not None:
+        threshold = FalsePositiveRate(args.false_positive_rate)
+    elif args.contamination is not None:
+        threshold = Contamination(args.contamination)
+    print(promote_model(args.model_name, threshold, args.version, args.alias))
+    return 0
+
+
+def _run_monitor(args) -> int:
+    report = monitor_batch(args.model, args.batch, args.significance, args.top, args.log_to_mlflow,
+                           args.monitoring_run)
+    print(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
+    return 1 if args.fail_on_alarm and report.alarms else 0
+
+
+def _run_report(args) -> int:
+    print(write_report(args.model, args.data, args.output, label_column=args.label_column, keep=args.keep,
+                       top_rows=args.top))
+    return 0
+
+
+COMMANDS = {"train": _run_train, "score": _run_score, "promote": _run_promote, "monitor": _run_monitor,
+            "report": _run_report}
+"""Subcommand name -> function running it on the parsed arguments; returns the exit status."""
 
 
 def _quiet_mlflow() -> None:
     """Keep MLflow's INFO lines and artifact download bars off the terminal (MLFLOW_VERBOSE=1 keeps them)."""
-    import logging
-    import os
-
     if os.environ.get("MLFLOW_VERBOSE"):
         return
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -377,70 +324,33 @@ def _quiet_mlflow() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``anomvae`` command."""
-    args = _parser().parse_args(argv)
+    """Entry point of the ``anomvae`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments after the program name; ``sys.argv[1:]`` when None.
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 1 when ``monitor --fail-on-alarm`` raised
+        an alarm, 2 on bad input (the message is printed to standard error),
+        141 when the reader of standard output closed it (``| head``).
+    """
+    args = build_parser().parse_args(argv)
     if args.command == "bench":
         return run_bench(args, None if argv is None else ["anomvae", *argv])
     _quiet_mlflow()
     try:
-        return _run(args)
+        return COMMANDS[args.command](args)
     except BrokenPipeError:
-        # The reader (``| head``) closed the pipe: stop quietly, as Unix tools do.
-        import os
-
+        # The reader closed the pipe: stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"anomvae {args.command}: error: {error}", file=sys.stderr)
         return 2
-
-
-def _run(args) -> int:
-    if args.command == "train":
-        started = time.perf_counter()
-        config = load_config(args.config)
-        config["tracking"]["enabled"] &= not args.no_tracking
-        for key, option in (("registered_model_name", "registered_model_name"), ("alias", "alias"),
-                            ("experiment", "experiment"), ("run_name", "run_name")):
-            if getattr(args, option):
-                config["tracking"][key] = getattr(args, option)
-        progress = sys.stderr.isatty() if args.progress is None else args.progress
-        report = train(config, args.output, progress=progress)
-        report["wall_seconds"] = round(time.perf_counter() - started, 2)
-        _print_report(report)
-        if "mlflow_model" in report:
-            from .tracking import next_steps
-
-            print("\n".join(next_steps(report["mlflow_model"])))
-    elif args.command == "score":
-        result = score(args.model, args.input, args.output, keep=args.keep, top_features=args.top_features,
-                       p_values=args.p_values)
-        if not args.output:
-            result.to_csv(sys.stdout, index=False)
-            sys.stdout.flush()
-    elif args.command == "promote":
-        from .thresholds import Contamination, FalsePositiveRate
-
-        threshold = args.threshold
-        if args.false_positive_rate is not None:
-            threshold = FalsePositiveRate(args.false_positive_rate)
-        elif args.contamination is not None:
-            threshold = Contamination(args.contamination)
-        print(promote_model(args.model_name, threshold, args.version, args.alias))
-    elif args.command == "report":
-        print(write_report(args.model, args.data, args.output, label_column=args.label_column, keep=args.keep,
-                           top_rows=args.top))
-    elif args.command == "monitor":
-        report = monitor_batch(args.model, args.batch, args.significance, args.top, args.log_to_mlflow,
-                               args.monitoring_run)
-        print(report)
-        if args.json:
-            import json
-
-            Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
-        if args.fail_on_alarm and report.alarms:
-            return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ per-feature contributions, the loss curves and any health warnings.
 
 Figures are PNGs inlined as ``data:`` URIs and the styling is inline CSS:
 the page needs no network and runs no script. ``anomvae report`` writes it
-from the shell; :func:`anomvae.tracking.log_training` logs it with every
+from the shell; :func:`anomvae.lifecycle.tracking.log_training` logs it with every
 training run as ``report.html``.
 
 >>> from anomvae.report import write_report
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from . import tracking_plots
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from sklearn.utils.validation import check_is_fitted
 
 TOP_ROWS = 20
 TOP_FEATURES_PER_ROW = 3
@@ -67,7 +67,7 @@ def build_report(detector, X, y=None, *, title: str | None = None, top_rows: int
     ValueError
         When ``y`` does not have one label per row.
     """
-    from sklearn.utils.validation import check_is_fitted
+    from .lifecycle import plots  # matplotlib, loaded only to draw
 
     check_is_fitted(detector)
     scores = -detector.score_samples(X)
@@ -86,7 +86,7 @@ def build_report(detector, X, y=None, *, title: str | None = None, top_rows: int
         _data_section(detector, X, scores, flagged, labels),
         _threshold_section(detector, threshold),
         _health_section(detector),
-        _figure_section("Score distribution", tracking_plots.score_histogram(scores, threshold, labels),
+        _figure_section("Score distribution", plots.score_histogram(scores, threshold, labels),
                         "score-histogram"),
     ]
     if labels is not None:
@@ -94,8 +94,8 @@ def build_report(detector, X, y=None, *, title: str | None = None, top_rows: int
     if not detector.is_image_:
         sections.append(_top_rows_section(detector, X, scores, contributions, names, top_rows))
     sections.append(_figure_section("Per-feature contributions",
-                                    tracking_plots.feature_contributions(contributions, names), "contributions"))
-    sections.append(_figure_section("Loss curves", tracking_plots.loss_curves(detector.history_), "loss-curves"))
+                                    plots.feature_contributions(contributions, names), "contributions"))
+    sections.append(_figure_section("Loss curves", plots.loss_curves(detector.history_), "loss-curves"))
     body = "\n".join(sections)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_text(title)}</title>'
             f"<style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
@@ -138,7 +138,7 @@ def _figure_section(heading: str, figure, id_: str) -> str:
 def _feature_names(detector, contributions: np.ndarray) -> list[str]:
     if detector.is_image_:
         return []
-    from .serving_inputs import input_columns
+    from .lifecycle.serving_inputs import input_columns
 
     names = list(input_columns(detector))
     return names if len(names) == contributions.shape[1] else [f"x{i}" for i in range(contributions.shape[1])]
@@ -192,8 +192,6 @@ def _health_section(detector) -> str:
 
 
 def _classification_section(labels: np.ndarray, flagged: np.ndarray) -> str:
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
     predicted = flagged.astype(int)
     precision, recall, f1, _ = precision_recall_fscore_support(labels, predicted, average="binary", zero_division=0)
     (true_negative, false_positive), (false_negative, true_positive) = confusion_matrix(

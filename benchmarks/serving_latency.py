@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import anomvae
-    from anomvae.pyfunc import score_frame
-    from anomvae.serving import local_server
+    from anomvae.lifecycle.pyfunc import score_frame
+    from anomvae.lifecycle.serving import local_server
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)

@@ -7,7 +7,7 @@ import pytest
 from conftest import FAST
 
 import anomvae
-from anomvae import tracking
+from anomvae.lifecycle import tracking
 
 
 @pytest.fixture

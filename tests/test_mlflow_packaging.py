@@ -14,7 +14,7 @@ from conftest import FAST
 from mlflow.artifacts import download_artifacts
 
 import anomvae
-from anomvae import packaging
+from anomvae.lifecycle import packaging
 
 SCORE_SCRIPT = """
 import sys

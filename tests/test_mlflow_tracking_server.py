@@ -13,7 +13,7 @@ from model_server import post, serving
 from tracking_server import tracking_server
 
 import anomvae
-from anomvae import tracking
+from anomvae.lifecycle import tracking
 from anomvae.cli import main
 
 MODEL_NAME = "server-lifecycle"

@@ -12,7 +12,7 @@ from conftest import FAST
 from sklearn.metrics import f1_score, precision_score, recall_score
 
 import anomvae
-from anomvae import tracking
+from anomvae.lifecycle import tracking
 from anomvae.cli import main
 from anomvae.report import build_report
 

@@ -9,7 +9,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from anomvae.serving import free_port
+from anomvae.lifecycle.serving import free_port
 
 START_TIMEOUT_S = 180
 

@@ -5,7 +5,7 @@ ships, so it does not see anomvae's, and ``mlflow.sklearn.log_model`` would
 pickle the detector. With ``anomvae.autolog()`` on, each ``fit`` of an anomvae
 estimator logs, into the active run or a new one named
 ``<Estimator>-<time>``: the parameters, per-epoch losses, threshold and
-training metrics, figures and HTML report (:func:`anomvae.tracking.log_training`)
+training metrics, figures and HTML report (:func:`anomvae.lifecycle.tracking.log_training`)
 and, with ``log_models``, the model in anomvae's safe format
 (:func:`anomvae.log_model`: safetensors, no pickle)::
 
@@ -14,7 +14,7 @@ and, with ``log_models``, the model in anomvae's safe format
     anomvae.AnomalyVAE().fit(X)        # one MLflow run with params, metrics, report and model
     anomvae.autolog(disable=True)
 
-Fits made by :func:`anomvae.tracking.fit_and_log`, which logs by itself, and
+Fits made by :func:`anomvae.lifecycle.tracking.fit_and_log`, which logs by itself, and
 fits nested in another anomvae fit are not logged twice.
 """
 
@@ -23,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+
+from ..base import BaseDeepDetector
 
 _LOGGING = contextvars.ContextVar("anomvae_autolog_active", default=False)
 _settings: dict = {}
@@ -51,8 +53,6 @@ def autolog(*, log_models: bool = True, registered_model_name: str | None = None
     disable : bool, default=False
         Turn autologging off again.
     """
-    from .base import BaseDeepDetector
-
     original = _settings.get("original_fit")
     if disable:
         if original is not None:

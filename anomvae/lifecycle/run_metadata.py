@@ -1,7 +1,7 @@
 """What makes an anomvae run read like a native model-training run in the MLflow UI.
 
 Run names, the experiment kind, the input datasets and the layer sizes that
-were actually built; :mod:`anomvae.tracking` calls these while it logs.
+were actually built; :mod:`anomvae.lifecycle.tracking` calls these while it logs.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def build_wheel(folder: str | Path) -> Path:
     }
     files[f"{dist_info}/METADATA"] = _metadata(version).encode()
     files[f"{dist_info}/WHEEL"] = (
-        "Wheel-Version: 1.0\nGenerator: anomvae.packaging\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        "Wheel-Version: 1.0\nGenerator: anomvae.lifecycle.packaging\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     ).encode()
     files[f"{dist_info}/entry_points.txt"] = b"[console_scripts]\nanomvae = anomvae.cli:main\n"
     record = [f"{name},sha256={_digest(data)},{len(data)}" for name, data in files.items()]
