@@ -19,7 +19,11 @@ from .monitoring import monitor
 from .persistence import ModelFormatError, load
 from .version import __version__
 
-_MLFLOW_ATTRIBUTES = {"log_model": ("lifecycle.pyfunc", "log_model"), "tracking": ("lifecycle.tracking", None)}
+_MLFLOW_ATTRIBUTES = {
+    "log_model": ("lifecycle.pyfunc", "log_model"),
+    "autolog": ("lifecycle.autologging", "autolog"),
+    "tracking": ("lifecycle.tracking", None),
+}
 """Reached lazily, so that importing anomvae does not import MLflow: name -> (module, attribute)."""
 
 
@@ -42,6 +46,7 @@ __all__ = [
     "TrainingHealthWarning",
     "ModelFormatError",
     "__version__",
+    "autolog",
     "load",
     "log_model",
     "monitor",

@@ -32,21 +32,25 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-import torch
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel
 from sklearn.utils.validation import check_is_fitted
 
 from ..persistence import load
+from ..request_scoring import scores_and_contributions, top_feature_columns
 from ..version import __version__
-from . import serving_inputs
+from . import packaging, serving_inputs
 from ._mlflow import use_default_tracking_uri
 
 SCORE = "score"
 IS_ANOMALY = "is_anomaly"
 DETECTOR_ARTIFACT = "detector"
 """Key of the safetensors file in the model's artifacts."""
+WHEEL_ARTIFACT = "anomvae_wheel"
+"""Key of the anomvae wheel its ``requirements.txt`` installs (see :mod:`anomvae.lifecycle.packaging`)."""
 DEFAULT_TOP_FEATURES = 3
+DEFAULT_ALIAS = "champion"
+"""Alias a newly registered version gets unless told otherwise."""
 EXAMPLE_ROWS = 5
 PARITY_RTOL = 1e-6
 """Largest relative score difference the registration parity check accepts."""
@@ -158,22 +162,15 @@ def score_frame(
         raise ValueError(f"the top_features param must be a non-negative integer, got {top_features!r}")
     if detector.is_image_:
         rows = serving_inputs.image_input(detector, model_input, image_format)
+        scores, contributions = detector.anomaly_score(rows), None
     else:
         rows = serving_inputs.tabular_input(detector, model_input)
-    scores = detector.anomaly_score(rows)
+        scores, contributions = scores_and_contributions(detector, rows, contributions=top_features > 0)
     index = model_input.index if isinstance(model_input, pd.DataFrame) else None
-    frame = pd.DataFrame({SCORE: scores, IS_ANOMALY: scores > float(threshold)}, index=index)
-    if detector.is_image_ or top_features == 0:
-        return frame
-    contributions = np.asarray(detector.feature_scores(rows), dtype=np.float64)
-    names = np.asarray(serving_inputs.input_columns(detector), dtype=object)
-    order = np.argsort(-contributions, axis=1, kind="stable")[:, : int(top_features)]
-    for rank in range(order.shape[1]):
-        frame[f"top_feature_{rank + 1}"] = names[order[:, rank]]
-        frame[f"top_feature_{rank + 1}_score"] = np.take_along_axis(
-            contributions, order[:, rank : rank + 1], axis=1
-        )[:, 0]
-    return frame
+    columns = {SCORE: scores, IS_ANOMALY: scores > float(threshold)}
+    if contributions is not None:
+        columns.update(top_feature_columns(serving_inputs.input_columns(detector), contributions, top_features))
+    return pd.DataFrame(columns, index=index)
 
 
 def example_input(detector, input_example=None, image_format: str = "tensor"):
@@ -231,10 +228,13 @@ def model_signature(detector, example, output: pd.DataFrame, top_features: int):
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
-def requirements(image_format: str) -> list[str]:
-    """pip requirements of the logged model: anomvae and what it runs on."""
-    pins = [f"anomvae=={__version__}", f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}"]
-    return pins + (["pillow"] if image_format == "png" else [])
+def requirements(image_format: str, wheel: Path) -> list[str]:
+    """pip requirements of the logged model: anomvae's wheel, stored with it, and pinned dependencies.
+
+    See :mod:`anomvae.lifecycle.packaging`; ``wheel`` is the wheel's path inside the model directory.
+    """
+    extra = ("mlflow",) + (("pillow",) if image_format == "png" else ())
+    return [wheel.as_posix(), *packaging.pinned_requirements(extra)]
 
 
 def log_model(
@@ -245,7 +245,7 @@ def log_model(
     input_example=None,
     top_features: int = DEFAULT_TOP_FEATURES,
     image_format: str = "tensor",
-    alias: str | None = None,
+    alias: str | None = DEFAULT_ALIAS,
     tags: dict[str, str] | None = None,
 ):
     """Log a fitted detector as an MLflow pyfunc model, optionally registering it.
@@ -274,9 +274,9 @@ def log_model(
         Default number of top contributing columns in the predictions.
     image_format : {"tensor", "png"}
         Input form of image models (see :mod:`anomvae.lifecycle.serving_inputs`).
-    alias : str, optional
-        Point this alias of the registered model (e.g. ``"champion"``) at the
-        new version.
+    alias : str or None, default="champion"
+        With ``registered_model_name``, point this alias of the registered
+        model at the new version; None leaves every alias where it is.
     tags : dict, optional
         Extra model version tags.
 
@@ -301,14 +301,15 @@ def log_model(
         weights = Path(folder) / "detector.safetensors"
         detector.save(weights)
         digests = {MODEL_CODE.name: file_digest(MODEL_CODE), f"artifacts/{weights.name}": file_digest(weights)}
+        wheel = packaging.build_wheel(folder)
         info = mlflow.pyfunc.log_model(
             name=name,
             python_model=str(MODEL_CODE),
-            artifacts={DETECTOR_ARTIFACT: str(weights)},
+            artifacts={DETECTOR_ARTIFACT: str(weights), WHEEL_ARTIFACT: str(wheel)},
             model_config={"top_features": int(top_features), "image_format": image_format, FILE_DIGESTS: digests},
             signature=model_signature(detector, example, native, top_features),
             input_example=example,
-            pip_requirements=requirements(image_format),
+            pip_requirements=requirements(image_format, Path("artifacts") / wheel.name),
             metadata={
                 "anomvae_version": __version__,
                 "estimator": type(detector).__name__,

@@ -104,7 +104,8 @@ def tabular_input(detector, model_input) -> np.ndarray | pd.DataFrame:
         raise ValueError(
             f"the request lacks the column(s) {missing}; the model expects the columns {columns}"
         )
-    frame = model_input[columns]
+    # MLflow's schema enforcement already hands over the columns in order: no copy then.
+    frame = model_input if list(model_input.columns) == columns else model_input[columns]
     if hasattr(detector, "feature_names_in_"):
         return frame
     if "category" in detector.encoder_.kinds:  # fitted on a frame with non-string column names
