@@ -12,6 +12,7 @@ from .base import BaseDeepDetector
 from .engine import NonFiniteLossError
 from .health import TrainingHealthWarning
 from .models.advae import AnomalyAdVAE
+from .models.cvae import AnomalyCVAE
 from .models.vae import AnomalyVAE
 from .models.vae_gan import AnomalyVAEGAN
 from .models.vae_svdd import AnomalyVAESVDD
@@ -34,6 +35,7 @@ def __getattr__(name):
 
 __all__ = [
     "AnomalyAdVAE",
+    "AnomalyCVAE",
     "AnomalyVAE",
     "AnomalyVAEGAN",
     "AnomalyVAESVDD",
