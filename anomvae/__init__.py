@@ -12,6 +12,8 @@ from .base import BaseDeepDetector
 from .engine import NonFiniteLossError
 from .health import TrainingHealthWarning
 from .models.advae import AnomalyAdVAE
+from .models.cvae import AnomalyCVAE
+from .models.tcvae import AnomalyTCVAE
 from .models.vae import AnomalyVAE
 from .models.vae_gan import AnomalyVAEGAN
 from .models.vae_svdd import AnomalyVAESVDD
@@ -38,6 +40,8 @@ def __getattr__(name):
 
 __all__ = [
     "AnomalyAdVAE",
+    "AnomalyCVAE",
+    "AnomalyTCVAE",
     "AnomalyVAE",
     "AnomalyVAEGAN",
     "AnomalyVAESVDD",

@@ -14,6 +14,9 @@ Predictions are a DataFrame with one row per input row:
     ``score > threshold``. The threshold is ``-detector.offset_``, so
     ``is_anomaly`` agrees with ``detector.predict(X) == -1``; a request may
     override it with the ``threshold`` param.
+``unseen_context``
+    Context models only (:class:`~anomvae.AnomalyCVAE`): the row's context
+    holds a value never seen in ``fit``, so it was scored without its context.
 ``top_feature_1``, ``top_feature_1_score``, ...
     Tabular models only: the ``top_features`` columns contributing most to
     the score (from ``detector.feature_scores``) and their contributions.
@@ -44,6 +47,7 @@ from ._mlflow import use_default_tracking_uri
 
 SCORE = "score"
 IS_ANOMALY = "is_anomaly"
+UNSEEN_CONTEXT = "unseen_context"
 DETECTOR_ARTIFACT = "detector"
 """Key of the safetensors file in the model's artifacts."""
 WHEEL_ARTIFACT = "anomvae_wheel"
@@ -168,6 +172,8 @@ def score_frame(
         scores, contributions = scores_and_contributions(detector, rows, contributions=top_features > 0)
     index = model_input.index if isinstance(model_input, pd.DataFrame) else None
     columns = {SCORE: scores, IS_ANOMALY: scores > float(threshold)}
+    if hasattr(detector, "unseen_context_rows"):
+        columns[UNSEEN_CONTEXT] = detector.unseen_context_rows(rows)
     if contributions is not None:
         columns.update(top_feature_columns(serving_inputs.input_columns(detector), contributions, top_features))
     return pd.DataFrame(columns, index=index)
