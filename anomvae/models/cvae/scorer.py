@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from ...neighbours import kth_neighbour_distance
 from ...nn.posterior import active_units
 from ...nn.vae_losses import calibrated_gaussian_nll, gaussian_kl, sum_per_row, trimmed_mean
 from ...scorer import BatchSource, Phase, Scorer
@@ -22,25 +23,6 @@ SCALE_FLOORS = (1e-6, 1e-3)
 """Smallest divisors of the reconstruction and neighbour-distance terms: when
 training rows repeat, the medians are rounding noise, and dividing by them
 would let that noise decide the score."""
-
-
-def kth_neighbour_distance(queries: Tensor, reference: Tensor, k: int, *, exclude_self: bool = False) -> Tensor:
-    """Euclidean distance of each query to its ``k``-th nearest reference code, shape ``(n,)``.
-
-    Each distance is computed from the differences (``torch.cdist`` without
-    the matrix-product shortcut), so codes that repeat, as contexts that
-    explain their rows fully produce, get exactly 0 rather than the square
-    root of rounding noise, and a row's score does not depend on its batch.
-    ``exclude_self`` skips each point's zero distance to itself (the queries
-    are the reference).
-    """
-    rank = min(k, len(reference) - int(exclude_self)) + int(exclude_self)
-    reference = reference.to(queries.dtype)
-    return torch.cat([
-        torch.cdist(chunk, reference, compute_mode="donot_use_mm_for_euclid_dist")
-        .topk(rank, dim=1, largest=False).values[:, -1]
-        for chunk in queries.split(256)
-    ] or [queries.new_zeros(0)])
 
 
 class CVAEScorer(Scorer):
