@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from numbers import Integral, Real
 from typing import Any
 
@@ -22,7 +23,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import health, thresholds
+from . import calibration, health, thresholds
 from ._sklearn import Interval, StrOptions, fit_context
 from .device import resolve_device, seeded
 from .engine import TrainingEngine
@@ -36,8 +37,8 @@ FEATURE_BASELINE_ROWS = 10_000
 """Reference rows averaged into ``reference_feature_scores_``."""
 
 AUTO_FALSE_ALARM_RATE = 0.01
-"""With ``contamination="auto"`` the threshold lets this fraction of held-out
-normal rows through as false alarms."""
+"""With ``contamination="auto"`` the threshold targets this fraction of normal
+rows as false alarms (:class:`anomvae.calibration.RobustFalsePositiveRate`)."""
 
 
 def is_image_batch(X: Any) -> bool:
@@ -167,7 +168,10 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
             map_batches(self.scorer_.anomaly_score, encoded, self.scorer_.device)
         )
         held_out = order[:n_validation] if n_validation else None
-        self._calibrate_threshold(strategy, encoded, training_scores, held_out, seed)
+        out_of_fold = None
+        if calibration.should_cross_fit(strategy, len(encoded), n_validation, image):
+            out_of_fold = calibration.cross_fitted_scores(self, encoded, strategy.folds, seed)
+        self._calibrate_threshold(strategy, encoded, training_scores, held_out, seed, out_of_fold)
         self.diagnostics_ = diagnostics
         self.health_warnings_ = health.assess(self.diagnostics_, training_scores)
         health.report(self.health_warnings_, type(self).__name__)
@@ -176,7 +180,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
 
     def _calibrate_threshold(
         self, strategy: ThresholdStrategy, encoded: np.ndarray, training_scores: np.ndarray,
-        held_out: np.ndarray | None, seed: int,
+        held_out: np.ndarray | None, seed: int, out_of_fold: np.ndarray | None = None,
     ) -> None:
         """Set ``threshold_``, ``offset_`` and the reference of :meth:`p_values` and monitoring.
 
@@ -188,8 +192,13 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         scores are the reference of :meth:`p_values`; without a validation
         split both fall back on the training scores, on which the model is
         optimistic, so alarms on new normal rows come more often than targeted.
+        ``out_of_fold`` scores of every row, when given
+        (:func:`anomvae.calibration.cross_fitted_scores`), take the place of
+        the held-out ones.
         """
-        if held_out is None:
+        if out_of_fold is not None:
+            reference_rows, reference, source = encoded, out_of_fold, "out-of-fold"
+        elif held_out is None:
             reference_rows, reference, source = encoded, training_scores, "training"
         else:
             reference_rows, reference, source = encoded[held_out], training_scores[held_out], "held-out"
@@ -206,6 +215,8 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         self, fitted: FittedThreshold, reference_scores: np.ndarray, reference_source: str,
         feature_baseline: np.ndarray,
     ) -> None:
+        for message in fitted.warnings:
+            warnings.warn(f"{type(self).__name__}: {message}", calibration.ThresholdWarning, stacklevel=4)
         self.threshold_ = fitted
         self.offset_ = fitted.offset
         self.reference_scores_ = np.sort(np.asarray(reference_scores, dtype=np.float64))
