@@ -6,6 +6,7 @@
 """
 
 from .base import BaseDeepDetector
+from .calibration import ThresholdWarning
 from .engine import NonFiniteLossError
 from .health import TrainingHealthWarning
 from .models.advae import AnomalyAdVAE
@@ -37,6 +38,7 @@ __all__ = [
     "AnomalyVAESVDD",
     "BaseDeepDetector",
     "NonFiniteLossError",
+    "ThresholdWarning",
     "TrainingHealthWarning",
     "__version__",
     "load",
