@@ -178,8 +178,9 @@ def cross_fitted_scores(estimator, encoded: np.ndarray, folds: int, seed: int) -
     """Out-of-fold anomaly scores of every row of ``encoded``.
 
     Each of ``folds`` clones of ``estimator`` (same parameters, inputs already
-    encoded so ``scaling="none"``) is trained on the other folds and scores its
-    own fold. The clones' thresholds are never used (a cheap
+    encoded so ``scaling="none"``, epochs scaled up so that it takes as many
+    gradient steps as the final model) is trained on the other folds and scores
+    its own fold. The clones' thresholds are never used (a cheap
     :class:`~anomvae.thresholds.Contamination` avoids recursion and bootstraps);
     their training-health warnings are the final model's business and are
     silenced.
@@ -210,6 +211,9 @@ def cross_fitted_scores(estimator, encoded: np.ndarray, folds: int, seed: int) -
         model = clone(estimator).set_params(
             threshold=Contamination(0.1, n_bootstrap=0), scaling="none", verbose=False,
             random_state=int(rng.integers(np.iinfo(np.int32).max)),
+            # As many gradient steps as the final model takes on all rows: an under-trained
+            # fold model scores high, and the threshold would then flag nothing.
+            epochs=math.ceil(estimator.epochs * len(encoded) / int((~inside).sum())),
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
