@@ -77,7 +77,7 @@ class AnomalyVAEGAN(BaseDeepDetector):
         Scaling of numeric columns, learned in ``fit``.
     contamination : "auto" or float in (0, 0.5], default="auto"
         Expected share of outliers in the training data, which sets
-        ``offset_``; ``"auto"`` flags 1% of the held-out training rows.
+        ``offset_``; ``"auto"`` targets 1% false alarms on normal rows (``docs/thresholds.md``).
     threshold : ThresholdStrategy or None, default=None
         How ``offset_`` is calibrated (see :mod:`anomvae.thresholds`);
         ``None`` follows ``contamination``.
