@@ -10,7 +10,8 @@ from anomvae import BaseDeepDetector
 from anomvae.benchmark import run_benchmark, select_detectors, split
 from anomvae.benchmark.report import markdown_table
 from anomvae.benchmark.runner import Job, run_jobs
-from anomvae.benchmark.suites import TableTask, discover_tasks
+from anomvae.benchmark.protocols import contaminated_protocol
+from anomvae.benchmark.suites import CONFIRMATION, DEVELOPMENT, TableTask, discover_tasks
 
 SMALL_DATASETS = "14_glass,42_WBC"
 
@@ -51,6 +52,39 @@ def test_splits_are_disjoint_reproducible_and_respect_the_protocol(protocol):
     else:
         assert 0 < y[train].sum() < len(train)
     assert y[test].sum() > 0
+
+
+@pytest.mark.parametrize("rate", [0.01, 0.05, 0.1])
+def test_contaminated_protocol_injects_the_asked_share_of_anomalies_into_training(rate):
+    y = np.r_[np.zeros(2000, int), np.ones(400, int)]
+    train, test = split(y, contaminated_protocol(rate), seed=1)
+    clean_train, _ = split(y, "semi-supervised", seed=1)
+    assert not set(train) & set(test)
+    assert set(clean_train) <= set(train)
+    assert y[train].mean() == pytest.approx(rate, abs=0.002)
+    assert y[test].sum() == 400 - y[train].sum()
+
+
+def test_contaminated_protocol_keeps_half_the_anomalies_for_testing_and_checks_its_rate():
+    y = np.r_[np.zeros(1000, int), np.ones(10, int)]
+    train, test = split(y, contaminated_protocol(0.2), seed=0)
+    assert y[train].sum() == 5 and y[test].sum() == 5
+    with pytest.raises(ValueError, match="contamination rate"):
+        contaminated_protocol(0.5)
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        split(y, "contaminated-lots", seed=0)
+
+
+def test_development_and_confirmation_parts_cover_the_shared_suite_once():
+    assert not set(DEVELOPMENT) & set(CONFIRMATION)
+    assert len(DEVELOPMENT) + len(CONFIRMATION) == 33
+    assert abs(len(DEVELOPMENT) - len(CONFIRMATION)) <= 1
+
+
+@pytest.mark.needs_shared_data
+def test_a_part_name_selects_exactly_that_part(shared_data):
+    names = [task.name for task in discover_tasks("tabular", shared_data / "tabular", "confirmation")]
+    assert sorted(names) == sorted(CONFIRMATION)
 
 
 def test_failures_are_recorded_not_dropped(csv_dataset):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .detectors import select_detectors
-from .protocols import MAX_ROWS, PROTOCOLS
+from .protocols import MAX_ROWS, PROTOCOLS, check_protocol, contaminated_protocol
 from .report import write_report
 from .runner import job_key, make_jobs, read_journal, run_jobs
 from .suites import SUITES, discover_tasks
@@ -50,11 +50,14 @@ def run_benchmark(
     detectors : comma-separated str or list, optional
         Detector names; all registered anomvae estimators and the PyOD peers by default.
     datasets : comma-separated str or list, optional
-        Keep datasets whose name contains one of these strings.
+        Keep datasets whose name contains one of these strings;
+        ``"development"`` or ``"confirmation"`` selects that part of the
+        shared tabular suite (:data:`anomvae.benchmark.suites.PARTS`).
     seeds : int or list of int
         A count (seeds ``0..n-1``) or the seeds themselves; each seed gives a
         split and the detectors' ``random_state``.
-    protocol : {"semi-supervised", "unsupervised"}
+    protocol : {"semi-supervised", "unsupervised", "contaminated-<rate>"}
+        See :func:`anomvae.benchmark.protocols.split`.
     max_rows : int or None
         Stratified subsample size for larger datasets.
     epochs : int, optional
@@ -85,8 +88,7 @@ def run_benchmark(
         return run_speed_benchmark(out=out, threads=threads, command=command)
     if data is None:
         raise ValueError(f"the {suite} suite needs --data, a folder of datasets")
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    check_protocol(protocol)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     tasks = discover_tasks(suite, data, datasets)
     chosen = select_detectors(detectors)
@@ -121,9 +123,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="folder of .npz/.csv datasets (tabular) or image data (images)")
     parser.add_argument("--detectors", default=None,
                         help="comma-separated detector names (default: every anomvae estimator and PyOD peer)")
-    parser.add_argument("--datasets", default=None, help="comma-separated parts of dataset names to keep")
+    parser.add_argument("--datasets", default=None, help="comma-separated parts of dataset names to keep, or development / confirmation (the two parts of the shared suite)")
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0..n-1)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="semi-supervised")
+    parser.add_argument("--contamination-rate", type=float, default=None,
+                        help="semi-supervised split plus injected anomalies making up this share of the "
+                             "training rows (protocol 'contaminated-<rate>')")
     parser.add_argument("--max-rows", type=int, default=MAX_ROWS,
                         help=f"subsample larger datasets to this many rows (default {MAX_ROWS})")
     parser.add_argument("--epochs", type=int, default=None, help="override deep detectors' epochs")
@@ -147,7 +152,7 @@ def run_from_arguments(arguments: argparse.Namespace, argv: list[str] | None = N
     try:
         result = run_benchmark(
             arguments.suite, arguments.data, detectors=arguments.detectors,
-            datasets=arguments.datasets, seeds=arguments.seeds, protocol=arguments.protocol,
+            datasets=arguments.datasets, seeds=arguments.seeds, protocol=_protocol(arguments),
             max_rows=arguments.max_rows, epochs=arguments.epochs, timeout=arguments.timeout,
             threads=arguments.threads, jobs=arguments.jobs, out=arguments.out, plots=not arguments.no_plots,
             progress=not arguments.quiet, resume=arguments.resume,
@@ -159,6 +164,15 @@ def run_from_arguments(arguments: argparse.Namespace, argv: list[str] | None = N
     for name, path in result["files"].items():
         print(f"{name}: {path}")
     return 0
+
+
+def _protocol(arguments: argparse.Namespace) -> str:
+    if arguments.contamination_rate is None:
+        return arguments.protocol
+    if arguments.protocol != "semi-supervised":
+        raise ValueError("--contamination-rate injects anomalies into the semi-supervised split; "
+                         "leave --protocol at semi-supervised")
+    return contaminated_protocol(arguments.contamination_rate)
 
 
 def _command_line() -> str:

@@ -21,6 +21,41 @@ from .protocols import split, stratified_subsample
 
 SUITES = ("tabular", "images", "speed")
 
+DEVELOPMENT = (
+    "15_Hepatitis", "21_Lymphography", "14_glass", "39_vertebral", "4_breastw", "20_letter", "12_fault",
+    "7_Cardiotocography", "35_SpamBase", "27_PageBlocks", "19_landsat", "24_mnist", "5_campaign", "1_ALOI",
+    "8_celeba", "10_cover", "11_donors",
+)
+"""The development part of the 33 shared ADBench tables: every default, rule and
+architecture choice is made on these. The rule, fixed once: sort the tables by
+their number of rows (ascending); the 1st, 3rd, 5th, ... go to development and
+the 2nd, 4th, 6th, ... to :data:`CONFIRMATION`, so both parts hold small and
+large tables alike."""
+
+CONFIRMATION = (
+    "45_wine", "46_WPBC", "42_WBC", "43_WDBC", "40_vowels", "6_cardio", "17_InternetAds", "25_musk",
+    "26_optdigits", "31_satimage-2", "28_pendigits", "22_magic.gamma", "32_shuttle", "34_smtp", "33_skin",
+    "16_http",
+)
+"""The confirmation part: run only to report choices made on :data:`DEVELOPMENT`."""
+
+PARTS = {"development": DEVELOPMENT, "confirmation": CONFIRMATION}
+"""``--datasets development`` or ``--datasets confirmation`` selects a whole part."""
+
+
+def suite_part(name: str) -> tuple[str, ...]:
+    """Dataset names of the shared tabular suite's ``"development"`` or ``"confirmation"`` part.
+
+    Raises
+    ------
+    ValueError
+        For any other name.
+    """
+    if name not in PARTS:
+        raise ValueError(f"part must be one of {sorted(PARTS)}, got {name!r}")
+    return PARTS[name]
+
+
 LABEL_COLUMNS = ("y", "label", "is_anomaly", "anomaly", "outlier", "target")
 """CSV columns recognised as the label (1 = anomaly); otherwise the last column is."""
 
@@ -133,7 +168,9 @@ def discover_tasks(suite: str, data: str | Path, datasets: str | list[str] | Non
         ADBench's ResNet-18 embeddings of MVTec-AD).
     data : path
     datasets : comma-separated str or list of str, optional
-        Keep only tasks whose name contains one of these strings.
+        Keep only tasks whose name contains one of these strings;
+        ``"development"`` or ``"confirmation"`` keeps exactly that part of
+        the shared suite (:data:`PARTS`).
 
     Raises
     ------
@@ -155,7 +192,9 @@ def discover_tasks(suite: str, data: str | Path, datasets: str | list[str] | Non
             tasks += _table_tasks(sub)
     else:
         raise ValueError(f"suite must be 'tabular' or 'images' here, got {suite!r}")
-    if datasets:
+    if datasets in PARTS:
+        tasks = [task for task in tasks if task.name in PARTS[datasets]]
+    elif datasets:
         wanted = datasets.split(",") if isinstance(datasets, str) else list(datasets)
         tasks = [task for task in tasks if any(w.strip() and w.strip() in task.name for w in wanted)]
     if not tasks:
