@@ -71,6 +71,10 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
 
+    cross_fit_calibration: bool = True
+    """Whether out-of-fold scores of clones are on this estimator's score scale, so the
+    default threshold may calibrate on them (:func:`anomvae.calibration.should_cross_fit`)."""
+
     registry: dict[str, type[BaseDeepDetector]] = {}
     """Every public estimator class by name, so :func:`anomvae.load` can rebuild it."""
 
@@ -169,7 +173,7 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         )
         held_out = order[:n_validation] if n_validation else None
         out_of_fold = None
-        if calibration.should_cross_fit(strategy, len(encoded), n_validation, image):
+        if self.cross_fit_calibration and calibration.should_cross_fit(strategy, len(encoded), n_validation, image):
             out_of_fold = calibration.cross_fitted_scores(self, encoded, strategy.folds, seed)
         self._calibrate_threshold(strategy, encoded, training_scores, held_out, seed, out_of_fold)
         self.diagnostics_ = diagnostics
