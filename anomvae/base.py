@@ -71,9 +71,15 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
 
-    cross_fit_calibration: bool = True
-    """Whether out-of-fold scores of clones are on this estimator's score scale, so the
-    default threshold may calibrate on them (:func:`anomvae.calibration.should_cross_fit`)."""
+    def _cross_fit_calibration(self) -> bool:
+        """Whether out-of-fold scores of clones are on this estimator's score scale, so the
+        default threshold may calibrate on them (:func:`anomvae.calibration.should_cross_fit`).
+
+        Not so for scores with a part that is optimistic on training rows (a distance to
+        the nearest training codes, a discriminator trained on them): their clones'
+        out-of-fold scores run above the final model's and the threshold flags too little.
+        """
+        return True
 
     registry: dict[str, type[BaseDeepDetector]] = {}
     """Every public estimator class by name, so :func:`anomvae.load` can rebuild it."""
@@ -173,7 +179,8 @@ class BaseDeepDetector(OutlierMixin, BaseEstimator):
         )
         held_out = order[:n_validation] if n_validation else None
         out_of_fold = None
-        if self.cross_fit_calibration and calibration.should_cross_fit(strategy, len(encoded), n_validation, image):
+        cross_fit = calibration.should_cross_fit(strategy, len(encoded), n_validation, image)
+        if cross_fit and self._cross_fit_calibration():
             out_of_fold = calibration.cross_fitted_scores(self, encoded, strategy.folds, seed)
         self._calibrate_threshold(strategy, encoded, training_scores, held_out, seed, out_of_fold)
         self.diagnostics_ = diagnostics

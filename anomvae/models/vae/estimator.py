@@ -188,6 +188,10 @@ class AnomalyVAE(BaseDeepDetector):
         self.random_state = random_state
         self.verbose = verbose
 
+    def _cross_fit_calibration(self):
+        # A training row's nearest training code is itself: in-sample kNN distances are optimistic.
+        return self.scoring != "reconstruction+knn"
+
     def _make_scorer(self, input_shape, image):
         hidden_dims, latent_dim = self._architecture(input_shape)
         likelihood = self.likelihood
