@@ -5,6 +5,9 @@
 >>> detector.fit(X).predict(X_new)                 # doctest: +SKIP
 """
 
+import importlib
+
+from . import registry
 from .base import BaseDeepDetector
 from .calibration import ThresholdWarning
 from .engine import NonFiniteLossError
@@ -14,20 +17,19 @@ from .models.vae import AnomalyVAE
 from .models.vae_gan import AnomalyVAEGAN
 from .models.vae_svdd import AnomalyVAESVDD
 from .monitoring import monitor
-from .persistence import load
+from .persistence import ModelFormatError, load
+from .version import __version__
 
-__version__ = "0.1.0"
-
-_MLFLOW_ATTRIBUTES = {"log_model": "pyfunc", "tracking": None}
-"""Reached lazily, so that importing anomvae does not import MLflow."""
+_MLFLOW_ATTRIBUTES = {"log_model": ("lifecycle.pyfunc", "log_model"), "tracking": ("lifecycle.tracking", None)}
+"""Reached lazily, so that importing anomvae does not import MLflow: name -> (module, attribute)."""
 
 
 def __getattr__(name):
+    """``anomvae.tracking`` and ``anomvae.log_model``, imported on first use (PEP 562)."""
     if name in _MLFLOW_ATTRIBUTES:
-        import importlib
-
-        module = importlib.import_module(f".{_MLFLOW_ATTRIBUTES[name] or name}", __name__)
-        return getattr(module, name) if _MLFLOW_ATTRIBUTES[name] else module
+        module_name, attribute = _MLFLOW_ATTRIBUTES[name]
+        module = importlib.import_module(f".{module_name}", __name__)
+        return getattr(module, attribute) if attribute else module
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -40,9 +42,11 @@ __all__ = [
     "NonFiniteLossError",
     "ThresholdWarning",
     "TrainingHealthWarning",
+    "ModelFormatError",
     "__version__",
     "load",
     "log_model",
     "monitor",
+    "registry",
     "tracking",
 ]

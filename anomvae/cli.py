@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -10,9 +11,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
+from sklearn.metrics import roc_auc_score
 
+from . import registry
 from .benchmark.command import add_arguments as add_bench_arguments
 from .benchmark.command import run_from_arguments as run_bench
+from .datasets import embedded_default, load_npz, semi_supervised_split
+from .monitoring import monitor
+from .persistence import load
+from .thresholds import Contamination, FalsePositiveRate, strategy_from_dict
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "model": {"name": "AnomalyVAE", "params": {"random_state": 0}},
@@ -24,8 +32,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 def load_config(path: str | None) -> dict[str, Any]:
     """The default configuration, updated section by section from a YAML file."""
-    import yaml
-
     config = {key: dict(value) if isinstance(value, dict) else value for key, value in DEFAULT_CONFIG.items()}
     if path is None:
         return config
@@ -48,8 +54,6 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
     if suffix == ".npz":
-        from .datasets import load_npz
-
         X, y = load_npz(path)
         frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
         frame["label"] = y
@@ -60,8 +64,6 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def training_data(data: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None]:
     """Features and optional labels (1 = anomaly) described by the ``data`` section."""
     if data["source"] == "embedded":
-        from .datasets import embedded_default
-
         return embedded_default()
     frame = read_table(data["source"])
     label_column = data.get("label_column") or ("label" if Path(data["source"]).suffix == ".npz" else None)
@@ -84,20 +86,13 @@ def train(config: dict[str, Any], output: str | None = None) -> dict[str, Any]:
     dict
         The printed report's figures.
     """
-    from sklearn.metrics import roc_auc_score
-
-    from .base import BaseDeepDetector
-    from .datasets import semi_supervised_split
-
     name = config["model"]["name"]
-    if name not in BaseDeepDetector.registry:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(BaseDeepDetector.registry)}")
+    if name not in registry.names():
+        raise ValueError(f"unknown model {name!r}; choose one of {registry.names()}")
     params = dict(config["model"].get("params") or {})
     if isinstance(params.get("threshold"), dict):
-        from .thresholds import strategy_from_dict
-
         params["threshold"] = strategy_from_dict(params["threshold"])
-    detector = BaseDeepDetector.registry[name](**params)
+    detector = registry.get(name)(**params)
     X, y = training_data(config["data"])
     if y is not None:
         train_index, test_index = semi_supervised_split(y, random_state=0)
@@ -105,7 +100,7 @@ def train(config: dict[str, Any], output: str | None = None) -> dict[str, Any]:
     else:
         X_train, X_test, y_test = X, X, None
     tracked = _fit(detector, X_train, None if y_test is None else (X_test, y_test), config["tracking"])
-    anomaly_score = -detector.score_samples(X_test)
+    anomaly_score = detector.anomaly_score(X_test)
     report = {
         "model": name,
         "rows_train": len(X_train),
@@ -147,7 +142,7 @@ def _fit(detector, X_train, validation, tracking_config: dict[str, Any]):
     if not tracking_config.get("enabled", True):
         detector.fit(X_train)
         return None
-    from .tracking import fit_and_log
+    from .lifecycle.tracking import fit_and_log
 
     return fit_and_log(
         detector,
@@ -163,7 +158,7 @@ def promote_model(model_name: str, threshold, version: str | None, alias: str) -
     """Run :func:`anomvae.tracking.promote`; the lines to print."""
     from mlflow.exceptions import MlflowException
 
-    from .tracking import next_steps, promote
+    from .lifecycle.tracking import next_steps, promote
 
     try:
         promoted = promote(model_name, threshold=threshold, version=version, alias=alias)
@@ -181,16 +176,13 @@ def score(model_path: str, input_path: str, output_path: str | None) -> pd.DataF
     """Score a table with a saved model; rows keep their order.
 
     The output holds the input columns plus ``score`` (the anomaly score,
-    higher = more anomalous, i.e. ``-score_samples``) and ``is_anomaly``.
+    higher = more anomalous: the estimator's ``anomaly_score``) and ``is_anomaly``.
     """
-    from .persistence import load
-
     detector = load(model_path)
     frame = read_table(input_path)
     result = frame.copy()
-    normality = detector.score_samples(frame)
-    result["score"] = -normality
-    result["is_anomaly"] = normality < detector.offset_
+    result["score"] = detector.anomaly_score(frame)
+    result["is_anomaly"] = result["score"].to_numpy() > -detector.offset_
     if output_path:
         result.to_csv(output_path, index=False)
     return result
@@ -203,9 +195,6 @@ def monitor_batch(model_path: str, batch_path: str, significance: float, n_top_f
     A ``label`` column that the model was not trained on (as in ``.npz``
     files) is left out.
     """
-    from .monitoring import monitor
-    from .persistence import load
-
     detector = load(model_path)
     frame = read_table(batch_path)
     features = set(getattr(detector, "feature_names_in_", []))
@@ -222,99 +211,135 @@ def _print_report(report: dict[str, Any]) -> None:
         print(f"{key:<{width}}  {shown}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``anomvae`` command."""
-    parser = argparse.ArgumentParser(prog="anomvae", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def _add_train_parser(commands) -> None:
+    parser = commands.add_parser("train", help="fit a detector, report and save it")
+    parser.add_argument("--config", help="YAML file (see configs/); defaults to the embedded dataset")
+    parser.add_argument("--output", help="where to save the model (.safetensors)")
+    parser.add_argument("--registered-model-name", help="register the model under this name (default: anomvae)")
+    parser.add_argument("--alias", help="alias for the new version (default: champion)")
+    parser.add_argument("--no-tracking", action="store_true", help="do not log the run to MLflow")
 
-    train_parser = commands.add_parser("train", help="fit a detector, report and save it")
-    train_parser.add_argument("--config", help="YAML file (see configs/); defaults to the embedded dataset")
-    train_parser.add_argument("--output", help="where to save the model (.safetensors)")
 
-    train_parser.add_argument("--registered-model-name", help="register the model under this name (default: anomvae)")
-    train_parser.add_argument("--alias", help="alias for the new version (default: champion)")
-    train_parser.add_argument("--no-tracking", action="store_true", help="do not log the run to MLflow")
+def _add_score_parser(commands) -> None:
+    parser = commands.add_parser("score", help="score a CSV or Parquet file with a saved model")
+    parser.add_argument("model", help="model file written by train or save()")
+    parser.add_argument("input", help="CSV or Parquet file with the training columns")
+    parser.add_argument("--output", "-o", help="CSV to write (default: standard output)")
 
-    score_parser = commands.add_parser("score", help="score a CSV or Parquet file with a saved model")
-    score_parser.add_argument("model", help="model file written by train or save()")
-    score_parser.add_argument("input", help="CSV or Parquet file with the training columns")
-    score_parser.add_argument("--output", "-o", help="CSV to write (default: standard output)")
 
-    monitor_parser = commands.add_parser(
+def _add_monitor_parser(commands) -> None:
+    parser = commands.add_parser(
         "monitor", help="check a batch: alarm rate vs expected, score drift, features driving alarms"
     )
-    monitor_parser.add_argument("model", help="model file written by train or save()")
-    monitor_parser.add_argument("batch", help="CSV, Parquet or .npz file with the training columns")
-    monitor_parser.add_argument("--significance", type=float, default=0.01, help="test level (default 0.01)")
-    monitor_parser.add_argument("--top", type=int, default=5, help="features to list (default 5)")
-    monitor_parser.add_argument("--json", help="also write the report as JSON to this file")
-    monitor_parser.add_argument("--log-to-mlflow", action="store_true",
-                                help="log the figures as MLflow metrics (MLFLOW_TRACKING_URI)")
-    monitor_parser.add_argument("--fail-on-alarm", action="store_true",
-                                help="exit with status 1 when an alarm is raised")
+    parser.add_argument("model", help="model file written by train or save()")
+    parser.add_argument("batch", help="CSV, Parquet or .npz file with the training columns")
+    parser.add_argument("--significance", type=float, default=0.01, help="test level (default 0.01)")
+    parser.add_argument("--top", type=int, default=5, help="features to list (default 5)")
+    parser.add_argument("--json", help="also write the report as JSON to this file")
+    parser.add_argument("--log-to-mlflow", action="store_true",
+                        help="log the figures as MLflow metrics (MLFLOW_TRACKING_URI)")
+    parser.add_argument("--fail-on-alarm", action="store_true",
+                        help="exit with status 1 when an alarm is raised")
 
-    promote_parser = commands.add_parser(
+
+def _add_promote_parser(commands) -> None:
+    parser = commands.add_parser(
         "promote", help="point an alias at a registered model version, with a new threshold if given"
     )
-    promote_parser.add_argument("model_name", help="registered model name")
-    new_threshold = promote_parser.add_mutually_exclusive_group()
+    parser.add_argument("model_name", help="registered model name")
+    new_threshold = parser.add_mutually_exclusive_group()
     new_threshold.add_argument("--threshold", type=float,
                                help="new anomaly-score threshold (higher = more anomalous); registers a new version")
     new_threshold.add_argument("--false-positive-rate", type=float,
                                help="recalibrate to this false-alarm rate on the model's reference scores")
     new_threshold.add_argument("--contamination", type=float, help="recalibrate to flag this share of reference rows")
-    promote_parser.add_argument("--version", help="source version (default: the alias's, else the latest)")
-    promote_parser.add_argument("--alias", default="champion", help="alias to move (default: champion)")
+    parser.add_argument("--version", help="source version (default: the alias's, else the latest)")
+    parser.add_argument("--alias", default="champion", help="alias to move (default: champion)")
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``anomvae`` argument parser, one subcommand per job."""
+    parser = argparse.ArgumentParser(prog="anomvae", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_train_parser(commands)
+    _add_score_parser(commands)
+    _add_monitor_parser(commands)
+    _add_promote_parser(commands)
     bench_parser = commands.add_parser(
         "bench", help="benchmark every anomvae estimator against PyOD peers (tables, plots, JSON)"
     )
     add_bench_arguments(bench_parser)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def _run_train(args) -> int:
+    started = time.perf_counter()
+    config = load_config(args.config)
+    config["tracking"]["enabled"] &= not args.no_tracking
+    for key in ("registered_model_name", "alias"):
+        if getattr(args, key):
+            config["tracking"][key] = getattr(args, key)
+    report = train(config, args.output)
+    report["wall_seconds"] = round(time.perf_counter() - started, 2)
+    _print_report(report)
+    if "mlflow_model" in report:
+        from .lifecycle.tracking import next_steps
+
+        print("\n".join(next_steps(report["mlflow_model"])))
+    return 0
+
+
+def _run_score(args) -> int:
+    result = score(args.model, args.input, args.output)
+    if not args.output:
+        result.to_csv(sys.stdout, index=False)
+    return 0
+
+
+def _run_promote(args) -> int:
+    threshold = args.threshold
+    if args.false_positive_rate is not None:
+        threshold = FalsePositiveRate(args.false_positive_rate)
+    elif args.contamination is not None:
+        threshold = Contamination(args.contamination)
+    print(promote_model(args.model_name, threshold, args.version, args.alias))
+    return 0
+
+
+def _run_monitor(args) -> int:
+    report = monitor_batch(args.model, args.batch, args.significance, args.top, args.log_to_mlflow)
+    print(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
+    return 1 if args.fail_on_alarm and report.alarms else 0
+
+
+COMMANDS = {"train": _run_train, "score": _run_score, "promote": _run_promote, "monitor": _run_monitor}
+"""Subcommand name -> function running it on the parsed arguments; returns the exit status."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``anomvae`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments after the program name; ``sys.argv[1:]`` when None.
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 1 when ``monitor --fail-on-alarm`` raised
+        an alarm, 2 on bad input (the message is printed to standard error).
+    """
+    args = build_parser().parse_args(argv)
     if args.command == "bench":
         return run_bench(args, None if argv is None else ["anomvae", *argv])
     try:
-        if args.command == "train":
-            started = time.perf_counter()
-            config = load_config(args.config)
-            config["tracking"]["enabled"] &= not args.no_tracking
-            for key in ("registered_model_name", "alias"):
-                if getattr(args, key):
-                    config["tracking"][key] = getattr(args, key)
-            report = train(config, args.output)
-            report["wall_seconds"] = round(time.perf_counter() - started, 2)
-            _print_report(report)
-            if "mlflow_model" in report:
-                from .tracking import next_steps
-
-                print("\n".join(next_steps(report["mlflow_model"])))
-        elif args.command == "score":
-            result = score(args.model, args.input, args.output)
-            if not args.output:
-                result.to_csv(sys.stdout, index=False)
-        elif args.command == "promote":
-            from .thresholds import Contamination, FalsePositiveRate
-
-            threshold = args.threshold
-            if args.false_positive_rate is not None:
-                threshold = FalsePositiveRate(args.false_positive_rate)
-            elif args.contamination is not None:
-                threshold = Contamination(args.contamination)
-            print(promote_model(args.model_name, threshold, args.version, args.alias))
-        elif args.command == "monitor":
-            report = monitor_batch(args.model, args.batch, args.significance, args.top, args.log_to_mlflow)
-            print(report)
-            if args.json:
-                import json
-
-                Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
-            if args.fail_on_alarm and report.alarms:
-                return 1
+        return COMMANDS[args.command](args)
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"anomvae {args.command}: error: {error}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.datasets import load_breast_cancer
 
 
 def shared_data_dir() -> Path | None:
@@ -40,8 +41,6 @@ def embedded_default() -> tuple[pd.DataFrame, np.ndarray]:
     X : DataFrame of shape (569, 30)
     y : ndarray of int, 1 for malignant (the anomaly class), 0 for benign
     """
-    from sklearn.datasets import load_breast_cancer
-
     bunch = load_breast_cancer(as_frame=True)
     return bunch.data, (bunch.target.to_numpy() == 0).astype(int)
 

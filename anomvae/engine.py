@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from .device import autocast
 from .flat_parameters import FlatGroup, flat_groups
@@ -224,8 +225,6 @@ class TrainingEngine:
     def _epochs(self) -> Iterator[int]:
         if not self.verbose:
             return iter(range(self.epochs))
-        from tqdm.auto import tqdm
-
         return iter(tqdm(range(self.epochs), desc="anomvae fit", unit="epoch"))
 
     def _batches(self, data: Tensor, *, shuffle: bool) -> Iterator[Tensor]:

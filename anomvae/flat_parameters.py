@@ -52,6 +52,7 @@ class FlatGroup:
 
     @property
     def grad(self) -> Tensor:
+        """Gradient of the flat parameter (a view of every member's gradient)."""
         return self.parameter.grad
 
     def zero_grad(self) -> None:

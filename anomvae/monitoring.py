@@ -396,7 +396,7 @@ def monitor(
             f"(offset {threshold.offset!r}) no longer describes the alarms; use "
             "detector.set_threshold(FixedScore(value)) to set a threshold by hand"
         )
-    scores = -detector.score_samples(batch)
+    scores = detector.anomaly_score(batch)
     flagged = scores > threshold.value
     n_flagged = int(flagged.sum())
     expected = threshold.expected_rate

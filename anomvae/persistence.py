@@ -16,8 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+from sklearn.utils.validation import check_is_fitted
+
+from . import registry
+from .device import resolve_device
+from .inference import prepare_for_inference
+from .thresholds import ThresholdStrategy, strategy_from_dict
+from .version import __version__
 
 FORMAT_VERSION = 2
 """Bumped whenever the layout changes; :func:`load` reads every version up to it.
@@ -48,8 +55,6 @@ THRESHOLD_KEY = "anomvae.threshold_strategy"
 
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:
     """Parameters as JSON values; a RandomState instance cannot be saved and becomes None."""
-    from .thresholds import ThresholdStrategy
-
     converted = {}
     for name, value in params.items():
         if isinstance(value, ThresholdStrategy):
@@ -66,8 +71,6 @@ def _json_params(params: dict[str, Any]) -> dict[str, Any]:
 
 def _python_params(params: dict[str, Any]) -> dict[str, Any]:
     """Inverse of :func:`_json_params` for the values it can restore."""
-    from .thresholds import strategy_from_dict
-
     return {
         name: strategy_from_dict(value[THRESHOLD_KEY])
         if isinstance(value, dict) and THRESHOLD_KEY in value else value
@@ -85,10 +88,6 @@ def save(estimator, path: str | os.PathLike) -> None:
     path : str or path-like
         Destination file; by convention it ends in ``.safetensors``.
     """
-    from sklearn.utils.validation import check_is_fitted
-
-    from . import __version__
-
     check_is_fitted(estimator)
     tensors = {
         name: value.detach().to("cpu", torch.float32).contiguous()
@@ -108,8 +107,6 @@ def save(estimator, path: str | os.PathLike) -> None:
 
 def read_document(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Read and check a model file; return its JSON document and its tensors."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
@@ -159,14 +156,14 @@ def load(path: str | os.PathLike, device: str = "auto"):
     ModelFormatError
         For a damaged, tampered, foreign or too-new file.
     """
-    from .base import BaseDeepDetector
-    from .device import resolve_device
-    from .inference import prepare_for_inference
-
     document, tensors = read_document(path)
-    estimator_class = BaseDeepDetector.registry.get(document.get("estimator"))
-    if estimator_class is None:
-        raise ModelFormatError(f"{path}: unknown estimator {document.get('estimator')!r}")
+    try:
+        estimator_class = registry.get(document.get("estimator"))
+    except KeyError as error:
+        raise ModelFormatError(
+            f"{path}: {error.args[0]}; register a class of your own with anomvae.registry.register "
+            "before loading"
+        ) from error
     try:
         estimator = estimator_class(**_python_params(document["params"]))
         state = document["fitted"]

@@ -19,6 +19,39 @@ BatchSource = Callable[[], Iterable[Tensor]]
 """A callable that yields the training data again, batch by batch."""
 
 
+@dataclass(frozen=True)
+class FitContext:
+    """What a scorer may need to know about its training data before training.
+
+    Passed once to :meth:`Scorer.on_fit_start`, after the scorer is built and
+    before the first epoch.
+
+    Attributes
+    ----------
+    n_train : int
+        Training rows (the validation rows excluded), e.g. for estimators
+        weighted by the data-set size such as minibatch-weighted sampling
+        (Chen et al., "Isolating Sources of Disentanglement in VAEs", 2018).
+    n_validation : int
+        Held-out rows; 0 without a validation split.
+    input_shape : tuple of int
+        Shape of one encoded row: ``(n_encoded,)`` for tabular rows,
+        ``(C, H, W)`` for images.
+    is_image : bool
+        True for image batches.
+    column_slices : tuple of slice
+        For tabular rows, the encoded positions of each input column (one
+        position for a numeric column, one per category for a one-hot
+        encoded one), in input-column order; empty for images.
+    """
+
+    n_train: int
+    n_validation: int
+    input_shape: tuple[int, ...]
+    is_image: bool
+    column_slices: tuple[slice, ...] = ()
+
+
 @dataclass
 class Phase:
     """One optimiser update inside a training step.
@@ -49,9 +82,18 @@ class Scorer(nn.Module):
 
     Subclasses implement :meth:`training_step`, :meth:`validation_loss`,
     :meth:`anomaly_score` and :meth:`feature_scores`; the hooks
-    :meth:`optimizer_groups`, :meth:`on_epoch_start`, :meth:`on_train_end`
-    and :meth:`diagnostics` have working defaults.
+    :meth:`optimizer_groups`, :meth:`on_fit_start`, :meth:`on_epoch_start`,
+    :meth:`on_train_end` and :meth:`diagnostics` have working defaults.
     """
+
+    def on_fit_start(self, context: FitContext) -> None:
+        """Called once before training with what the data looks like.
+
+        The default does nothing. Override it to keep what the training step
+        or the scoring rule needs, e.g. ``context.n_train`` for a loss
+        weighted by the data-set size; state that must be saved with the
+        model belongs in a registered buffer.
+        """
 
     def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters per optimiser; one Adam optimiser is created per key."""

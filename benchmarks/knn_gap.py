@@ -60,9 +60,9 @@ def scores_of_one_fit(X_train: np.ndarray, X_test: np.ndarray, seed: int) -> dic
             detector.scorer_.network.encode(torch.as_tensor(rows, dtype=torch.float64))[0].numpy()
             for rows in (scaled_train, scaled_test)
         )
-    reconstruction_train, reconstruction_test = -detector.score_samples(X_train), -detector.score_samples(X_test)
+    reconstruction_train, reconstruction_test = detector.anomaly_score(X_train), detector.anomaly_score(X_test)
     detector.scorer_.scoring = "elbo"
-    elbo_test = -detector.score_samples(X_test)
+    elbo_test = detector.anomaly_score(X_test)
     latent_train, latent_test = kth_distance(codes_train, codes_test)
     return {
         "reconstruction": reconstruction_test,

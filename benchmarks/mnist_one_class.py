@@ -7,7 +7,7 @@ ROC-AUC per digit and its mean. To fit in a few minutes on two CPU cores the
 training images are a random subsample per digit (``--train-per-class``);
 the test set is always complete.
 
-Every estimator in ``anomvae.BaseDeepDetector.registry`` is run with the same
+Every estimator in ``anomvae.registry.estimators()`` is run with the same
 training budget, so scorers added later are included without editing this
 file. PyOD's DeepSVDD sees the flattened pixels scaled to [0, 1].
 
@@ -36,6 +36,7 @@ from auc_table import markdown_auc_table
 
 from anomvae import BaseDeepDetector
 from anomvae.datasets import load_mnist, shared_data_dir
+from anomvae import registry
 
 PUBLISHED_DEEP_SVDD = [0.980, 0.997, 0.917, 0.919, 0.949, 0.885, 0.983, 0.946, 0.939, 0.965]
 """One-class Deep SVDD per digit, Ruff et al. (ICML 2018), Table 1."""
@@ -50,7 +51,7 @@ def anomvae_detectors(epochs: int, random_state: int, methods: list[str] | None 
     return {
         name: estimator_class(epochs=epochs, batch_size=64, patience=None, random_state=random_state,
                               **(params or {}))
-        for name, estimator_class in sorted(BaseDeepDetector.registry.items())
+        for name, estimator_class in sorted(registry.estimators().items())
         if methods is None or name in methods
     }
 
@@ -98,7 +99,7 @@ def evaluate(digits=range(10), train_per_class: int = 2000, epochs: int = 10,
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 detector.fit(train)
-            auc = roc_auc_score(is_anomaly, -detector.score_samples(test_images))
+            auc = roc_auc_score(is_anomaly, detector.anomaly_score(test_images))
             rows.append((digit, name, auc, time.perf_counter() - started))
         if include_pyod:
             started = time.perf_counter()

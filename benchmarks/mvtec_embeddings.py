@@ -5,7 +5,7 @@ The 15 ADBench files ``images/ADBench_CV_by_ResNet18/MVTec-AD_*.npz`` hold
 ADBench, NeurIPS 2022). Protocol: :func:`anomvae.datasets.semi_supervised_split`
 (train on a random half of the normal rows, test on the other half plus every
 anomaly); ROC-AUC per file and its mean. Every estimator in
-``anomvae.BaseDeepDetector.registry`` runs with its default parameters and a
+``anomvae.registry.estimators()`` runs with its default parameters and a
 fixed seed, so scorers added later are included without editing this file.
 
 Run from the repository root::
@@ -27,6 +27,7 @@ from auc_table import markdown_auc_table
 
 from anomvae import BaseDeepDetector
 from anomvae.datasets import load_npz, semi_supervised_split, shared_data_dir
+from anomvae import registry
 
 
 def embedding_files(data_dir: Path | None = None) -> list[Path]:
@@ -43,7 +44,7 @@ def detectors(random_state: int, epochs: int | None) -> dict[str, object]:
     budget = {} if epochs is None else {"epochs": epochs}
     methods: dict[str, object] = {
         name: estimator_class(random_state=random_state, **budget)
-        for name, estimator_class in sorted(BaseDeepDetector.registry.items())
+        for name, estimator_class in sorted(registry.estimators().items())
     }
     methods["PyOD KNN"] = KNN()
     methods["PyOD IForest"] = IForest(random_state=random_state)
@@ -56,7 +57,7 @@ def anomaly_scores(method, train, test):
         warnings.simplefilter("ignore")
         method.fit(train)
     if isinstance(method, BaseDeepDetector):
-        return -method.score_samples(test)
+        return method.anomaly_score(test)
     return method.decision_function(test)
 
 

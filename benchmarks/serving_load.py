@@ -172,10 +172,10 @@ def passed(summary: dict) -> bool:
 def run_load(url: str, detector, pool_rows: np.ndarray, *, n: int, concurrency: int,
              malformed_fraction: float, seed: int = 0) -> dict:
     """Build the requests for a numeric ``detector``, send them to ``url`` and summarise."""
-    from anomvae.serving_inputs import input_columns
+    from anomvae.lifecycle.serving_inputs import input_columns
 
     pool = [[float(value) for value in row] for row in pool_rows]
-    expected = -detector.score_samples(np.asarray(pool))
+    expected = detector.anomaly_score(np.asarray(pool))
     requests = make_requests(pool, input_columns(detector), n, malformed_fraction, seed)
     started = time.perf_counter()
     answers = send_all(url, requests, concurrency)
@@ -201,7 +201,7 @@ def fit_and_serve(workers: int, seed: int):
             import mlflow
 
             import anomvae
-            from anomvae.serving import local_server
+            from anomvae.lifecycle.serving import local_server
 
             mlflow.MlflowClient().create_experiment("serving-load", artifact_location=Path(folder, "artifacts").as_uri())
             os.environ["MLFLOW_EXPERIMENT_NAME"] = "serving-load"

@@ -62,13 +62,13 @@ def evaluate(name, X, y, seed, max_rows, models, overrides):
             warnings.simplefilter("ignore")
             estimator.fit(X[train])
         seconds = time.perf_counter() - started
-        results[model] = (roc_auc_score(y[test], -estimator.score_samples(X[test])), seconds)
+        results[model] = (roc_auc_score(y[test], estimator.anomaly_score(X[test])), seconds)
         if model == "vaegan":
             chosen = estimator.scorer_.scoring
             for rule in VAEGAN_SCORINGS:
                 estimator.scorer_.scoring = rule
                 results[f"vaegan[{rule}]"] = (
-                    roc_auc_score(y[test], -estimator.score_samples(X[test])), seconds
+                    roc_auc_score(y[test], estimator.anomaly_score(X[test])), seconds
                 )
             estimator.scorer_.scoring = chosen
         print(f"{name:16s} seed={seed} {model:7s} auc={results[model][0]:.3f} "

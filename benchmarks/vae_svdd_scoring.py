@@ -54,7 +54,7 @@ def main() -> None:
             aucs = {}
             for scoring in SCORINGS:
                 detector.scorer_.scoring = scoring
-                aucs[scoring] = round(roc_auc_score(is_anomaly, -detector.score_samples(test_images)), 4)
+                aucs[scoring] = round(roc_auc_score(is_anomaly, detector.anomaly_score(test_images)), 4)
             print(digit, setting, aucs, f"{time.perf_counter() - started:.0f} s", flush=True)
 
 

@@ -1,10 +1,10 @@
-"""A real ``mlflow models serve`` process for tests (see :mod:`anomvae.serving`) and a JSON client."""
+"""A real ``mlflow models serve`` process for tests (see :mod:`anomvae.lifecycle.serving`) and a JSON client."""
 
 import json
 import urllib.error
 import urllib.request
 
-from anomvae.serving import local_server as serving
+from anomvae.lifecycle.serving import local_server as serving
 
 __all__ = ["post", "serving"]
 

@@ -11,7 +11,7 @@ from anomvae import AnomalyAdVAE
 
 def _auc(detector, normal, outliers):
     labels = np.r_[np.zeros(len(normal)), np.ones(len(outliers))]
-    return roc_auc_score(labels, -detector.score_samples(np.vstack([normal, outliers])))
+    return roc_auc_score(labels, detector.anomaly_score(np.vstack([normal, outliers])))
 
 
 def test_separates_obvious_outliers(blobs, fast_params):
@@ -61,7 +61,7 @@ def test_feature_scores_sum_to_the_anomaly_score(blobs, fast_params):
     contributions = detector.feature_scores(outliers)
     assert contributions.shape == outliers.shape
     assert np.all(contributions >= 0)
-    np.testing.assert_allclose(contributions.sum(axis=1), -detector.score_samples(outliers), rtol=1e-6)
+    np.testing.assert_allclose(contributions.sum(axis=1), detector.anomaly_score(outliers), rtol=1e-6)
 
 
 def test_score_averages_the_fixed_decoded_samples(blobs, fast_params):

@@ -7,10 +7,11 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from anomvae import AnomalyVAE, AnomalyVAESVDD, BaseDeepDetector, load
+from anomvae import AnomalyVAE, AnomalyVAESVDD, load
 from anomvae.nn import build_body, build_decoder, build_encoder, default_architecture
+from anomvae import registry
 
-ESTIMATORS = sorted(BaseDeepDetector.registry.values(), key=lambda cls: cls.__name__)
+ESTIMATORS = sorted(registry.estimators().values(), key=lambda cls: cls.__name__)
 SIZE = 12
 
 

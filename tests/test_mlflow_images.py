@@ -10,7 +10,7 @@ import pytest
 from conftest import FAST
 
 import anomvae
-from anomvae import serving_inputs
+from anomvae.lifecycle import serving_inputs
 from anomvae.preprocessing import ImageScaler
 
 
@@ -86,7 +86,7 @@ def test_image_model_scores_like_the_detector_through_pyfunc_and_rest(
 
     info = anomvae.log_model(image_detector, input_example=digits[:3], image_format=image_format)
     model = mlflow.pyfunc.load_model(info.model_uri)
-    native = -image_detector.score_samples(digits)
+    native = image_detector.anomaly_score(digits)
     if image_format == "tensor":
         request = digits[:, None].astype(np.float32)
         body = json.dumps({"inputs": request.tolist()})

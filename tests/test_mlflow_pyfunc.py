@@ -10,7 +10,7 @@ from conftest import FAST
 from mlflow.exceptions import MlflowException
 
 import anomvae
-from anomvae import pyfunc
+from anomvae.lifecycle import pyfunc
 from anomvae.persistence import read_document
 
 MODEL_NAME = "pyfunc-test"
@@ -50,7 +50,7 @@ def test_alias_loads_a_model_scoring_like_the_detector(loaded, detector, rows):
     shifted = rows[:40] + np.linspace(0, 4, 40)[:, None]
     predictions = loaded.predict(frame(shifted))
     assert list(predictions.columns[:2]) == ["score", "is_anomaly"]
-    np.testing.assert_allclose(predictions["score"], -detector.score_samples(shifted), rtol=1e-12)
+    np.testing.assert_allclose(predictions["score"], detector.anomaly_score(shifted), rtol=1e-12)
     assert predictions["is_anomaly"].dtype == bool
     np.testing.assert_array_equal(predictions["is_anomaly"], detector.predict(shifted) == -1)
     assert predictions["is_anomaly"].any() and not predictions["is_anomaly"].all()
@@ -118,7 +118,7 @@ def test_mixed_dataframe_model_keeps_names_types_and_scores(mlflow_store):
     new = data.tail(10).reset_index(drop=True)
     new.loc[0, "merchant"] = "casino"  # unseen category: scored, not rejected
     predictions = model.predict(new)
-    np.testing.assert_allclose(predictions["score"], -detector.score_samples(new), rtol=1e-12)
+    np.testing.assert_allclose(predictions["score"], detector.anomaly_score(new), rtol=1e-12)
     assert set(predictions["top_feature_1"]) <= set(data.columns)
 
 
@@ -145,7 +145,7 @@ def test_parity_check_refuses_a_model_that_scores_differently(registered, rows):
 
 @pytest.mark.parametrize(
     "estimator_class",
-    sorted(anomvae.BaseDeepDetector.registry.values(), key=lambda cls: cls.__name__),
+    sorted(anomvae.registry.estimators().values(), key=lambda cls: cls.__name__),
     ids=lambda cls: cls.__name__,
 )
 def test_every_estimator_scores_the_same_after_logging(mlflow_store, estimator_class, rows):
@@ -153,5 +153,5 @@ def test_every_estimator_scores_the_same_after_logging(mlflow_store, estimator_c
     info = anomvae.log_model(detector, input_example=rows[:5])
     model = mlflow.pyfunc.load_model(info.model_uri)
     predictions = model.predict(frame(rows[:30]))
-    np.testing.assert_allclose(predictions["score"], -detector.score_samples(rows[:30]), rtol=1e-12)
+    np.testing.assert_allclose(predictions["score"], detector.anomaly_score(rows[:30]), rtol=1e-12)
     np.testing.assert_array_equal(predictions["is_anomaly"], detector.predict(rows[:30]) == -1)

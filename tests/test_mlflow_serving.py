@@ -45,7 +45,7 @@ def test_dataframe_split_scores_equal_native_and_pyfunc_scores(server, detector,
     )
     assert status == 200
     served = np.array([row["score"] for row in answer["predictions"]])
-    native = -detector.score_samples(batch)
+    native = detector.anomaly_score(batch)
     np.testing.assert_allclose(served, native, rtol=1e-12)
     model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
     pyfunc_scores = model.predict(pd.DataFrame(batch, columns=COLUMNS))["score"]
@@ -55,7 +55,7 @@ def test_dataframe_split_scores_equal_native_and_pyfunc_scores(server, detector,
 
 def test_dataframe_records_with_a_threshold_param(server, detector, rows):
     records = [dict(zip(COLUMNS, row)) for row in rows[:10].tolist()]
-    native = -detector.score_samples(rows[:10])
+    native = detector.anomaly_score(rows[:10])
     threshold = float(np.median(native))
     status, answer = post(
         f"{server}/invocations",

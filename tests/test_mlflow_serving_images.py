@@ -12,7 +12,7 @@ from conftest import FAST
 from model_server import post, serving
 
 import anomvae
-from anomvae import serving_inputs
+from anomvae.lifecycle import serving_inputs
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def test_served_image_scores_equal_native_scores(mlflow_store, tmp_path, image_f
         status, answer = post(f"{url}/invocations", json.dumps(body))
         assert status == 200, answer
         served = [row["score"] for row in answer["predictions"]]
-        np.testing.assert_allclose(served, -detector.score_samples(images), rtol=1e-12)
+        np.testing.assert_allclose(served, detector.anomaly_score(images), rtol=1e-12)
         status, answer = post(f"{url}/invocations", json.dumps({"inputs": [[[1.0]]]}) if image_format == "tensor"
                               else json.dumps({"dataframe_split": {"columns": ["image"], "data": [["not png"]]}}))
         assert 400 <= status < 500, answer

@@ -46,7 +46,7 @@ def test_spark_udf_scores_equal_native_scores(mlflow_store, spark):
         .toPandas()
         .sort_values("row_id")
     )
-    native = -detector.score_samples(batch[columns])
+    native = detector.anomaly_score(batch[columns])
     np.testing.assert_allclose(scored["score"], native, rtol=1e-12)
     np.testing.assert_array_equal(scored["is_anomaly"], detector.predict(batch[columns]) == -1)
     top = np.asarray(columns)[np.argmax(detector.feature_scores(batch[columns]).to_numpy(), axis=1)]

@@ -90,7 +90,7 @@ def test_promote_registers_a_new_threshold_without_retraining(trained, labelled,
     detector, result = trained
     X, _ = labelled
     client = mlflow.MlflowClient()
-    new_threshold = float(np.quantile(-detector.score_samples(X), 0.5))
+    new_threshold = float(np.quantile(detector.anomaly_score(X), 0.5))
     promoted = tracking.promote(MODEL_NAME, threshold=new_threshold)
     assert int(promoted.version) == result.version + 1
     assert int(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == int(promoted.version)

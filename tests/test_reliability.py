@@ -185,13 +185,13 @@ def test_pyfunc_input_path_scores_like_the_detector_or_refuses_clearly(mixed_pyf
         return
     assert not expected_problem(frame)
     assert len(predictions) == len(frame) and list(predictions.index) == list(frame.index)
-    np.testing.assert_allclose(predictions["score"], -mixed_detector.score_samples(frame), rtol=1e-12)
+    np.testing.assert_allclose(predictions["score"], mixed_detector.anomaly_score(frame), rtol=1e-12)
 
 
 def test_empty_request_to_the_model_of_a_numpy_fitted_detector_names_the_problem(fitted_detector):
     import pandas as pd
 
-    from anomvae.pyfunc import score_frame
+    from anomvae.lifecycle.pyfunc import score_frame
 
     with pytest.raises(ValueError, match="0 sample"):
         score_frame(fitted_detector, pd.DataFrame(columns=[f"x{i}" for i in range(4)], dtype=float))

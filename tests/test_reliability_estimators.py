@@ -14,10 +14,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import anomvae
-from anomvae import BaseDeepDetector, NonFiniteLossError, TrainingHealthWarning
+from anomvae import NonFiniteLossError, TrainingHealthWarning, registry
 from anomvae.persistence import ModelFormatError
 
-ESTIMATORS = sorted(BaseDeepDetector.registry.values(), key=lambda cls: cls.__name__)
+ESTIMATORS = sorted(registry.estimators().values(), key=lambda cls: cls.__name__)
 SETTINGS = {"epochs": 3, "batch_size": 64, "random_state": 7}
 
 
@@ -61,11 +61,11 @@ import numpy as np
 import sys
 sys.path.insert(0, {tests!r})
 from reliability_matrix import table_rows
-from anomvae import BaseDeepDetector
+from anomvae import registry
 warnings.simplefilter("ignore")
 rows = table_rows(n=128, seed=3)
 digests = {{}}
-for name, cls in sorted(BaseDeepDetector.registry.items()):
+for name, cls in sorted(registry.estimators().items()):
     scores = cls(**{settings!r}).fit(rows).score_samples(rows)
     digests[name] = hashlib.sha256(scores.tobytes()).hexdigest()
 print(json.dumps(digests))
@@ -78,8 +78,8 @@ def test_same_seed_is_bit_identical_across_processes_for_every_estimator(rows):
     code = FIT_EVERY_ESTIMATOR.format(tests=str(Path(__file__).parent), settings=SETTINGS)
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
     other_process = json.loads(run.stdout.strip().splitlines()[-1])
-    assert set(other_process) == set(BaseDeepDetector.registry)
-    for name, estimator_class in BaseDeepDetector.registry.items():
+    assert set(other_process) == set(registry.names())
+    for name, estimator_class in registry.estimators().items():
         scores = quiet_fit(estimator_class(**SETTINGS), rows).score_samples(rows)
         assert hashlib.sha256(scores.tobytes()).hexdigest() == other_process[name], name
 

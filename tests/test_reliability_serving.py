@@ -2,7 +2,7 @@
 
 One AnomalyVAE per kind of model (DataFrame, images) is logged and served
 once for the module (one server start each, always stopped); every request
-wait is bounded. :mod:`anomvae.serving` starts the server and
+wait is bounded. :mod:`anomvae.lifecycle.serving` starts the server and
 ``benchmarks/serving_load.py`` supplies the load generator, so the default
 suite runs a tiny version of the benchmark.
 """
@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from reliability_matrix import Refused, case_id, cases, check_scores, images, rest_body, table_rows
 
 import anomvae
-from anomvae.serving import local_server
+from anomvae.lifecycle.serving import local_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import serving_load  # noqa: E402
@@ -38,8 +38,8 @@ def serve_model(kind, tmp_path_factory):
     info = anomvae.log_model(detector, input_example=data[:5])
     model = mlflow.pyfunc.load_model(info.model_uri)
     rows = data.iloc[:WELL_FORMED_ROWS] if kind == "table" else data[:WELL_FORMED_ROWS]
-    scores = -detector.score_samples(rows)
-    training_max = float(np.max(-detector.score_samples(data)))
+    scores = detector.anomaly_score(rows)
+    training_max = float(np.max(detector.anomaly_score(data)))
     with local_server(info.model_uri, tmp_path_factory.mktemp("serve") / "server.log") as url:
         yield detector, model, url, rows, scores, training_max
 
@@ -98,7 +98,7 @@ def test_small_load_mixing_malformed_requests_gets_no_5xx_and_exact_scores(table
     requests = serving_load.make_requests(pool, list(pool_frame.columns), n=40, malformed_fraction=0.25, seed=1)
     assert {request.kind for request in requests} >= {"good", *serving_load.MALFORMED_KINDS}
     answers = serving_load.send_all(url, requests, concurrency=8)
-    summary = serving_load.summarise(answers, -detector.score_samples(pool_frame), wall_seconds=1.0)
+    summary = serving_load.summarise(answers, detector.anomaly_score(pool_frame), wall_seconds=1.0)
     assert summary["responses_5xx_or_none"] == 0, summary
     assert summary["malformed_not_4xx"] == 0 and summary["good_not_200"] == 0, summary
     assert summary["good_with_wrong_scores"] == 0, summary

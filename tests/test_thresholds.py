@@ -239,7 +239,7 @@ def test_threshold_parameter_overrides_contamination(blobs, fast_params):
     assert detector.threshold_.strategy == Contamination(0.3)
     assert detector.offset_ == -detector.threshold_.value
     np.testing.assert_array_equal(
-        detector.decision_function(outliers) < 0, -detector.score_samples(outliers) > detector.threshold_.value
+        detector.decision_function(outliers) < 0, detector.anomaly_score(outliers) > detector.threshold_.value
     )
 
 
@@ -335,7 +335,7 @@ def test_false_positive_rate_is_calibrated_over_many_fits():
     assert abs(np.mean(observed) - target) < rate_tolerance(target, 2000 * 10, n_test * 10)
 
 
-@pytest.mark.parametrize("estimator_class", sorted(anomvae.BaseDeepDetector.registry.values(),
+@pytest.mark.parametrize("estimator_class", sorted(anomvae.registry.estimators().values(),
                                                    key=lambda cls: cls.__name__),
                          ids=lambda cls: cls.__name__)
 def test_every_estimator_calibrates_saves_and_monitors_thresholds(estimator_class, blobs, fast_params,

@@ -16,7 +16,7 @@ from anomvae.models.vae_gan.scorer import EQUILIBRIUM, SCORINGS
 
 def _auc(detector, normal, outliers):
     labels = np.r_[np.zeros(len(normal)), np.ones(len(outliers))]
-    return roc_auc_score(labels, -detector.score_samples(np.vstack([normal, outliers])))
+    return roc_auc_score(labels, detector.anomaly_score(np.vstack([normal, outliers])))
 
 
 def test_separates_obvious_outliers(blobs, fast_params):
@@ -75,7 +75,7 @@ def test_feature_scores_decompose_the_input_error(blobs, fast_params):
     contributions = detector.feature_scores(outliers)
     assert contributions.shape == outliers.shape
     assert np.all(contributions >= 0)
-    np.testing.assert_allclose(contributions.sum(axis=1), -detector.score_samples(outliers), rtol=1e-6)
+    np.testing.assert_allclose(contributions.sum(axis=1), detector.anomaly_score(outliers), rtol=1e-6)
 
 
 def _scorer(normal):

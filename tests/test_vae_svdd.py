@@ -115,14 +115,14 @@ def test_distance_score_is_the_distance_of_the_posterior_mean(blobs):
     with torch.no_grad():
         embedding = detector.scorer_.network.embed(encoded)
     expected = (embedding - detector.scorer_.centre).norm(dim=1).numpy()
-    np.testing.assert_allclose(-detector.score_samples(blobs[1]), expected, rtol=1e-6)
+    np.testing.assert_allclose(detector.anomaly_score(blobs[1]), expected, rtol=1e-6)
 
 
 def test_feature_scores_add_up_to_the_reconstruction_score(blobs):
     detector = AnomalyVAESVDD(scoring="reconstruction", warmup_epochs=1, **TRAINED).fit(blobs[0])
     contributions = detector.feature_scores(blobs[1])
     assert contributions.shape == blobs[1].shape and np.all(contributions >= 0)
-    np.testing.assert_allclose(contributions.sum(axis=1), -detector.score_samples(blobs[1]), rtol=1e-6)
+    np.testing.assert_allclose(contributions.sum(axis=1), detector.anomaly_score(blobs[1]), rtol=1e-6)
 
 
 def test_save_load_keeps_centre_and_scores(blobs, tmp_path):

@@ -18,6 +18,7 @@ from .detectors import select_detectors
 from .protocols import MAX_ROWS, PROTOCOLS, check_protocol, contaminated_protocol
 from .report import write_report
 from .runner import job_key, make_jobs, read_journal, run_jobs
+from .speed import run_speed_benchmark
 from .suites import SUITES, discover_tasks
 
 
@@ -83,8 +84,6 @@ def run_benchmark(
         ``{"records": [...], "files": {...}}`` (for ``"speed"``: its result dict).
     """
     if suite == "speed":
-        from .speed import run_speed_benchmark
-
         return run_speed_benchmark(out=out, threads=threads, command=command)
     if data is None:
         raise ValueError(f"the {suite} suite needs --data, a folder of datasets")

@@ -1,6 +1,6 @@
 """The detectors a benchmark run compares, behind one small interface.
 
-Every anomvae estimator registered in :attr:`anomvae.BaseDeepDetector.registry`
+Every anomvae estimator registered in :mod:`anomvae.registry`
 takes part under its class name with its defaults, plus the non-default
 configurations of :data:`CONFIGURATIONS`, next to six PyOD peers (Zhao et al., "PyOD:
 A Python Toolbox for Scalable Outlier Detection", JMLR 2019). Each detector
@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from .. import registry
 
 PEERS = ("PyOD-IForest", "PyOD-ECOD", "PyOD-KNN", "PyOD-VAE", "PyOD-AutoEncoder", "PyOD-DeepSVDD")
 """PyOD detectors in the default line-up, by their benchmark names."""
@@ -62,7 +64,7 @@ def _anomvae_detector(name: str, estimator_class: type, fixed: dict[str, Any] | 
         params.update(overrides.get("params", {}).get(name, {}))
         return estimator_class(**params)
 
-    return Detector(name, "anomvae", build, lambda model, X: -model.score_samples(X), takes_images=True)
+    return Detector(name, "anomvae", build, lambda model, X: model.anomaly_score(X), takes_images=True)
 
 
 def _pyod_detector(name: str) -> Detector:
@@ -107,13 +109,10 @@ def _pyod_detector(name: str) -> Detector:
 def available_detectors() -> dict[str, Detector]:
     """Every detector a benchmark can run: all registered anomvae estimators, the
     :data:`CONFIGURATIONS`, then the PyOD peers."""
-    import anomvae  # noqa: F401  (importing the package registers its estimators)
-    from anomvae import BaseDeepDetector
-
-    registry = BaseDeepDetector.registry
-    detectors = {name: _anomvae_detector(name, cls) for name, cls in sorted(registry.items())}
+    estimators = registry.estimators()
+    detectors = {name: _anomvae_detector(name, cls) for name, cls in estimators.items()}
     detectors.update({
-        name: _anomvae_detector(name, registry[estimator], params)
+        name: _anomvae_detector(name, estimators[estimator], params)
         for name, (estimator, params) in CONFIGURATIONS.items()
     })
     detectors.update({name: _pyod_detector(name) for name in PEERS})

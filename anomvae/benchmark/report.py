@@ -17,18 +17,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import sklearn
+import torch
+
+from ..version import __version__
+from .runner import available_cores
 
 METRICS = {"roc_auc": "ROC-AUC", "average_precision": "Average precision"}
 
 
 def environment() -> dict[str, Any]:
     """Versions and hardware of this machine."""
-    import sklearn
-    import torch
-
-    import anomvae
-
-    versions = {"python": platform.python_version(), "anomvae": anomvae.__version__,
+    versions = {"python": platform.python_version(), "anomvae": __version__,
                 "torch": torch.__version__, "numpy": np.__version__, "scikit-learn": sklearn.__version__,
                 "pandas": pd.__version__}
     try:
@@ -37,8 +37,6 @@ def environment() -> dict[str, Any]:
         versions["pyod"] = pyod.__version__
     except ImportError:
         versions["pyod"] = None
-    from .runner import available_cores
-
     hardware = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                 "available_cores": available_cores(), "torch_threads": torch.get_num_threads(),
                 "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
@@ -127,6 +125,7 @@ def speed_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def markdown_speed(records: list[dict[str, Any]]) -> str:
+    """Markdown table of fit and score throughput and peak memory per detector."""
     speed = speed_frame(records)
     lines = ["| detector | " + " | ".join(speed.columns) + " |", "|---|" + "---:|" * len(speed.columns)]
     for detector, row in speed.iterrows():
@@ -136,12 +135,14 @@ def markdown_speed(records: list[dict[str, Any]]) -> str:
 
 
 def failure_list(records: list[dict[str, Any]]) -> list[str]:
+    """One Markdown bullet per failed run: dataset, detector, seed, status and error."""
     return [f"- {r['dataset']} / {r['detector']} / seed {r['seed']}: **{r['status']}** {r.get('error') or ''}"
             for r in records if r["status"] != "ok"]
 
 
 def write_markdown(records: list[dict[str, Any]], config: dict[str, Any], env: dict[str, Any],
                    path: Path) -> None:
+    """Write ``results.md``: the metric tables, speed and memory, failures, command and machine."""
     seeds = sorted({r["seed"] for r in records})
     lines = [
         f"# anomvae benchmark: {config.get('suite')} suite, {config.get('protocol')} protocol",

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from .detectors import Detector, select_detectors
 from .protocols import MAX_ROWS
@@ -101,8 +103,6 @@ def execute(job: Job, detectors: dict[str, Detector] | None = None) -> dict[str,
         The run record: identifiers, sizes, ``status``, ``roc_auc``,
         ``average_precision``, timings, throughputs and ``peak_memory_mb``.
     """
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     detector = (detectors or {d.name: d for d in select_detectors([job.detector])})[job.detector]
     record: dict[str, Any] = {
         "dataset": job.task.name, "detector": job.detector, "library": detector.library,
@@ -150,8 +150,6 @@ def execute(job: Job, detectors: dict[str, Detector] | None = None) -> dict[str,
 
 
 def _worker_main(connection, threads: int) -> None:
-    import torch
-
     torch.set_num_threads(threads)
     detectors = {d.name: d for d in select_detectors("all")}
     while True:
@@ -181,6 +179,7 @@ class Worker:
         child.close()
 
     def run(self, job: Job, timeout: float | None) -> dict[str, Any]:
+        """Run ``job`` in the worker process; a timeout or crash gives a failed record and a fresh worker."""
         if self.process is None or not self.process.is_alive():
             self._start()
         self.connection.send(job)

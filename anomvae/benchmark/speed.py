@@ -18,6 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
+
+from ..models.vae import AnomalyVAE
+from .report import environment
+from .runner import available_cores
 
 PYOD_VAE_DEFAULTS = {"hidden_dims": (128, 64, 32), "latent_dim": 2, "epochs": 30, "batch_size": 32,
                      "learning_rate": 1e-3}
@@ -32,13 +38,13 @@ def correlated_rows(n_rows: int, n_features: int, seed: int = 0) -> np.ndarray:
 
 
 def anomvae_vae(**overrides):
-    from anomvae import AnomalyVAE
-
+    """AnomalyVAE at PyOD VAE's architecture and training settings, without early stopping."""
     return AnomalyVAE(**{**PYOD_VAE_DEFAULTS, "validation_fraction": 0.0, "patience": None,
                          "random_state": 0, **overrides})
 
 
 def pyod_vae():
+    """PyOD's VAE with its defaults."""
     from pyod.models.vae import VAE
 
     return VAE(verbose=0, random_state=0)
@@ -53,9 +59,6 @@ def bare_pytorch_step_seconds(n_features: int, steps: int = 2000, seed: int = 0)
     floor of what any library pays per step to train this network with eager
     PyTorch on this machine, against which both libraries' steps are read.
     """
-    import torch
-    from torch import nn
-
     sizes = [n_features, *PYOD_VAE_DEFAULTS["hidden_dims"]]
     latent = PYOD_VAE_DEFAULTS["latent_dim"]
 
@@ -122,10 +125,6 @@ def measure(n_rows: int = 10_000, n_features: int = 30, repeats: int = 3, score_
         AnomalyVAE at the PyOD architecture, at its own default architecture,
         and of PyOD's VAE.
     """
-    import torch
-
-    from .runner import available_cores
-
     threads = threads or available_cores()
     torch.set_num_threads(threads)
     X = correlated_rows(n_rows, n_features)
@@ -196,8 +195,6 @@ def markdown(result: dict[str, Any]) -> str:
 def run_speed_benchmark(out: str | Path = "benchmark-results", threads: int | None = None,
                         command: str = "", **options) -> dict[str, Any]:
     """Run :func:`measure` and write ``speed.json`` and ``speed.md`` into ``out``."""
-    from .report import environment
-
     result = measure(threads=threads, **options)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)

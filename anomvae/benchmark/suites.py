@@ -70,6 +70,7 @@ class RunData:
 
     @property
     def n_features(self) -> int:
+        """Input width: features of a row, or values of an image."""
         return int(np.prod(self.X_train.shape[1:]))
 
 
@@ -91,6 +92,7 @@ class TableTask:
         return read_labelled_csv(self.path)
 
     def run_data(self, protocol: str, seed: int, max_rows: int | None) -> RunData:
+        """Training rows and labelled test rows of one seed under ``protocol``."""
         X, y = self.load()
         train, test = split(y, protocol, seed, max_rows)
         return RunData(X[train], X[test], y[test])
@@ -109,6 +111,7 @@ class OneClassMNISTTask:
         return 1e8
 
     def run_data(self, protocol: str, seed: int, max_rows: int | None) -> RunData:
+        """Training images of the normal digit and labelled test images (semi-supervised only)."""
         if protocol != "semi-supervised":
             raise ValueError("one-class MNIST is defined for the semi-supervised protocol only")
         train_images, train_labels = load_mnist(self.folder, "train")

@@ -1,5 +1,24 @@
-"""Network building blocks shared by every scorer."""
+"""The shared building blocks every scorer is made of: the VAE kit.
+
+- :mod:`~anomvae.nn.blocks`: MLP and convolutional encoders and decoders sized
+  from the input, and the default architecture;
+- :mod:`~anomvae.nn.vae_network`: :class:`VAENetwork`, a Gaussian encoder and a decoder;
+- :mod:`~anomvae.nn.vae_losses`: KL, the Gaussian, calibrated Gaussian and
+  Bernoulli likelihoods, the negative ELBO and the IWAE bound;
+- :mod:`~anomvae.nn.posterior`: decoded means, posterior diagnostics and active units.
+
+Model folders under :mod:`anomvae.models` import these and never each other.
+"""
 
 from .blocks import GaussianEncoder, build_body, build_decoder, build_encoder, default_architecture, mlp
+from .vae_network import VAENetwork
 
-__all__ = ["GaussianEncoder", "build_body", "build_decoder", "build_encoder", "default_architecture", "mlp"]
+__all__ = [
+    "GaussianEncoder",
+    "VAENetwork",
+    "build_body",
+    "build_decoder",
+    "build_encoder",
+    "default_architecture",
+    "mlp",
+]

@@ -8,6 +8,7 @@ from torch import nn
 
 from ..._sklearn import Interval
 from ...base import BaseDeepDetector
+from ...base.parameters import estimator_init
 from ...nn import build_decoder, build_encoder
 from .network import AdVAENetwork, GaussianTransformer
 from .scorer import AdVAEScorer
@@ -27,14 +28,6 @@ class AnomalyAdVAE(BaseDeepDetector):
 
     Parameters
     ----------
-    latent_dim : int or None, default=None
-        Size of the latent code; ``None`` picks about a quarter of the input
-        width, within [2, 32].
-    hidden_dims : sequence of int or None, default=None
-        Encoder hidden widths (the decoder mirrors them); ``None`` picks two
-        layers, the first twice the input width within [64, 512]. For images
-        these are the dense layers after the convolutional stages of
-        :func:`anomvae.nn.build_body`; ``None`` picks one layer of 256.
     gamma : float, default=1e-3
         Weight of the KL hinge terms (``gamma`` in the paper, whose text gives
         both 1e-3 and 1e-2).
@@ -52,54 +45,22 @@ class AnomalyAdVAE(BaseDeepDetector):
         Latent draws L averaged into the mean reconstruction. They are drawn
         once at fit time and saved with the model, so scores are
         deterministic and do not depend on how rows are batched.
-    epochs : int, default=100
-        Maximum passes over the training data.
-    batch_size : int, default=128
-    learning_rate : float, default=1e-3
-        Adam learning rate of both optimisers.
-    validation_fraction : float, default=0.1
-        Share of the rows held out for early stopping (on the reconstruction
-        error plus ``lam`` times the KL) and the ``"auto"`` threshold.
-    patience : int or None, default=10
-        Epochs without validation improvement before training stops.
-    gradient_clip : float or None, default=10.0
-        Maximum gradient norm per optimiser.
-    scaling : {"standard", "robust", "minmax", "none"}, default="standard"
-        Scaling of numeric columns, learned in ``fit``.
-    contamination : "auto" or float in (0, 0.5], default="auto"
-        Expected share of outliers in the training data, which sets
-        ``offset_``; ``"auto"`` targets 1% false alarms on normal rows (``docs/thresholds.md``).
-    threshold : ThresholdStrategy or None, default=None
-        How ``offset_`` is calibrated (see :mod:`anomvae.thresholds`);
-        ``None`` follows ``contamination``.
-    device : str, default="auto"
-        ``"auto"`` uses CUDA when available, else the CPU.
-    random_state : int, RandomState instance or None, default=None
-        Seeds initialisation, shuffling, latent noise, the scoring draws and
-        the validation split.
-    verbose : bool or int, default=False
-        Show a progress bar while training.
+    See :data:`~anomvae.base.parameters.SHARED_PARAMETERS` for the shared parameters.
 
     Attributes
     ----------
-    offset_ : float
-        ``decision_function = score_samples - offset_``.
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        Defined when ``X`` was a DataFrame with string column names.
     scorer_ : AdVAEScorer
         The trained torch module.
-    history_ : dict of list
-        Per-epoch losses of both steps and their terms.
     diagnostics_ : dict
         Mean KL of training rows and of transformed samples, active latent units.
-    health_warnings_ : list of str
-        Problems found after training (posterior collapse, constant scores).
-    training_time_ : float
-        Seconds spent in ``fit``.
+    See :data:`~anomvae.base.parameters.SHARED_ATTRIBUTES` for the shared attributes.
 
     Notes
     -----
+    ``learning_rate`` and ``gradient_clip`` apply to both optimisers; early
+    stopping watches the reconstruction error plus ``lam`` times the KL;
+    ``history_`` holds the losses of both steps and their terms.
+
     The defaults ``gamma=1e-3, lam=1e-2, m_x=m_z=1`` are those of the public
     third-party ports; on ten tuning data sets no variant tried (``lam=1``,
     ``m_z=10``, ``gamma=1e-2`` or ``0.1``, the paper's min-max scaling with
@@ -134,48 +95,13 @@ class AnomalyAdVAE(BaseDeepDetector):
         "n_samples": [Interval(Integral, 1, None, closed="left")],
     }
 
-    def __init__(
-        self,
-        *,
-        latent_dim=None,
-        hidden_dims=None,
+    __init__ = estimator_init(
         gamma=1e-3,
         lam=1e-2,
         m_x=1.0,
         m_z=1.0,
         n_samples=32,
-        epochs=100,
-        batch_size=128,
-        learning_rate=1e-3,
-        validation_fraction=0.1,
-        patience=10,
-        gradient_clip=10.0,
-        scaling="standard",
-        contamination="auto",
-        threshold=None,
-        device="auto",
-        random_state=None,
-        verbose=False,
-    ):
-        self.latent_dim = latent_dim
-        self.hidden_dims = hidden_dims
-        self.gamma = gamma
-        self.lam = lam
-        self.m_x = m_x
-        self.m_z = m_z
-        self.n_samples = n_samples
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.gradient_clip = gradient_clip
-        self.scaling = scaling
-        self.contamination = contamination
-        self.threshold = threshold
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+    )
 
     def _cross_fit_calibration(self):
         # Out-of-fold scores of adVAE clones ran about 4x the final model's own on 300 blob rows.

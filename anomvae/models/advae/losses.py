@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..vae.losses import gaussian_kl, sum_per_row
+from ...nn.vae_losses import gaussian_kl, sum_per_row
 
 
 def squared_error(a: Tensor, b: Tensor) -> Tensor:

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from ...nn.blocks import LOGVAR_RANGE
-from ..vae.network import VAENetwork
+from ...nn.vae_network import VAENetwork
 
 
 class GaussianTransformer(nn.Module):

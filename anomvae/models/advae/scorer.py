@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 from ...scorer import BatchSource, Phase, Scorer
-from ..vae.losses import gaussian_kl
+from ...nn.posterior import active_units
+from ...nn.vae_losses import gaussian_kl
 from .losses import encoder_kl, hinge, squared_error, transformer_kl
 from .network import AdVAENetwork
 
@@ -155,7 +156,7 @@ class AdVAEScorer(Scorer):
                 transformed_total += encoder_kl(network.encoder, transformed).sum().item()
                 rows += len(batch)
                 means.append(mean)
-        active = (torch.cat(means).var(dim=0) > 1e-2).sum().item() if rows > 1 else 0
+        active = active_units(torch.cat(means))
         return {
             "mean_kl": kl_total / rows,
             "mean_kl_transformed": transformed_total / rows,

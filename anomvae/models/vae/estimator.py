@@ -6,8 +6,9 @@ from numbers import Integral, Real
 
 from ..._sklearn import Interval, StrOptions
 from ...base import BaseDeepDetector
+from ...base.parameters import estimator_init
 from ...nn import build_decoder, build_encoder
-from .network import VAENetwork
+from ...nn.vae_network import VAENetwork
 from .scorer import SCORINGS, VAEScorer
 
 
@@ -20,15 +21,6 @@ class AnomalyVAE(BaseDeepDetector):
 
     Parameters
     ----------
-    latent_dim : int or None, default=None
-        Size of the latent code; ``None`` picks about a quarter of the input
-        width, within [2, 32].
-    hidden_dims : sequence of int or None, default=None
-        Encoder hidden widths (the decoder mirrors them); ``None`` picks two
-        layers, the first twice the input width within [64, 512]. For images
-        these are the dense layers after the convolutional stages, which are
-        sized from the image shape (see :func:`anomvae.nn.build_body`);
-        ``None`` picks one layer of 256.
     beta : float, default=1.0
         Weight of the KL term; 1 is the plain VAE, larger values regularise
         the latent code more strongly.
@@ -62,69 +54,15 @@ class AnomalyVAE(BaseDeepDetector):
         KL term so heavily that the posterior often collapses: the calibrated
         decoder scored higher mean ROC-AUC on the shared tabular benchmark
         (``benchmarks/README.md``).
-    epochs : int, default=100
-        Maximum passes over the training data.
-    batch_size : int, default=128
-    learning_rate : float, default=1e-3
-        Adam learning rate.
-    validation_fraction : float, default=0.1
-        Share of the rows held out for early stopping and the ``"auto"``
-        threshold; 0 disables both.
-    patience : int or None, default=10
-        Epochs without validation improvement before training stops.
-    gradient_clip : float or None, default=10.0
-        Maximum gradient norm.
-    scaling : {"standard", "robust", "minmax", "none"}, default="standard"
-        Scaling of numeric columns, learned in ``fit``.
-    contamination : "auto" or float in (0, 0.5], default="auto"
-        Expected share of outliers in the training data, which sets
-        ``offset_`` as in :class:`sklearn.ensemble.IsolationForest`. ``"auto"``
-        targets 1% false alarms on normal rows, calibrated on held-out or
-        cross-fitted scores with gross anomalies set aside
-        (:class:`anomvae.calibration.RobustFalsePositiveRate`). Not
-        used when ``threshold`` is given.
-    threshold : ThresholdStrategy or None, default=None
-        How ``offset_`` is calibrated: a strategy from
-        :mod:`anomvae.thresholds` (``Contamination``, ``FalsePositiveRate``,
-        ``PeaksOverThreshold``, ``PyThresh``); ``None`` follows
-        ``contamination``. See ``docs/thresholds.md``.
-    device : str, default="auto"
-        ``"auto"`` uses CUDA when available, else the CPU.
-    random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, shuffling, the validation split and the
-        scoring noise; an int makes fits reproducible.
-    verbose : bool or int, default=False
-        Show a progress bar while training.
+    See :data:`~anomvae.base.parameters.SHARED_PARAMETERS` for the shared parameters.
 
     Attributes
     ----------
-    offset_ : float
-        ``decision_function = score_samples - offset_``; equals
-        ``-threshold_.value``.
-    threshold_ : FittedThreshold
-        The calibrated threshold: method, parameters, value, expected alarm
-        rate, calibration-score summary and bootstrap confidence interval.
-    reference_scores_ : ndarray
-        Sorted anomaly scores of the held-out rows (the training rows when
-        ``validation_fraction=0``), the reference of :meth:`p_values`.
-    reference_source_ : str
-        ``"held-out"``, ``"training"`` or ``"supplied"`` (by :meth:`set_threshold`).
-    reference_feature_scores_ : ndarray
-        Mean per-feature score of the reference rows: the baseline against
-        which :func:`anomvae.monitor` ranks the features driving alarms.
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        Defined when ``X`` was a DataFrame with string column names.
     scorer_ : VAEScorer
         The trained torch module.
-    history_ : dict of list
-        Per-epoch training losses and validation loss.
     diagnostics_ : dict
         Training-health figures (mean KL, active latent units).
-    health_warnings_ : list of str
-        Problems found after training (posterior collapse, constant scores).
-    training_time_ : float
-        Seconds spent in ``fit``.
+    See :data:`~anomvae.base.parameters.SHARED_ATTRIBUTES` for the shared attributes.
 
     Examples
     --------
@@ -145,48 +83,13 @@ class AnomalyVAE(BaseDeepDetector):
         "likelihood": [StrOptions({"auto", "calibrated", "gaussian", "bernoulli"})],
     }
 
-    def __init__(
-        self,
-        *,
-        latent_dim=None,
-        hidden_dims=None,
+    __init__ = estimator_init(
         beta=1.0,
         scoring="reconstruction",
         n_samples=16,
         n_neighbors=5,
         likelihood="auto",
-        epochs=100,
-        batch_size=128,
-        learning_rate=1e-3,
-        validation_fraction=0.1,
-        patience=10,
-        gradient_clip=10.0,
-        scaling="standard",
-        contamination="auto",
-        threshold=None,
-        device="auto",
-        random_state=None,
-        verbose=False,
-    ):
-        self.latent_dim = latent_dim
-        self.hidden_dims = hidden_dims
-        self.beta = beta
-        self.scoring = scoring
-        self.n_samples = n_samples
-        self.n_neighbors = n_neighbors
-        self.likelihood = likelihood
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.gradient_clip = gradient_clip
-        self.scaling = scaling
-        self.contamination = contamination
-        self.threshold = threshold
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+    )
 
     def _cross_fit_calibration(self):
         # A training row's nearest training code is itself: in-sample kNN distances are optimistic.

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ...neighbours import kth_neighbour_distance
 from ...scorer import BatchSource, Phase, Scorer
-from .losses import (
+from ...nn.vae_losses import (
     calibrated_gaussian_nll,
     gaussian_kl,
     importance_weighted_nll,
@@ -17,7 +17,8 @@ from .losses import (
     reconstruction_nll,
     sum_per_row,
 )
-from .network import VAENetwork
+from ...nn.posterior import decode_in_input_units, decoded_mean, posterior_diagnostics
+from ...nn.vae_network import VAENetwork
 
 SCORINGS = ("reconstruction", "elbo", "iwae", "reconstruction+knn")
 
@@ -25,17 +26,6 @@ MAX_REFERENCE_CODES = 4096
 """Training rows whose posterior means are kept as the reference of the
 ``"reconstruction+knn"`` rule (a seeded random sample of larger training sets);
 it bounds the model size and the scoring cost per row."""
-
-
-def decode_in_input_units(network: VAENetwork, z: Tensor, likelihood: str) -> Tensor:
-    """Decoder output for codes ``z`` in input units (probabilities for Bernoulli)."""
-    output = network.decode(z)
-    return torch.sigmoid(output) if likelihood == "bernoulli" else output
-
-
-def decoded_mean(network: VAENetwork, x: Tensor, likelihood: str) -> Tensor:
-    """Reconstruction of ``x`` decoded from its posterior mean, in input units."""
-    return decode_in_input_units(network, network.encode(x)[0], likelihood)
 
 
 class VAEScorer(Scorer):
@@ -164,21 +154,3 @@ class VAEScorer(Scorer):
         """Mean KL per row and the number of active latent units (Burda et al. 2016)."""
         diagnostics, _ = posterior_diagnostics(self.network, batches)
         return diagnostics
-
-
-def posterior_diagnostics(network: VAENetwork, batches: BatchSource) -> tuple[dict[str, float], Tensor]:
-    """Mean KL per row, active latent units, and the posterior means themselves.
-
-    A latent unit is active when its posterior mean varies across rows by a
-    variance above 0.01 (Burda et al., ICLR 2016); none active, or a mean KL
-    near 0, is posterior collapse.
-    """
-    kl_total, means = 0.0, []
-    with torch.no_grad():
-        for batch in batches():
-            mean, log_variance = network.encode(batch)
-            kl_total += gaussian_kl(mean, log_variance).sum().item()
-            means.append(mean)
-    means = torch.cat(means)
-    active = (means.var(dim=0) > 1e-2).sum().item() if len(means) > 1 else 0
-    return {"mean_kl": kl_total / len(means), "active_latent_units": float(active)}, means

@@ -8,6 +8,7 @@ from torch import nn
 
 from ..._sklearn import Interval, StrOptions
 from ...base import BaseDeepDetector
+from ...base.parameters import estimator_init
 from ...nn import build_body, build_decoder, build_encoder
 from .network import Discriminator, VAEGANNetwork
 from .scorer import SCORINGS, VAEGANScorer
@@ -28,15 +29,6 @@ class AnomalyVAEGAN(BaseDeepDetector):
 
     Parameters
     ----------
-    latent_dim : int or None, default=None
-        Size of the latent code; ``None`` picks about a quarter of the input
-        width, within [2, 32].
-    hidden_dims : sequence of int or None, default=None
-        Hidden widths of the encoder and of the discriminator (the decoder
-        mirrors them); ``None`` picks two layers, the first twice the input
-        width within [64, 512]. For images these are the dense layers after
-        the convolutional stages of :func:`anomvae.nn.build_body`; ``None``
-        picks one layer of 256.
     gamma : float, default=1e-2
         Weight of the feature-space reconstruction error ``L_llike`` against
         the GAN loss in the decoder's update (the input-space likelihood has
@@ -61,56 +53,26 @@ class AnomalyVAEGAN(BaseDeepDetector):
         wrong way on most sets (the discriminator learns to reject the
         decoder's smooth outputs, so a far-off outlier looks "real" to it);
         ``"input"`` is also the score ``feature_scores`` decomposes exactly.
-    epochs : int, default=100
-        Maximum passes over the training data.
-    batch_size : int, default=128
-    learning_rate : float, default=1e-3
-        Adam learning rate of all three optimisers.
-    validation_fraction : float, default=0.1
-        Share of the rows held out for early stopping (on the input-space
-        negative log-likelihood plus KL) and the ``"auto"`` threshold.
-    patience : int or None, default=10
-        Epochs without validation improvement before training stops.
-    gradient_clip : float or None, default=10.0
-        Maximum gradient norm per optimiser.
-    scaling : {"standard", "robust", "minmax", "none"}, default="standard"
-        Scaling of numeric columns, learned in ``fit``.
-    contamination : "auto" or float in (0, 0.5], default="auto"
-        Expected share of outliers in the training data, which sets
-        ``offset_``; ``"auto"`` targets 1% false alarms on normal rows (``docs/thresholds.md``).
-    threshold : ThresholdStrategy or None, default=None
-        How ``offset_`` is calibrated (see :mod:`anomvae.thresholds`);
-        ``None`` follows ``contamination``.
-    device : str, default="auto"
-        ``"auto"`` uses CUDA when available, else the CPU.
-    random_state : int, RandomState instance or None, default=None
-        Seeds initialisation, shuffling, latent noise and the validation split.
-    verbose : bool or int, default=False
-        Show a progress bar while training.
+    See :data:`~anomvae.base.parameters.SHARED_PARAMETERS` for the shared parameters.
 
     Attributes
     ----------
-    offset_ : float
-        ``decision_function = score_samples - offset_``.
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        Defined when ``X`` was a DataFrame with string column names.
     scorer_ : VAEGANScorer
         The trained torch module.
-    history_ : dict of list
-        Per-epoch losses, the discriminator's losses and the share of steps
-        in which the discriminator and decoder were updated.
     diagnostics_ : dict
         Mean KL, active latent units, discriminator accuracy and generator
         loss after training.
-    health_warnings_ : list of str
-        Problems found after training (posterior collapse, a discriminator
-        that wins outright, constant scores).
-    training_time_ : float
-        Seconds spent in ``fit``.
+    See :data:`~anomvae.base.parameters.SHARED_ATTRIBUTES` for the shared attributes.
 
     Notes
     -----
+    ``hidden_dims`` also sizes the discriminator; ``learning_rate`` and
+    ``gradient_clip`` apply to each of the three optimisers; early stopping
+    watches the input-space negative log-likelihood plus KL. ``history_``
+    also records the discriminator's losses and the share of steps in which
+    the discriminator and decoder were updated; ``health_warnings_`` also
+    flags a discriminator that wins outright.
+
     ``feature_scores`` returns the input-space squared error per feature
     whatever ``scoring`` is, since the other scores do not decompose over
     input features.
@@ -132,44 +94,11 @@ class AnomalyVAEGAN(BaseDeepDetector):
         "scoring": [StrOptions(set(SCORINGS))],
     }
 
-    def __init__(
-        self,
-        *,
-        latent_dim=None,
-        hidden_dims=None,
+    __init__ = estimator_init(
         gamma=1e-2,
         balance_margin=0.4,
         scoring="input",
-        epochs=100,
-        batch_size=128,
-        learning_rate=1e-3,
-        validation_fraction=0.1,
-        patience=10,
-        gradient_clip=10.0,
-        scaling="standard",
-        contamination="auto",
-        threshold=None,
-        device="auto",
-        random_state=None,
-        verbose=False,
-    ):
-        self.latent_dim = latent_dim
-        self.hidden_dims = hidden_dims
-        self.gamma = gamma
-        self.balance_margin = balance_margin
-        self.scoring = scoring
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.gradient_clip = gradient_clip
-        self.scaling = scaling
-        self.contamination = contamination
-        self.threshold = threshold
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+    )
 
     def _cross_fit_calibration(self):
         # The discriminator's features are optimistic on its training rows: clones' out-of-fold

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..vae.losses import calibrated_gaussian_nll, sum_per_row
+from ...nn.vae_losses import calibrated_gaussian_nll, sum_per_row
 
 
 def feature_reconstruction_error(real_features: Tensor, fake_features: Tensor) -> Tensor:
@@ -31,7 +31,7 @@ def input_nll(x: Tensor, reconstruction: Tensor, likelihood: str) -> Tensor:
     ``"gaussian"``: unit-variance Gaussian on scaled tabular columns,
     ``0.5 * ||x - x_hat||^2``. ``"calibrated"``: Gaussian whose shared
     variance is the batch's mean squared error (Rybkin et al., ICML 2021;
-    see :func:`anomvae.models.vae.losses.calibrated_gaussian_nll`), so the term
+    see :func:`anomvae.nn.vae_losses.calibrated_gaussian_nll`), so the term
     keeps its weight against ``L_llike`` and the KL as the fit improves.
     ``"bernoulli"``: pixels in [0, 1] with
     ``x_hat`` the decoded pixel probabilities (the decoder ends in a sigmoid),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..vae.network import VAENetwork
+from ...nn.vae_network import VAENetwork
 
 
 class Discriminator(nn.Module):

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 from ...scorer import BatchSource, Phase, Scorer
-from ..vae.losses import gaussian_kl
+from ...nn.posterior import active_units
+from ...nn.vae_losses import gaussian_kl
 from .losses import (
     discriminator_loss,
     fake_loss,
@@ -217,7 +218,7 @@ class VAEGANScorer(Scorer):
                     reconstruction_logits, prior_logits).sum().item()
                 rows += len(batch)
                 means.append(mean)
-        active = (torch.cat(means).var(dim=0) > 1e-2).sum().item() if rows > 1 else 0
+        active = active_units(torch.cat(means))
         return {
             "mean_kl": totals["kl"] / rows,
             "active_latent_units": float(active),

@@ -6,6 +6,7 @@ from numbers import Integral, Real
 
 from ..._sklearn import Interval, StrOptions
 from ...base import BaseDeepDetector
+from ...base.parameters import estimator_init
 from .losses import DISTANCES
 from .network import VAESVDDNetwork
 from .scorer import LATENTS, SCORINGS, VAESVDDScorer
@@ -28,14 +29,6 @@ class AnomalyVAESVDD(BaseDeepDetector):
 
     Parameters
     ----------
-    latent_dim : int or None, default=None
-        Size of the latent code; ``None`` picks about a quarter of the input
-        width, within [2, 32].
-    hidden_dims : sequence of int or None, default=None
-        Encoder hidden widths (the decoder mirrors them); ``None`` picks two
-        layers for tabular rows, the first twice the input width within
-        [64, 512]. For images these are the dense layers after the
-        convolutional stages (``None``: one layer of 256).
     beta : float or "auto", default="auto"
         Weight of the KL term. ``"auto"`` is 1 (the plain VAE) for tabular
         rows and 0.1 for images: on one-class MNIST, beta = 0.1 raised the
@@ -72,51 +65,20 @@ class AnomalyVAESVDD(BaseDeepDetector):
     likelihood : {"auto", "gaussian", "bernoulli"}, default="auto"
         Decoder likelihood; ``"auto"`` is Gaussian for tabular rows and
         Bernoulli for images.
-    epochs : int, default=100
-        Maximum passes over the training data.
-    batch_size : int, default=128
-    learning_rate : float, default=1e-3
-        Adam learning rate.
-    validation_fraction : float, default=0.1
-        Share of the rows held out for early stopping and the ``"auto"``
-        threshold; 0 disables both.
-    patience : int or None, default=10
-        Epochs without validation improvement before training stops.
-    gradient_clip : float or None, default=10.0
-        Maximum gradient norm.
-    scaling : {"standard", "robust", "minmax", "none"}, default="standard"
-        Scaling of numeric columns, learned in ``fit``.
-    contamination : "auto" or float in (0, 0.5], default="auto"
-        Expected share of outliers in the training data, which sets
-        ``offset_`` as in :class:`sklearn.ensemble.IsolationForest`.
-    threshold : ThresholdStrategy or None, default=None
-        How ``offset_`` is calibrated (see :mod:`anomvae.thresholds`);
-        ``None`` follows ``contamination``.
-    device : str, default="auto"
-        ``"auto"`` uses CUDA when available, else the CPU.
-    random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, shuffling and the validation split.
-    verbose : bool or int, default=False
-        Show a progress bar while training.
+    See :data:`~anomvae.base.parameters.SHARED_PARAMETERS` for the shared parameters.
 
     Attributes
     ----------
-    offset_ : float
-        ``decision_function = score_samples - offset_``.
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-        Defined when ``X`` was a DataFrame with string column names.
     scorer_ : VAESVDDScorer
         The trained torch module; ``scorer_.centre`` is ``c``.
-    history_ : dict of list
-        Per-epoch reconstruction, KL and distance terms and validation loss.
     diagnostics_ : dict
         Mean KL, active latent units, mean squared distance to ``c``, ``||c||``.
-    health_warnings_ : list of str
-        Problems found after training (hypersphere or posterior collapse,
-        constant scores).
-    training_time_ : float
-        Seconds spent in ``fit``.
+    See :data:`~anomvae.base.parameters.SHARED_ATTRIBUTES` for the shared attributes.
+
+    Notes
+    -----
+    ``history_`` holds the reconstruction, KL and distance terms per epoch;
+    ``health_warnings_`` also flags a hypersphere collapse.
 
     Examples
     --------
@@ -139,11 +101,7 @@ class AnomalyVAESVDD(BaseDeepDetector):
         "likelihood": [StrOptions({"auto", "gaussian", "bernoulli"})],
     }
 
-    def __init__(
-        self,
-        *,
-        latent_dim=None,
-        hidden_dims=None,
+    __init__ = estimator_init(
         beta="auto",
         svdd_weight=1.0,
         svdd_latent="mean",
@@ -151,40 +109,7 @@ class AnomalyVAESVDD(BaseDeepDetector):
         scoring="reconstruction",
         warmup_epochs=10,
         likelihood="auto",
-        epochs=100,
-        batch_size=128,
-        learning_rate=1e-3,
-        validation_fraction=0.1,
-        patience=10,
-        gradient_clip=10.0,
-        scaling="standard",
-        contamination="auto",
-        threshold=None,
-        device="auto",
-        random_state=None,
-        verbose=False,
-    ):
-        self.latent_dim = latent_dim
-        self.hidden_dims = hidden_dims
-        self.beta = beta
-        self.svdd_weight = svdd_weight
-        self.svdd_latent = svdd_latent
-        self.distance = distance
-        self.scoring = scoring
-        self.warmup_epochs = warmup_epochs
-        self.likelihood = likelihood
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.gradient_clip = gradient_clip
-        self.scaling = scaling
-        self.contamination = contamination
-        self.threshold = threshold
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+    )
 
     def _make_scorer(self, input_shape, image):
         hidden_dims, latent_dim = self._architecture(input_shape)

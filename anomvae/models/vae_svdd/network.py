@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from torch import Tensor
 
 from ...nn import build_decoder, build_encoder
-from ..vae.network import VAENetwork
+from ...nn.vae_network import VAENetwork
 
 
 class VAESVDDNetwork(VAENetwork):

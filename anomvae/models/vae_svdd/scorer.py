@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from ...scorer import BatchSource, Phase, Scorer
-from ..vae.losses import gaussian_kl, reconstruction_nll, sum_per_row
-from ..vae.scorer import decoded_mean, posterior_diagnostics
+from ...nn.vae_losses import gaussian_kl, reconstruction_nll, sum_per_row
+from ...nn.posterior import decoded_mean, posterior_diagnostics
 from .losses import centre_distance, clamp_centre
 from .network import VAESVDDNetwork
 

@@ -23,9 +23,14 @@ from typing import Any
 import mlflow
 import numpy as np
 from mlflow.entities import Metric, Param
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.utils.validation import check_is_fitted
 
-from . import pyfunc, tracking_plots
+from . import plots, pyfunc
+from ..persistence import load
+from ..thresholds import FixedScore, ThresholdStrategy
 from ._mlflow import use_default_tracking_uri
+from .serving_inputs import input_columns
 
 DEFAULT_ALIAS = "champion"
 SCORE_QUANTILES = (0.5, 0.9, 0.99)
@@ -97,13 +102,11 @@ def training_metrics(detector, X, y=None, prefix: str = "") -> dict[str, float]:
     prefix : str
         Prepended to every metric name (e.g. ``"eval_"``).
     """
-    scores = -detector.score_samples(X)
+    scores = detector.anomaly_score(X)
     threshold = -detector.offset_
     metrics = {"flag_rate": float(np.mean(scores > threshold))}
     metrics.update({f"score_q{round(100 * q):02d}": float(np.quantile(scores, q)) for q in SCORE_QUANTILES})
     if y is not None:
-        from sklearn.metrics import average_precision_score, roc_auc_score
-
         labels = np.asarray(y).astype(int)
         if len(np.unique(labels)) == 2:
             metrics["roc_auc"] = float(roc_auc_score(labels, scores))
@@ -140,8 +143,6 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
     str
         The run id.
     """
-    from sklearn.utils.validation import check_is_fitted
-
     check_is_fitted(detector)
     use_default_tracking_uri()
     with _run() as run:
@@ -183,17 +184,15 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
 
 
 def _log_figures(detector, X, y) -> None:
-    from .serving_inputs import input_columns
-
-    scores = -detector.score_samples(X)
-    mlflow.log_figure(tracking_plots.loss_curves(detector.history_), "plots/loss_curves.png")
+    scores = detector.anomaly_score(X)
+    mlflow.log_figure(plots.loss_curves(detector.history_), "plots/loss_curves.png")
     mlflow.log_figure(
-        tracking_plots.score_histogram(scores, -detector.offset_, None if y is None else np.asarray(y)),
+        plots.score_histogram(scores, -detector.offset_, None if y is None else np.asarray(y)),
         "plots/score_histogram.png",
     )
     contributions = np.asarray(detector.feature_scores(X), dtype=np.float64)
     names = [] if detector.is_image_ else input_columns(detector)
-    mlflow.log_figure(tracking_plots.feature_contributions(contributions, names), "plots/feature_contributions.png")
+    mlflow.log_figure(plots.feature_contributions(contributions, names), "plots/feature_contributions.png")
 
 
 def fit_and_log(
@@ -305,9 +304,6 @@ def promote(
     """
     from mlflow.artifacts import download_artifacts
     from mlflow.models import Model
-
-    from .persistence import load
-    from .thresholds import FixedScore, ThresholdStrategy
 
     strategy = None
     if threshold is not None:

@@ -24,6 +24,7 @@ class VAENetwork(nn.Module):
         self.decoder = decoder
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior ``(mean, log_variance)`` of ``x``, each of shape ``(n, latent)``."""
         return self.encoder(x)
 
     @staticmethod
@@ -34,8 +35,10 @@ class VAENetwork(nn.Module):
         return mean + torch.exp(0.5 * log_variance) * noise
 
     def decode(self, z: Tensor) -> Tensor:
+        """Decoder output for codes ``z`` of shape ``(n, latent)``: reconstructions, or logits for a Bernoulli decoder."""
         return self.decoder(z)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(decode(z), mean, log_variance)`` for one reparameterised sample ``z`` per row."""
         mean, log_variance = self.encode(x)
         return self.decode(self.reparameterize(mean, log_variance)), mean, log_variance

@@ -1,0 +1,249 @@
+"""The scikit-learn estimator shared by every anomvae scorer.
+
+It owns the outlier contract (``score_samples`` higher for more normal rows,
+``decision_function = score_samples - offset_``, ``predict`` in {+1, -1}),
+seeding and device choice, and training through the shared engine. Input
+validation and encoding (:mod:`~anomvae.base.inputs`), threshold state
+(:mod:`~anomvae.base.threshold_state`) and the fitted state saved with a model
+(:mod:`~anomvae.base.saving`) are mixins of their own. A scorer's estimator
+adds its parameters (:func:`~anomvae.base.parameters.estimator_init`) and one
+method, :meth:`BaseDeepDetector._make_scorer`.
+"""
+
+from __future__ import annotations
+
+import time
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils import check_random_state
+
+from .. import calibration, health, thresholds
+from .._sklearn import fit_context
+from ..device import resolve_device, seeded
+from ..engine import TrainingEngine
+from ..inference import map_batches, prepare_for_inference
+from ..nn import default_architecture
+from ..scorer import FitContext, Scorer
+from .inputs import InputEncodingMixin
+from .parameters import compose_docstring, shared_constraints
+from .saving import SavingMixin
+from .threshold_state import ThresholdStateMixin
+
+
+class BaseDeepDetector(InputEncodingMixin, ThresholdStateMixin, SavingMixin, OutlierMixin, BaseEstimator):
+    """Shared base of the anomvae estimators; not used directly.
+
+    Subclasses set ``__init__ = estimator_init(<own parameters and
+    defaults>)`` (:mod:`anomvae.base.parameters`: scikit-learn reads the
+    signature it builds), extend ``_parameter_constraints`` and implement
+    :meth:`_make_scorer`. Register a new class with
+    :func:`anomvae.registry.register` so that :func:`anomvae.load` finds it.
+
+    Parameters
+    ----------
+    See :data:`~anomvae.base.parameters.SHARED_PARAMETERS` for the shared parameters.
+
+    Attributes
+    ----------
+    See :data:`~anomvae.base.parameters.SHARED_ATTRIBUTES` for the shared attributes.
+    """
+
+    _parameter_constraints: dict = shared_constraints()
+
+    def __init_subclass__(cls, **kwargs):
+        """Put the shared parameters and attributes into the subclass's docstring."""
+        super().__init_subclass__(**kwargs)
+        cls.__doc__ = compose_docstring(cls.__doc__)
+
+    def _make_scorer(self, input_shape: tuple[int, ...], image: bool) -> Scorer:
+        """Build the untrained scorer for encoded inputs of ``input_shape``."""
+        raise NotImplementedError
+
+    def _cross_fit_calibration(self) -> bool:
+        """Whether out-of-fold scores of clones are on this estimator's score scale, so the
+        default threshold may calibrate on them (:func:`anomvae.calibration.should_cross_fit`).
+
+        Not so for scores with a part that is optimistic on training rows (a distance to
+        the nearest training codes, a discriminator trained on them): their clones'
+        out-of-fold scores run above the final model's and the threshold flags too little.
+        """
+        return True
+
+    def _architecture(self, input_shape: int | tuple[int, ...]) -> tuple[tuple[int, ...], int]:
+        """``(hidden_dims, latent_dim)``, filling ``None`` parameters with defaults.
+
+        Pass the encoded row shape so images get their own defaults (see
+        :func:`anomvae.nn.default_architecture`); an int is a tabular width.
+        """
+        default_hidden, default_latent = default_architecture(input_shape)
+        hidden = default_hidden if self.hidden_dims is None else tuple(self.hidden_dims)
+        if not hidden or not all(isinstance(w, Integral) and w > 0 for w in hidden):
+            raise ValueError(
+                f"hidden_dims must be a non-empty sequence of positive integers, got {self.hidden_dims!r}"
+            )
+        return hidden, default_latent if self.latent_dim is None else self.latent_dim
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None):
+        """Fit the detector on (mostly) normal data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), DataFrame, or image batch
+            Tabular rows (numeric array or DataFrame with numeric, boolean and
+            categorical columns), or images of shape ``(N, H, W)`` or
+            ``(N, C, H, W)``.
+        y : ignored
+            Present for API consistency.
+
+        Returns
+        -------
+        self
+            If fitting fails, the estimator keeps the state it had before.
+        """
+        previous_state = dict(self.__dict__)
+        try:
+            return self._fit(X)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(previous_state)
+            raise
+
+    @fit_context(prefer_skip_nested_validation=True)
+    def _fit(self, X):
+        started = time.perf_counter()
+        random_state = check_random_state(self.random_state)
+        device = resolve_device(self.device)
+        encoded, encoder, image = self._fit_encoding(X)
+        seed = int(random_state.randint(np.iinfo(np.int32).max))
+        order = random_state.permutation(len(encoded))
+        n_validation = int(len(encoded) * self.validation_fraction)
+        strategy = thresholds.resolve(getattr(self, "threshold", None), self.contamination)
+        strategy.check_reference_size(
+            n_validation if strategy.needs_clean_reference and n_validation else len(encoded)
+        )
+        train = torch.from_numpy(encoded[order[n_validation:]]).to(device)
+        validation = torch.from_numpy(encoded[order[:n_validation]]).to(device) if n_validation else None
+
+        with seeded(seed, device):
+            scorer = self._make_scorer(tuple(encoded.shape[1:]), image).to(device)
+            engine = TrainingEngine(
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                learning_rate=self.learning_rate,
+                patience=self.patience,
+                gradient_clip=self.gradient_clip,
+                generator=torch.Generator().manual_seed(seed),
+                verbose=bool(self.verbose),
+            )
+            scorer.on_fit_start(FitContext(
+                n_train=len(train), n_validation=n_validation, input_shape=tuple(encoded.shape[1:]),
+                is_image=image, column_slices=() if image else tuple(encoder.column_slices()),
+            ))
+            history = engine.fit(scorer, train, validation)
+            diagnostics = scorer.diagnostics(lambda: torch.split(train, 4096))
+        self.scorer_ = prepare_for_inference(scorer, device)
+        self.encoder_ = encoder
+        self.input_shape_ = tuple(int(s) for s in encoded.shape[1:])
+        self.is_image_ = image
+        self.history_ = history
+        self.device_ = str(device)
+
+        training_scores = self._checked_scores(
+            map_batches(self.scorer_.anomaly_score, encoded, self.scorer_.device)
+        )
+        held_out = order[:n_validation] if n_validation else None
+        out_of_fold = None
+        cross_fit = calibration.should_cross_fit(strategy, len(encoded), n_validation, image)
+        if cross_fit and self._cross_fit_calibration():
+            out_of_fold = calibration.cross_fitted_scores(self, encoded, strategy.folds, seed)
+        self._calibrate_threshold(strategy, encoded, training_scores, held_out, seed, out_of_fold)
+        self.diagnostics_ = diagnostics
+        self.health_warnings_ = health.assess(self.diagnostics_, training_scores)
+        health.report(self.health_warnings_, type(self).__name__)
+        self.training_time_ = time.perf_counter() - started
+        return self
+
+    # ------------------------------------------------------------- scoring
+    @staticmethod
+    def _checked_scores(scores: np.ndarray) -> np.ndarray:
+        if not np.all(np.isfinite(scores)):
+            raise FloatingPointError(
+                "the model produced non-finite scores; the input is far outside the range it "
+                "can represent, or the weights are damaged"
+            )
+        return scores
+
+    def anomaly_score(self, X) -> np.ndarray:
+        """Anomaly score of each row: higher means more anomalous.
+
+        The score of the scorer's ``scoring`` rule, on the scale of
+        ``threshold_.value``: a row is flagged when its anomaly score is
+        above it. Use this rather than negating :meth:`score_samples`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), DataFrame, or image batch
+            Rows of the form ``fit`` saw.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+
+        Raises
+        ------
+        FloatingPointError
+            If the model produces a non-finite score.
+        """
+        return self._checked_scores(self._map_rows("anomaly_score", X))
+
+    def score_samples(self, X) -> np.ndarray:
+        """Normality score of each row: higher means more normal.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            ``-anomaly_score(X)``, scikit-learn's outlier convention.
+        """
+        return -self.anomaly_score(X)
+
+    def decision_function(self, X) -> np.ndarray:
+        """``score_samples(X) - offset_``: negative for outliers."""
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X) -> np.ndarray:
+        """+1 for inliers, -1 for outliers."""
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+    def feature_scores(self, X):
+        """Per-feature (tabular) or per-pixel (images) anomaly contributions.
+
+        Higher means more anomalous. For DataFrame input the result is a
+        DataFrame with the input's columns and index; the scores of a one-hot
+        encoded categorical column are summed back into that column.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features) or (N, C, H, W), or DataFrame
+        """
+        per_column = self._per_column(self._map_rows("feature_scores", X))
+        if isinstance(X, pd.DataFrame):
+            return pd.DataFrame(per_column, columns=X.columns, index=X.index)
+        return per_column
+
+    def _per_column(self, contributions: np.ndarray) -> np.ndarray:
+        """Scorer feature scores with one-hot parts summed back into their column (tabular)."""
+        if self.is_image_:
+            return contributions
+        return np.column_stack(
+            [contributions[:, part].sum(axis=1) for part in self.encoder_.column_slices()]
+        )

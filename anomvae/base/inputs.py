@@ -1,0 +1,122 @@
+"""Input validation and encoding of :class:`~anomvae.base.BaseDeepDetector`.
+
+Tabular rows (arrays or DataFrames) are checked with scikit-learn's
+``validate_data`` and encoded by a :class:`~anomvae.preprocessing.TabularEncoder`;
+image batches are checked here and scaled by an
+:class:`~anomvae.preprocessing.ImageScaler`. Whatever door the data comes
+through, these checks decide what is accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..inference import map_batches
+from ..preprocessing import ImageScaler, TabularEncoder, check_finite
+
+
+def is_image_batch(X: Any) -> bool:
+    """True for arrays of shape ``(N, H, W)`` or ``(N, C, H, W)``."""
+    return not isinstance(X, pd.DataFrame) and getattr(X, "ndim", 0) in (3, 4)
+
+
+class InputEncodingMixin:
+    """Validate inputs against what ``fit`` saw and encode them for the scorer."""
+
+    def _fit_encoding(self, X) -> tuple[np.ndarray, TabularEncoder | ImageScaler, bool]:
+        if is_image_batch(X):
+            images = self._image_array(X)
+            scaler = ImageScaler().fit(images)
+            self.n_features_in_ = int(np.prod(scaler.shape))
+            return scaler.transform(images), scaler, True
+        if isinstance(X, pd.DataFrame) and not _all_numeric(X):
+            validate_data(self, X, skip_check_array=True, reset=True)
+            _check_rows(len(X))
+            encoder = TabularEncoder(self.scaling).fit(X)
+            return encoder.transform(X), encoder, False
+        values = self._numeric_array(X, reset=True)
+        encoder = TabularEncoder(self.scaling).fit(values)
+        return encoder.transform(values), encoder, False
+
+    def _validated(self, X):
+        """Check ``X`` against what ``fit`` saw; return it ready for chunked encoding."""
+        check_is_fitted(self)
+        if self.is_image_:
+            if not is_image_batch(X):
+                raise ValueError(
+                    f"this model was fitted on images of shape {self.encoder_.shape} (channels, "
+                    f"height, width); got an input with {getattr(X, 'ndim', '?')} dimensions"
+                )
+            return self._image_array(X, minimum_rows=1)
+        if is_image_batch(X):
+            raise ValueError(
+                f"this model was fitted on tabular rows of {self.n_features_in_} features; "
+                f"got an image batch of shape {X.shape}"
+            )
+        if "category" in self.encoder_.kinds:
+            if not isinstance(X, pd.DataFrame):
+                raise TypeError(
+                    f"this model was fitted on a DataFrame with categorical columns "
+                    f"{[c for c, k in zip(self.encoder_.columns, self.encoder_.kinds) if k == 'category']}; "
+                    f"pass a DataFrame with the same columns, not {type(X).__name__}"
+                )
+            validate_data(self, X, skip_check_array=True, reset=False)
+            _check_rows(len(X), minimum=1)
+            return X
+        return self._numeric_array(X, reset=False)
+
+    def _map_rows(self, method: str, X) -> np.ndarray:
+        """Validate ``X``, then encode it and evaluate the scorer's ``method`` batch by batch.
+
+        Encoding batch by batch keeps memory bounded by the batch size, not by
+        the input's length.
+        """
+        data = self._validated(X)
+        function = getattr(self.scorer_, method)
+        if self.is_image_:
+            return map_batches(function, data, self.scorer_.device,
+                               encode=lambda chunk, first_row: self.encoder_.transform(chunk))
+        return map_batches(function, data, self.scorer_.device, encode=self.encoder_.transform)
+
+    def _numeric_array(self, X, *, reset: bool) -> np.ndarray:
+        values = validate_data(
+            self, X, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=2 if reset else 1,
+            reset=reset,
+        )
+        check_finite(values, list(getattr(self, "feature_names_in_", [])) or None)
+        return values
+
+    @staticmethod
+    def _image_array(X, minimum_rows: int = 2) -> np.ndarray:
+        images = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
+        if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
+            raise TypeError(f"images must hold integers or floats, got dtype {images.dtype}")
+        if images.ndim == 4 and images.shape[1] not in (1, 3) and images.shape[-1] in (1, 3):
+            raise ValueError(
+                f"images of shape {images.shape} look channels-last; anomvae expects (N, C, H, W): "
+                "use images.transpose(0, 3, 1, 2)"
+            )
+        _check_rows(len(images), minimum=minimum_rows)
+        if np.issubdtype(images.dtype, np.floating):
+            check_finite(images)
+        return images
+
+
+def _all_numeric(frame: pd.DataFrame) -> bool:
+    return all(
+        pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+        and not isinstance(dtype, pd.CategoricalDtype)
+        for dtype in frame.dtypes
+    )
+
+
+def _check_rows(n_rows: int, minimum: int = 2) -> None:
+    if n_rows < minimum:
+        raise ValueError(
+            f"Found array with {n_rows} sample(s) while a minimum of {minimum} is required"
+        )

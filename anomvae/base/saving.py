@@ -1,0 +1,81 @@
+"""Persistence glue of :class:`~anomvae.base.BaseDeepDetector`.
+
+:mod:`anomvae.persistence` writes the file; this mixin says which fitted
+attributes go into it and restores them.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..inference import prepare_for_inference
+from .. import persistence
+from ..preprocessing import ImageScaler, TabularEncoder
+from ..scorer import Scorer
+from ..thresholds import FittedThreshold
+
+
+class SavingMixin:
+    """The fitted state of an estimator as JSON, and its restoration."""
+
+    def save(self, path) -> None:
+        """Write the fitted model to ``path`` (safetensors weights + JSON config).
+
+        Load it with :func:`anomvae.load`; no pickle is involved.
+        """
+        persistence.save(self, path)
+
+    def _fitted_state(self) -> dict[str, Any]:
+        """JSON-serialisable fitted attributes, the weights excepted.
+
+        Subclasses with fitted state of their own extend this and
+        :meth:`_restore_fitted_state`.
+        """
+        state = {
+            "offset_": self.offset_,
+            "n_features_in_": self.n_features_in_,
+            "input_shape_": list(self.input_shape_),
+            "is_image_": self.is_image_,
+            "history_": self.history_,
+            "device_": self.device_,
+            "diagnostics_": self.diagnostics_,
+            "health_warnings_": self.health_warnings_,
+            "training_time_": self.training_time_,
+            "encoder_": self.encoder_.to_config(),
+        }
+        if hasattr(self, "threshold_"):
+            state["threshold_"] = self.threshold_.to_dict()
+            state["reference_scores_"] = self.reference_scores_.tolist()
+            state["reference_source_"] = self.reference_source_
+            state["reference_feature_scores_"] = self.reference_feature_scores_.tolist()
+        if hasattr(self, "feature_names_in_"):
+            state["feature_names_in_"] = [str(name) for name in self.feature_names_in_]
+        return state
+
+    def _restore_fitted_state(self, state: dict[str, Any], scorer: Scorer) -> None:
+        """Set the attributes written by :meth:`_fitted_state`, and the weights."""
+        encoder_type = ImageScaler if state["is_image_"] else TabularEncoder
+        self.encoder_ = encoder_type.from_config(state["encoder_"])
+        self.input_shape_ = tuple(state["input_shape_"])
+        if "feature_names_in_" in state:
+            self.feature_names_in_ = np.asarray(state["feature_names_in_"], dtype=object)
+        for name in ("offset_", "n_features_in_", "is_image_", "history_", "device_",
+                     "diagnostics_", "health_warnings_", "training_time_"):
+            setattr(self, name, state[name])
+        if "threshold_" in state:  # files of format version 1 predate fitted thresholds
+            self.threshold_ = FittedThreshold.from_dict(state["threshold_"])
+            self.reference_scores_ = np.asarray(state["reference_scores_"], dtype=np.float64)
+            self.reference_source_ = state["reference_source_"]
+            self.reference_feature_scores_ = np.asarray(state["reference_feature_scores_"], dtype=np.float64)
+        self.scorer_ = scorer
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        scorer = state.get("scorer_")
+        if scorer is not None and scorer.device.type != "cpu":
+            state["scorer_"] = prepare_for_inference(copy.deepcopy(scorer), torch.device("cpu"))
+        return state
