@@ -13,6 +13,7 @@ from typing import ClassVar
 import numpy as np
 from scipy.stats import binom
 
+from .robust import RobustFalsePositiveRate
 from .strategy import ThresholdStrategy, _check_rate
 
 AUTO_FALSE_ALARM_RATE = 0.01
@@ -119,14 +120,12 @@ class FalsePositiveRate(_OrderStatistic, ThresholdStrategy):
 def resolve(threshold: ThresholdStrategy | None, contamination) -> ThresholdStrategy:
     """The strategy an estimator uses: ``threshold``, else one from ``contamination``.
 
-    ``contamination="auto"`` is :class:`~anomvae.calibration.RobustFalsePositiveRate`
+    ``contamination="auto"`` is :class:`~anomvae.thresholds.robust.RobustFalsePositiveRate`
     at :data:`AUTO_FALSE_ALARM_RATE`; a float is :class:`Contamination`.
     """
     if threshold is not None:
         return threshold
     if contamination == "auto":
-        from ..calibration import RobustFalsePositiveRate
-
         return RobustFalsePositiveRate(AUTO_FALSE_ALARM_RATE)
     return Contamination(float(contamination))
 

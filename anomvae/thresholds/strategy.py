@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
+from scipy.stats import beta
 
 REFERENCE_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 0.999)
 """Levels of the quantiles kept in :class:`ReferenceSummary`."""
@@ -153,8 +154,6 @@ class ThresholdStrategy:
         -------
         FittedThreshold
         """
-        from ..calibration import rate_interval
-
         scores = _as_scores(scores)
         value = float(self.threshold_value(scores))
         interval = None
@@ -209,6 +208,22 @@ class ThresholdStrategy:
         return {"method": self.method, **asdict(self)}
 
 
+def rate_interval(expected_rate: float, n: int, confidence: float) -> tuple[float, float]:
+    """Central ``confidence`` interval of the realised false-alarm rate of a threshold.
+
+    A threshold set at the ``k``-th smallest of ``n`` calibration scores lets a
+    fraction of new normal rows through that is Beta(n + 1 - k, k) distributed
+    over calibration sets (Vovk, "Conditional validity of inductive conformal
+    predictors", ACML 2012); ``expected_rate = (n + 1 - k) / (n + 1)`` is its
+    mean. For other strategies the same Beta law with that mean is an
+    approximation.
+    """
+    alarms = max(expected_rate * (n + 1), 1e-9)
+    tail = (1.0 - confidence) / 2.0
+    low, high = beta.ppf([tail, 1.0 - tail], alarms, max(n + 1 - alarms, 1e-9))
+    return float(low), float(high)
+
+
 def strategy_from_dict(config: Mapping[str, Any]) -> ThresholdStrategy:
     """Rebuild a strategy from :meth:`ThresholdStrategy.to_dict`."""
     config = dict(config)
@@ -240,7 +255,7 @@ class FittedThreshold:
         Central interval, at level ``strategy.confidence``, of the false-alarm
         rate this threshold will realise on new normal rows: the spread to
         expect from a calibration set of this size
-        (:func:`anomvae.calibration.rate_interval`). None in files saved before it existed.
+        (:func:`rate_interval`). None in files saved before it existed.
     estimated_contamination : float or None
         Share of calibration scores set aside as anomalies
         (:class:`~anomvae.calibration.RobustFalsePositiveRate`); None for strategies that do not estimate it.
