@@ -196,8 +196,9 @@ def test_speed_benchmark_reports_the_ratio_and_the_eager_pytorch_floor():
 
 
 def test_named_configurations_build_their_estimator_with_their_parameters():
-    detector = select_detectors("AnomalyVAE-knn")[0]
+    detector = select_detectors("AnomalyVAE-reconstruction")[0]
     model = detector.build(4, 3, {"epochs": 2})
     assert type(model).__name__ == "AnomalyVAE"
-    assert model.get_params()["scoring"] == "reconstruction+knn"
+    assert model.get_params()["scoring"] == "reconstruction"
+    assert model.get_params()["trim_fraction"] == 0
     assert model.get_params()["epochs"] == 2 and model.get_params()["random_state"] == 3

@@ -87,3 +87,12 @@ def test_full_threshold_defaults_keeps_the_false_alarm_rate(shared_data):
     script = load_script("threshold_defaults")
     table = script.summary(script.evaluate(data_dir=shared_data))
     assert table["FAR <= 2x stated"].mean() >= 0.9
+
+
+def test_contamination_curve_runs_each_rate_and_tabulates_the_means(shared_data, tmp_path):
+    script = load_script("contamination_curve")
+    script.main(["--data", str(shared_data / "tabular"), "--datasets", "14_glass", "--seeds", "1",
+                 "--detectors", "KNN,IForest", "--rates", "0", "0.05", "--out", str(tmp_path)])
+    table = (tmp_path / "curve.md").read_text()
+    assert "| 0% |" in table and "| 5% |" in table and "PyOD-KNN" in table
+    assert (tmp_path / "rate-0.05" / "results.md").is_file()

@@ -71,5 +71,11 @@ def test_reference_codes_are_a_bounded_sample(fast_params):
 
 def test_other_rules_keep_no_reference(fast_params):
     normal, _ = local_density_data()
-    detector = AnomalyVAE(**fast_params).fit(normal)
+    detector = AnomalyVAE(**{**fast_params, "scoring": "reconstruction"}).fit(normal)
     assert detector.scorer_.reference_codes.shape[0] == 0
+
+
+def test_the_default_is_the_trimmed_reconstruction_plus_latent_density_rule():
+    params = AnomalyVAE().get_params()
+    assert params["scoring"] == "reconstruction+knn"
+    assert params["trim_fraction"] == 0.1

@@ -12,7 +12,7 @@ import torch
 
 from anomvae import AnomalyVAE
 from anomvae.nn.posterior import active_units
-from anomvae.nn.vae_losses import MIN_NOISE_VARIANCE
+from anomvae.nn.vae_losses import MIN_NOISE_VARIANCE, trimmed_mean
 
 
 @pytest.mark.parametrize("scoring", ["reconstruction", "elbo", "iwae"])
@@ -56,3 +56,31 @@ def test_active_units_count_latent_means_that_vary():
     means = torch.stack([torch.linspace(-1, 1, 50), torch.zeros(50), 0.01 * torch.randn(50)], dim=1)
     assert active_units(means) == 1
     assert active_units(means[:1]) == 0
+
+
+def test_trimmed_mean_leaves_out_the_largest_values_and_their_gradient():
+    values = torch.tensor([1.0, 2.0, 3.0, 100.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0], requires_grad=True)
+    trimmed = trimmed_mean(values, 0.1)
+    assert trimmed.item() == pytest.approx(5.0)
+    trimmed.backward()
+    assert values.grad[3] == 0
+    np.testing.assert_allclose(values.grad[[0, 1, 2, 4, 5, 6, 7, 8, 9]].numpy(), 1 / 9, rtol=1e-6)
+    assert trimmed_mean(values, 0.0).item() == pytest.approx(values.mean().item())
+    assert trimmed_mean(values[:5], 0.1).item() == pytest.approx(values[:5].mean().item())
+
+
+def test_trimmed_training_keeps_planted_training_anomalies_unexplained(fast_params):
+    rng = np.random.default_rng(1)
+    latent = rng.normal(size=(400, 2))
+    normal = latent @ rng.normal(size=(2, 8)) + 0.1 * rng.normal(size=(400, 8))
+    planted = rng.normal(size=(40, 8)) * 3
+    training = np.vstack([normal, planted])
+    params = {**fast_params, "epochs": 40, "patience": None, "scoring": "reconstruction"}
+    plain = AnomalyVAE(trim_fraction=0.0, **params).fit(training)
+    trimmed = AnomalyVAE(trim_fraction=0.1, **params).fit(training)
+
+    def separation(detector):
+        scores = detector.anomaly_score(training)
+        return np.median(scores[400:]) / np.median(scores[:400])
+
+    assert separation(trimmed) > separation(plain)

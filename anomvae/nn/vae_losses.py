@@ -67,6 +67,32 @@ def calibrated_gaussian_nll(x: Tensor, output: Tensor) -> tuple[Tensor, Tensor]:
     return sum_per_row(squared) * (0.5 / variance) + offset, variance
 
 
+def trimmed_mean(values: Tensor, fraction: float) -> Tensor:
+    """Mean of per-row losses after leaving out the largest ``fraction`` of them.
+
+    The trimmed loss of Shen & Sanghavi, "Learning with Bad Training Data via
+    Iterative Trimmed Loss Minimization" (ICML 2019): rows the model explains
+    worst in a batch, which in contaminated training data are mostly the
+    anomalies, contribute no gradient, so the model does not learn to
+    reconstruct them (as in the loss-based filtering of Qiu et al., "Latent
+    Outlier Exposure for Anomaly Detection with Contaminated Data", ICML 2022).
+
+    Parameters
+    ----------
+    values : Tensor of shape (n,)
+    fraction : float in [0, 1)
+        ``floor(fraction * n)`` rows are left out; 0 gives the plain mean.
+
+    Returns
+    -------
+    Tensor of shape ()
+    """
+    keep = len(values) - int(fraction * len(values))
+    if keep == len(values):
+        return values.mean()
+    return values.topk(keep, largest=False, sorted=False).values.mean()
+
+
 def sum_per_row(values: Tensor) -> Tensor:
     """Sum every dimension but the first."""
     return values.reshape(len(values), -1).sum(dim=1)

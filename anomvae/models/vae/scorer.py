@@ -16,13 +16,14 @@ from ...nn.vae_losses import (
     negative_elbo,
     reconstruction_nll,
     sum_per_row,
+    trimmed_mean,
 )
 from ...nn.posterior import decode_in_input_units, decoded_mean, posterior_diagnostics
 from ...nn.vae_network import VAENetwork
 
-SCORINGS = ("reconstruction", "elbo", "iwae", "reconstruction+knn")
+SCORINGS = ("reconstruction+knn", "reconstruction", "elbo", "iwae")
 
-MAX_REFERENCE_CODES = 4096
+MAX_REFERENCE_CODES = 1024
 """Training rows whose posterior means are kept as the reference of the
 ``"reconstruction+knn"`` rule (a seeded random sample of larger training sets);
 it bounds the model size and the scoring cost per row."""
@@ -51,12 +52,16 @@ class VAEScorer(Scorer):
         Number K of fixed latent noise draws for ``"elbo"`` and ``"iwae"``.
     n_neighbors : int
         k of the ``"reconstruction+knn"`` rule.
+    trim_fraction : float in [0, 0.5)
+        Share of each batch's highest-loss rows left out of the training and
+        validation losses (:func:`~.losses.trimmed_mean`).
     """
 
     def __init__(self, network: VAENetwork, *, latent_dim: int, beta: float, likelihood: str,
-                 scoring: str, n_samples: int, n_neighbors: int = 5) -> None:
+                 scoring: str, n_samples: int, n_neighbors: int = 5, trim_fraction: float = 0.0) -> None:
         super().__init__()
         self.network = network
+        self.trim_fraction = trim_fraction
         self.beta = beta
         self.likelihood = likelihood
         self.scoring = scoring
@@ -92,14 +97,14 @@ class VAEScorer(Scorer):
 
     def training_step(self, batch: Tensor) -> Iterator[Phase]:
         reconstruction, kl = self.elbo_terms(batch)
-        loss = (reconstruction + self.beta * kl).mean()
+        loss = trimmed_mean(reconstruction + self.beta * kl, self.trim_fraction)
         with torch.no_grad():
             logs = {"reconstruction": reconstruction.mean(), "kl": kl.mean()}
         yield Phase(loss, logs=logs)
 
     def validation_loss(self, batch: Tensor) -> Tensor:
         reconstruction, kl = self.elbo_terms(batch)
-        return (reconstruction + self.beta * kl).mean()
+        return trimmed_mean(reconstruction + self.beta * kl, self.trim_fraction)
 
     def on_train_end(self, train: Tensor, validation: Tensor | None) -> None:
         """Keep the training codes and score scales of the ``"reconstruction+knn"`` rule.

@@ -1,0 +1,254 @@
+"""Ablation of AnomalyVAE's training and scoring rules on one part of the shared tabular suite.
+
+Each training variant is fitted once per dataset, protocol and seed (the
+``anomvae bench`` splits); every scoring rule is then evaluated on that fit.
+PyOD's KNN and IForest run on the same splits as references. Results are
+appended to a JSON-lines journal (so a run can be extended) and summarised
+as mean ROC-AUC per (training variant, scoring rule) and protocol.
+
+    nice -n 10 python benchmarks/score_ablation.py --part development --seeds 0 1 2 \
+        --variants default,trimmed --out benchmarks/results/generalisation/ablation.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from pyod.models.iforest import IForest
+from pyod.models.knn import KNN
+from sklearn.metrics import roc_auc_score
+from sklearn.mixture import GaussianMixture
+from sklearn.preprocessing import QuantileTransformer
+
+from anomvae import AnomalyVAE
+from anomvae.benchmark.protocols import split
+from anomvae.benchmark.suites import suite_part
+from anomvae.datasets import load_npz, shared_data_dir
+from anomvae.models.vae.scorer import VAEScorer
+from anomvae.neighbours import kth_neighbour_distance
+from anomvae.scorer import Phase
+
+class _TrimmedVAEScorer(VAEScorer):
+    """VAE whose step ignores the batch's highest-loss rows (trimmed likelihood)."""
+
+    trim = 0.1
+
+    def training_step(self, batch):
+        reconstruction, kl = self.elbo_terms(batch)
+        per_row = reconstruction + self.beta * kl
+        with torch.no_grad():
+            keep = per_row <= torch.quantile(per_row.detach().float(), 1 - self.trim)
+        yield Phase(per_row[keep].mean(), logs={"reconstruction": reconstruction.mean(), "kl": kl.mean()})
+
+
+class _TrimmedVAE(AnomalyVAE):
+    def _make_scorer(self, input_shape, image):
+        scorer = super()._make_scorer(input_shape, image)
+        trimmed = _TrimmedVAEScorer.__new__(_TrimmedVAEScorer)
+        trimmed.__dict__ = scorer.__dict__
+        return trimmed
+
+
+class _Trimmed5Scorer(_TrimmedVAEScorer):
+    trim = 0.05
+
+
+class _Trimmed5VAE(AnomalyVAE):
+    def _make_scorer(self, input_shape, image):
+        scorer = super()._make_scorer(input_shape, image)
+        trimmed = _Trimmed5Scorer.__new__(_Trimmed5Scorer)
+        trimmed.__dict__ = scorer.__dict__
+        return trimmed
+
+
+class _QuantileVAE(AnomalyVAE):
+    """AnomalyVAE on inputs mapped to normal scores by their training quantiles."""
+
+    def fit(self, X, y=None):
+        self.quantiles_ = QuantileTransformer(output_distribution="normal", n_quantiles=min(1000, len(X)),
+                                              random_state=0).fit(X)
+        return super().fit(self.quantiles_.transform(X))
+
+
+TRAINING_VARIANTS: dict[str, tuple[type, dict]] = {
+    "default": (AnomalyVAE, {"trim_fraction": 0.0}),
+    "trim10": (_TrimmedVAE, {}),
+    "trim5": (_Trimmed5VAE, {}),
+    "quantile": (_QuantileVAE, {}),
+    "small-epochs": (AnomalyVAE, {"epochs": 20}),
+    "t10": (AnomalyVAE, {"trim_fraction": 0.1}),
+    "t10-latent-half": (AnomalyVAE, {"trim_fraction": 0.1, "latent_dim": lambda d: min(64, max(2, d // 2))}),
+    "t10-latent-full": (AnomalyVAE, {"trim_fraction": 0.1, "latent_dim": lambda d: min(64, max(2, d))}),
+    "t20": (AnomalyVAE, {"trim_fraction": 0.2}),
+}
+
+
+def codes_and_errors(detector: AnomalyVAE, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Posterior means, squared reconstruction errors per feature, and scaled inputs."""
+    if hasattr(detector, "quantiles_"):
+        X = detector.quantiles_.transform(X)
+    scaled = torch.as_tensor(detector.encoder_.transform(X), dtype=torch.float64)
+    network = detector.scorer_.network
+    with torch.no_grad():
+        mean, log_variance = network.encode(scaled)
+        residual = (scaled - network.decode(mean)).pow(2)
+    return mean.numpy(), residual.numpy(), scaled.numpy()
+
+
+def decoded(detector: AnomalyVAE, X: np.ndarray) -> np.ndarray:
+    """Reconstructions decoded from the posterior means, in scaled input units."""
+    if hasattr(detector, "quantiles_"):
+        X = detector.quantiles_.transform(X)
+    scaled = torch.as_tensor(detector.encoder_.transform(X), dtype=torch.float64)
+    with torch.no_grad():
+        network = detector.scorer_.network
+        return network.decode(network.encode(scaled)[0]).numpy()
+
+
+def scoring_rules(detector: AnomalyVAE, X_train: np.ndarray, X_test: np.ndarray) -> dict[str, np.ndarray]:
+    """Anomaly scores (higher = more anomalous) of ``X_test`` under every scoring rule."""
+    codes_train, residual_train, _ = codes_and_errors(detector, X_train)
+    codes_test, residual_test, _ = codes_and_errors(detector, X_test)
+    rec_train, rec_test = residual_train.sum(1), residual_test.sum(1)
+    out = {"reconstruction": rec_test}
+    reference = torch.as_tensor(codes_train)
+    if len(reference) > 4096:
+        reference = reference[torch.randperm(len(reference), generator=torch.Generator().manual_seed(0))[:4096]]
+    for k in (5,):
+        knn_train = kth_neighbour_distance(reference, reference, k, exclude_self=True).numpy()
+        knn_test = kth_neighbour_distance(torch.as_tensor(codes_test), reference, k).numpy()
+        out[f"latent-knn{k}"] = knn_test
+        out[f"rec+latent-knn{k}"] = rec_test / np.median(rec_train) + knn_test / max(np.median(knn_train), 1e-12)
+        out[f"rec*latent-knn{k}"] = np.log(rec_test + 1e-12) + np.log(knn_test + 1e-12)
+    kept = torch.as_tensor(codes_train[rec_train <= np.quantile(rec_train, 0.9)])
+    if len(kept) > 4096:
+        kept = kept[torch.randperm(len(kept), generator=torch.Generator().manual_seed(0))[:4096]]
+    knn_kept_train = kth_neighbour_distance(torch.as_tensor(codes_train), kept, 5).numpy()
+    knn_kept_test = kth_neighbour_distance(torch.as_tensor(codes_test), kept, 5).numpy()
+    out["rec+latent-knn5-filtered"] = (rec_test / np.median(rec_train)
+                                       + knn_kept_test / max(np.median(knn_kept_train), 1e-12))
+    small = reference[torch.randperm(len(reference), generator=torch.Generator().manual_seed(1))[:1024]]
+    knn_small_train = kth_neighbour_distance(small, small, 5, exclude_self=True).numpy()
+    knn_small_test = kth_neighbour_distance(torch.as_tensor(codes_test), small, 5).numpy()
+    out["rec+latent-knn5-ref1024"] = (rec_test / np.median(rec_train)
+                                      + knn_small_test / max(np.median(knn_small_train), 1e-12))
+    variance = float(detector.scorer_.noise_variance)
+    latent_dim = codes_train.shape[1]
+    knn_train = kth_neighbour_distance(reference, reference, 5, exclude_self=True).numpy()
+    knn_test = kth_neighbour_distance(torch.as_tensor(codes_test), reference, 5).numpy()
+    floor = max(np.median(knn_train), 1e-12) * 1e-3
+    out["nll+knn-density"] = rec_test / (2 * variance) + latent_dim * np.log(knn_test + floor)
+    out["nll+prior"] = rec_test / (2 * variance) + 0.5 * (codes_test ** 2).sum(1)
+    mixture = GaussianMixture(n_components=max(1, min(10, len(codes_train) // 100)), covariance_type="full",
+                              reg_covar=1e-4, random_state=0).fit(codes_train)
+    out["latent-gmm"] = -mixture.score_samples(codes_test)
+    out["nll+gmm"] = rec_test / (2 * variance) - mixture.score_samples(codes_test)
+    decoded_train = decoded(detector, X_train)
+    decoded_test = decoded(detector, X_test)
+    reference_decoded = torch.as_tensor(decoded_train)
+    if len(reference_decoded) > 4096:
+        reference_decoded = reference_decoded[torch.randperm(len(reference_decoded), generator=torch.Generator().manual_seed(0))[:4096]]
+    dknn_test = kth_neighbour_distance(torch.as_tensor(decoded_test), reference_decoded, 5).numpy()
+    dknn_train = kth_neighbour_distance(reference_decoded, reference_decoded, 5, exclude_self=True).numpy()
+    out["decoded-knn5"] = dknn_test
+    out["rec+decoded-knn5"] = rec_test + dknn_test ** 2
+    out["rec+decoded-knn5-median"] = rec_test / np.median(rec_train) + dknn_test / max(np.median(dknn_train), 1e-12)
+    scaled_train = torch.as_tensor(codes_and_errors(detector, X_train)[2])
+    if len(scaled_train) > 4096:
+        scaled_train = scaled_train[torch.randperm(len(scaled_train), generator=torch.Generator().manual_seed(0))[:4096]]
+    out["input-knn5"] = kth_neighbour_distance(torch.as_tensor(codes_and_errors(detector, X_test)[2]),
+                                               scaled_train, 5).numpy()
+    return out
+
+
+def peers(X_train: np.ndarray, X_test: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    return {
+        "PyOD-KNN": KNN().fit(X_train).decision_function(X_test),
+        "PyOD-IForest": IForest(random_state=seed).fit(X_train).decision_function(X_test),
+    }
+
+
+def run(part: str, seeds: list[int], variants: list[str], protocols: list[str], journal: Path,
+        datasets: list[str] | None, max_rows: int) -> None:
+    data = shared_data_dir() / "tabular"
+    done = set()
+    if journal.exists():
+        for line in journal.read_text().splitlines():
+            record = json.loads(line)
+            done.add((record["dataset"], record["protocol"], record["seed"], record["variant"]))
+    names = datasets or suite_part(part)
+    with journal.open("a") as sink:
+        for name in names:
+            X, y = load_npz(data / f"{name}.npz")
+            for protocol in protocols:
+                for seed in seeds:
+                    train, test = split(y, protocol, seed, max_rows)
+                    for variant in ["peers", *variants]:
+                        key = (name, protocol, seed, variant)
+                        if key in done:
+                            continue
+                        started = time.perf_counter()
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            if variant == "peers":
+                                scores = peers(X[train], X[test], seed)
+                            else:
+                                detector = make_variant(variant, seed, X.shape[1]).fit(X[train])
+                                scores = scoring_rules(detector, X[train], X[test])
+                        aucs = {rule: float(roc_auc_score(y[test], s)) for rule, s in scores.items()}
+                        record = {"dataset": name, "protocol": protocol, "seed": seed, "variant": variant,
+                                  "seconds": time.perf_counter() - started, "auc": aucs}
+                        sink.write(json.dumps(record) + "\n")
+                        sink.flush()
+                        print(name, protocol, seed, variant, f"{record['seconds']:.1f}s",
+                              " ".join(f"{k}={v:.3f}" for k, v in aucs.items()), flush=True)
+
+
+def make_variant(variant: str, seed: int, n_features: int) -> AnomalyVAE:
+    estimator, params = TRAINING_VARIANTS[variant]
+    params = {key: value(n_features) if callable(value) else value for key, value in params.items()}
+    return estimator(random_state=seed, **params)
+
+
+def summarise(journal: Path) -> str:
+    records = [json.loads(line) for line in journal.read_text().splitlines()]
+    table: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for record in records:
+        for rule, auc in record["auc"].items():
+            column = rule if record["variant"] == "peers" else f"{record['variant']}/{rule}"
+            table.setdefault((record["protocol"], column), {}).setdefault(record["dataset"], []).append(auc)
+    lines = ["| protocol | variant/rule | datasets | mean ROC-AUC |", "|---|---|---:|---:|"]
+    for (protocol, column), per_dataset in sorted(table.items()):
+        means = [np.mean(v) for v in per_dataset.values()]
+        lines.append(f"| {protocol} | {column} | {len(means)} | {np.mean(means):.4f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", default="development", choices=("development", "confirmation"))
+    parser.add_argument("--datasets", default=None, help="comma-separated dataset names (default: the part)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variants", default="default")
+    parser.add_argument("--protocols", default="semi-supervised,unsupervised")
+    parser.add_argument("--max-rows", type=int, default=20_000, help="stratified subsample size (bench: 20000)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--summary", action="store_true", help="only print the summary of --out")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if not args.summary:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        run(args.part, args.seeds, args.variants.split(","), args.protocols.split(","), args.out,
+            args.datasets.split(",") if args.datasets else None, args.max_rows)
+    print(summarise(args.out))
+
+
+if __name__ == "__main__":
+    main()
