@@ -106,10 +106,6 @@ class AnomalyVAE(BaseDeepDetector):
         likelihood="auto",
     )
 
-    def _cross_fit_calibration(self):
-        # A training row's nearest training code is itself: in-sample kNN distances are optimistic.
-        return self.scoring != "reconstruction+knn"
-
     def _make_scorer(self, input_shape, image):
         hidden_dims, latent_dim = self._architecture(input_shape)
         likelihood = self.likelihood
