@@ -50,8 +50,9 @@ def test_the_default_flags_the_planted_anomalies_like_isolation_forest():
     forest = IsolationForest(random_state=0).fit(frame).predict(frame) == -1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ThresholdWarning)
-        old = AnomalyVAE(scaling="robust", threshold=FalsePositiveRate(0.01), random_state=6).fit(frame)
-    detector = AnomalyVAE(scaling="robust", random_state=6).fit(frame)
+        old = AnomalyVAE(scaling="robust", scoring="reconstruction", threshold=FalsePositiveRate(0.01),
+                         random_state=6).fit(frame)
+    detector = AnomalyVAE(scaling="robust", scoring="reconstruction", random_state=6).fit(frame)
     flagged = detector.predict(frame) == -1
     assert (old.predict(frame)[planted] == -1).sum() < 15
     assert flagged[planted].sum() >= min(28, forest[planted].sum())
@@ -63,7 +64,7 @@ def test_the_default_flags_the_planted_anomalies_like_isolation_forest():
 def test_a_threshold_that_cannot_honour_its_rate_says_so():
     X = np.random.default_rng(0).normal(size=(50, 4))
     with pytest.warns(ThresholdWarning, match="cannot be honoured with 50 calibration"):
-        detector = AnomalyVAE(epochs=5, random_state=0).fit(X)
+        detector = AnomalyVAE(scoring="reconstruction", epochs=5, random_state=0).fit(X)
     assert detector.threshold_.expected_rate == pytest.approx(1 / 51)
     assert detector.threshold_.warnings
     assert "WARNING" in str(detector.threshold_)

@@ -60,7 +60,7 @@ def test_train_report_says_when_the_threshold_cannot_honour_its_rate(tmp_path, t
         assert main(["train", "--config", str(config_path)]) == 0
     out = capsys.readouterr().out
     assert "threshold_expected_rate" in out and "threshold_rate_interval" in out
-    assert "threshold_warnings" in out and "cannot be honoured with 60 calibration scores" in out
+    assert "threshold_warnings" in out and "cannot be honoured with" in out
 
 
 def test_score_keeps_rows_in_order_csv_and_parquet(config, table, tmp_path):
