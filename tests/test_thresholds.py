@@ -202,7 +202,7 @@ def test_peaks_over_threshold_holds_a_low_rate_on_fresh_normal_data(gaussian_det
 
 def test_default_threshold_keeps_the_contamination_behaviour(blobs, fast_params):
     normal, _ = blobs
-    auto = AnomalyVAE(**fast_params).fit(normal)
+    auto = AnomalyVAE(scoring="reconstruction", **fast_params).fit(normal)
     assert auto.threshold_.strategy == RobustFalsePositiveRate(0.01)
     # 20 held-out rows are too few for a 1% rate: calibrated on out-of-fold scores of all 200
     assert auto.threshold_.source == "out-of-fold" and auto.reference_source_ == "out-of-fold"
@@ -267,12 +267,13 @@ def test_threshold_parameter_is_validated_and_clone_safe(blobs, fast_params):
 def test_set_threshold_recalibrates_without_retraining(blobs, fast_params):
     normal, outliers = blobs
     detector = AnomalyVAE(**fast_params).fit(normal)
+    calibrated_on = detector.reference_source_
     weights = {k: v.clone() for k, v in detector.scorer_.state_dict().items()}
     before = detector.score_samples(outliers)
     detector.set_threshold(Contamination(0.2))
     assert detector.threshold == Contamination(0.2) == detector.threshold_.strategy
     assert detector.offset_ == -detector.threshold_.value
-    assert detector.threshold_.source == "out-of-fold"  # the default's calibration scores, reused
+    assert detector.threshold_.source == calibrated_on  # the default's calibration scores, reused
     detector.set_threshold(FalsePositiveRate(0.1), outliers)
     assert detector.threshold_.source == "supplied" and detector.reference_scores_.size == len(outliers)
     assert all(np.array_equal(weights[k], v) for k, v in detector.scorer_.state_dict().items())
