@@ -13,6 +13,8 @@ from .calibration import ThresholdWarning
 from .engine import NonFiniteLossError
 from .health import TrainingHealthWarning
 from .models.advae import AnomalyAdVAE
+from .models.cvae import AnomalyCVAE
+from .models.tcvae import AnomalyTCVAE
 from .models.vae import AnomalyVAE
 from .models.vae_gan import AnomalyVAEGAN
 from .models.vae_svdd import AnomalyVAESVDD
@@ -20,7 +22,11 @@ from .monitoring import monitor
 from .persistence import ModelFormatError, load
 from .version import __version__
 
-_MLFLOW_ATTRIBUTES = {"log_model": ("lifecycle.pyfunc", "log_model"), "tracking": ("lifecycle.tracking", None)}
+_MLFLOW_ATTRIBUTES = {
+    "log_model": ("lifecycle.pyfunc", "log_model"),
+    "autolog": ("lifecycle.autologging", "autolog"),
+    "tracking": ("lifecycle.tracking", None),
+}
 """Reached lazily, so that importing anomvae does not import MLflow: name -> (module, attribute)."""
 
 
@@ -35,6 +41,8 @@ def __getattr__(name):
 
 __all__ = [
     "AnomalyAdVAE",
+    "AnomalyCVAE",
+    "AnomalyTCVAE",
     "AnomalyVAE",
     "AnomalyVAEGAN",
     "AnomalyVAESVDD",
@@ -44,6 +52,7 @@ __all__ = [
     "TrainingHealthWarning",
     "ModelFormatError",
     "__version__",
+    "autolog",
     "load",
     "log_model",
     "monitor",
