@@ -9,6 +9,7 @@ import importlib
 
 from . import registry
 from .base import BaseDeepDetector
+from .calibration import ThresholdWarning
 from .engine import NonFiniteLossError
 from .health import TrainingHealthWarning
 from .models.advae import AnomalyAdVAE
@@ -47,6 +48,7 @@ __all__ = [
     "AnomalyVAESVDD",
     "BaseDeepDetector",
     "NonFiniteLossError",
+    "ThresholdWarning",
     "TrainingHealthWarning",
     "ModelFormatError",
     "__version__",

@@ -146,6 +146,14 @@ def train(config: dict[str, Any], output: str | None = None, *, progress: bool =
     # The names MLflow logs: eval_* on the held-out rows, train_* on the training rows.
     prefix = "train_" if y_test is None else "eval_"
     report[f"{prefix}flag_rate"] = float(np.mean(anomaly_score > -detector.offset_))
+    if hasattr(detector, "threshold_"):
+        fitted = detector.threshold_
+        report["threshold_expected_rate"] = fitted.expected_rate
+        if fitted.rate_interval:
+            report["threshold_rate_interval"] = [round(value, 5) for value in fitted.rate_interval]
+        report["threshold_calibration"] = f"{fitted.reference.n} {fitted.source} scores"
+        if fitted.warnings:
+            report["threshold_warnings"] = list(fitted.warnings)
     if y_test is not None:
         report["eval_roc_auc"] = float(roc_auc_score(y_test, anomaly_score))
     path = Path(output or config["output"])

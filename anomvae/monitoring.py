@@ -19,18 +19,17 @@ import torch
 from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 
-PSI_BINS = 10
-"""Population stability index bins: deciles of the reference scores."""
-
-PSI_MODERATE, PSI_MAJOR = 0.1, 0.25
-"""Conventional PSI levels (Siddiqi, *Credit Risk Scorecards*, 2006): below 0.1
-stable, 0.1 to 0.25 a moderate shift, above 0.25 a major shift."""
+from .drift import (
+    PSI_BINS,
+    PSI_MAJOR,
+    PSI_MIN_ROWS,
+    flag_count_p_value,
+    population_stability_index,
+    psi_p_value,
+)
 
 FEATURE_ROWS = 10_000
 """Most rows whose per-feature scores :func:`monitor` computes."""
-
-_PSI_FLOOR = 1e-4
-"""Smallest bin share used in the PSI logarithm, so an empty bin stays finite."""
 
 
 @dataclass(frozen=True)
@@ -74,11 +73,20 @@ class MonitoringReport:
     flag_rate, expected_rate : float
         Observed share of flagged rows, and the share the threshold expects on normal data.
     flag_rate_p_value : float
-        Two-sided exact binomial test of ``n_flagged`` against ``expected_rate``.
+        Two-sided test of ``n_flagged`` against the threshold's calibration: the
+        number of normal rows of a batch above a threshold set at an order
+        statistic of ``n`` calibration scores is beta-binomial (the calibration
+        itself is random), so small reference sets do not turn into false alarms
+        on large batches (:func:`flag_count_p_value`).
     ks_statistic, ks_p_value : float
         Two-sample Kolmogorov–Smirnov test, batch scores against reference scores.
-    psi : float
-        Population stability index of the batch scores over reference deciles.
+    psi : float or None
+        Population stability index of the batch scores over reference deciles;
+        None ("too few rows") for batches under :data:`PSI_MIN_ROWS` rows.
+    psi_p_value : float or None
+        Chi-square approximation of the PSI's null distribution:
+        ``PSI / (1/m + 1/n)`` is about chi-square with ``bins - 1`` degrees of
+        freedom for a batch of ``m`` rows from the reference's distribution.
     batch_quantiles, reference_quantiles : dict of str to float
         Median, 0.9 and 0.99 quantiles of the anomaly scores.
     top_features : list of FeatureContribution
@@ -103,7 +111,8 @@ class MonitoringReport:
     flag_rate_p_value: float
     ks_statistic: float
     ks_p_value: float
-    psi: float
+    psi: float | None
+    psi_p_value: float | None
     batch_quantiles: dict[str, float]
     reference_quantiles: dict[str, float]
     top_features: list[FeatureContribution]
@@ -118,26 +127,51 @@ class MonitoringReport:
         return self.flag_rate_p_value < self.significance
 
     @property
+    def ks_alarm(self) -> bool:
+        """KS significant at ``significance / 2`` (half the level: two drift tests share it)."""
+        return self.ks_p_value < self.significance / 2
+
+    @property
+    def psi_alarm(self) -> bool:
+        """PSI above :data:`PSI_MAJOR` and significant at ``significance / 2``; never on too few rows."""
+        return self.psi is not None and self.psi > PSI_MAJOR and self.psi_p_value < self.significance / 2
+
+    @property
     def drift_alarm(self) -> bool:
-        """The score distribution moved: KS significant, or PSI above :data:`PSI_MAJOR`."""
-        return self.ks_p_value < self.significance or self.psi > PSI_MAJOR
+        """The score distribution moved: :attr:`ks_alarm` or :attr:`psi_alarm`.
+
+        Each test runs at half of ``significance`` (Bonferroni), so on normal
+        batches a drift alarm fires at most at about the ``significance`` rate
+        whatever the batch size.
+        """
+        return self.ks_alarm or self.psi_alarm
 
     @property
     def alarms(self) -> list[str]:
-        """One readable line per alarm raised; empty when the batch looks like the reference."""
+        """One readable line per alarm raised, naming the statistic that fired; empty when none."""
         raised = []
         if self.flag_rate_alarm:
             direction = "above" if self.flag_rate > self.expected_rate else "below"
             raised.append(
                 f"flag rate {self.flag_rate:.2%} is {direction} the expected {self.expected_rate:.2%} "
-                f"(binomial p = {self.flag_rate_p_value:.2g})"
+                f"(beta-binomial p = {self.flag_rate_p_value:.2g} < {self.significance:g})"
             )
-        if self.drift_alarm:
+        if self.ks_alarm:
             raised.append(
-                f"anomaly-score distribution drifted (KS D = {self.ks_statistic:.3f}, "
-                f"p = {self.ks_p_value:.2g}; PSI = {self.psi:.3f})"
+                f"anomaly-score distribution drifted: KS test D = {self.ks_statistic:.3f}, "
+                f"p = {self.ks_p_value:.2g} < {self.significance / 2:g}"
+            )
+        if self.psi_alarm:
+            raised.append(
+                f"anomaly-score distribution drifted: PSI = {self.psi:.3f} > {PSI_MAJOR} "
+                f"(p = {self.psi_p_value:.2g} < {self.significance / 2:g})"
             )
         return raised
+
+    def _psi_text(self) -> str:
+        if self.psi is None:
+            return f"PSI: too few rows ({self.n_rows} < {PSI_MIN_ROWS}), not computed"
+        return f"PSI = {self.psi:.3f} (p = {self.psi_p_value:.2g})"
 
     def metrics(self) -> dict[str, float]:
         """The numeric figures, as logged to MLflow (prefixed ``monitor.``)."""
@@ -149,7 +183,7 @@ class MonitoringReport:
             "n_flagged": float(self.n_flagged),
             "ks_statistic": self.ks_statistic,
             "ks_p_value": self.ks_p_value,
-            "psi": self.psi,
+            **({"psi": self.psi, "psi_p_value": self.psi_p_value} if self.psi is not None else {}),
             "score_median": self.batch_quantiles["0.5"],
             "score_q99": self.batch_quantiles["0.99"],
         }
@@ -160,6 +194,8 @@ class MonitoringReport:
         document["alarms"] = self.alarms
         document["flag_rate_alarm"] = self.flag_rate_alarm
         document["drift_alarm"] = self.drift_alarm
+        document["ks_alarm"] = self.ks_alarm
+        document["psi_alarm"] = self.psi_alarm
         return document
 
     def __str__(self) -> str:
@@ -169,9 +205,9 @@ class MonitoringReport:
             f"flags anomaly scores > {threshold['value']:.4g}; reference: "
             f"{self.n_reference} {self.reference_source} rows",
             f"  flag rate    {self.flag_rate:.2%} ({self.n_flagged} rows), expected "
-            f"{self.expected_rate:.2%}, binomial p = {self.flag_rate_p_value:.2g}",
+            f"{self.expected_rate:.2%}, beta-binomial p = {self.flag_rate_p_value:.2g}",
             f"  score drift  KS D = {self.ks_statistic:.3f} (p = {self.ks_p_value:.2g}), "
-            f"PSI = {self.psi:.3f}",
+            + self._psi_text(),
             "  scores       " + ", ".join(
                 f"q{level} {self.batch_quantiles[level]:.4g} (reference "
                 f"{self.reference_quantiles[level]:.4g})"
@@ -195,22 +231,6 @@ class MonitoringReport:
 def _format_lift(lift: float) -> str:
     # A feature whose reference score is near zero gets an enormous, meaningless ratio.
     return ">100x" if lift > 100 else f"{lift:.1f}x"
-
-
-def population_stability_index(reference: np.ndarray, batch: np.ndarray, bins: int = PSI_BINS) -> float:
-    """PSI of ``batch`` against ``reference`` over quantile bins of ``reference``.
-
-    ``sum((b - r) * log(b / r))`` over the bins, with shares floored at
-    :data:`_PSI_FLOOR`; 0 for identical distributions.
-    """
-    inner_edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
-    reference_share = np.bincount(np.searchsorted(inner_edges, reference, side="right"),
-                                  minlength=inner_edges.size + 1) / reference.size
-    batch_share = np.bincount(np.searchsorted(inner_edges, batch, side="right"),
-                              minlength=inner_edges.size + 1) / batch.size
-    reference_share = np.maximum(reference_share, _PSI_FLOOR)
-    batch_share = np.maximum(batch_share, _PSI_FLOOR)
-    return float(np.sum((batch_share - reference_share) * np.log(batch_share / reference_share)))
 
 
 def _feature_names(detector, batch, n_columns: int) -> list[str]:
@@ -285,7 +305,8 @@ def monitor(
     batch : array-like, DataFrame or image batch
         New rows, in the format the detector was fitted on.
     significance : float, default=0.01
-        Level of the binomial and Kolmogorov–Smirnov tests.
+        Rate of false alarms on normal batches, per alarm kind: the flag-rate
+        test runs at this level, the two drift tests (KS, PSI) at half of it each.
     n_top_features : int, default=5
         Features listed as driving the alarms (see :class:`FeatureContribution`);
         0 skips ``feature_scores``.
@@ -303,11 +324,13 @@ def monitor(
 
     Notes
     -----
-    The binomial test treats the expected rate as exact; with a small
-    reference set the threshold itself is uncertain (see
-    ``threshold_.confidence_interval``), so expect some false alarms on very
-    large batches. Likewise the KS test detects tiny shifts on large
-    batches: read it with the PSI, an effect size.
+    The flag-rate test accounts for the spread of the threshold's calibration
+    (``threshold_.rate_interval``). The KS test detects tiny shifts on large
+    batches: read it with the PSI, an effect size. When the reference scores
+    are cross-fitted out-of-fold scores (``reference_source_ == "out-of-fold"``,
+    small training sets) they come from models trained on fewer rows than the
+    final one and lean high, so on large batches the drift tests see a shift
+    towards lower scores that is no drift.
     """
     check_is_fitted(detector)
     if not 0 < significance < 1:
@@ -328,15 +351,17 @@ def monitor(
     n_flagged = int(flagged.sum())
     expected = threshold.expected_rate
     ks = stats.ks_2samp(scores, reference)
+    psi = population_stability_index(reference, scores) if scores.size >= PSI_MIN_ROWS else None
     report = MonitoringReport(
         n_rows=int(scores.size),
         n_flagged=n_flagged,
         flag_rate=n_flagged / scores.size,
         expected_rate=expected,
-        flag_rate_p_value=float(stats.binomtest(n_flagged, scores.size, expected).pvalue),
+        flag_rate_p_value=flag_count_p_value(n_flagged, scores.size, threshold),
         ks_statistic=float(ks.statistic),
         ks_p_value=float(ks.pvalue),
-        psi=population_stability_index(reference, scores),
+        psi=psi,
+        psi_p_value=None if psi is None else psi_p_value(psi, scores.size, reference.size, PSI_BINS),
         batch_quantiles=_quantiles(scores),
         reference_quantiles=_quantiles(reference),
         top_features=_top_features(detector, batch, flagged, n_top_features) if n_top_features else [],
@@ -366,4 +391,9 @@ def _log_metrics(report: MonitoringReport, step: int | None) -> None:
     mlflow.log_metrics({f"monitor.{name}": value for name, value in report.metrics().items()}, step=step)
 
 
-__all__ = ["FeatureContribution", "MonitoringReport", "monitor", "population_stability_index"]
+__all__ = [
+    "FeatureContribution",
+    "MonitoringReport",
+    "monitor",
+    "population_stability_index",
+]

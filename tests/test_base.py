@@ -29,10 +29,12 @@ def test_contamination_sets_offset_at_training_quantile(blobs, fast_params):
     assert np.isclose((detector.predict(normal) == -1).mean(), 0.1, atol=0.01)
 
 
-def test_auto_threshold_flags_about_one_percent_of_held_out_rows(blobs, fast_params):
+def test_auto_threshold_flags_about_its_stated_rate(blobs, fast_params):
     normal, _ = blobs
-    detector = AnomalyVAE(**fast_params).fit(normal)
-    assert 0.0 <= (detector.predict(normal) == -1).mean() <= 0.05
+    # reconstruction+knn calibrates on its 20 held-out rows: too few for 1%, and it says so
+    with pytest.warns(UserWarning, match="cannot be honoured with 20 calibration scores"):
+        detector = AnomalyVAE(**fast_params).fit(normal)
+    assert 0.0 <= (detector.predict(normal) == -1).mean() <= 2 * detector.threshold_.expected_rate
 
 
 def test_same_seed_gives_identical_scores(blobs, fast_params):

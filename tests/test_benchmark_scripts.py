@@ -72,6 +72,23 @@ def test_knn_gap_scores_one_fit_every_way(shared_data):
     assert roc_auc_score(y[test], scores["scaled kNN"]) > 0.9
 
 
+def test_threshold_defaults_runs_a_tiny_configuration(shared_data):
+    script = load_script("threshold_defaults")
+    results = script.evaluate(["32_shuttle"], sizes=[60], contaminations=[0.05], data_dir=shared_data)
+    assert set(results["method"]) == {"AnomalyVAE default", "IsolationForest auto"}
+    table = script.summary(results)
+    assert {"VAE recall", "IF recall", "VAE FAR", "stated rate", "FAR <= 2x stated"} <= set(table.columns)
+    assert 0 <= table["VAE FAR"].iloc[0] <= 1 and 0 < table["stated rate"].iloc[0] < 1
+    assert "| dataset |" in script.markdown(table)
+
+
+@pytest.mark.slow
+def test_full_threshold_defaults_keeps_the_false_alarm_rate(shared_data):
+    script = load_script("threshold_defaults")
+    table = script.summary(script.evaluate(data_dir=shared_data))
+    assert table["FAR <= 2x stated"].mean() >= 0.9
+
+
 def test_contamination_curve_runs_each_rate_and_tabulates_the_means(shared_data, tmp_path):
     script = load_script("contamination_curve")
     script.main(["--data", str(shared_data / "tabular"), "--datasets", "14_glass", "--seeds", "1",

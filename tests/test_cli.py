@@ -46,6 +46,23 @@ def test_train_prints_report_and_saves(config, tmp_path, capsys):
     assert (tmp_path / "model.safetensors").is_file()
 
 
+def test_train_report_says_when_the_threshold_cannot_honour_its_rate(tmp_path, table, capsys):
+    frame, _ = table
+    path = tmp_path / "small.csv"
+    frame.iloc[20:80].drop(columns="label").to_csv(path, index=False)
+    config_path = tmp_path / "small.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "model": {"name": "AnomalyVAE", "params": {"epochs": 5, "random_state": 0}},
+        "data": {"source": str(path)}, "output": str(tmp_path / "small.safetensors"),
+        "tracking": {"enabled": False},
+    }))
+    with pytest.warns(UserWarning, match="cannot be honoured"):
+        assert main(["train", "--config", str(config_path)]) == 0
+    out = capsys.readouterr().out
+    assert "threshold_expected_rate" in out and "threshold_rate_interval" in out
+    assert "threshold_warnings" in out and "cannot be honoured with" in out
+
+
 def test_score_keeps_rows_in_order_csv_and_parquet(config, table, tmp_path):
     frame, _ = table
     assert main(["train", "--config", str(config)]) == 0

@@ -61,8 +61,20 @@ def test_run_holds_params_epoch_losses_final_metrics_and_plots(trained):
     assert 0 < metrics["eval_average_precision"] <= 1
     assert "train_roc_auc" not in metrics  # the first 200 rows are all normal: no AUC to compute
     assert run.data.tags["device"] == "cpu"
+    low, high = detector.threshold_.rate_interval
+    assert metrics["threshold_rate_low"] == pytest.approx(low) and metrics["threshold_rate_high"] == pytest.approx(high)
+    assert "threshold_estimated_contamination" in metrics
+    assert run.data.tags["threshold_warnings"] == ("; ".join(detector.threshold_.warnings) or "none")
     plots = {item.path for item in client.list_artifacts(result.run_id, "plots")}
     assert plots == {"plots/loss_curves.png", "plots/score_histogram.png", "plots/feature_contributions.png"}
+
+
+def test_a_threshold_that_cannot_honour_its_rate_is_tagged(mlflow_store, labelled):
+    X, _ = labelled
+    with pytest.warns(anomvae.calibration.ThresholdWarning):
+        result = tracking.fit_and_log(anomvae.AnomalyVAE(**FAST), X.iloc[:40], run_name="tiny")
+    tags = mlflow.MlflowClient().get_run(result.run_id).data.tags
+    assert "cannot be honoured with" in tags["threshold_warnings"]
 
 
 def test_fit_and_log_registers_and_sets_the_champion_alias(trained):

@@ -56,7 +56,8 @@ def test_drifted_batch_raises_both_alarms_and_names_the_drifted_features(detecto
 
 def test_report_serialises_to_json(detector):
     document = json.loads(json.dumps(anomvae.monitor(detector, drifted(normal_rows(300, seed=3))).to_dict()))
-    assert document["flag_rate_alarm"] is True and len(document["alarms"]) == 2
+    assert document["flag_rate_alarm"] is True and document["ks_alarm"] is True
+    assert len(document["alarms"]) == 2 + document["psi_alarm"]
     assert document["threshold"]["method"] == "false_positive_rate"
     assert set(document["top_features"][0]) == {"name", "mean_score", "reference_score", "excess", "share", "lift"}
 
@@ -65,6 +66,44 @@ def test_report_serialises_to_json(detector):
 def test_numpy_batches_use_the_fitted_feature_names(detector):
     report = anomvae.monitor(detector, drifted(normal_rows(500, seed=4)).to_numpy(), n_top_features=2)
     assert {feature.name for feature in report.top_features} <= set(COLUMNS)
+
+
+@pytest.mark.parametrize("batch_rows", [1, 5, 20, 100, 1000])
+def test_false_alarms_on_normal_batches_stay_near_the_significance_level(detector, batch_rows):
+    # Fresh reference sets (set_threshold on new normal rows, no retraining) and fresh
+    # batches: the alarm rate is averaged over calibrations, as the tests' levels are.
+    significance, n_references, n_batches = 0.05, 20, 10
+    rows = normal_rows(n_references * (200 + n_batches * batch_rows), seed=7).to_numpy()
+    calibrated = copy.deepcopy(detector)
+    drift, any_alarm, start = 0, 0, 0
+    for _ in range(n_references):
+        with pytest.warns(UserWarning, match="does not have valid feature names"):
+            calibrated.set_threshold(FalsePositiveRate(0.05), rows[start:start + 200])
+        start += 200
+        for _ in range(n_batches):
+            with pytest.warns(UserWarning, match="does not have valid feature names"):
+                report = anomvae.monitor(calibrated, rows[start:start + batch_rows],
+                                         significance=significance, n_top_features=0)
+            start += batch_rows
+            drift += report.drift_alarm
+            any_alarm += bool(report.alarms)
+    total = n_references * n_batches
+    assert drift / total <= 2 * significance
+    assert any_alarm / total <= 3 * significance  # the flag-rate test has its own level
+
+
+def test_psi_of_a_handful_of_rows_is_too_few_rows_not_an_alarm(detector):
+    report = anomvae.monitor(detector, normal_rows(5, seed=8))
+    assert report.psi is None and not report.psi_alarm
+    assert "too few rows" in str(report)
+    assert "psi" not in report.metrics()
+
+
+def test_alarm_text_names_the_statistic_that_fired(detector):
+    report = anomvae.monitor(detector, drifted(normal_rows(1000, seed=9)))
+    assert any("KS test" in alarm for alarm in report.alarms)
+    assert any("PSI" in alarm for alarm in report.alarms)
+    assert any("flag rate" in alarm for alarm in report.alarms)
 
 
 def test_population_stability_index():

@@ -14,6 +14,7 @@ from sklearn.exceptions import NotFittedError
 
 import anomvae
 from anomvae import AnomalyVAE
+from anomvae.calibration import RobustFalsePositiveRate
 from anomvae.thresholds import (
     Contamination,
     FalsePositiveRate,
@@ -201,14 +202,15 @@ def test_peaks_over_threshold_holds_a_low_rate_on_fresh_normal_data(gaussian_det
 
 def test_default_threshold_keeps_the_contamination_behaviour(blobs, fast_params):
     normal, _ = blobs
-    auto = AnomalyVAE(**fast_params).fit(normal)
-    assert auto.threshold_.strategy == FalsePositiveRate(0.01)
-    assert auto.threshold_.source == "held-out" and auto.reference_source_ == "held-out"
+    auto = AnomalyVAE(scoring="reconstruction", **fast_params).fit(normal)
+    assert auto.threshold_.strategy == RobustFalsePositiveRate(0.01)
+    # 20 held-out rows are too few for a 1% rate: calibrated on out-of-fold scores of all 200
+    assert auto.threshold_.source == "out-of-fold" and auto.reference_source_ == "out-of-fold"
     quantile = AnomalyVAE(contamination=0.1, **fast_params).fit(normal)
     assert quantile.threshold_.strategy == Contamination(0.1)
     assert quantile.threshold_.source == "training"
     assert quantile.offset_ == np.percentile(quantile.score_samples(normal), 10.0)
-    assert quantile.reference_scores_.size == auto.reference_scores_.size == 20
+    assert quantile.reference_scores_.size == 20 and auto.reference_scores_.size == 200
 
 
 def test_pythresh_is_calibrated_on_the_training_rows(blobs, fast_params):
@@ -265,12 +267,13 @@ def test_threshold_parameter_is_validated_and_clone_safe(blobs, fast_params):
 def test_set_threshold_recalibrates_without_retraining(blobs, fast_params):
     normal, outliers = blobs
     detector = AnomalyVAE(**fast_params).fit(normal)
+    calibrated_on = detector.reference_source_
     weights = {k: v.clone() for k, v in detector.scorer_.state_dict().items()}
     before = detector.score_samples(outliers)
     detector.set_threshold(Contamination(0.2))
     assert detector.threshold == Contamination(0.2) == detector.threshold_.strategy
     assert detector.offset_ == -detector.threshold_.value
-    assert detector.threshold_.source == "held-out"
+    assert detector.threshold_.source == calibrated_on  # the default's calibration scores, reused
     detector.set_threshold(FalsePositiveRate(0.1), outliers)
     assert detector.threshold_.source == "supplied" and detector.reference_scores_.size == len(outliers)
     assert all(np.array_equal(weights[k], v) for k, v in detector.scorer_.state_dict().items())
@@ -278,7 +281,7 @@ def test_set_threshold_recalibrates_without_retraining(blobs, fast_params):
 
 
 def test_set_threshold_failure_changes_nothing(blobs, fast_params):
-    detector = AnomalyVAE(**fast_params).fit(blobs[0])
+    detector = AnomalyVAE(threshold=FalsePositiveRate(0.05), **fast_params).fit(blobs[0])
     state = (detector.threshold, detector.threshold_, detector.offset_, detector.reference_scores_)
     with pytest.raises(ValueError, match="needs at least 200 calibration rows, got 20"):
         detector.set_threshold(PeaksOverThreshold(0.01))

@@ -21,7 +21,7 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils import check_random_state
 
-from .. import health, thresholds
+from .. import calibration, health, thresholds
 from .._sklearn import fit_context
 from ..device import resolve_device, seeded
 from ..engine import TrainingEngine
@@ -62,6 +62,16 @@ class BaseDeepDetector(InputEncodingMixin, ThresholdStateMixin, SavingMixin, Out
     def _make_scorer(self, input_shape: tuple[int, ...], image: bool) -> Scorer:
         """Build the untrained scorer for encoded inputs of ``input_shape``."""
         raise NotImplementedError
+
+    def _cross_fit_calibration(self) -> bool:
+        """Whether out-of-fold scores of clones are on this estimator's score scale, so the
+        default threshold may calibrate on them (:func:`anomvae.calibration.should_cross_fit`).
+
+        Not so for scores with a part that is optimistic on training rows (a distance to
+        the nearest training codes, a discriminator trained on them): their clones'
+        out-of-fold scores run above the final model's and the threshold flags too little.
+        """
+        return True
 
     def _architecture(self, input_shape: int | tuple[int, ...]) -> tuple[tuple[int, ...], int]:
         """``(hidden_dims, latent_dim)``, filling ``None`` parameters with defaults.
@@ -152,7 +162,11 @@ class BaseDeepDetector(InputEncodingMixin, ThresholdStateMixin, SavingMixin, Out
             map_batches(self.scorer_.anomaly_score, encoded, self.scorer_.device)
         )
         held_out = order[:n_validation] if n_validation else None
-        self._calibrate_threshold(strategy, encoded, training_scores, held_out, seed)
+        out_of_fold = None
+        cross_fit = calibration.should_cross_fit(strategy, len(encoded), n_validation, image)
+        if cross_fit and self._cross_fit_calibration():
+            out_of_fold = calibration.cross_fitted_scores(self, encoded, strategy.folds, seed)
+        self._calibrate_threshold(strategy, encoded, training_scores, held_out, seed, out_of_fold)
         self.diagnostics_ = diagnostics
         self.health_warnings_ = health.assess(self.diagnostics_, training_scores)
         health.report(self.health_warnings_, type(self).__name__)

@@ -92,8 +92,10 @@ scaling : {"standard", "robust", "minmax", "none"}, default="standard"
 contamination : "auto" or float in (0, 0.5], default="auto"
     Expected share of outliers in the training data, which sets
     ``offset_`` as in :class:`sklearn.ensemble.IsolationForest`. ``"auto"``
-    sets it so that 1% of the held-out training rows are flagged. Not
-    used when ``threshold`` is given."""),
+    targets 1% false alarms on normal rows, calibrated on held-out or
+    cross-fitted scores with gross anomalies set aside
+    (:class:`anomvae.calibration.RobustFalsePositiveRate`). Not used when
+    ``threshold`` is given."""),
     "threshold": SharedParameter(None, [ThresholdStrategy, None], """\
 threshold : ThresholdStrategy or None, default=None
     How ``offset_`` is calibrated: a strategy from

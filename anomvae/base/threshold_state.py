@@ -7,13 +7,15 @@ The fitted attributes it owns are ``threshold_``, ``offset_``,
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .. import thresholds
+from .. import calibration, thresholds
 from ..inference import map_batches
 from ..thresholds import FittedThreshold, ThresholdStrategy
 
@@ -26,7 +28,7 @@ class ThresholdStateMixin:
 
     def _calibrate_threshold(
         self, strategy: ThresholdStrategy, encoded: np.ndarray, training_scores: np.ndarray,
-        held_out: np.ndarray | None, seed: int,
+        held_out: np.ndarray | None, seed: int, out_of_fold: np.ndarray | None = None,
     ) -> None:
         """Set ``threshold_``, ``offset_`` and the reference of :meth:`p_values` and monitoring.
 
@@ -38,8 +40,13 @@ class ThresholdStateMixin:
         scores are the reference of :meth:`p_values`; without a validation
         split both fall back on the training scores, on which the model is
         optimistic, so alarms on new normal rows come more often than targeted.
+        ``out_of_fold`` scores of every row, when given
+        (:func:`anomvae.calibration.cross_fitted_scores`), take the place of
+        the held-out ones.
         """
-        if held_out is None:
+        if out_of_fold is not None:
+            reference_rows, reference, source = encoded, out_of_fold, "out-of-fold"
+        elif held_out is None:
             reference_rows, reference, source = encoded, training_scores, "training"
         else:
             reference_rows, reference, source = encoded[held_out], training_scores[held_out], "held-out"
@@ -56,6 +63,8 @@ class ThresholdStateMixin:
         self, fitted: FittedThreshold, reference_scores: np.ndarray, reference_source: str,
         feature_baseline: np.ndarray,
     ) -> None:
+        for message in fitted.warnings:
+            warnings.warn(f"{type(self).__name__}: {message}", calibration.ThresholdWarning, stacklevel=4)
         self.threshold_ = fitted
         self.offset_ = fitted.offset
         self.reference_scores_ = np.sort(np.asarray(reference_scores, dtype=np.float64))

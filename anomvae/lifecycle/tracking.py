@@ -127,12 +127,14 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
 
     Logged: the flat parameters; every per-epoch quantity of ``history_``
     with ``step=epoch``; the threshold (on the ``score`` scale, higher = more
-    anomalous) and its expected alarm rate, flag rate on ``X``, score
+    anomalous), its expected alarm rate and the spread of that rate over
+    calibration sets of its size, flag rate on ``X``, score
     quantiles, ROC-AUC and average precision when ``y`` is given (all with a
     ``train_`` prefix, and the same with an ``eval_`` prefix for
     ``validation``), training time and the
-    scalar training diagnostics; the device, the threshold calibration and
-    any health warnings as tags; three figures; and the HTML report
+    scalar training diagnostics; the device, the threshold calibration, any
+    threshold warnings (a target rate it cannot honour) and any health
+    warnings as tags; three figures; and the HTML report
     (:mod:`anomvae.report`) of the validation rows, or of ``X`` without
     them, as ``report.html``.
 
@@ -173,10 +175,16 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
         }
         tags = {"device": detector.device_, "health_warnings": "; ".join(detector.health_warnings_) or "none"}
         if hasattr(detector, "threshold_"):
-            final["threshold_expected_rate"] = float(detector.threshold_.expected_rate)
-            tags["threshold_calibration"] = str(detector.threshold_)
-            final.update(run_metadata.threshold_figures(detector.threshold_))
-            tags["threshold_method"] = detector.threshold_.to_dict()["method"]
+            fitted = detector.threshold_
+            final["threshold_expected_rate"] = float(fitted.expected_rate)
+            if fitted.rate_interval:
+                final["threshold_rate_low"], final["threshold_rate_high"] = map(float, fitted.rate_interval)
+            if fitted.estimated_contamination is not None:
+                final["threshold_estimated_contamination"] = float(fitted.estimated_contamination)
+            tags["threshold_calibration"] = str(fitted)
+            tags["threshold_warnings"] = "; ".join(fitted.warnings) or "none"
+            final.update(run_metadata.threshold_figures(fitted))
+            tags["threshold_method"] = fitted.to_dict()["method"]
         if validation is not None:
             final.update(training_metrics(detector, *validation, prefix="eval_"))
         metrics += [Metric(key, value, now, 0) for key, value in final.items()]

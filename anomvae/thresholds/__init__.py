@@ -17,6 +17,7 @@ is in :mod:`~anomvae.thresholds.strategy`, each family in a module of its own;
 from .extreme_value import PeaksOverThreshold
 from .fixed import FixedScore
 from .pythresh import PYTHRESH_METHODS, PyThresh
+from .robust import RobustFalsePositiveRate
 from .quantile import AUTO_FALSE_ALARM_RATE, Contamination, FalsePositiveRate, conformal_p_values, resolve
 from .strategy import FittedThreshold, ReferenceSummary, ThresholdStrategy, strategy_from_dict
 
@@ -30,6 +31,7 @@ __all__ = [
     "PeaksOverThreshold",
     "PyThresh",
     "ReferenceSummary",
+    "RobustFalsePositiveRate",
     "ThresholdStrategy",
     "conformal_p_values",
     "resolve",

@@ -13,11 +13,12 @@ from typing import ClassVar
 import numpy as np
 from scipy.stats import binom
 
+from .robust import RobustFalsePositiveRate
 from .strategy import ThresholdStrategy, _check_rate
 
 AUTO_FALSE_ALARM_RATE = 0.01
-"""With ``contamination="auto"`` the threshold lets this fraction of held-out
-normal rows through as false alarms."""
+"""With ``contamination="auto"`` the threshold targets this fraction of normal
+rows as false alarms (:class:`anomvae.calibration.RobustFalsePositiveRate`)."""
 
 
 class _OrderStatistic:
@@ -119,13 +120,13 @@ class FalsePositiveRate(_OrderStatistic, ThresholdStrategy):
 def resolve(threshold: ThresholdStrategy | None, contamination) -> ThresholdStrategy:
     """The strategy an estimator uses: ``threshold``, else one from ``contamination``.
 
-    ``contamination="auto"`` is :class:`FalsePositiveRate` at
-    :data:`AUTO_FALSE_ALARM_RATE`; a float is :class:`Contamination`.
+    ``contamination="auto"`` is :class:`~anomvae.thresholds.robust.RobustFalsePositiveRate`
+    at :data:`AUTO_FALSE_ALARM_RATE`; a float is :class:`Contamination`.
     """
     if threshold is not None:
         return threshold
     if contamination == "auto":
-        return FalsePositiveRate(AUTO_FALSE_ALARM_RATE)
+        return RobustFalsePositiveRate(AUTO_FALSE_ALARM_RATE)
     return Contamination(float(contamination))
 
 

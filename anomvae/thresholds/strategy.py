@@ -13,11 +13,13 @@ strictly above the value are flagged, so on the ``score_samples`` scale
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
+from scipy.stats import beta
 
 REFERENCE_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 0.999)
 """Levels of the quantiles kept in :class:`ReferenceSummary`."""
@@ -160,13 +162,38 @@ class ThresholdStrategy:
             tail = (1.0 - self.confidence) / 2.0
             low, high = np.quantile(resampled, [tail, 1.0 - tail])
             interval = (float(low), float(high))
+        expected = float(self.expected_rate(scores, value))
+        n_effective = self.effective_size(scores)
         return FittedThreshold(
             strategy=self,
             value=value,
-            expected_rate=float(self.expected_rate(scores, value)),
+            expected_rate=expected,
             confidence_interval=interval,
             reference=ReferenceSummary.of(scores),
             source=source,
+            rate_interval=rate_interval(expected, n_effective, self.confidence),
+            estimated_contamination=self.estimated_contamination(scores),
+            warnings=self._shortfall(expected, n_effective),
+        )
+
+    def effective_size(self, scores: np.ndarray) -> int:
+        """Calibration scores the threshold is an order statistic of (all of them unless some are set aside)."""
+        return int(scores.size)
+
+    def estimated_contamination(self, scores: np.ndarray) -> float | None:
+        """Share of calibration scores set aside as anomalies; None when the strategy does not estimate it."""
+        return None
+
+    def _shortfall(self, expected: float, n_effective: int) -> tuple[str, ...]:
+        """A message when the expected rate exceeds a target ``rate`` the strategy cannot honour."""
+        target = getattr(self, "rate", None)
+        if target is None or expected <= target * (1 + 1e-9):
+            return ()
+        return (
+            f"target false-alarm rate {target:g} cannot be honoured with {n_effective} calibration "
+            f"scores: the threshold is their largest, so about {expected:.3g} of normal rows will be "
+            f"flagged; at least {math.ceil(1 / target - 1)} are needed (more training rows, a larger "
+            "validation_fraction, or set_threshold with clean reference rows)",
         )
 
     def _bootstrap_values(self, scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -179,6 +206,22 @@ class ThresholdStrategy:
     def to_dict(self) -> dict[str, Any]:
         """``{"method": ..., **parameters}``, JSON-serialisable; inverse of :func:`strategy_from_dict`."""
         return {"method": self.method, **asdict(self)}
+
+
+def rate_interval(expected_rate: float, n: int, confidence: float) -> tuple[float, float]:
+    """Central ``confidence`` interval of the realised false-alarm rate of a threshold.
+
+    A threshold set at the ``k``-th smallest of ``n`` calibration scores lets a
+    fraction of new normal rows through that is Beta(n + 1 - k, k) distributed
+    over calibration sets (Vovk, "Conditional validity of inductive conformal
+    predictors", ACML 2012); ``expected_rate = (n + 1 - k) / (n + 1)`` is its
+    mean. For other strategies the same Beta law with that mean is an
+    approximation.
+    """
+    alarms = max(expected_rate * (n + 1), 1e-9)
+    tail = (1.0 - confidence) / 2.0
+    low, high = beta.ppf([tail, 1.0 - tail], alarms, max(n + 1 - alarms, 1e-9))
+    return float(low), float(high)
 
 
 def strategy_from_dict(config: Mapping[str, Any]) -> ThresholdStrategy:
@@ -206,7 +249,19 @@ class FittedThreshold:
     reference : ReferenceSummary
         The calibration scores: size and quantiles.
     source : str
-        ``"held-out"`` (validation rows of ``fit``), ``"training"`` or ``"supplied"``.
+        ``"held-out"`` (validation rows of ``fit``), ``"out-of-fold"`` (cross-fitted
+        scores of every training row), ``"training"`` or ``"supplied"``.
+    rate_interval : (float, float) or None
+        Central interval, at level ``strategy.confidence``, of the false-alarm
+        rate this threshold will realise on new normal rows: the spread to
+        expect from a calibration set of this size
+        (:func:`rate_interval`). None in files saved before it existed.
+    estimated_contamination : float or None
+        Share of calibration scores set aside as anomalies
+        (:class:`~anomvae.calibration.RobustFalsePositiveRate`); None for strategies that do not estimate it.
+    warnings : tuple of str
+        Why the threshold cannot honour its target, if it cannot; ``fit`` also
+        raises them as :class:`~anomvae.calibration.ThresholdWarning`.
     """
 
     strategy: ThresholdStrategy
@@ -215,6 +270,9 @@ class FittedThreshold:
     confidence_interval: tuple[float, float] | None
     reference: ReferenceSummary
     source: str
+    rate_interval: tuple[float, float] | None = None
+    estimated_contamination: float | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def method(self) -> str:
@@ -238,6 +296,9 @@ class FittedThreshold:
             "confidence_interval": list(self.confidence_interval) if self.confidence_interval else None,
             "reference": self.reference.to_dict(),
             "source": self.source,
+            "rate_interval": list(self.rate_interval) if self.rate_interval else None,
+            "estimated_contamination": self.estimated_contamination,
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -251,6 +312,9 @@ class FittedThreshold:
             confidence_interval=tuple(interval) if interval else None,
             reference=ReferenceSummary(**document["reference"]),
             source=document["source"],
+            rate_interval=tuple(document["rate_interval"]) if document.get("rate_interval") else None,
+            estimated_contamination=document.get("estimated_contamination"),
+            warnings=tuple(document.get("warnings", ())),
         )
 
     def __str__(self) -> str:
@@ -259,7 +323,16 @@ class FittedThreshold:
         if self.confidence_interval:
             low, high = self.confidence_interval
             interval = f", {self.strategy.confidence:.0%} CI [{low:.4g}, {high:.4g}]"
-        return (
+        spread = ""
+        if self.rate_interval:
+            low, high = self.rate_interval
+            spread = f" ({self.strategy.confidence:.0%} of calibrations: {low:.2g}-{high:.2g})"
+        contamination = ""
+        if self.estimated_contamination:
+            contamination = f"; {self.estimated_contamination:.1%} set aside as anomalies"
+        text = (
             f"{self.method}({params}): flag scores > {self.value:.4g}{interval}; expected alarm "
-            f"rate {self.expected_rate:.4g}; calibrated on {self.reference.n} {self.source} scores"
+            f"rate {self.expected_rate:.4g}{spread}; calibrated on {self.reference.n} {self.source} "
+            f"scores{contamination}"
         )
+        return text + "".join(f"; WARNING: {message}" for message in self.warnings)

@@ -1,0 +1,79 @@
+"""Label-based scores for model selection: ``scoring=`` callables with y = 1 for anomalies.
+
+anomvae follows scikit-learn's outlier contract, where ``score_samples`` is
+higher for *more normal* rows. scikit-learn's ``scoring="roc_auc"`` ranks by
+``decision_function`` against the positive label, so with the usual anomaly
+label ``y = 1`` it computes ``1 - AUC`` and :class:`~sklearn.model_selection.GridSearchCV`
+picks the worst setting. The scorers here rank rows by anomaly score
+(``-score_samples``) against ``y == 1``:
+
+>>> from sklearn.model_selection import GridSearchCV
+>>> from anomvae.metrics import outlier_roc_auc
+>>> search = GridSearchCV(AnomalyVAE(), {"beta": [0.5, 1.0]}, scoring=outlier_roc_auc)  # doctest: +SKIP
+>>> search.fit(X, y)     # y: 1 = anomaly, 0 = normal; fit itself ignores y   # doctest: +SKIP
+
+The rows of ``X`` are training rows too (``fit`` ignores ``y``), so a grid
+search trains on the labelled anomalies of each training fold, as a detector
+trained on a contaminated feed would.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+
+def _anomaly_labels(y) -> np.ndarray:
+    labels = np.asarray(y).ravel()
+    values = set(np.unique(labels).tolist())
+    if not values <= {0, 1}:
+        raise ValueError(
+            f"labels must be 1 for anomalies and 0 for normal rows, got values {sorted(values)}; "
+            "for scikit-learn's +1/-1 convention pass (y == -1).astype(int)"
+        )
+    if len(values) < 2:
+        raise ValueError("ranking needs both anomalies (y = 1) and normal rows (y = 0) in the fold")
+    return labels.astype(int)
+
+
+def outlier_roc_auc(estimator, X, y) -> float:
+    """ROC-AUC of the anomaly score ``-estimator.score_samples(X)`` against ``y == 1``.
+
+    Usable as ``scoring=`` in :class:`~sklearn.model_selection.GridSearchCV`
+    and :func:`~sklearn.model_selection.cross_val_score`; higher is better.
+
+    Parameters
+    ----------
+    estimator : fitted outlier detector
+        Any estimator with ``score_samples`` higher for more normal rows
+        (anomvae's, IsolationForest, LocalOutlierFactor(novelty=True)).
+    X : array-like of shape (n_samples, ...)
+    y : array-like of shape (n_samples,)
+        1 for anomalies, 0 for normal rows.
+
+    Returns
+    -------
+    float
+        ROC-AUC in [0, 1]; 0.5 is chance.
+
+    Raises
+    ------
+    ValueError
+        When ``y`` holds other values than 0 and 1, or only one of them.
+    """
+    return float(roc_auc_score(_anomaly_labels(y), -estimator.score_samples(X)))
+
+
+def outlier_average_precision(estimator, X, y) -> float:
+    """Average precision of the anomaly score against ``y == 1``; the ``scoring=`` for rare anomalies.
+
+    Parameters and errors as :func:`outlier_roc_auc`. Chance level is the
+    anomaly share of ``y``.
+    """
+    return float(average_precision_score(_anomaly_labels(y), -estimator.score_samples(X)))
+
+
+SCORERS = {"outlier_roc_auc": outlier_roc_auc, "outlier_average_precision": outlier_average_precision}
+"""By name, for ``scoring=SCORERS`` (several metrics at once, with ``refit=`` one of the names)."""
+
+__all__ = ["SCORERS", "outlier_average_precision", "outlier_roc_auc"]

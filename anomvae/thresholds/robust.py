@@ -1,0 +1,129 @@
+"""A target false-alarm rate whose calibration sets gross anomalies aside: the default threshold.
+
+Scores far outside the bulk, beyond :attr:`RobustFalsePositiveRate.fence`
+robust standard deviations on a log scale (median and MAD of the log scores,
+Hampel's identifier; Rousseeuw & Hubert, "Robust statistics for outlier
+detection", WIREs 2011), are set aside as estimated contamination before the
+conformal quantile is taken. ``fit`` feeds it held-out or cross-fitted scores
+(:mod:`anomvae.calibration`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from .strategy import ThresholdStrategy
+
+
+def log_scale(scores: np.ndarray) -> np.ndarray:
+    """Scores on a log scale: ``log(s)`` when all are positive, else shifted to be.
+
+    The shift puts the smallest score as far above zero as the median is above
+    the smallest, so the transform is invariant to adding a constant to every
+    score (negative ELBOs can be negative).
+    """
+    low = float(scores.min())
+    if low > 0:
+        return np.log(scores)
+    spread = float(np.median(scores)) - low
+    return np.log(scores - low + (spread if spread > 0 else 1.0))
+
+
+def contamination_mask(scores: np.ndarray, fence: float) -> np.ndarray:
+    """True for scores beyond ``fence`` robust standard deviations above the median, on a log scale.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n,)
+        Anomaly scores, higher = more anomalous.
+    fence : float
+        Robust z-score (``(t - median) / (1.4826 MAD)`` of the log scores ``t``)
+        beyond which a score counts as contamination.
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+        All False when the scores have no spread.
+    """
+    logged = log_scale(scores)
+    centre = np.median(logged)
+    spread = 1.4826 * np.median(np.abs(logged - centre))
+    if not spread > 0:
+        return np.zeros(scores.shape, dtype=bool)
+    return (logged - centre) / spread > fence
+
+
+@dataclass(frozen=True, repr=False)
+class RobustFalsePositiveRate(ThresholdStrategy):
+    """Target false-alarm rate, calibrated on clean-looking held-out or out-of-fold scores.
+
+    The default threshold of every anomvae estimator (``contamination="auto"``).
+    Scores beyond the contamination fence (:func:`contamination_mask`) are set
+    aside; the threshold is the split-conformal order statistic of the rest,
+    ``k = ceil((n' + 1)(1 - rate))`` of the ``n'`` kept scores, as in
+    :class:`~anomvae.thresholds.FalsePositiveRate`. In ``fit`` the scores are
+    those of the held-out rows, or cross-fitted out-of-fold scores of all rows
+    when fewer than :attr:`min_held_out` rows are held out (see the module
+    docstring).
+
+    Parameters
+    ----------
+    rate : float in (0, 1), default=0.01
+        Target false-alarm rate on normal rows.
+    fence : float, default=5.0
+        Robust z-score on the log scale beyond which a calibration score counts
+        as contamination; ``inf`` keeps every score.
+    folds : int, default=5
+        Folds of the cross-fitting; 0 or 1 never cross-fits (held-out rows only).
+    """
+
+    rate: float = 0.01
+    fence: float = 5.0
+    folds: int = 5
+    method: ClassVar[str] = "robust_false_positive_rate"
+    needs_clean_reference: ClassVar[bool] = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.rate, bool) or not isinstance(self.rate, (int, float, np.floating)):
+            raise TypeError(f"rate must be a float, got {type(self.rate).__name__}")
+        if not 0 < self.rate < 1:
+            raise ValueError(f"rate must be in (0, 1), got {self.rate!r}")
+        if isinstance(self.fence, bool) or not isinstance(self.fence, (int, float)) or not self.fence > 0:
+            raise ValueError(f"fence must be a positive number, got {self.fence!r}")
+        if isinstance(self.folds, bool) or not isinstance(self.folds, (int, np.integer)) or self.folds < 0:
+            raise ValueError(f"folds must be a non-negative int, got {self.folds!r}")
+
+    @property
+    def min_held_out(self) -> int:
+        """Held-out rows below which ``fit`` cross-fits: twice the fewest the rate needs."""
+        return math.ceil(2.0 / self.rate)
+
+    def _kept(self, scores: np.ndarray) -> np.ndarray:
+        kept = scores[~contamination_mask(scores, self.fence)] if math.isfinite(self.fence) else scores
+        return kept if kept.size else scores
+
+    def _rank(self, n: int) -> int:
+        return min(math.ceil((n + 1) * (1.0 - self.rate) - 1e-9), n)
+
+    def threshold_value(self, scores):
+        kept = self._kept(scores)
+        index = self._rank(kept.size) - 1
+        return float(np.partition(kept, index)[index])
+
+    def expected_rate(self, scores, value):
+        n = self._kept(scores).size
+        return (n + 1 - self._rank(n)) / (n + 1)
+
+    def effective_size(self, scores: np.ndarray) -> int:
+        return int(self._kept(scores).size)
+
+    def estimated_contamination(self, scores: np.ndarray) -> float:
+        return 1.0 - self._kept(scores).size / scores.size
+
+
+__all__ = ["RobustFalsePositiveRate", "contamination_mask", "log_scale"]
