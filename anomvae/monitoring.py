@@ -26,6 +26,11 @@ PSI_MODERATE, PSI_MAJOR = 0.1, 0.25
 """Conventional PSI levels (Siddiqi, *Credit Risk Scorecards*, 2006): below 0.1
 stable, 0.1 to 0.25 a moderate shift, above 0.25 a major shift."""
 
+BROAD_SHIFT = 0.25
+"""KS statistic above which a drift is read as a move of the bulk of the rows
+(at least this share of them) rather than a tail of anomalies, and
+:attr:`MonitoringReport.update_recommended` is raised."""
+
 FEATURE_ROWS = 10_000
 """Most rows whose per-feature scores :func:`monitor` computes."""
 
@@ -139,6 +144,20 @@ class MonitoringReport:
             )
         return raised
 
+    @property
+    def update_recommended(self) -> bool:
+        """The batch as a whole moved: scores drifted and the KS statistic is
+        above :data:`BROAD_SHIFT`.
+
+        The KS statistic is a lower bound on the share of rows whose scores
+        moved, so this singles out a shift of the bulk of the rows (a
+        recalibrated sensor, a new season, a new product) from a tail of
+        anomalies. If the moved rows are the new normal,
+        ``detector.partial_fit(batch)`` adapts the model and its threshold to
+        them; if they are an incident, do not.
+        """
+        return self.drift_alarm and self.ks_statistic > BROAD_SHIFT
+
     def metrics(self) -> dict[str, float]:
         """The numeric figures, as logged to MLflow (prefixed ``monitor.``)."""
         return {
@@ -160,6 +179,7 @@ class MonitoringReport:
         document["alarms"] = self.alarms
         document["flag_rate_alarm"] = self.flag_rate_alarm
         document["drift_alarm"] = self.drift_alarm
+        document["update_recommended"] = self.update_recommended
         return document
 
     def __str__(self) -> str:
@@ -185,6 +205,9 @@ class MonitoringReport:
                 + (f" ({_format_lift(feature.lift)} reference)" if feature.lift is not None else "")
                 for feature in self.top_features
             ))
+        if self.update_recommended:
+            lines.append(f"  RECOMMENDATION: at least {self.ks_statistic:.0%} of the rows moved; if "
+                         "this is the new normal, update the model with detector.partial_fit(batch)")
         lines.append(
             "  ALARMS: " + "; ".join(self.alarms) if self.alarms
             else f"  no alarm at significance {self.significance}"
