@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .preprocessing import MAX_CATEGORIES
+from .preprocessing import MAX_CATEGORIES, check_finite
 from .training_data import TrainingData
 
 SAMPLE_ROWS = 50_000
@@ -168,11 +168,7 @@ def survey(reader: ChunkReader, seed: int, validation_fraction: float) -> Survey
                 f"streamed chunk {position} has columns {list(frame.columns)}, the first chunk "
                 f"had {columns}; every chunk must have the same columns"
             )
-        for column in frame.columns:
-            if not pd.api.types.is_numeric_dtype(frame[column]) or isinstance(
-                    frame[column].dtype, pd.CategoricalDtype):
-                seen = categories.setdefault(str(column), set())
-                seen.update(frame[column].dropna().astype(str).unique())
+        _survey_columns(frame, position, categories)
         mask = held_out_mask(seed, position, len(frame), validation_fraction)
         counts[0] += int((~mask).sum())
         counts[1] += int(mask.sum())
@@ -181,6 +177,18 @@ def survey(reader: ChunkReader, seed: int, validation_fraction: float) -> Survey
     if columns is None:
         raise ValueError("the streamed input holds no chunk")
     return Survey(counts[0], counts[1], train.frame(), held_out.frame(), categories)
+
+
+def _survey_columns(frame: pd.DataFrame, position: int, categories: dict[str, set]) -> None:
+    """Refuse non-finite numbers naming the chunk; add text columns' values to ``categories``."""
+    numeric = [column for column in frame.columns if pd.api.types.is_numeric_dtype(frame[column])
+               and not isinstance(frame[column].dtype, pd.CategoricalDtype)]
+    try:
+        check_finite(frame[numeric].to_numpy(dtype=np.float64), [str(c) for c in numeric])
+    except ValueError as error:
+        raise ValueError(f"streamed chunk {position}: {error}") from error
+    for column in frame.columns.difference(numeric, sort=False):
+        categories.setdefault(str(column), set()).update(frame[column].dropna().astype(str).unique())
 
 
 class RowSource:
