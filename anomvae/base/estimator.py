@@ -31,6 +31,7 @@ from ..inference import map_batches, prepare_for_inference
 from ..nn import default_architecture
 from ..scorer import FitContext, Scorer
 from ..training_data import TrainingData
+from .data_parallel import DataParallelMixin
 from .incremental import IncrementalMixin
 from .inputs import InputEncodingMixin, encode_frame
 from .parameters import compose_docstring, shared_constraints
@@ -38,8 +39,8 @@ from .saving import SavingMixin
 from .threshold_state import ThresholdStateMixin
 
 
-class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, ThresholdStateMixin, SavingMixin, OutlierMixin,
-                       BaseEstimator):
+class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, ThresholdStateMixin,
+                       SavingMixin, OutlierMixin, BaseEstimator):
     """Shared base of the anomvae estimators; not used directly.
 
     Subclasses set ``__init__ = estimator_init(<own parameters and
@@ -121,7 +122,7 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, ThresholdStateMixin
             raise
 
     @fit_context(prefer_skip_nested_validation=True)
-    def _fit(self, X, sync: Synchroniser = LOCAL):
+    def _fit(self, X, sync: Synchroniser = LOCAL, encoder_sample=None):
         started = time.perf_counter()
         random_state = check_random_state(self.random_state)
         device = resolve_device(self.device)
@@ -132,7 +133,9 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, ThresholdStateMixin
                 X, self._fit_encoding, encode_frame, seed, self.validation_fraction, device
             )
         else:
-            encoded, encoder, image = self._fit_encoding(X)
+            encoded, encoder, image = self._fit_encoding(X if encoder_sample is None else encoder_sample)
+            if encoder_sample is not None:
+                encoded = self._encode_with(encoder, X)
             seed = int(random_state.randint(np.iinfo(np.int32).max))
             data = self._in_memory_data(encoded, encoder, image, random_state, device)
         strategy.check_reference_size(
@@ -190,6 +193,8 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, ThresholdStateMixin
             map_batches(self.scorer_.anomaly_score, data.reference, self.scorer_.device)
         )
         self._calibrate_threshold(strategy, data.reference, training_scores, data.held_out, seed)
+        if sync.world_size > 1:
+            self._calibrate_on_union(strategy, training_scores, data.held_out, seed, sync)
         self.diagnostics_ = diagnostics
         self.health_warnings_ = health.assess(self.diagnostics_, training_scores)
         if sync.rank == 0:
