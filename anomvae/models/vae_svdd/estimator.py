@@ -27,6 +27,13 @@ class AnomalyVAESVDD(BaseDeepDetector):
     extractor and mean head) has no bias terms, so the network cannot map
     every input onto ``c`` trivially.
 
+    When to choose it: when a compact one-class description of the normal
+    codes is wanted (the distance to ``c`` is an interpretable score). On ten
+    ADBench tables never used for tuning (issue 11, 3 seeds) it scored 0.755
+    mean ROC-AUC with clean training data, below PyOD's AutoEncoder (0.787)
+    and VAE (0.771); :class:`~anomvae.AnomalyVAE`'s default is the better
+    choice for tables.
+
     Parameters
     ----------
     beta : float or "auto", default="auto"
