@@ -12,6 +12,8 @@ from .base import BaseDeepDetector
 from .engine import NonFiniteLossError
 from .health import TrainingHealthWarning
 from .models.advae import AnomalyAdVAE
+from .models.cvae import AnomalyCVAE
+from .models.tcvae import AnomalyTCVAE
 from .models.vae import AnomalyVAE
 from .models.vae_gan import AnomalyVAEGAN
 from .models.vae_svdd import AnomalyVAESVDD
@@ -19,7 +21,11 @@ from .monitoring import monitor
 from .persistence import ModelFormatError, load
 from .version import __version__
 
-_MLFLOW_ATTRIBUTES = {"log_model": ("lifecycle.pyfunc", "log_model"), "tracking": ("lifecycle.tracking", None)}
+_MLFLOW_ATTRIBUTES = {
+    "log_model": ("lifecycle.pyfunc", "log_model"),
+    "autolog": ("lifecycle.autologging", "autolog"),
+    "tracking": ("lifecycle.tracking", None),
+}
 """Reached lazily, so that importing anomvae does not import MLflow: name -> (module, attribute)."""
 
 
@@ -34,6 +40,8 @@ def __getattr__(name):
 
 __all__ = [
     "AnomalyAdVAE",
+    "AnomalyCVAE",
+    "AnomalyTCVAE",
     "AnomalyVAE",
     "AnomalyVAEGAN",
     "AnomalyVAESVDD",
@@ -42,6 +50,7 @@ __all__ = [
     "TrainingHealthWarning",
     "ModelFormatError",
     "__version__",
+    "autolog",
     "load",
     "log_model",
     "monitor",

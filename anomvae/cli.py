@@ -1,9 +1,10 @@
-"""The ``anomvae`` command line: ``train``, ``score``, ``monitor``, ``promote`` and ``bench``."""
+"""The ``anomvae`` command line: ``train``, ``score``, ``monitor``, ``promote``, ``serve``, ``report`` and ``bench``."""
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,21 +13,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+from pandas._libs.parsers import STR_NA_VALUES  # pandas' default missing-value markers
 from sklearn.metrics import roc_auc_score
 
 from . import registry
-from .benchmark.command import add_arguments as add_bench_arguments
+from .batch_scoring import load_detector, score_table, write_table
+from .cli_arguments import build_parser
 from .benchmark.command import run_from_arguments as run_bench
-from .datasets import embedded_default, load_npz, semi_supervised_split
+from .datasets import EMBEDDED_NAME, embedded_default, load_npz, semi_supervised_split
 from .monitoring import monitor
-from .persistence import load
+from .report import write_report as write_html_report
 from .thresholds import Contamination, FalsePositiveRate, strategy_from_dict
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "model": {"name": "AnomalyVAE", "params": {"random_state": 0}},
     "data": {"source": "embedded", "label_column": None},
     "output": "runs/model.safetensors",
-    "tracking": {"enabled": True, "experiment": "anomvae", "registered_model_name": "anomvae", "alias": "champion"},
+    "tracking": {"enabled": True, "experiment": "anomvae", "registered_model_name": "anomvae", "alias": "champion",
+                 "run_name": None},
 }
 
 
@@ -45,12 +49,19 @@ def load_config(path: str | None) -> dict[str, Any]:
     return config
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file, or the ``X`` array of an ``.npz`` file."""
+def read_table(path: str | Path, detector=None) -> pd.DataFrame:
+    """Read a CSV or Parquet file, or the ``X`` array of an ``.npz`` file.
+
+    With a fitted tabular ``detector``, a CSV file is read by the model's
+    schema: the columns it fitted as text stay text (``"01"`` is not turned
+    into ``1``) and only an empty cell is missing there, as it is when pandas
+    writes a missing value. Columns are matched by position, as scoring
+    matches them. Parquet files carry their own types.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return pd.read_csv(path)
+        return pd.read_csv(path, **_csv_options(path, detector))
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
     if suffix == ".npz":
@@ -59,6 +70,21 @@ def read_table(path: str | Path) -> pd.DataFrame:
         frame["label"] = y
         return frame
     raise ValueError(f"{path}: unsupported file type {suffix!r}; expected .csv, .parquet or .npz")
+
+
+def _csv_options(path: Path, detector) -> dict[str, Any]:
+    """``pandas.read_csv`` options that keep a model's text columns as text."""
+    encoder = getattr(detector, "encoder_", None)
+    kinds = getattr(encoder, "kinds", None)
+    if not kinds or "category" not in kinds:
+        return {}
+    header = list(pd.read_csv(path, nrows=0).columns)
+    text = {header[i] for i, kind in enumerate(kinds) if kind == "category" and i < len(header)}
+    return {
+        "dtype": {column: str for column in text},
+        "keep_default_na": False,
+        "na_values": {column: [""] if column in text else sorted(STR_NA_VALUES) for column in header},
+    }
 
 
 def training_data(data: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None]:
@@ -74,12 +100,15 @@ def training_data(data: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None
     return frame.drop(columns=[label_column]), frame[label_column].to_numpy().astype(int)
 
 
-def train(config: dict[str, Any], output: str | None = None) -> dict[str, Any]:
+def train(config: dict[str, Any], output: str | None = None, *, progress: bool = False) -> dict[str, Any]:
     """The main job: fit, pick the threshold, report, save.
 
     With labels, the detector is trained on a random half of the normal rows
     and evaluated on the rest (semi-supervised protocol); without labels it is
     trained on every row.
+
+    With ``progress``, the fit shows a progress bar unless the model
+    parameters set ``verbose`` themselves.
 
     Returns
     -------
@@ -92,6 +121,8 @@ def train(config: dict[str, Any], output: str | None = None) -> dict[str, Any]:
     params = dict(config["model"].get("params") or {})
     if isinstance(params.get("threshold"), dict):
         params["threshold"] = strategy_from_dict(params["threshold"])
+    if progress:
+        params.setdefault("verbose", True)
     detector = registry.get(name)(**params)
     X, y = training_data(config["data"])
     if y is not None:
@@ -99,7 +130,8 @@ def train(config: dict[str, Any], output: str | None = None) -> dict[str, Any]:
         X_train, X_test, y_test = X.iloc[train_index], X.iloc[test_index], y[test_index]
     else:
         X_train, X_test, y_test = X, X, None
-    tracked = _fit(detector, X_train, None if y_test is None else (X_test, y_test), config["tracking"])
+    tracked = _fit(detector, X_train, None if y_test is None else (X_test, y_test), config["tracking"],
+                   dataset_name(config["data"]))
     anomaly_score = detector.anomaly_score(X_test)
     report = {
         "model": name,
@@ -110,10 +142,12 @@ def train(config: dict[str, Any], output: str | None = None) -> dict[str, Any]:
         "epochs": detector.history_["epoch"][-1],
         "device": detector.device_,
         "threshold": -detector.offset_,
-        "flag_rate": float(np.mean(anomaly_score > -detector.offset_)),
     }
+    # The names MLflow logs: eval_* on the held-out rows, train_* on the training rows.
+    prefix = "train_" if y_test is None else "eval_"
+    report[f"{prefix}flag_rate"] = float(np.mean(anomaly_score > -detector.offset_))
     if y_test is not None:
-        report["roc_auc"] = float(roc_auc_score(y_test, anomaly_score))
+        report["eval_roc_auc"] = float(roc_auc_score(y_test, anomaly_score))
     path = Path(output or config["output"])
     detector.save(path)
     report["saved_to"] = str(path)
@@ -126,10 +160,17 @@ def train(config: dict[str, Any], output: str | None = None) -> dict[str, Any]:
     return report
 
 
-def _fit(detector, X_train, validation, tracking_config: dict[str, Any]):
+def dataset_name(data: dict[str, Any]) -> str:
+    """A short name of the training data: the file's stem, or the embedded dataset's name."""
+    if data["source"] == "embedded":
+        return EMBEDDED_NAME
+    return Path(data["source"]).stem
+
+
+def _fit(detector, X_train, validation, tracking_config: dict[str, Any], dataset: str):
     """Fit ``detector``; with tracking on, in an MLflow run that registers the model.
 
-    Returns the :class:`~anomvae.tracking.TrainingRun`, or None without tracking.
+    Returns the :class:`~anomvae.lifecycle.tracking.TrainingRun`, or None without tracking.
     """
     if not tracking_config.get("enabled", True):
         detector.fit(X_train)
@@ -140,6 +181,8 @@ def _fit(detector, X_train, validation, tracking_config: dict[str, Any]):
         detector,
         X_train,
         validation=validation,
+        dataset_name=dataset,
+        run_name=tracking_config.get("run_name"),
         experiment_name=tracking_config.get("experiment"),
         registered_model_name=tracking_config.get("registered_model_name"),
         alias=tracking_config.get("alias"),
@@ -150,13 +193,18 @@ def promote_model(model_name: str, threshold, version: str | None, alias: str) -
     """Run :func:`anomvae.tracking.promote`; the lines to print."""
     from mlflow.exceptions import MlflowException
 
+    from .lifecycle._mlflow import existing_tracking_uri
     from .lifecycle.tracking import next_steps, promote
 
+    store = existing_tracking_uri()
     try:
         promoted = promote(model_name, threshold=threshold, version=version, alias=alias)
     except MlflowException as error:
-        raise ValueError(error.message) from error
+        raise ValueError(f"{error.message} (tracking store: {store})") from error
+    except ValueError as error:
+        raise ValueError(f"{error} (tracking store: {store})") from error
     lines = [
+        f"tracking store  {store}",
         f"{model_name} version {promoted.version} is now @{alias}",
         f"threshold  {promoted.tags.get('threshold')}",
         f"origin     {promoted.tags.get('threshold_origin')}",
@@ -164,36 +212,65 @@ def promote_model(model_name: str, threshold, version: str | None, alias: str) -
     return "\n".join(lines + next_steps(f"models:/{model_name}@{alias}"))
 
 
-def score(model_path: str, input_path: str, output_path: str | None) -> pd.DataFrame:
-    """Score a table with a saved model; rows keep their order.
+def score(model: str, input_path: str, output_path: str | None, *, keep: list[str] | None = None,
+          top_features: int = 0, p_values: bool = False) -> pd.DataFrame:
+    """Score a table with a saved or logged model; rows keep their order.
 
-    The output holds the input columns plus ``score`` (the anomaly score,
-    higher = more anomalous: the estimator's ``anomaly_score``) and ``is_anomaly``.
+    ``model`` is a ``.safetensors`` file or an MLflow model URI
+    (``models:/name@alias``, ``runs:/<id>/model``). The output holds the
+    input columns (only the ``keep`` columns when given) plus ``score`` (the
+    anomaly score, higher = more anomalous, i.e. the estimator's ``anomaly_score``),
+    ``is_anomaly`` and, when asked, the top features and p-values; see
+    :func:`anomvae.batch_scoring.score_table`. ``.parquet`` outputs are Parquet.
     """
-    detector = load(model_path)
-    frame = read_table(input_path)
-    result = frame.copy()
-    result["score"] = detector.anomaly_score(frame)
-    result["is_anomaly"] = result["score"].to_numpy() > -detector.offset_
+    detector = load_detector(model)
+    result = score_table(detector, read_table(input_path, detector), keep=keep, top_features=top_features,
+                         p_values=p_values)
     if output_path:
-        result.to_csv(output_path, index=False)
+        write_table(result, output_path)
     return result
 
 
-def monitor_batch(model_path: str, batch_path: str, significance: float, n_top_features: int,
-                  log_to_mlflow: bool):
-    """Monitor a table with a saved model; returns the :class:`~anomvae.monitoring.MonitoringReport`.
+def monitor_batch(model: str, batch_path: str, significance: float, n_top_features: int,
+                  log_to_mlflow: bool, monitoring_run: str | None = None):
+    """Monitor a table with a saved or registered model; returns the :class:`~anomvae.monitoring.MonitoringReport`.
 
     A ``label`` column that the model was not trained on (as in ``.npz``
-    files) is left out.
+    files) is left out. With ``log_to_mlflow`` the figures are appended to
+    the model's monitoring run (see :mod:`anomvae.lifecycle.monitoring_runs`).
     """
-    detector = load(model_path)
-    frame = read_table(batch_path)
+    detector = load_detector(model)
+    frame = read_table(batch_path, detector)
     features = set(getattr(detector, "feature_names_in_", []))
     if "label" in frame.columns and "label" not in features:
         frame = frame.drop(columns=["label"])
-    return monitor(detector, frame, significance=significance, n_top_features=n_top_features,
-                   log_to_mlflow=log_to_mlflow or None)
+    if not log_to_mlflow:
+        return monitor(detector, frame, significance=significance, n_top_features=n_top_features,
+                       log_to_mlflow=False)
+    from .lifecycle.monitoring_runs import monitoring_run as resume
+
+    with resume(model, monitoring_run):
+        return monitor(detector, frame, significance=significance, n_top_features=n_top_features,
+                       log_to_mlflow=True)
+
+
+def write_report(model: str, data_path: str, output_path: str, *, label_column: str | None = None,
+                 keep: list[str] | None = None, top_rows: int = 20) -> Path:
+    """Write the HTML report (:mod:`anomvae.report`) of a model on a table; returns its path.
+
+    Labels come from ``label_column``, or from a ``label`` column that is not
+    one of the model's features.
+    """
+    detector = load_detector(model)
+    frame = read_table(data_path)
+    features = set(getattr(detector, "feature_names_in_", []))
+    label_column = label_column or ("label" if "label" in frame.columns and "label" not in features else None)
+    if label_column is not None and label_column not in frame.columns:
+        raise ValueError(f"label column {label_column!r} is not a column of {data_path}")
+    labels = None if label_column is None else frame[label_column].to_numpy().astype(int)
+    rows = frame.drop(columns=[*(keep or []), *([label_column] if label_column else [])])
+    return write_html_report(detector, rows, labels, output_path,
+                             title=f"{Path(model).name} on {Path(data_path).name}", top_rows=top_rows)
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -203,75 +280,15 @@ def _print_report(report: dict[str, Any]) -> None:
         print(f"{key:<{width}}  {shown}")
 
 
-def _add_train_parser(commands) -> None:
-    parser = commands.add_parser("train", help="fit a detector, report and save it")
-    parser.add_argument("--config", help="YAML file (see configs/); defaults to the embedded dataset")
-    parser.add_argument("--output", help="where to save the model (.safetensors)")
-    parser.add_argument("--registered-model-name", help="register the model under this name (default: anomvae)")
-    parser.add_argument("--alias", help="alias for the new version (default: champion)")
-    parser.add_argument("--no-tracking", action="store_true", help="do not log the run to MLflow")
-
-
-def _add_score_parser(commands) -> None:
-    parser = commands.add_parser("score", help="score a CSV or Parquet file with a saved model")
-    parser.add_argument("model", help="model file written by train or save()")
-    parser.add_argument("input", help="CSV or Parquet file with the training columns")
-    parser.add_argument("--output", "-o", help="CSV to write (default: standard output)")
-
-
-def _add_monitor_parser(commands) -> None:
-    parser = commands.add_parser(
-        "monitor", help="check a batch: alarm rate vs expected, score drift, features driving alarms"
-    )
-    parser.add_argument("model", help="model file written by train or save()")
-    parser.add_argument("batch", help="CSV, Parquet or .npz file with the training columns")
-    parser.add_argument("--significance", type=float, default=0.01, help="test level (default 0.01)")
-    parser.add_argument("--top", type=int, default=5, help="features to list (default 5)")
-    parser.add_argument("--json", help="also write the report as JSON to this file")
-    parser.add_argument("--log-to-mlflow", action="store_true",
-                        help="log the figures as MLflow metrics (MLFLOW_TRACKING_URI)")
-    parser.add_argument("--fail-on-alarm", action="store_true",
-                        help="exit with status 1 when an alarm is raised")
-
-
-def _add_promote_parser(commands) -> None:
-    parser = commands.add_parser(
-        "promote", help="point an alias at a registered model version, with a new threshold if given"
-    )
-    parser.add_argument("model_name", help="registered model name")
-    new_threshold = parser.add_mutually_exclusive_group()
-    new_threshold.add_argument("--threshold", type=float,
-                               help="new anomaly-score threshold (higher = more anomalous); registers a new version")
-    new_threshold.add_argument("--false-positive-rate", type=float,
-                               help="recalibrate to this false-alarm rate on the model's reference scores")
-    new_threshold.add_argument("--contamination", type=float, help="recalibrate to flag this share of reference rows")
-    parser.add_argument("--version", help="source version (default: the alias's, else the latest)")
-    parser.add_argument("--alias", default="champion", help="alias to move (default: champion)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``anomvae`` argument parser, one subcommand per job."""
-    parser = argparse.ArgumentParser(prog="anomvae", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    _add_train_parser(commands)
-    _add_score_parser(commands)
-    _add_monitor_parser(commands)
-    _add_promote_parser(commands)
-    bench_parser = commands.add_parser(
-        "bench", help="benchmark every anomvae estimator against PyOD peers (tables, plots, JSON)"
-    )
-    add_bench_arguments(bench_parser)
-    return parser
-
-
 def _run_train(args) -> int:
     started = time.perf_counter()
     config = load_config(args.config)
     config["tracking"]["enabled"] &= not args.no_tracking
-    for key in ("registered_model_name", "alias"):
+    for key in ("registered_model_name", "alias", "experiment", "run_name"):
         if getattr(args, key):
             config["tracking"][key] = getattr(args, key)
-    report = train(config, args.output)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    report = train(config, args.output, progress=progress)
     report["wall_seconds"] = round(time.perf_counter() - started, 2)
     _print_report(report)
     if "mlflow_model" in report:
@@ -282,9 +299,11 @@ def _run_train(args) -> int:
 
 
 def _run_score(args) -> int:
-    result = score(args.model, args.input, args.output)
+    result = score(args.model, args.input, args.output, keep=args.keep, top_features=args.top_features,
+                   p_values=args.p_values)
     if not args.output:
         result.to_csv(sys.stdout, index=False)
+        sys.stdout.flush()
     return 0
 
 
@@ -299,15 +318,39 @@ def _run_promote(args) -> int:
 
 
 def _run_monitor(args) -> int:
-    report = monitor_batch(args.model, args.batch, args.significance, args.top, args.log_to_mlflow)
+    report = monitor_batch(args.model, args.batch, args.significance, args.top, args.log_to_mlflow,
+                           args.monitoring_run)
     print(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
     return 1 if args.fail_on_alarm and report.alarms else 0
 
 
-COMMANDS = {"train": _run_train, "score": _run_score, "promote": _run_promote, "monitor": _run_monitor}
+def _run_serve(args) -> int:
+    from .lifecycle.serving_front import serve
+
+    serve(args.model_uri, args.host, args.port, args.workers, int(args.max_body_mb * 1024 * 1024))
+    return 0
+
+
+def _run_report(args) -> int:
+    print(write_report(args.model, args.data, args.output, label_column=args.label_column, keep=args.keep,
+                       top_rows=args.top))
+    return 0
+
+
+COMMANDS = {"train": _run_train, "score": _run_score, "promote": _run_promote, "monitor": _run_monitor,
+            "serve": _run_serve, "report": _run_report}
 """Subcommand name -> function running it on the parsed arguments; returns the exit status."""
+
+
+def _quiet_mlflow() -> None:
+    """Keep MLflow's INFO lines and artifact download bars off the terminal (MLFLOW_VERBOSE=1 keeps them)."""
+    if os.environ.get("MLFLOW_VERBOSE"):
+        return
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is first imported
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # for an mlflow imported already
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,13 +365,19 @@ def main(argv: list[str] | None = None) -> int:
     -------
     int
         Exit status: 0 on success, 1 when ``monitor --fail-on-alarm`` raised
-        an alarm, 2 on bad input (the message is printed to standard error).
+        an alarm, 2 on bad input (the message is printed to standard error),
+        141 when the reader of standard output closed it (``| head``).
     """
     args = build_parser().parse_args(argv)
     if args.command == "bench":
         return run_bench(args, None if argv is None else ["anomvae", *argv])
+    _quiet_mlflow()
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:
+        # The reader closed the pipe: stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"anomvae {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -33,6 +33,10 @@ def shared_data_dir() -> Path | None:
     return None
 
 
+EMBEDDED_NAME = "breast_cancer"
+"""Name of the dataset :func:`embedded_default` returns, for run names and MLflow inputs."""
+
+
 def embedded_default() -> tuple[pd.DataFrame, np.ndarray]:
     """The Wisconsin breast-cancer data shipped with scikit-learn.
 

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import torch
 
+from .rng import RNG_LOCK
+
 
 def resolve_device(device: str | torch.device) -> torch.device:
     """Turn the estimator's ``device`` parameter into a :class:`torch.device`.
@@ -47,10 +49,12 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
     """Seed torch inside the block and restore the caller's RNG state after it.
 
     Weight initialisation and training noise become reproducible for a given
-    seed without touching the global random state the user relies on.
+    seed without touching the global random state the user relies on. The
+    block holds :data:`anomvae.rng.RNG_LOCK`, so fits in concurrent threads
+    do not interleave their draws.
     """
     devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with RNG_LOCK, torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
 

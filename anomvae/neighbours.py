@@ -5,21 +5,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-QUERY_CHUNK = 256
-"""Queries compared with the reference at once: the ``QUERY_CHUNK x len(reference)``
-distance block then stays in the processor's cache, which keeps the search
-compute-bound rather than memory-bound."""
+QUERY_CHUNK = 1024
+"""Queries compared with the reference at once, which bounds the distance
+matrix to ``QUERY_CHUNK x len(reference)`` values."""
 
 
 def kth_neighbour_distance(queries: Tensor, reference: Tensor, k: int, *, exclude_self: bool = False) -> Tensor:
     """Euclidean distance of each query to its ``k``-th nearest reference point.
 
-    Squared distances come from one matrix product per chunk of queries,
-    ``|q|^2 + |r|^2 - 2 q.r``. Each query's distances are a function of that
-    query and the reference alone; in the float64 the CPU scores in, the
-    rounding differences a matrix product may show between batch shapes are
-    around 1e-16 and vanish when scores are rounded to float32
-    (:func:`anomvae.inference.inference_dtype`).
+    Distances are computed pair by pair (not through the matrix-product
+    expansion), so a query's result does not depend on the other queries it
+    is computed with. The expansion ``|q|^2 + |r|^2 - 2 q.r`` would be faster,
+    but it cancels catastrophically when codes lie close together (a
+    collapsed latent dimension, near-duplicate rows): identical rows scored
+    in one batch then got distances that differed by more than the distances
+    themselves.
 
     Parameters
     ----------
@@ -34,22 +34,14 @@ def kth_neighbour_distance(queries: Tensor, reference: Tensor, k: int, *, exclud
     Returns
     -------
     Tensor of shape (n,)
-
-    Raises
-    ------
-    ValueError
-        When the reference has fewer than ``1 + exclude_self`` points.
     """
     available = len(reference) - int(exclude_self)
     if available < 1:
         raise ValueError(f"need at least {1 + int(exclude_self)} reference points, got {len(reference)}")
     rank = min(k, available) + int(exclude_self)
-    reference = reference.to(queries.dtype)
-    reference_norms = reference.pow(2).sum(dim=1)
-    distances = []
-    for chunk in queries.split(QUERY_CHUNK):
-        squared = torch.addmm(reference_norms, chunk, reference.T, alpha=-2.0)
-        squared += chunk.pow(2).sum(dim=1, keepdim=True)
-        kth = squared.topk(rank, dim=1, largest=False).values[:, -1]
-        distances.append(kth.clamp_min(0.0).sqrt())
+    distances = [
+        torch.cdist(chunk, reference, compute_mode="donot_use_mm_for_euclid_dist")
+        .topk(rank, dim=1, largest=False).values[:, -1]
+        for chunk in queries.split(QUERY_CHUNK)
+    ]
     return torch.cat(distances) if distances else queries.new_zeros(0)

@@ -3,14 +3,28 @@
 A model is one `safetensors <https://github.com/huggingface/safetensors>`_
 file: the scorer's ``state_dict`` as tensors, and in the file's metadata a
 JSON document with the format version, the estimator class, its parameters,
-its fitted attributes and a SHA-256 digest of the tensors. Loading parses
-JSON and raw tensor bytes only, so a model file cannot run code.
+its fitted attributes, a SHA-256 digest of the tensors and one of the
+description itself. Loading parses JSON and raw tensor bytes only, so a model
+file cannot run code.
+
+Loading checks before it allocates: the network the description asks for is
+first built on PyTorch's ``meta`` device (shapes only, no memory), and only
+when every weight shape equals a tensor stored in the file is it built for
+real. So what a file can make :func:`load` allocate is bounded by what the
+file holds: its tensors, its JSON, and one network of at most twice the size
+of its tensors (see :func:`_check_shapes`). Anything wrong in the description, however crafted, is a
+:class:`ModelFormatError`.
+
+The digests are checksums against damage and casual edits, not signatures:
+whoever can write the file can recompute them. Load models from sources you
+trust.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -23,14 +37,19 @@ from sklearn.utils.validation import check_is_fitted
 from . import registry
 from .device import resolve_device
 from .inference import prepare_for_inference
+from .rng import untouched_global_rng
 from .thresholds import ThresholdStrategy, strategy_from_dict
 from .version import __version__
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Bumped whenever the layout changes; :func:`load` reads every version up to it.
 
 2: the ``threshold`` parameter (a strategy, marked by :data:`THRESHOLD_KEY`) and
-the fitted ``threshold_``, ``reference_scores_`` and ``reference_source_``."""
+the fitted ``threshold_``, ``reference_scores_`` and ``reference_source_``.
+3: ``description_sha256``, a digest of the description (see
+:func:`description_digest`), checked at load."""
+
+DESCRIPTION_DIGEST_KEY = "description_sha256"
 
 METADATA_KEY = "anomvae"
 
@@ -47,6 +66,15 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
+
+
+def description_digest(document: dict[str, Any]) -> str:
+    """SHA-256 of the description's canonical JSON, its own digest left out.
+
+    The description holds the tensors' digest, so this one covers the whole file.
+    """
+    body = {key: value for key, value in document.items() if key != DESCRIPTION_DIGEST_KEY}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 THRESHOLD_KEY = "anomvae.threshold_strategy"
@@ -101,6 +129,7 @@ def save(estimator, path: str | os.PathLike) -> None:
         "fitted": estimator._fitted_state(),
         "sha256": tensor_digest(tensors),
     }
+    document[DESCRIPTION_DIGEST_KEY] = description_digest(document)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(document)})
 
@@ -120,8 +149,12 @@ def read_document(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, to
         raise ModelFormatError(f"{path} is a safetensors file but not an anomvae model")
     try:
         document = json.loads(metadata[METADATA_KEY])
-    except json.JSONDecodeError as error:
-        raise ModelFormatError(f"{path}: the model description is not valid JSON ({error})") from error
+    except (json.JSONDecodeError, RecursionError, ValueError) as error:
+        raise ModelFormatError(
+            f"{path}: the model description is not valid JSON ({type(error).__name__}: {str(error)[:200]})"
+        ) from error
+    if not isinstance(document, dict):
+        raise ModelFormatError(f"{path}: the model description is not a JSON object")
     version = document.get("format_version")
     if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
         raise ModelFormatError(
@@ -131,6 +164,11 @@ def read_document(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, to
     if tensor_digest(tensors) != document.get("sha256"):
         raise ModelFormatError(
             f"{path}: the weights do not match the checksum recorded at save time; "
+            "the file was modified or damaged"
+        )
+    if version >= 3 and description_digest(document) != document.get(DESCRIPTION_DIGEST_KEY):
+        raise ModelFormatError(
+            f"{path}: the model description does not match the checksum recorded at save time; "
             "the file was modified or damaged"
         )
     return document, tensors
@@ -157,8 +195,12 @@ def load(path: str | os.PathLike, device: str = "auto"):
         For a damaged, tampered, foreign or too-new file.
     """
     document, tensors = read_document(path)
+    target = resolve_device(device)
+    name = document.get("estimator")
     try:
-        estimator_class = registry.get(document.get("estimator"))
+        if not isinstance(name, str):
+            raise KeyError(f"the estimator name {str(name)[:100]!r} is not a string")
+        estimator_class = registry.get(name)
     except KeyError as error:
         raise ModelFormatError(
             f"{path}: {error.args[0]}; register a class of your own with anomvae.registry.register "
@@ -167,20 +209,59 @@ def load(path: str | os.PathLike, device: str = "auto"):
     try:
         estimator = estimator_class(**_python_params(document["params"]))
         state = document["fitted"]
-        scorer = estimator._make_scorer(tuple(state["input_shape_"]), state["is_image_"])
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise ModelFormatError(
-            f"{path}: the model description is incomplete or invalid ({type(error).__name__}: {error})"
-        ) from error
-    try:
+        build = _scorer_builder(estimator, state)
+        with torch.device("meta"):
+            _check_shapes(build(), tensors)
+        with untouched_global_rng():
+            scorer = build()
         scorer.load_state_dict(tensors)
-    except RuntimeError as error:
-        raise ModelFormatError(f"{path}: the weights do not fit the model described: {error}") from error
-    try:
-        estimator._restore_fitted_state(state, prepare_for_inference(scorer, resolve_device(device)))
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        estimator._restore_fitted_state(state, prepare_for_inference(scorer, target))
+    except ModelFormatError as error:
+        raise ModelFormatError(f"{path}: {error}") from error
+    except Exception as error:  # anything a crafted description provokes is a format error
         raise ModelFormatError(
-            f"{path}: the fitted state in the model description is incomplete or invalid "
-            f"({type(error).__name__}: {error})"
+            f"{path}: the model description is incomplete or invalid "
+            f"({type(error).__name__}: {str(error)[:300]})"
         ) from error
     return estimator
+
+
+def _scorer_builder(estimator, state: dict[str, Any]):
+    """A function building the untrained scorer the description asks for."""
+    input_shape = tuple(int(size) for size in state["input_shape_"])
+    image = state["is_image_"]
+    if not isinstance(image, bool) or not 1 <= len(input_shape) <= 3:
+        raise ModelFormatError(f"the fitted input shape {input_shape} or is_image_ {image!r} is invalid")
+    return lambda: estimator._make_scorer(input_shape, image)
+
+
+def _check_shapes(scorer: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse a description whose network's weights differ from the file's tensors.
+
+    Every tensor of the file must have the shape the description gives it. A
+    buffer built empty (a dimension of 0, e.g. the reference codes of the
+    ``"reconstruction+knn"`` rule, sized by the training data) takes its size
+    from the file. Older files lack a few small buffers that the scorers fill
+    in when loading; the described tensors absent from the file may hold at
+    most as many values as the file's tensors, so building the described
+    network allocates at most twice what the file holds.
+    """
+    expected = {name: tuple(value.shape) for name, value in scorer.state_dict().items()}
+    stored = {name: tuple(value.shape) for name, value in tensors.items()}
+    different = sorted(name for name in stored if not _fits(expected.get(name), stored[name]))
+    absent = sum(math.prod(shape) for name, shape in expected.items() if name not in stored)
+    if different or absent > sum(math.prod(shape) for shape in stored.values()):
+        shown = different[:3] or sorted(set(expected) - set(stored))[:3]
+        raise ModelFormatError(
+            "the weights do not fit the model described (e.g. "
+            + ", ".join(f"{name}: {expected.get(name)} described, {stored.get(name)} stored" for name in shown)
+            + ")"
+        )
+
+
+def _fits(described: tuple[int, ...] | None, stored: tuple[int, ...]) -> bool:
+    if described is None or described == stored:
+        return described == stored
+    return len(described) == len(stored) and 0 in described and all(
+        d in (0, s) for d, s in zip(described, stored)
+    )

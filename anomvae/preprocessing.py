@@ -6,10 +6,13 @@ saved model needs no pickle to rebuild them.
 
 from __future__ import annotations
 
+from numbers import Real
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .schema import BOOLEAN, CATEGORY, NUMERIC, as_float64, fit_kind
 
 VALUE_LIMIT = 1e6
 """Encoded values are clipped to +-VALUE_LIMIT so that extreme inputs (say
@@ -60,15 +63,23 @@ def check_finite(values: np.ndarray, columns: list[str] | None = None, first_row
 
 
 def _scale_statistics(values: np.ndarray, scaling: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column (centre, scale) for ``scaling``; zero scales become one."""
+    """Per-column (centre, scale) for ``scaling``; zero scales become one.
+
+    Columns are divided by their largest magnitude before means, variances and
+    ranges are taken, so values up to float64's limit (1e308) give finite
+    statistics instead of an overflowing variance.
+    """
+    magnitude = np.max(np.abs(values), axis=0) if len(values) else np.ones(values.shape[1])
+    magnitude = np.where(magnitude > 0, magnitude, 1.0)
+    unit = values / magnitude
     if scaling == "standard":
-        centre, scale = values.mean(axis=0), values.std(axis=0)
+        centre, scale = unit.mean(axis=0) * magnitude, unit.std(axis=0) * magnitude
     elif scaling == "robust":
         centre = np.median(values, axis=0)
-        scale = np.subtract(*np.percentile(values, [75, 25], axis=0))
-        scale = np.where(scale > 0, scale, values.std(axis=0))
+        scale = np.subtract(*np.percentile(unit, [75, 25], axis=0)) * magnitude
+        scale = np.where(scale > 0, scale, unit.std(axis=0) * magnitude)
     elif scaling == "minmax":
-        centre, scale = values.min(axis=0), values.max(axis=0) - values.min(axis=0)
+        centre, scale = values.min(axis=0), (unit.max(axis=0) - unit.min(axis=0)) * magnitude
     else:
         centre, scale = np.zeros(values.shape[1]), np.ones(values.shape[1])
     scale = np.where(np.isfinite(scale) & (scale > 1e-12), scale, 1.0)
@@ -95,6 +106,7 @@ class TabularEncoder:
         self.columns: list[str] = []
         self.kinds: list[str] = []
         self.categories: dict[str, list[str]] = {}
+        self.integers: list[bool] = []
         self.centre = np.zeros(0)
         self.scale = np.ones(0)
 
@@ -104,7 +116,7 @@ class TabularEncoder:
         return sum(self._width(column, kind) for column, kind in self._pairs())
 
     def _width(self, column: str, kind: str) -> int:
-        return len(self.categories[column]) + 1 if kind == "category" else 1
+        return len(self.categories[column]) + 1 if kind == CATEGORY else 1
 
     def _pairs(self):
         return zip(self.columns, self.kinds)
@@ -119,19 +131,44 @@ class TabularEncoder:
         return slices
 
     def fit(self, X: np.ndarray | pd.DataFrame) -> TabularEncoder:
-        """Learn column kinds, categories and scaling from training data."""
+        """Learn column kinds, categories and scaling from training data.
+
+        DataFrame columns are read by position (their names may be any
+        hashable); their kinds come from :func:`anomvae.schema.fit_kind`.
+
+        Raises
+        ------
+        TypeError
+            For columns of dates or durations, or mixing numbers with text.
+        """
         if isinstance(X, pd.DataFrame):
             self.columns = [str(c) for c in X.columns]
-            self.kinds = [_column_kind(X[c]) for c in X.columns]
-            for column, kind in self._pairs():
-                if kind == "category":
-                    self.categories[column] = _fit_categories(X[column], column)
+            self.kinds = [fit_kind(X.iloc[:, i], column) for i, column in enumerate(self.columns)]
+            for position, (column, kind) in enumerate(self._pairs()):
+                if kind == CATEGORY:
+                    self.categories[column] = _fit_categories(X.iloc[:, position], column)
         else:
             self.columns = [str(i) for i in range(X.shape[1])]
             self.kinds = ["numeric"] * X.shape[1]
         numeric = self._numeric_block(X)
         self.centre, self.scale = _scale_statistics(numeric, self.scaling)
+        self.record_integers(X)
         return self
+
+    def record_integers(self, X) -> None:
+        """Note which numeric columns of the caller's training input hold integers.
+
+        The MLflow signature of a model logged without an input example takes
+        its column types from here (``long`` for these columns).
+        """
+        if isinstance(X, pd.DataFrame):
+            self.integers = [
+                kind == NUMERIC and pd.api.types.infer_dtype(X.iloc[:, i], skipna=True) == "integer"
+                for i, kind in enumerate(self.kinds)
+            ]
+        else:
+            integer = np.issubdtype(np.asarray(X).dtype, np.integer)
+            self.integers = [bool(integer)] * len(self.columns)
 
     def transform(self, X: np.ndarray | pd.DataFrame, first_row: int = 0) -> np.ndarray:
         """Encode rows into float32 model inputs of width :attr:`n_encoded`.
@@ -142,13 +179,14 @@ class TabularEncoder:
         with np.errstate(over="ignore"):
             numeric = (self._numeric_block(X, first_row) - self.centre) / self.scale
         np.clip(numeric, -VALUE_LIMIT, VALUE_LIMIT, out=numeric)
-        if not isinstance(X, pd.DataFrame) or "category" not in self.kinds:
+        if not isinstance(X, pd.DataFrame) or CATEGORY not in self.kinds:
             return numeric.astype(np.float32)
         blocks, numeric_index = [], 0
-        for column, kind in self._pairs():
-            if kind == "category":
-                _check_no_missing(X[column], column, first_row)
-                values = X[column].astype(str).to_numpy()
+        for position, (column, kind) in enumerate(self._pairs()):
+            if kind == CATEGORY:
+                series = X.iloc[:, position]
+                _check_no_missing(series, column, first_row)
+                values = series.astype(str).to_numpy()
                 one_hot = values[:, None] == np.asarray(self.categories[column])[None, :]
                 blocks.append(np.column_stack([one_hot, ~one_hot.any(axis=1)]))
             else:
@@ -159,16 +197,11 @@ class TabularEncoder:
     def _numeric_block(self, X: np.ndarray | pd.DataFrame, first_row: int = 0) -> np.ndarray:
         if not isinstance(X, pd.DataFrame):
             return np.asarray(X, dtype=np.float64)
-        columns = [c for c, k in self._pairs() if k != "category"]
-        block = np.empty((len(X), len(columns)), dtype=np.float64)
-        for position, column in enumerate(columns):
-            series = X[column]
-            if _column_kind(series) == "category" and pd.api.types.infer_dtype(series) not in NUMBER_LIKE:
-                raise TypeError(
-                    f"column {column!r} was numeric in fit but now holds non-numeric values "
-                    f"(dtype {series.dtype}, e.g. {series.iloc[0]!r}); convert it to numbers"
-                )
-            block[:, position] = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        numeric = [(i, c, k) for i, (c, k) in enumerate(self._pairs()) if k != CATEGORY]
+        columns = [column for _, column, _ in numeric]
+        block = np.empty((len(X), len(numeric)), dtype=np.float64)
+        for position, (source, column, kind) in enumerate(numeric):
+            block[:, position] = _checked_values(X.iloc[:, source], column, kind, first_row)
         check_finite(block, columns, first_row)
         return block
 
@@ -179,6 +212,7 @@ class TabularEncoder:
             "columns": self.columns,
             "kinds": self.kinds,
             "categories": self.categories,
+            "integers": self.integers,
             "centre": self.centre.tolist(),
             "scale": self.scale.tolist(),
         }
@@ -190,19 +224,57 @@ class TabularEncoder:
         encoder.columns = list(config["columns"])
         encoder.kinds = list(config["kinds"])
         encoder.categories = {k: list(v) for k, v in config["categories"].items()}
+        encoder.integers = [bool(flag) for flag in config.get("integers", [False] * len(encoder.columns))]
         encoder.centre = np.asarray(config["centre"], dtype=np.float64)
         encoder.scale = np.asarray(config["scale"], dtype=np.float64)
         return encoder
 
 
 def _column_kind(series: pd.Series) -> str:
+    """The kind a scoring column's dtype suggests (fit uses :func:`anomvae.schema.fit_kind`)."""
     if pd.api.types.is_bool_dtype(series):
-        return "boolean"
+        return BOOLEAN
     if pd.api.types.is_numeric_dtype(series) and not isinstance(series.dtype, pd.CategoricalDtype):
         if pd.api.types.is_complex_dtype(series):
             raise ValueError(f"column {series.name!r}: Complex data not supported")
-        return "numeric"
-    return "category"
+        return NUMERIC
+    return CATEGORY
+
+
+def _holds_booleans(series: pd.Series) -> bool:
+    return pd.api.types.is_bool_dtype(series) or (
+        series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) in ("boolean", "mixed")
+        and series.map(lambda value: isinstance(value, (bool, np.bool_))).any()
+    )
+
+
+def _checked_values(series: pd.Series, column: str, kind: str, first_row: int = 0) -> np.ndarray:
+    """A numeric or boolean column's scoring values as float64.
+
+    A boolean column takes only 0/1 (``True``/``False``); a numeric column
+    refuses booleans, so that ``True`` is never silently read as 1.0.
+    """
+    if kind == NUMERIC and _holds_booleans(series):
+        raise TypeError(
+            f"column {column!r} was numeric in fit but now holds booleans; send numbers"
+        )
+    if _column_kind(series) == CATEGORY and pd.api.types.infer_dtype(series) not in NUMBER_LIKE:
+        example = next((value for value in series if not isinstance(value, Real)), None)
+        if example is not None or kind == NUMERIC:
+            raise TypeError(
+                f"column {column!r} was {kind} in fit but now holds non-numeric values "
+                f"(dtype {series.dtype}, e.g. {series.iloc[0] if example is None else example!r}); "
+                f"convert it to {'numbers' if kind == NUMERIC else 'true/false'}"
+            )
+    values = as_float64(series, column)
+    if kind == BOOLEAN:
+        bad = ~(np.isin(values, (0.0, 1.0)) | np.isnan(values))
+        if bad.any():
+            raise TypeError(
+                f"column {column!r} was boolean in fit but now holds {float(values[bad][0])!r} "
+                f"({_describe_rows(bad, first_row)}); send true/false"
+            )
+    return values
 
 
 def _check_no_missing(series: pd.Series, column: str, first_row: int = 0) -> None:

@@ -17,6 +17,8 @@ import importlib
 
 BUILT_IN: dict[str, str] = {
     "AnomalyAdVAE": "anomvae.models.advae",
+    "AnomalyCVAE": "anomvae.models.cvae",
+    "AnomalyTCVAE": "anomvae.models.tcvae",
     "AnomalyVAE": "anomvae.models.vae",
     "AnomalyVAEGAN": "anomvae.models.vae_gan",
     "AnomalyVAESVDD": "anomvae.models.vae_svdd",

@@ -1,24 +1,26 @@
-"""Bounded load test of ``mlflow models serve`` for an anomvae model, on 127.0.0.1 only.
+"""Bounded load test of ``anomvae serve`` (or ``mlflow models serve``) for an anomvae model, on 127.0.0.1 only.
 
 Sends ``--requests`` POSTs to ``/invocations`` from ``--concurrency`` threads,
-about ``--malformed`` of them broken on purpose (not JSON, a renamed column,
-a NaN), then reports p50/p99 latency and the count of answers per status
-class, and checks that
+each thread on one keep-alive connection, about ``--malformed`` of them
+broken on purpose (not JSON, a renamed column, a NaN, no Content-Type, a
+5,000-digit integer, JSON nested 5,000 deep, a CSV body that does not parse,
+``true`` in a numeric column), then reports p50/p99 latency and the count of
+answers per status class, and checks that
 
-* no request got a 5xx (or no answer),
+* no request got a 5xx (or no answer: a reset connection counts as none),
 * every malformed request got a 4xx,
 * every good request got 200 with scores equal to the detector's own
   (``-score_samples``) to 1e-9 relative.
 
 Without ``--url`` it fits a small AnomalyVAE, logs it to a temporary SQLite
-MLflow store and starts ``mlflow models serve --env-manager local`` on a free
-port (stopped at the end). With ``--url`` (which must be on 127.0.0.1) it
+MLflow store and starts ``anomvae serve`` (``--server mlflow``: ``mlflow models
+serve --env-manager local``) on a free port (stopped at the end). With ``--url`` (which must be on 127.0.0.1) it
 loads an already running server; ``--detector`` is then the served model's
 ``.safetensors`` file, needed to compute the expected scores (the requests
 are rows drawn around its encoder's centre and scale, so this mode is for
 models of numeric columns).
 
-Standard library only for the load itself (``urllib`` and
+Standard library only for the load itself (``http.client`` and
 ``concurrent.futures``); exit status 0 when every check holds, 1 otherwise::
 
     nice -n 10 python benchmarks/serving_load.py --requests 1000 --concurrency 8
@@ -28,11 +30,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import math
 import os
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -47,7 +51,9 @@ import numpy as np
 REPOSITORY = Path(__file__).resolve().parents[1]
 REQUEST_TIMEOUT_S = 30
 SCORE_RTOL = 1e-9
-MALFORMED_KINDS = ("not-json", "renamed-column", "nan")
+MALFORMED_KINDS = ("not-json", "renamed-column", "nan", "no-content-type", "huge-integer", "deep-json",
+                   "bad-csv", "true-in-number")
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def check_local(url: str) -> str:
@@ -82,6 +88,8 @@ class Request:
     body: str
     rows: np.ndarray | None = None
     """Positions in the row pool of a good request's rows."""
+    headers: dict | None = None
+    """HTTP headers; JSON's Content-Type when None."""
 
 
 @dataclass
@@ -105,28 +113,62 @@ def make_requests(pool: list[list], columns: list[str], n: int, malformed_fracti
     """
     rng = np.random.default_rng(seed)
     requests = []
-    for index in range(n):
+    for _ in range(n):
         rows = rng.integers(0, len(pool), size=int(rng.integers(1, max_rows + 1)))
         data = [list(pool[row]) for row in rows]
         if rng.random() >= malformed_fraction:
             requests.append(Request("good", split_body(columns, data), rows))
             continue
-        kind = MALFORMED_KINDS[index % len(MALFORMED_KINDS)]
+        kind = MALFORMED_KINDS[sum(request.kind != "good" for request in requests) % len(MALFORMED_KINDS)]
+        headers = None
         if kind == "not-json":
             body = split_body(columns, data)[: -7]
         elif kind == "renamed-column":
             body = split_body([columns[0] + "_renamed", *columns[1:]], data)
+        elif kind == "no-content-type":
+            body, headers = split_body(columns, data), {}
+        elif kind == "huge-integer":
+            body = split_body(columns, data).replace("[[", "[[" + "9" * 5000 + ", ", 1)
+        elif kind == "deep-json":
+            body = "[" * 5000 + "]" * 5000
+        elif kind == "bad-csv":
+            body, headers = ",".join(columns) + '\n"1.0,2\n3', {"Content-Type": "text/csv"}
+        elif kind == "true-in-number":
+            data[0][0] = True
+            body = split_body(columns, data)
         else:
             data[0][0] = math.nan
             body = split_body(columns, data)
-        requests.append(Request(kind, body))
+        requests.append(Request(kind, body, headers=headers))
     return requests
 
 
 def send_all(url: str, requests: list[Request], concurrency: int) -> list[Answer]:
+    """Send ``requests`` from ``concurrency`` threads, each on its own keep-alive connection.
+
+    A request whose connection fails (reset, closed) gets status 0 and the
+    thread opens a new connection for its next request.
+    """
+    address = urllib.parse.urlsplit(url).netloc
+    local = threading.local()
+
     def send(request: Request) -> Answer:
+        if getattr(local, "connection", None) is None:
+            local.connection = http.client.HTTPConnection(address, timeout=REQUEST_TIMEOUT_S)
         started = time.perf_counter()
-        status, payload = post(url, request.body)
+        headers = JSON_HEADERS if request.headers is None else request.headers
+        try:
+            local.connection.request("POST", "/invocations", body=request.body.encode(), headers=headers)
+            answer = local.connection.getresponse()
+            status, text = answer.status, answer.read()
+            try:
+                payload = json.loads(text)
+            except ValueError:
+                payload = text.decode(errors="replace")
+        except (OSError, http.client.HTTPException) as error:
+            local.connection.close()
+            local.connection = None
+            status, payload = 0, str(error)
         return Answer(request, status, time.perf_counter() - started, payload)
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -137,12 +179,13 @@ def summarise(answers: list[Answer], expected_scores: np.ndarray, wall_seconds: 
     """Latency percentiles, status classes and the correctness checks."""
     latencies = np.array([answer.seconds for answer in answers]) * 1000
     classes = Counter(f"{answer.status // 100}xx" if answer.status else "no answer" for answer in answers)
-    wrong_scores, malformed_not_4xx, good_not_200 = 0, 0, 0
+    wrong_scores, malformed_not_4xx, good_not_200, good_unanswered = 0, 0, 0, 0
     for answer in answers:
         if answer.request.kind != "good":
             malformed_not_4xx += not 400 <= answer.status < 500
         elif answer.status != 200:
             good_not_200 += 1
+            good_unanswered += answer.status == 0
         else:
             served = np.array([row["score"] for row in answer.payload["predictions"]], dtype=np.float64)
             expected = expected_scores[answer.request.rows]
@@ -160,6 +203,7 @@ def summarise(answers: list[Answer], expected_scores: np.ndarray, wall_seconds: 
         "responses_5xx_or_none": classes.get("5xx", 0) + classes.get("no answer", 0),
         "malformed_not_4xx": malformed_not_4xx,
         "good_not_200": good_not_200,
+        "good_unanswered": good_unanswered,
         "good_with_wrong_scores": wrong_scores,
     }
 
@@ -191,7 +235,7 @@ def typical_rows(detector, n: int, seed: int) -> np.ndarray:
     return rows
 
 
-def fit_and_serve(workers: int, seed: int):
+def fit_and_serve(workers: int, seed: int, server: str = "anomvae"):
     """Context: a freshly fitted AnomalyVAE served from a temporary SQLite store; yields (url, detector)."""
 
     @contextlib.contextmanager
@@ -210,7 +254,8 @@ def fit_and_serve(workers: int, seed: int):
             rows = latent @ rng.normal(size=(3, 8)) + 0.1 * rng.normal(size=(2000, 8))
             detector = anomvae.AnomalyVAE(epochs=20, random_state=seed).fit(rows)
             info = anomvae.log_model(detector, input_example=rows[:5])
-            with local_server(info.model_uri, Path(folder) / "server.log", workers) as url:
+            with local_server(info.model_uri, Path(folder) / "server.log", workers,
+                              guarded=server == "anomvae") as url:
                 yield url, detector
 
     return context()
@@ -225,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector", help=".safetensors file of the model the --url server serves")
     parser.add_argument("--workers", type=int, default=1, help="server workers when the script starts one")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--server", choices=("anomvae", "mlflow"), default="anomvae",
+                        help="server the script starts: anomvae serve (default) or plain mlflow models serve")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPOSITORY))
 
@@ -236,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         detector = anomvae.load(args.detector, device="cpu")
         context = contextlib.nullcontext((check_local(args.url), detector))
     else:
-        context = fit_and_serve(args.workers, args.seed)
+        context = fit_and_serve(args.workers, args.seed, args.server)
     with context as (url, detector):
         summary = run_load(url, detector, typical_rows(detector, 500, args.seed + 1), n=args.requests,
                            concurrency=args.concurrency, malformed_fraction=args.malformed, seed=args.seed)

@@ -8,7 +8,7 @@ writes, and a test checks that the two agree. Print the table with
 Interfaces: ``native`` (``score_samples`` of every registered estimator),
 ``cli`` (``anomvae score`` on a CSV file), ``pyfunc``
 (``mlflow.pyfunc.load_model(...).predict``) and ``rest`` (``POST /invocations``
-of ``mlflow models serve``).
+of ``anomvae serve``: MLflow's scoring server behind :mod:`anomvae.serving_front`).
 """
 
 from __future__ import annotations
@@ -89,6 +89,16 @@ def _set(column: str, value, row: int | None = None) -> Callable[[pd.DataFrame],
     return build
 
 
+def _set_object(column: str, value) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Put ``value`` in row 0 of ``column``, made an object column first (no dtype coercion)."""
+    def build(rows: pd.DataFrame) -> pd.DataFrame:
+        changed = rows.astype({column: object})
+        changed.loc[changed.index[0], column] = value
+        return changed
+
+    return build
+
+
 def _all(outcome, *, cli=True, rest=None, pyfunc=None) -> dict:
     """The same outcome through every interface, with the exceptions given."""
     outcomes = {"native": outcome, "pyfunc": pyfunc or outcome, "rest": rest or pyfunc or outcome}
@@ -121,30 +131,44 @@ TABLE_CASES = [
          _all(Refused("0 sample(s)"))),
     Case("a single row", "table", lambda rows: rows.iloc[:1], _all(Scored("same"))),
     Case("text in a numeric column", "table", _set("a", "abc", row=0),
-         _all(Refused("column 'a' was numeric in fit"), pyfunc=Refused("Failed to convert column a"))),
+         _all(Refused("column 'a' was numeric in fit"), pyfunc=Refused("Failed to convert column a"),
+              rest=Refused("column 'a' takes numbers: row 0 holds 'abc'"))),
     Case("numbers in an object-dtype column", "table", lambda rows: rows.astype({"a": object}),
          _all(Scored("same"))),
     Case("integers in a float column", "table", lambda rows: rows.assign(a=rows["a"].round().astype(int)),
          _all(Scored("finite"), pyfunc=Refused("convert int64 to float64"), rest=Scored("finite"))),
     Case("an unseen category", "table", _set("kind", "never-seen"), _all(Scored("higher"))),
     Case("a number in a categorical column", "table", _set("kind", 5),
-         _all(Scored("higher"), pyfunc=Refused("Can not safely convert int64"), rest=Scored("higher"))),
+         _all(Scored("higher"), pyfunc=Refused("Can not safely convert int64"),
+              rest=Refused("column 'kind' takes text: row 0 holds 5"))),
     Case("a constant training column takes a new value", "table", _set("c", 4.0), _all(Scored("higher"))),
     Case("1e30 in a numeric column", "table", _set("a", 1e30), _all(Scored("alarm"))),
     Case("-1e30 in a numeric column", "table", _set("a", -1e30), _all(Scored("alarm"))),
     Case("text in a boolean column", "table", _set("flag", "no"),
-         _all(Refused("column 'flag' was numeric in fit"), pyfunc=Refused("convert str to bool"),
-              rest=Scored("finite"))),
+         _all(Refused("column 'flag' was boolean in fit"), pyfunc=Refused("convert str to bool"),
+              rest=Refused("column 'flag' is boolean: row 0 holds 'no'"))),
+    Case("a missing boolean", "table", _set_object("flag", None),
+         _all(Refused("contains NaN in row 0, column flag"),
+              rest=Refused("column 'flag' is boolean: row 0 holds a missing value"))),
+    Case("0.5 in a boolean column", "table", _set_object("flag", 0.5),
+         _all(Refused("column 'flag' was boolean in fit"),
+              rest=Refused("column 'flag' is boolean: row 0 holds 0.5"))),
+    Case("true in a numeric column", "table", _set_object("a", True),
+         _all(Refused("column 'a' was numeric in fit"), pyfunc=Scored("finite"),
+              rest=Refused("column 'a' takes numbers: row 0 holds True"))),
+    Case("a record without the boolean column", "table",
+         lambda rows: RawBody(json.dumps({"dataframe_records": [{"a": 0.1, "b": 0.2, "c": 3.0, "kind": "x"}]})),
+         {"rest": Refused("row 0 lacks the column 'flag'")}),
     Case("one row as a 1-D array", "table", lambda rows: rows.iloc[0].to_numpy(),
          {"native": Refused("pass a DataFrame"), "pyfunc": Refused("Failed to enforce schema"),
-          "rest": Refused("Invalid input")}),
+          "rest": Refused("row 0 must be an object mapping column names to values")}),
     Case("request body is not JSON", "table", lambda rows: RawBody("{'dataframe_split': nonsense"),
          {"rest": Refused("valid JSON")}),
     Case("JSON without a known input key", "table", lambda rows: RawBody(json.dumps({"rows": [[1, 2]]})),
          {"rest": Refused("dataframe_split")}),
     Case("rows shorter than the columns", "table",
          lambda rows: RawBody(json.dumps({"dataframe_split": {"columns": list(rows.columns), "data": [[1.0]]}})),
-         {"rest": Refused("columns passed")}),
+         {"rest": Refused("row 0 of dataframe_split must be a list of 5 values")}),
 ]
 
 ARRAY_CASES = [

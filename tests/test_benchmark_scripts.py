@@ -79,3 +79,10 @@ def test_contamination_curve_runs_each_rate_and_tabulates_the_means(shared_data,
     table = (tmp_path / "curve.md").read_text()
     assert "| 0% |" in table and "| 5% |" in table and "PyOD-KNN" in table
     assert (tmp_path / "rate-0.05" / "results.md").is_file()
+
+
+def test_contextual_benchmark_tiny_configuration(shared_data):
+    script = load_script("contextual")
+    results = script.evaluate(["merchants", "6_cardio"], [0], epochs=2, data_dir=shared_data, tiny=True)
+    assert len(results) == 2 * 4 and results["contextual_auc"].between(0, 1).all()
+    assert "| mean | AnomalyCVAE |" in script.to_markdown(results, "command")

@@ -39,9 +39,9 @@ def config(tmp_path, table):
 def test_train_prints_report_and_saves(config, tmp_path, capsys):
     assert main(["train", "--config", str(config)]) == 0
     out = capsys.readouterr().out
-    for field in ("rows_train", "features", "training_seconds", "threshold", "flag_rate", "roc_auc"):
+    for field in ("rows_train", "features", "training_seconds", "threshold", "eval_flag_rate", "eval_roc_auc"):
         assert field in out
-    auc = float(next(line.split()[1] for line in out.splitlines() if line.startswith("roc_auc")))
+    auc = float(next(line.split()[1] for line in out.splitlines() if line.startswith("eval_roc_auc")))
     assert auc > 0.9
     assert (tmp_path / "model.safetensors").is_file()
 
@@ -89,5 +89,5 @@ def test_main_job_on_embedded_default(tmp_path, mlflow_store):
         capture_output=True, text=True, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    assert "roc_auc" in result.stdout and (tmp_path / "m.safetensors").is_file()
+    assert "eval_roc_auc" in result.stdout and (tmp_path / "m.safetensors").is_file()
     assert "mlflow models serve -m models:/anomvae@champion" in result.stdout

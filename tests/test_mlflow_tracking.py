@@ -55,11 +55,11 @@ def test_run_holds_params_epoch_losses_final_metrics_and_plots(trained):
         np.testing.assert_allclose([point.value for point in history], detector.history_[key])
     metrics = run.data.metrics
     assert metrics["threshold"] == pytest.approx(-detector.offset_)
-    for name in ("flag_rate", "score_q50", "score_q99", "training_time_s", "eval_flag_rate"):
+    for name in ("train_flag_rate", "train_score_q50", "train_score_q99", "training_time_s", "eval_flag_rate"):
         assert np.isfinite(metrics[name])
     assert metrics["eval_roc_auc"] > 0.8
     assert 0 < metrics["eval_average_precision"] <= 1
-    assert "roc_auc" not in metrics  # the first 200 rows are all normal: no AUC to compute
+    assert "train_roc_auc" not in metrics  # the first 200 rows are all normal: no AUC to compute
     assert run.data.tags["device"] == "cpu"
     plots = {item.path for item in client.list_artifacts(result.run_id, "plots")}
     assert plots == {"plots/loss_curves.png", "plots/score_histogram.png", "plots/feature_contributions.png"}

@@ -46,7 +46,7 @@ def test_file_holds_only_tensors_and_json(fitted, tmp_path):
     detector.save(path)
     with safe_open(str(path), framework="pt") as handle:
         document = json.loads(handle.metadata()["anomvae"])
-    assert document["format_version"] == 2
+    assert document["format_version"] == 3
     assert document["estimator"] == "AnomalyVAE"
     assert b"pickle" not in path.read_bytes()[:64]
 

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 import anomvae
 from anomvae import ModelFormatError, registry
-from anomvae.persistence import METADATA_KEY
+from anomvae.persistence import DESCRIPTION_DIGEST_KEY, METADATA_KEY, description_digest
 
 FAST = dict(epochs=2, batch_size=32, random_state=0)
 
@@ -58,6 +58,7 @@ def test_unknown_class_name_is_a_model_format_error_naming_it(saved_models, tmp_
     with safe_open(str(source), framework="pt") as handle:
         document = json.loads(handle.metadata()[METADATA_KEY])
     document["estimator"] = "AnomalyTCVAE"
+    document[DESCRIPTION_DIGEST_KEY] = description_digest(document)  # a file written by a newer anomvae
     forged = tmp_path / "forged.safetensors"
     save_file(load_file(str(source)), str(forged), metadata={METADATA_KEY: json.dumps(document)})
     with pytest.raises(ModelFormatError, match="unknown estimator class 'AnomalyTCVAE'.*AnomalyVAE"):

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 import anomvae
 from anomvae import NonFiniteLossError, TrainingHealthWarning, registry
-from anomvae.persistence import ModelFormatError
+from anomvae.persistence import ModelFormatError, description_digest
 
 ESTIMATORS = sorted(registry.estimators().values(), key=lambda cls: cls.__name__)
 SETTINGS = {"epochs": 3, "batch_size": 64, "random_state": 7}
@@ -137,6 +137,10 @@ def test_tampered_description_is_refused_not_obeyed(saved):
         document = json.loads(handle.metadata()["anomvae"])
     tensors = load_file(str(saved))
     document["params"]["__class__"] = "os.system"
+    save_file(tensors, str(saved), metadata={"anomvae": json.dumps(document)})
+    with pytest.raises(ModelFormatError, match="description does not match the checksum"):
+        anomvae.load(saved)
+    document["description_sha256"] = description_digest(document)  # a tamperer who knows the format
     save_file(tensors, str(saved), metadata={"anomvae": json.dumps(document)})
     with pytest.raises(ModelFormatError, match="incomplete or invalid"):
         anomvae.load(saved)

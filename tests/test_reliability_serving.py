@@ -1,4 +1,4 @@
-"""The bad-input matrix through the pyfunc model and a real ``mlflow models serve``, and a small load test.
+"""The bad-input matrix through the pyfunc model and a real ``anomvae serve``, and a small load test.
 
 One AnomalyVAE per kind of model (DataFrame, images) is logged and served
 once for the module (one server start each, always stopped); every request
@@ -40,7 +40,7 @@ def serve_model(kind, tmp_path_factory):
     rows = data.iloc[:WELL_FORMED_ROWS] if kind == "table" else data[:WELL_FORMED_ROWS]
     scores = detector.anomaly_score(rows)
     training_max = float(np.max(detector.anomaly_score(data)))
-    with local_server(info.model_uri, tmp_path_factory.mktemp("serve") / "server.log") as url:
+    with local_server(info.model_uri, tmp_path_factory.mktemp("serve") / "server.log", guarded=True) as url:
         yield detector, model, url, rows, scores, training_max
 
 
@@ -95,7 +95,7 @@ def test_small_load_mixing_malformed_requests_gets_no_5xx_and_exact_scores(table
     pool_frame = table_rows(n=60, seed=5)
     pool = [[value.item() if isinstance(value, np.generic) else value for value in row]
             for row in pool_frame.itertuples(index=False)]
-    requests = serving_load.make_requests(pool, list(pool_frame.columns), n=40, malformed_fraction=0.25, seed=1)
+    requests = serving_load.make_requests(pool, list(pool_frame.columns), n=80, malformed_fraction=0.3, seed=1)
     assert {request.kind for request in requests} >= {"good", *serving_load.MALFORMED_KINDS}
     answers = serving_load.send_all(url, requests, concurrency=8)
     summary = serving_load.summarise(answers, detector.anomaly_score(pool_frame), wall_seconds=1.0)

@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..inference import map_batches
 from ..preprocessing import ImageScaler, TabularEncoder, check_finite
+from ..schema import check_not_masked
 
 
 def is_image_batch(X: Any) -> bool:
@@ -41,6 +42,7 @@ class InputEncodingMixin:
             return encoder.transform(X), encoder, False
         values = self._numeric_array(X, reset=True)
         encoder = TabularEncoder(self.scaling).fit(values)
+        encoder.record_integers(X)
         return encoder.transform(values), encoder, False
 
     def _validated(self, X):
@@ -84,15 +86,20 @@ class InputEncodingMixin:
         return map_batches(function, data, self.scorer_.device, encode=self.encoder_.transform)
 
     def _numeric_array(self, X, *, reset: bool) -> np.ndarray:
-        values = validate_data(
-            self, X, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=2 if reset else 1,
-            reset=reset,
-        )
+        check_not_masked(X)
+        try:
+            values = validate_data(
+                self, X, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=2 if reset else 1,
+                reset=reset,
+            )
+        except OverflowError as error:
+            raise ValueError(f"X holds a number too large for a float64 ({error})") from error
         check_finite(values, list(getattr(self, "feature_names_in_", [])) or None)
         return values
 
     @staticmethod
     def _image_array(X, minimum_rows: int = 2) -> np.ndarray:
+        check_not_masked(X)
         images = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
         if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
             raise TypeError(f"images must hold integers or floats, got dtype {images.dtype}")

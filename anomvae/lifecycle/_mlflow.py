@@ -9,7 +9,7 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
-__all__ = ["use_default_tracking_uri"]
+__all__ = ["existing_tracking_uri", "use_default_tracking_uri"]
 
 
 def use_default_tracking_uri() -> str:
@@ -23,3 +23,23 @@ def use_default_tracking_uri() -> str:
     if not is_tracking_uri_set():
         mlflow.set_tracking_uri(f"sqlite:///{Path.cwd() / 'mlflow.db'}")
     return mlflow.get_tracking_uri()
+
+
+def existing_tracking_uri() -> str:
+    """The tracking URI in force, without creating a store that is not there.
+
+    Unlike :func:`use_default_tracking_uri`, a missing ``mlflow.db`` in the
+    working directory is an error: reading the registry of a store created
+    empty a moment ago can only report that nothing is there.
+
+    Raises
+    ------
+    ValueError
+        When no tracking URI is set and the working directory has no ``mlflow.db``.
+    """
+    if not is_tracking_uri_set() and not (Path.cwd() / "mlflow.db").is_file():
+        raise ValueError(
+            f"no MLflow tracking store: MLFLOW_TRACKING_URI is not set and {Path.cwd()} has no mlflow.db "
+            "(set MLFLOW_TRACKING_URI, or run from the folder that holds mlflow.db)"
+        )
+    return use_default_tracking_uri()

@@ -14,6 +14,9 @@ Predictions are a DataFrame with one row per input row:
     ``score > threshold``. The threshold is ``-detector.offset_``, so
     ``is_anomaly`` agrees with ``detector.predict(X) == -1``; a request may
     override it with the ``threshold`` param.
+``unseen_context``
+    Context models only (:class:`~anomvae.AnomalyCVAE`): the row's context
+    holds a value never seen in ``fit``, so it was scored without its context.
 ``top_feature_1``, ``top_feature_1_score``, ...
     Tabular models only: the ``top_features`` columns contributing most to
     the score (from ``detector.feature_scores``) and their contributions.
@@ -23,6 +26,7 @@ See :mod:`anomvae.lifecycle.serving_inputs` for the accepted input forms.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import tempfile
@@ -31,25 +35,65 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-import torch
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel
 from sklearn.utils.validation import check_is_fitted
 
 from ..persistence import load
+from ..request_scoring import scores_and_contributions, top_feature_columns
 from ..version import __version__
-from . import serving_inputs
+from . import packaging, serving_inputs
 from ._mlflow import use_default_tracking_uri
 
 SCORE = "score"
 IS_ANOMALY = "is_anomaly"
+UNSEEN_CONTEXT = "unseen_context"
 DETECTOR_ARTIFACT = "detector"
 """Key of the safetensors file in the model's artifacts."""
+WHEEL_ARTIFACT = "anomvae_wheel"
+"""Key of the anomvae wheel its ``requirements.txt`` installs (see :mod:`anomvae.lifecycle.packaging`)."""
 DEFAULT_TOP_FEATURES = 3
+DEFAULT_ALIAS = "champion"
+"""Alias a newly registered version gets unless told otherwise."""
 EXAMPLE_ROWS = 5
 PARITY_RTOL = 1e-6
 """Largest relative score difference the registration parity check accepts."""
 MODEL_CODE = Path(__file__).with_name("_pyfunc_model_code.py")
+FILE_DIGESTS = "file_sha256"
+"""Key of the model config holding the SHA-256 of the model's code and weights files."""
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_model_files(model_directory: Path, digests: dict[str, str]) -> None:
+    """Check the files of a logged model against the digests recorded when it was logged.
+
+    ``log_model`` records the SHA-256 of the model code (``_pyfunc_model_code.py``)
+    and of the weights (``artifacts/detector.safetensors``) in the model's
+    config; :meth:`AnomalyDetectorModel.load_context` calls this before it
+    loads the weights. MLflow has already executed the model code by then, so
+    a changed code file is reported, not prevented: see the section on the
+    MLflow model directory in ``docs/reliability.md``.
+
+    Raises
+    ------
+    MlflowException
+        When a recorded file is missing or its bytes changed.
+    """
+    for name, expected in sorted(digests.items()):
+        path = model_directory / name
+        if not path.is_file() or file_digest(path) != expected:
+            raise MlflowException(
+                f"the model file {name} in {model_directory} is missing or differs from the one logged "
+                "(SHA-256 mismatch); the model directory was modified after logging: do not use it"
+            )
 
 
 class AnomalyDetectorModel(PythonModel):
@@ -64,9 +108,10 @@ class AnomalyDetectorModel(PythonModel):
     """
 
     def load_context(self, context) -> None:
-        """Load the detector's safetensors file once per process."""
-        self.detector = load(context.artifacts[DETECTOR_ARTIFACT], device="auto")
+        """Check the model's files against their logged digests, then load the detector once per process."""
         config = context.model_config or {}
+        verify_model_files(Path(context.artifacts[DETECTOR_ARTIFACT]).parents[1], config.get(FILE_DIGESTS, {}))
+        self.detector = load(context.artifacts[DETECTOR_ARTIFACT], device="auto")
         self.image_format = config.get("image_format", "tensor")
         self.top_features = int(config.get("top_features", DEFAULT_TOP_FEATURES))
 
@@ -121,22 +166,17 @@ def score_frame(
         raise ValueError(f"the top_features param must be a non-negative integer, got {top_features!r}")
     if detector.is_image_:
         rows = serving_inputs.image_input(detector, model_input, image_format)
+        scores, contributions = detector.anomaly_score(rows), None
     else:
         rows = serving_inputs.tabular_input(detector, model_input)
-    scores = detector.anomaly_score(rows)
+        scores, contributions = scores_and_contributions(detector, rows, contributions=top_features > 0)
     index = model_input.index if isinstance(model_input, pd.DataFrame) else None
-    frame = pd.DataFrame({SCORE: scores, IS_ANOMALY: scores > float(threshold)}, index=index)
-    if detector.is_image_ or top_features == 0:
-        return frame
-    contributions = np.asarray(detector.feature_scores(rows), dtype=np.float64)
-    names = np.asarray(serving_inputs.input_columns(detector), dtype=object)
-    order = np.argsort(-contributions, axis=1, kind="stable")[:, : int(top_features)]
-    for rank in range(order.shape[1]):
-        frame[f"top_feature_{rank + 1}"] = names[order[:, rank]]
-        frame[f"top_feature_{rank + 1}_score"] = np.take_along_axis(
-            contributions, order[:, rank : rank + 1], axis=1
-        )[:, 0]
-    return frame
+    columns = {SCORE: scores, IS_ANOMALY: scores > float(threshold)}
+    if hasattr(detector, "unseen_context_rows"):
+        columns[UNSEEN_CONTEXT] = detector.unseen_context_rows(rows)
+    if contributions is not None:
+        columns.update(top_feature_columns(serving_inputs.input_columns(detector), contributions, top_features))
+    return pd.DataFrame(columns, index=index)
 
 
 def example_input(detector, input_example=None, image_format: str = "tensor"):
@@ -161,10 +201,12 @@ def example_input(detector, input_example=None, image_format: str = "tensor"):
     if input_example is None:
         encoder = detector.encoder_
         numeric = iter(encoder.centre)
+        integers = encoder.integers or [False] * len(encoder.kinds)
         row = [
             encoder.categories[column][0] if kind == "category" else
-            bool(next(numeric) >= 0.5) if kind == "boolean" else float(next(numeric))
-            for column, kind in zip(encoder.columns, encoder.kinds)
+            bool(next(numeric) >= 0.5) if kind == "boolean" else
+            round(next(numeric)) if integer else float(next(numeric))
+            for column, kind, integer in zip(encoder.columns, encoder.kinds, integers)
         ]
         return serving_inputs.as_frame(detector, pd.DataFrame([row], columns=serving_inputs.input_columns(detector)))
     if isinstance(input_example, pd.DataFrame):
@@ -192,10 +234,13 @@ def model_signature(detector, example, output: pd.DataFrame, top_features: int):
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
-def requirements(image_format: str) -> list[str]:
-    """pip requirements of the logged model: anomvae and what it runs on."""
-    pins = [f"anomvae=={__version__}", f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}"]
-    return pins + (["pillow"] if image_format == "png" else [])
+def requirements(image_format: str, wheel: Path) -> list[str]:
+    """pip requirements of the logged model: anomvae's wheel, stored with it, and pinned dependencies.
+
+    See :mod:`anomvae.lifecycle.packaging`; ``wheel`` is the wheel's path inside the model directory.
+    """
+    extra = ("mlflow",) + (("pillow",) if image_format == "png" else ())
+    return [wheel.as_posix(), *packaging.pinned_requirements(extra)]
 
 
 def log_model(
@@ -206,7 +251,7 @@ def log_model(
     input_example=None,
     top_features: int = DEFAULT_TOP_FEATURES,
     image_format: str = "tensor",
-    alias: str | None = None,
+    alias: str | None = DEFAULT_ALIAS,
     tags: dict[str, str] | None = None,
 ):
     """Log a fitted detector as an MLflow pyfunc model, optionally registering it.
@@ -235,9 +280,9 @@ def log_model(
         Default number of top contributing columns in the predictions.
     image_format : {"tensor", "png"}
         Input form of image models (see :mod:`anomvae.lifecycle.serving_inputs`).
-    alias : str, optional
-        Point this alias of the registered model (e.g. ``"champion"``) at the
-        new version.
+    alias : str or None, default="champion"
+        With ``registered_model_name``, point this alias of the registered
+        model at the new version; None leaves every alias where it is.
     tags : dict, optional
         Extra model version tags.
 
@@ -261,14 +306,16 @@ def log_model(
     with tempfile.TemporaryDirectory() as folder:
         weights = Path(folder) / "detector.safetensors"
         detector.save(weights)
+        digests = {MODEL_CODE.name: file_digest(MODEL_CODE), f"artifacts/{weights.name}": file_digest(weights)}
+        wheel = packaging.build_wheel(folder)
         info = mlflow.pyfunc.log_model(
             name=name,
             python_model=str(MODEL_CODE),
-            artifacts={DETECTOR_ARTIFACT: str(weights)},
-            model_config={"top_features": int(top_features), "image_format": image_format},
+            artifacts={DETECTOR_ARTIFACT: str(weights), WHEEL_ARTIFACT: str(wheel)},
+            model_config={"top_features": int(top_features), "image_format": image_format, FILE_DIGESTS: digests},
             signature=model_signature(detector, example, native, top_features),
             input_example=example,
-            pip_requirements=requirements(image_format),
+            pip_requirements=requirements(image_format, Path("artifacts") / wheel.name),
             metadata={
                 "anomvae_version": __version__,
                 "estimator": type(detector).__name__,

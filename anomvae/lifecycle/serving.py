@@ -40,8 +40,11 @@ def _answers(url: str) -> bool:
 
 @contextlib.contextmanager
 def local_server(model_uri: str, log_path: Path, workers: int = 1,
-                 start_timeout: float = START_TIMEOUT_S) -> Iterator[str]:
+                 start_timeout: float = START_TIMEOUT_S, guarded: bool = False) -> Iterator[str]:
     """Run ``mlflow models serve --env-manager local`` for ``model_uri``; yield its base URL.
+
+    With ``guarded=True`` it runs ``anomvae serve`` instead: the same MLflow
+    scoring app behind :class:`anomvae.lifecycle.serving_front.RequestGuard`.
 
     The server listens on a free port of 127.0.0.1 only, inherits the
     environment (``MLFLOW_TRACKING_URI``), and gets the installed anomvae's
@@ -59,9 +62,14 @@ def local_server(model_uri: str, log_path: Path, workers: int = 1,
     package_root = str(Path(__file__).resolve().parents[1])
     python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
     with open(log_path, "wb") as log:
+        command = (
+            [sys.executable, "-m", "anomvae.cli", "serve", model_uri, "--workers", str(workers)]
+            if guarded else
+            [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local", "-w",
+             str(workers)]
+        )
         process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-             "-h", "127.0.0.1", "-p", str(port), "-w", str(workers)],
+            command + ["--host", "127.0.0.1", "--port", str(port)],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": python_path},
             start_new_session=True,
         )

@@ -67,17 +67,22 @@ def as_frame(detector, rows) -> pd.DataFrame:
     """Rows as a DataFrame with the model's columns and schema types.
 
     Used for input examples: NumPy rows get the column names, numeric
-    columns become int64 or float64, categories become strings.
+    columns become int64 (integers in ``rows``, or integral values in a column
+    that held integers at fit) or float64, categories become strings.
     """
+    integers = detector.encoder_.integers or [False] * len(detector.encoder_.kinds)
     columns = input_columns(detector)
     if isinstance(rows, pd.DataFrame) and hasattr(detector, "feature_names_in_"):
         frame = rows.copy()
     else:  # rows without usable names are taken by position, as fit took them
         frame = pd.DataFrame(np.asarray(rows), columns=columns)
-    for column, kind in zip(columns, detector.encoder_.kinds):
+    for column, kind, integer_at_fit in zip(columns, detector.encoder_.kinds, integers):
         if kind == "numeric":
-            integer = pd.api.types.is_integer_dtype(frame[column])
-            frame[column] = frame[column].astype(np.int64 if integer else np.float64)
+            values = pd.to_numeric(frame[column])
+            integer = pd.api.types.is_integer_dtype(values) or (
+                integer_at_fit and bool(np.all(np.mod(values.to_numpy(dtype=np.float64), 1) == 0))
+            )
+            frame[column] = values.astype(np.int64 if integer else np.float64)
         elif kind == "category":
             frame[column] = frame[column].astype(str).astype(object)
     return frame[columns]
@@ -99,9 +104,12 @@ def tabular_input(detector, model_input) -> np.ndarray | pd.DataFrame:
         raise ValueError(
             f"the request lacks the column(s) {missing}; the model expects the columns {columns}"
         )
-    frame = model_input[columns]
+    # MLflow's schema enforcement already hands over the columns in order: no copy then.
+    frame = model_input if list(model_input.columns) == columns else model_input[columns]
     if hasattr(detector, "feature_names_in_"):
         return frame
+    if "category" in detector.encoder_.kinds:  # fitted on a frame with non-string column names
+        return frame.set_axis(range(len(columns)), axis=1)
     values = frame.to_numpy(dtype=np.float64, na_value=np.nan)
     check_finite(values, columns)
     return values

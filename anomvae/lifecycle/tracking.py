@@ -26,14 +26,17 @@ from mlflow.entities import Metric, Param
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.utils.validation import check_is_fitted
 
-from . import plots, pyfunc
+from .. import report
 from ..persistence import load
 from ..thresholds import FixedScore, ThresholdStrategy
+from . import autologging, plots, pyfunc, run_metadata
 from ._mlflow import use_default_tracking_uri
+from .pyfunc import DEFAULT_ALIAS
 from .serving_inputs import input_columns
 
-DEFAULT_ALIAS = "champion"
 SCORE_QUANTILES = (0.5, 0.9, 0.99)
+REPORT_ARTIFACT = "report.html"
+"""The run's HTML report (:mod:`anomvae.report`), on the validation rows when given."""
 LOG_BATCH_SIZE = 1000
 """MLflow accepts at most this many metrics in one batch."""
 
@@ -82,8 +85,13 @@ def _run(run_name: str | None = None, experiment_id: str | None = None):
 
 
 def flat_params(detector) -> dict[str, str]:
-    """The estimator's parameters as MLflow params (strings), plus its class."""
+    """The estimator's parameters as MLflow params (strings), plus its class.
+
+    The layer sizes are the ones built, also when the parameters left them
+    to be sized from the input (``None``).
+    """
     params = {name: str(value) for name, value in detector.get_params(deep=False).items()}
+    params.update(run_metadata.layer_sizes(detector))
     params["estimator"] = type(detector).__name__
     return params
 
@@ -120,10 +128,13 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
     Logged: the flat parameters; every per-epoch quantity of ``history_``
     with ``step=epoch``; the threshold (on the ``score`` scale, higher = more
     anomalous) and its expected alarm rate, flag rate on ``X``, score
-    quantiles, ROC-AUC and average precision when ``y`` is given (the same
-    with an ``eval_`` prefix for ``validation``), training time and the
+    quantiles, ROC-AUC and average precision when ``y`` is given (all with a
+    ``train_`` prefix, and the same with an ``eval_`` prefix for
+    ``validation``), training time and the
     scalar training diagnostics; the device, the threshold calibration and
-    any health warnings as tags; and three figures.
+    any health warnings as tags; three figures; and the HTML report
+    (:mod:`anomvae.report`) of the validation rows, or of ``X`` without
+    them, as ``report.html``.
 
     Parameters
     ----------
@@ -156,7 +167,7 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
         final = {
             "threshold": float(-detector.offset_),
             "training_time_s": float(detector.training_time_),
-            **training_metrics(detector, X, y),
+            **training_metrics(detector, X, y, prefix="train_"),
             **{f"diagnostics_{key}": float(value) for key, value in detector.diagnostics_.items()
                if isinstance(value, (int, float)) and math.isfinite(value)},
         }
@@ -164,6 +175,8 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
         if hasattr(detector, "threshold_"):
             final["threshold_expected_rate"] = float(detector.threshold_.expected_rate)
             tags["threshold_calibration"] = str(detector.threshold_)
+            final.update(run_metadata.threshold_figures(detector.threshold_))
+            tags["threshold_method"] = detector.threshold_.to_dict()["method"]
         if validation is not None:
             final.update(training_metrics(detector, *validation, prefix="eval_"))
         metrics += [Metric(key, value, now, 0) for key, value in final.items()]
@@ -172,6 +185,8 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
             client.log_batch(run_id, metrics=metrics[start : start + LOG_BATCH_SIZE])
         mlflow.set_tags(tags)
         _log_figures(detector, X, y)
+        report_rows = (X, y) if validation is None else validation
+        mlflow.log_text(report.build_report(detector, *report_rows, title=run.info.run_name), REPORT_ARTIFACT)
     return run_id
 
 
@@ -195,6 +210,7 @@ def fit_and_log(
     validation: tuple[Any, Any] | None = None,
     experiment_name: str | None = None,
     run_name: str | None = None,
+    dataset_name: str | None = None,
     registered_model_name: str | None = None,
     alias: str | None = DEFAULT_ALIAS,
     input_example=None,
@@ -216,6 +232,10 @@ def fit_and_log(
         Created when missing. Ignored inside an active run, or one started by
         ``mlflow run`` (``MLFLOW_RUN_ID``), which keeps its own experiment.
     run_name : str, optional
+        ``<Estimator>-<dataset_name>-<time>`` by default.
+    dataset_name : str, optional
+        Name of the training data, for the run name and the logged inputs
+        (``X`` as ``training``, the validation rows as ``evaluation``).
     registered_model_name : str, optional
         Register the logged model under this name.
     alias : str or None, default="champion"
@@ -237,8 +257,14 @@ def fit_and_log(
         # Passed to this run only: mlflow.set_experiment would change the caller's global state.
         experiment = mlflow.get_experiment_by_name(experiment_name)
         experiment_id = experiment.experiment_id if experiment else mlflow.create_experiment(experiment_name)
-    with _run(run_name, experiment_id) as run:
-        detector.fit(X)
+    with _run(run_name or run_metadata.run_name(detector, dataset_name), experiment_id) as run:
+        run_metadata.tag_experiment_for_training(run.info.experiment_id)
+        run_metadata.log_dataset(X, y, name=dataset_name, context=run_metadata.TRAINING_CONTEXT)
+        if validation is not None:
+            run_metadata.log_dataset(*validation, name=f"{dataset_name or 'dataset'}-evaluation",
+                                     context=run_metadata.EVALUATION_CONTEXT)
+        with autologging.suspended():  # logged here, not a second time by anomvae.autolog()
+            detector.fit(X)
         log_training(detector, X, y, validation=validation)
         if not log_model:
             return TrainingRun(run.info.run_id, None, None, None, None)
@@ -322,21 +348,25 @@ def promote(
             f"version {source.version} of {model_name!r} was saved without reference scores; "
             "give the new threshold as a number"
         )
-    info = pyfunc.log_model(
-        detector,
-        "model",
-        registered_model_name=model_name,
-        input_example=model.load_input_example(local),
-        top_features=config.get("top_features", pyfunc.DEFAULT_TOP_FEATURES),
-        image_format=config.get("image_format", "tensor"),
-        alias=alias,
-        tags={
-            "threshold_origin": f"promoted from version {source.version} "
-                                f"(threshold {previous:.6g} -> {-detector.offset_:.6g}); not retrained",
-            "source_version": str(source.version),
-            **({"run_id": source.run_id} if source.run_id else {}),
-        },
-    )
+    # Logged into the source version's training run, so the new version links to that run in the UI.
+    source_run = mlflow.start_run(run_id=source.run_id) if source.run_id and mlflow.active_run() is None \
+        else contextlib.nullcontext()
+    with source_run:
+        info = pyfunc.log_model(
+            detector,
+            "model",
+            registered_model_name=model_name,
+            input_example=model.load_input_example(local),
+            top_features=config.get("top_features", pyfunc.DEFAULT_TOP_FEATURES),
+            image_format=config.get("image_format", "tensor"),
+            alias=alias,
+            tags={
+                "threshold_origin": f"promoted from version {source.version} "
+                                    f"(threshold {previous:.6g} -> {-detector.offset_:.6g}); not retrained",
+                "source_version": str(source.version),
+                **({"run_id": source.run_id} if source.run_id else {}),
+            },
+        )
     return client.get_model_version(model_name, str(info.registered_model_version))
 
 

@@ -29,6 +29,12 @@ MAX_REFERENCE_CODES = 1024
 it bounds the model size and the scoring cost per row."""
 
 
+SCALE_FLOORS = (1e-6, 1e-3)
+"""Smallest divisors of the reconstruction and neighbour-distance terms of
+``"reconstruction+knn"``: when training rows repeat, their medians are
+rounding noise, and dividing by them would let that noise decide the score."""
+
+
 class VAEScorer(Scorer):
     """beta-VAE trained on the negative ELBO (Higgins et al., ICLR 2017).
 
@@ -123,7 +129,8 @@ class VAEScorer(Scorer):
         ))
         distance = kth_neighbour_distance(codes, codes, self.n_neighbors, exclude_self=True)
         self.reference_codes = codes.float()
-        self.score_scales = torch.stack([reconstruction.median(), distance.median()]).float().clamp_min(1e-12)
+        floors = torch.tensor(SCALE_FLOORS, device=codes.device)
+        self.score_scales = torch.maximum(torch.stack([reconstruction.median(), distance.median()]).float(), floors)
 
     def _codes_and_errors(self, batch: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior means and per-row squared reconstruction errors, from one encoder pass."""

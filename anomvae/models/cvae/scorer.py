@@ -1,0 +1,155 @@
+"""Training step and scoring rules of the conditional VAE scorer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from ...neighbours import kth_neighbour_distance
+from ...nn.posterior import active_units
+from ...nn.vae_losses import calibrated_gaussian_nll, gaussian_kl, sum_per_row, trimmed_mean
+from ...scorer import BatchSource, Phase, Scorer
+from .context import ContextLayout
+from .network import ConditionalVAENetwork
+
+SCORINGS = ("reconstruction+knn", "elbo", "reconstruction")
+
+MAX_REFERENCE_CODES = 1024
+"""Training rows whose posterior means are the reference of ``"reconstruction+knn"``."""
+
+SCALE_FLOORS = (1e-6, 1e-3)
+"""Smallest divisors of the reconstruction and neighbour-distance terms: when
+training rows repeat, the medians are rounding noise, and dividing by them
+would let that noise decide the score."""
+
+
+class CVAEScorer(Scorer):
+    """Conditional VAE trained on the negative ELBO of the features given the context.
+
+    The likelihood is the calibrated Gaussian (Rybkin et al., ICML 2021)
+    over the non-context positions only: the context is conditioned on,
+    never reconstructed. During training a share ``context_dropout`` of the
+    rows gets the "unknown context" vector (:meth:`ContextLayout.context`),
+    so the same network also learns the marginal model p(x); rows whose
+    context holds a category never seen in ``fit`` are scored under it.
+
+    Parameters
+    ----------
+    network : ConditionalVAENetwork
+    layout : ContextLayout
+    latent_dim : int
+    beta : float
+        Weight of the KL term.
+    scoring : {"reconstruction+knn", "elbo", "reconstruction"}
+        ``"reconstruction"``: squared error of the non-context features
+        decoded from the posterior mean given the context. ``"elbo"``: that
+        error under the calibrated Gaussian plus the KL of the posterior, both
+        at the posterior mean (deterministic). ``"reconstruction+knn"``: the
+        squared error plus the distance of the posterior mean to its
+        ``n_neighbors``-th nearest training code, each divided by its median
+        on the training rows. The latent terms matter: a row carrying another
+        context's values is reconstructed well by a code far out in the
+        prior's tail, so the reconstruction alone misses it.
+    n_neighbors : int
+    trim_fraction : float in [0, 0.5)
+        Share of each batch's highest-loss rows left out of the loss.
+    context_dropout : float in [0, 1)
+        Share of training rows trained with the unknown context.
+    """
+
+    def __init__(self, network: ConditionalVAENetwork, layout: ContextLayout, *, latent_dim: int,
+                 beta: float, scoring: str, n_neighbors: int, trim_fraction: float,
+                 context_dropout: float) -> None:
+        super().__init__()
+        self.network, self.layout = network, layout
+        self.beta, self.scoring, self.n_neighbors = beta, scoring, n_neighbors
+        self.trim_fraction, self.context_dropout = trim_fraction, context_dropout
+        self.register_buffer("noise_variance", torch.ones(1))
+        self.register_buffer("reference_codes", torch.zeros(0, latent_dim))
+        self.register_buffer("score_scales", torch.ones(2))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The reference codes have as many rows as the training set lent them.
+        saved = state_dict.get(prefix + "reference_codes", self.reference_codes)
+        self.reference_codes = torch.empty_like(saved, dtype=self.reference_codes.dtype,
+                                                device=self.reference_codes.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _inputs(self, batch: Tensor, drop: bool) -> tuple[Tensor, Tensor]:
+        batch = batch.reshape(len(batch), -1)  # images are modelled as flat pixel rows
+        missing = self.layout.unseen_rows(batch)
+        if drop and self.context_dropout > 0:
+            missing = missing | (torch.rand(len(batch), device=batch.device) < self.context_dropout)
+        return self.layout.features(batch), self.layout.context(batch, missing)
+
+    def _errors(self, x: Tensor, output: Tensor) -> Tensor:
+        return (x - output).masked_fill(self.layout.context_mask, 0.0)
+
+    def _loss(self, batch: Tensor, drop: bool) -> tuple[Tensor, Tensor, Tensor]:
+        x, c = self._inputs(batch, drop)
+        output, mean, log_variance = self.network(x, c)
+        keep = ~self.layout.context_mask
+        reconstruction, variance = calibrated_gaussian_nll(x[:, keep], output[:, keep])
+        if self.training:
+            self.noise_variance.copy_(variance)
+        kl = gaussian_kl(mean, log_variance)
+        return trimmed_mean(reconstruction + self.beta * kl, self.trim_fraction), reconstruction, kl
+
+    def training_step(self, batch: Tensor) -> Iterator[Phase]:
+        loss, reconstruction, kl = self._loss(batch, drop=True)
+        with torch.no_grad():
+            logs = {"reconstruction": reconstruction.mean(), "kl": kl.mean()}
+        yield Phase(loss, logs=logs)
+
+    def validation_loss(self, batch: Tensor) -> Tensor:
+        return self._loss(batch, drop=False)[0]
+
+    def _posterior(self, batch: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Posterior mean and log-variance given the context, and the squared errors decoded from the mean."""
+        x, c = self._inputs(batch, drop=False)
+        mean, log_variance = self.network.encode(x, c)
+        return mean, log_variance, self._errors(x, self.network.decode(mean, c)).pow(2)
+
+    def on_train_end(self, train: Tensor, validation: Tensor | None) -> None:
+        """Keep the reference codes and score scales of ``"reconstruction+knn"``."""
+        if self.scoring != "reconstruction+knn":
+            return
+        if len(train) > MAX_REFERENCE_CODES:
+            train = train[torch.randperm(len(train), device=train.device)[:MAX_REFERENCE_CODES]]
+        codes, errors = (torch.cat(parts) for parts in zip(
+            *((mean, sum_per_row(squared.double())) for mean, _, squared in map(self._posterior, train.split(4096)))
+        ))
+        distance = kth_neighbour_distance(codes, codes, self.n_neighbors, exclude_self=True)
+        self.reference_codes = codes.float()
+        floors = torch.tensor(SCALE_FLOORS, device=codes.device)
+        self.score_scales = torch.maximum(torch.stack([errors.median(), distance.median()]).float(), floors)
+
+    def anomaly_score(self, batch: Tensor) -> Tensor:
+        mean, log_variance, squared = self._posterior(batch)
+        error = sum_per_row(squared.double())
+        if self.scoring == "reconstruction":
+            return error
+        if self.scoring == "elbo":
+            n_features = (~self.layout.context_mask).sum()
+            variance = self.noise_variance.double()
+            return (error / (2 * variance) + 0.5 * n_features * variance.log()
+                    + gaussian_kl(mean, log_variance).double()).reshape(-1)
+        distance = kth_neighbour_distance(mean, self.reference_codes, self.n_neighbors)
+        return error / self.score_scales[0] + distance.double() / self.score_scales[1]
+
+    def feature_scores(self, batch: Tensor) -> Tensor:
+        """Squared error of each non-context feature given the context; 0 at context positions."""
+        return self._posterior(batch)[2].reshape(batch.shape)
+
+    def diagnostics(self, batches: BatchSource) -> dict[str, float]:
+        """Mean KL per row and active latent units (Burda et al. 2016), given the context."""
+        kl_total, means = 0.0, []
+        with torch.no_grad():
+            for batch in batches():
+                mean, log_variance, _ = self._posterior(batch)
+                kl_total += gaussian_kl(mean, log_variance).sum().item()
+                means.append(mean)
+        means = torch.cat(means)
+        return {"mean_kl": kl_total / len(means), "active_latent_units": float(active_units(means))}

@@ -1,0 +1,117 @@
+"""Training step and scoring rules of the beta-TCVAE scorer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from ...neighbours import kth_neighbour_distance
+from ...nn.posterior import decoded_mean, posterior_diagnostics
+from ...nn.vae_losses import calibrated_gaussian_nll, reconstruction_nll, sum_per_row, trimmed_mean
+from ...nn.vae_network import VAENetwork
+from ...scorer import BatchSource, FitContext, Phase, Scorer
+from .losses import kl_decomposition
+
+SCORINGS = ("reconstruction+knn", "reconstruction")
+
+MAX_REFERENCE_CODES = 1024
+"""Training rows whose posterior means are the reference of ``"reconstruction+knn"``."""
+
+
+class TCVAEScorer(Scorer):
+    """VAE trained on the beta-TCVAE objective (Chen et al., NeurIPS 2018).
+
+    The loss per row is the reconstruction NLL plus mutual information plus
+    ``tc_weight`` times the total correlation plus the dimension-wise KL
+    (:func:`~.losses.kl_decomposition`); ``tc_weight=1`` is the plain ELBO.
+
+    Parameters
+    ----------
+    network : VAENetwork
+    latent_dim : int
+    tc_weight : float
+    likelihood : {"calibrated", "bernoulli"}
+    scoring : {"reconstruction+knn", "reconstruction"}
+        As :class:`~anomvae.AnomalyVAE`'s rules of the same names.
+    n_neighbors : int
+    trim_fraction : float in [0, 0.5)
+    """
+
+    def __init__(self, network: VAENetwork, *, latent_dim: int, tc_weight: float, likelihood: str,
+                 scoring: str, n_neighbors: int, trim_fraction: float) -> None:
+        super().__init__()
+        self.network, self.tc_weight, self.likelihood = network, tc_weight, likelihood
+        self.scoring, self.n_neighbors, self.trim_fraction = scoring, n_neighbors, trim_fraction
+        self.n_train = 1
+        self.register_buffer("reference_codes", torch.zeros(0, latent_dim))
+        self.register_buffer("score_scales", torch.ones(2))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        saved = state_dict.get(prefix + "reference_codes", self.reference_codes)
+        self.reference_codes = torch.empty_like(saved, dtype=self.reference_codes.dtype,
+                                                device=self.reference_codes.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def on_fit_start(self, context: FitContext) -> None:
+        """Keep the training size N of minibatch-weighted sampling."""
+        self.n_train = context.n_train
+
+    def _terms(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        mean, log_variance = self.network.encode(x)
+        z = self.network.reparameterize(mean, log_variance)
+        output = self.network.decode(z)
+        if self.likelihood == "calibrated":
+            reconstruction, _ = calibrated_gaussian_nll(x, output)
+        else:
+            reconstruction = sum_per_row(reconstruction_nll(x, output, self.likelihood))
+        return (reconstruction, *kl_decomposition(z, mean, log_variance, self.n_train))
+
+    def _loss(self, batch: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
+        terms = self._terms(batch)
+        reconstruction, information, correlation, dimension_wise = terms
+        per_row = reconstruction + information + self.tc_weight * correlation + dimension_wise
+        return trimmed_mean(per_row, self.trim_fraction), terms
+
+    def training_step(self, batch: Tensor) -> Iterator[Phase]:
+        loss, terms = self._loss(batch)
+        with torch.no_grad():
+            logs = dict(zip(("reconstruction", "mutual_information", "total_correlation", "dimension_wise_kl"),
+                            (term.mean() for term in terms)))
+        yield Phase(loss, logs=logs)
+
+    def validation_loss(self, batch: Tensor) -> Tensor:
+        return self._loss(batch)[0]
+
+    def _codes_and_errors(self, batch: Tensor) -> tuple[Tensor, Tensor]:
+        mean, _ = self.network.encode(batch)
+        output = self.network.decode(mean)
+        output = torch.sigmoid(output) if self.likelihood == "bernoulli" else output
+        return mean, sum_per_row((batch - output).pow(2).double())
+
+    def on_train_end(self, train: Tensor, validation: Tensor | None) -> None:
+        """Keep the reference codes and score scales of ``"reconstruction+knn"``."""
+        if self.scoring != "reconstruction+knn":
+            return
+        if len(train) > MAX_REFERENCE_CODES:
+            train = train[torch.randperm(len(train), device=train.device)[:MAX_REFERENCE_CODES]]
+        codes, errors = (torch.cat(parts) for parts in zip(*map(self._codes_and_errors, train.split(4096))))
+        distance = kth_neighbour_distance(codes, codes, self.n_neighbors, exclude_self=True)
+        self.reference_codes = codes.float()
+        self.score_scales = torch.stack([errors.median(), distance.median()]).float().clamp_min(1e-12)
+
+    def anomaly_score(self, batch: Tensor) -> Tensor:
+        if self.scoring == "reconstruction":
+            return sum_per_row(self.feature_scores(batch).double())
+        codes, errors = self._codes_and_errors(batch)
+        distance = kth_neighbour_distance(codes, self.reference_codes, self.n_neighbors)
+        return errors / self.score_scales[0] + distance.double() / self.score_scales[1]
+
+    def feature_scores(self, batch: Tensor) -> Tensor:
+        """Squared error per feature (or pixel) of the posterior-mean reconstruction."""
+        return (batch - decoded_mean(self.network, batch, self.likelihood)).pow(2)
+
+    def diagnostics(self, batches: BatchSource) -> dict[str, float]:
+        """Mean KL per row and active latent units (Burda et al. 2016)."""
+        return posterior_diagnostics(self.network, batches)[0]

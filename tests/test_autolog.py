@@ -1,0 +1,59 @@
+"""anomvae.autolog(): every anomvae fit logged to MLflow, with the model in the safe format."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FAST
+
+import anomvae
+from anomvae.lifecycle import tracking
+
+
+@pytest.fixture
+def autologging(mlflow_store):
+    anomvae.autolog()
+    yield
+    anomvae.autolog(disable=True)
+
+
+def test_fit_logs_params_metrics_report_and_model(autologging, blobs):
+    normal, outliers = blobs
+    detector = anomvae.AnomalyVAE(**FAST).fit(normal)
+    run = mlflow.last_active_run()
+    assert run.info.run_name.startswith("AnomalyVAE-")
+    assert run.data.params["epochs"] == str(FAST["epochs"]) and run.data.params["latent_dim"] != "None"
+    assert run.data.metrics["threshold"] == pytest.approx(-detector.offset_)
+    assert run.data.tags["anomvae.autolog"] == "true"
+    artifacts = {item.path for item in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert "report.html" in artifacts
+    model = mlflow.pyfunc.load_model(mlflow.search_logged_models(filter_string=f"source_run_id = '{run.info.run_id}'",
+                                                                 output_format="list")[0].model_uri)
+    frame = pd.DataFrame(outliers, columns=[f"x{i}" for i in range(outliers.shape[1])])
+    np.testing.assert_allclose(model.predict(frame)["score"], -detector.score_samples(outliers), rtol=1e-6)
+
+
+def test_fit_inside_an_active_run_logs_into_it(autologging, blobs):
+    normal, _ = blobs
+    with mlflow.start_run() as run:
+        anomvae.AnomalyVAEGAN(**FAST).fit(normal)
+    assert mlflow.MlflowClient().get_run(run.info.run_id).data.params["estimator"] == "AnomalyVAEGAN"
+
+
+def test_fit_and_log_is_not_logged_twice(autologging, blobs):
+    normal, _ = blobs
+    result = tracking.fit_and_log(anomvae.AnomalyVAE(**FAST), normal, log_model=False)
+    run = mlflow.MlflowClient().get_run(result.run_id)
+    assert "anomvae.autolog" not in run.data.tags
+    assert mlflow.last_active_run().info.run_id == result.run_id
+    assert len(mlflow.MlflowClient().get_metric_history(result.run_id, "threshold")) == 1
+
+
+def test_disable_restores_plain_fit(mlflow_store, blobs):
+    normal, _ = blobs
+    anomvae.autolog()
+    anomvae.autolog(disable=True)
+    before = mlflow.last_active_run()
+    anomvae.AnomalyVAE(**FAST).fit(normal)
+    after = mlflow.last_active_run()
+    assert (before is None and after is None) or before.info.run_id == after.info.run_id

@@ -1,0 +1,148 @@
+"""The operations side of the CLI: registry URIs, passthrough columns, Parquet, pipes, monitoring runs."""
+
+import os
+import subprocess
+import sys
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FAST
+
+import anomvae
+from anomvae.cli import main
+
+MODEL_NAME = "cli-operations"
+FEATURES = ["a", "b", "c", "d"]
+
+
+@pytest.fixture(scope="module")
+def registered(mlflow_store, tmp_path_factory):
+    """A detector registered as ``cli-operations@champion``, its file, and a table with id and ts columns."""
+    folder = tmp_path_factory.mktemp("operations")
+    rng = np.random.default_rng(3)
+    rows = pd.DataFrame(rng.normal(size=(240, 4)), columns=FEATURES)
+    rows.loc[:9, ["a", "b"]] += 8
+    detector = anomvae.AnomalyVAE(**FAST).fit(rows.iloc[10:])
+    with mlflow.start_run() as run:
+        anomvae.log_model(detector, name="model", registered_model_name=MODEL_NAME, input_example=rows.iloc[:5])
+    detector.save(folder / "model.safetensors")
+    table = rows.assign(id=np.arange(len(rows)) + 1000, ts=pd.date_range("2026-01-01", periods=len(rows), freq="h"))
+    table.to_csv(folder / "batch.csv", index=False)
+    return detector, rows, folder, run.info.run_id
+
+
+def _native(detector, rows):
+    return -detector.score_samples(rows)
+
+
+@pytest.mark.parametrize("uri", [f"models:/{MODEL_NAME}@champion", f"models:/{MODEL_NAME}/1", "runs"])
+def test_score_reads_registry_and_run_uris(registered, uri, capsys):
+    detector, rows, folder, run_id = registered
+    uri = f"runs:/{run_id}/model" if uri == "runs" else uri
+    output = folder / "scored.csv"
+    assert main(["score", uri, str(folder / "batch.csv"), "--keep", "id,ts", "-o", str(output)]) == 0
+    scored = pd.read_csv(output)
+    assert list(scored.columns) == ["id", "ts", "score", "is_anomaly"]
+    np.testing.assert_allclose(scored["score"], _native(detector, rows), rtol=1e-6)
+    assert scored["id"].tolist() == list(range(1000, 1000 + len(rows)))
+
+
+def test_score_writes_parquet_with_top_features_and_p_values(registered):
+    detector, rows, folder, _ = registered
+    output = folder / "scored.parquet"
+    assert main(["score", str(folder / "model.safetensors"), str(folder / "batch.csv"), "--keep", "id,ts",
+                 "--top-features", "2", "--p-values", "-o", str(output)]) == 0
+    with open(output, "rb") as handle:
+        assert handle.read(4) == b"PAR1"
+    scored = pd.read_parquet(output)
+    assert list(scored.columns) == ["id", "ts", "score", "is_anomaly", "top_feature_1", "top_feature_1_score",
+                                    "top_feature_2", "top_feature_2_score", "p_value"]
+    np.testing.assert_allclose(scored["p_value"], detector.p_values(rows))
+    assert scored.loc[:9, "top_feature_1"].isin(["a", "b"]).all()
+    assert scored["is_anomaly"].dtype == bool
+
+
+def test_score_refuses_a_missing_keep_column_and_an_unknown_model(registered, capsys):
+    _, _, folder, _ = registered
+    assert main(["score", str(folder / "model.safetensors"), str(folder / "batch.csv"), "--keep", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["score", "models:/no-such-model@champion", str(folder / "batch.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-model" in err and "tracking store" in err
+
+
+def test_score_exits_quietly_when_the_reader_closes_the_pipe(registered):
+    _, _, folder, _ = registered
+    big = folder / "big.csv"
+    pd.concat([pd.read_csv(folder / "batch.csv").drop(columns=["id", "ts"])] * 200).to_csv(big, index=False)
+    command = f"{sys.executable} -m anomvae.cli score {folder / 'model.safetensors'} {big} | head -n 2"
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    assert result.stdout.splitlines()[0].startswith("a,b,c,d,score,is_anomaly")
+    assert result.stderr == ""
+
+
+def test_version_and_plain_text_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"anomvae {anomvae.__version__}"
+    for command in ([], ["train"], ["score"], ["monitor"], ["promote"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        assert "``" not in capsys.readouterr().out
+
+
+def test_promote_names_the_store_and_creates_none(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "anomvae.cli", "promote", "card-fraud", "--threshold", "2"],
+                            capture_output=True, text=True, cwd=tmp_path,
+                            env={key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"})
+    assert result.returncode == 2
+    assert "no MLflow tracking store" in result.stderr and str(tmp_path) in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_promote_prints_the_store_it_used(registered, mlflow_store, capsys):
+    assert main(["promote", MODEL_NAME]) == 0
+    assert f"tracking store  {mlflow_store}" in capsys.readouterr().out
+
+
+def test_monitor_appends_to_one_run_per_registered_model(registered, capsys):
+    _, _, folder, _ = registered
+    batch = folder / "monitor.csv"
+    pd.read_csv(folder / "batch.csv").drop(columns=["id", "ts"]).to_csv(batch, index=False)
+    for uri in (f"models:/{MODEL_NAME}@champion", f"models:/{MODEL_NAME}@champion", f"models:/{MODEL_NAME}/1"):
+        assert main(["monitor", uri, str(batch), "--log-to-mlflow"]) == 0
+    runs = mlflow.search_runs(search_all_experiments=True, filter_string=f"attributes.run_name = 'monitor-{MODEL_NAME}'",
+                              output_format="list")
+    assert len(runs) == 1
+    history = mlflow.MlflowClient().get_metric_history(runs[0].info.run_id, "monitor.flag_rate")
+    assert [point.step for point in history] == [0, 1, 2]
+    assert [point.timestamp for point in history] == sorted(point.timestamp for point in history)
+    assert mlflow.active_run() is None
+
+
+def test_train_progress_experiment_and_run_name(tmp_path, mlflow_store):
+    frame = pd.DataFrame(np.random.default_rng(0).normal(size=(120, 3)), columns=["x", "y", "z"])
+    frame.to_csv(tmp_path / "sensors.csv", index=False)
+    (tmp_path / "c.yaml").write_text(
+        f"model: {{name: AnomalyVAE, params: {{epochs: 3, random_state: 0}}}}\n"
+        f"data: {{source: {tmp_path / 'sensors.csv'}}}\noutput: {tmp_path / 'm.safetensors'}\n"
+        "tracking: {registered_model_name: cli-progress}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "anomvae.cli", "train", "--config", str(tmp_path / "c.yaml"),
+         "--experiment", "cli-experiment", "--progress"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "anomvae fit" in result.stderr and "INFO" not in result.stderr
+    assert "train_flag_rate" in result.stdout
+    experiment = mlflow.get_experiment_by_name("cli-experiment")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    run = mlflow.search_runs([experiment.experiment_id], output_format="list")[0]
+    assert run.info.run_name.startswith("AnomalyVAE-sensors-")
+    assert run.data.params["hidden_dims"] != "None" and run.data.params["latent_dim"] != "None"
+    assert [dataset.dataset.name for dataset in run.inputs.dataset_inputs] == ["sensors"]

@@ -1,0 +1,131 @@
+"""AnomalyCVAE: rows judged given their context columns."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import FAST
+from sklearn.metrics import roc_auc_score
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import anomvae
+from anomvae import AnomalyCVAE, AnomalyVAE, load
+from anomvae.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::anomvae.TrainingHealthWarning")
+
+
+def merchants(n=1500, n_merchants=12, seed=0):
+    """Rows of merchants with their own amount levels, and test rows where a
+    tenth carries another merchant's amounts (contextual anomalies)."""
+    rng = np.random.default_rng(seed)
+    levels = rng.normal(0, 3, size=(n_merchants, 2))
+    merchant = rng.integers(0, n_merchants, n + 200)
+    values = levels[merchant] + 0.3 * rng.normal(size=(n + 200, 2))
+    labels = np.zeros(n + 200, dtype=bool)
+    labels[n:n + 20] = True
+    other = (merchant[n:n + 20] + rng.integers(1, n_merchants, 20)) % n_merchants
+    values[n:n + 20] = levels[other] + 0.3 * rng.normal(size=(20, 2))
+    frame = pd.DataFrame({"merchant": [f"m{i}" for i in merchant], "amount": values[:, 0],
+                          "items": values[:, 1]})
+    return frame.iloc[:n], frame.iloc[n:].reset_index(drop=True), labels[n:]
+
+
+@parametrize_with_checks([AnomalyCVAE(context=[0], epochs=3, batch_size=32, random_state=0),
+                          AnomalyCVAE(context=[1], cyclic={1: 24}, epochs=2, batch_size=32, random_state=0)])
+def test_sklearn_compatible_with_a_context_column(estimator, check):
+    check(estimator)
+
+
+def test_contextual_anomalies_are_found_given_the_context():
+    train, test, labels = merchants()
+    cvae = AnomalyCVAE(context=["merchant"], epochs=30, random_state=0).fit(train)
+    auc = roc_auc_score(labels, cvae.anomaly_score(test))
+    assert auc > 0.95
+    scores = cvae.feature_scores(test)
+    assert list(scores.columns) == ["merchant", "amount", "items"]
+    assert np.all(scores["merchant"] == 0) and np.all(scores[["amount", "items"]].to_numpy() >= 0)
+
+
+def test_unseen_context_is_scored_without_its_context_and_flagged(tmp_path):
+    train, test, _ = merchants(n=600)
+    detector = AnomalyCVAE(context=["merchant"], **FAST).fit(train)
+    new = test.head(8).copy()
+    new.loc[[0, 3], "merchant"] = "never-seen"
+    scores = detector.anomaly_score(new)
+    assert np.all(np.isfinite(scores))
+    np.testing.assert_array_equal(detector.unseen_context_rows(new), np.isin(np.arange(8), [0, 3]))
+
+    detector.save(tmp_path / "cvae.safetensors")
+    loaded = load(tmp_path / "cvae.safetensors", device="cpu")
+    np.testing.assert_allclose(loaded.anomaly_score(new), scores, rtol=1e-12)
+    pd.testing.assert_frame_equal(loaded.feature_scores(new), detector.feature_scores(new))
+    assert loaded.context_columns_ == ["merchant"]
+
+    strict = AnomalyCVAE(context=["merchant"], unseen_context="raise", **FAST).fit(train)
+    with pytest.raises(ValueError, match="never-seen"):
+        strict.predict(new)
+    assert strict.predict(test.head(3)).shape == (3,)
+
+
+def test_cyclic_hour_sits_next_to_midnight():
+    rng = np.random.default_rng(0)
+    hour = rng.integers(0, 24, 800)
+    night = (hour >= 22) | (hour <= 2)
+    frame = pd.DataFrame({"hour": hour, "load": np.where(night, 5.0, 0.0) + 0.2 * rng.normal(size=800)})
+    detector = AnomalyCVAE(context=["hour"], cyclic={"hour": 24}, epochs=30, random_state=0).fit(frame)
+    probe = pd.DataFrame({"hour": [23, 0, 12, 12], "load": [5.0, 5.0, 0.0, 5.0]})
+    scores = detector.anomaly_score(probe)
+    assert scores[3] > max(scores[:3])
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"context": ["nope"]}, "not a column"),
+    ({"context": [5]}, "out of range"),
+    ({"context": ["merchant", "amount", "items"]}, "all of them context"),
+    ({"context": ["amount"], "cyclic": {"items": 24}}, "also be listed in context"),
+    ({"context": ["merchant"], "cyclic": {"merchant": 24}}, "must be numeric"),
+    ({"context": ["amount"], "cyclic": {"amount": -1}}, "positive number"),
+])
+def test_bad_context_is_refused_in_fit(params, message):
+    train, _, _ = merchants(n=100)
+    with pytest.raises(ValueError, match=message):
+        AnomalyCVAE(**params, **FAST).fit(train)
+
+
+def test_without_context_it_is_a_vae_of_all_columns():
+    rows = np.random.default_rng(0).normal(size=(200, 4))
+    detector = AnomalyCVAE(**FAST).fit(rows)
+    assert detector.context_columns_ == [] and detector.predict(rows).shape == (200,)
+    assert AnomalyVAE(**FAST).fit(rows).predict(rows).shape == (200,)
+
+
+def test_cli_trains_and_scores_with_the_context_as_an_ordinary_column(tmp_path):
+    train, test, _ = merchants(n=400)
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"name": "AnomalyCVAE", "params": {"context": ["merchant"], **FAST}},
+        "data": {"source": str(tmp_path / "train.csv")},
+        "output": str(tmp_path / "model.safetensors"),
+        "tracking": {"enabled": False},
+    }))
+    assert main(["train", "--config", str(config)]) == 0
+    output = tmp_path / "scored.csv"
+    assert main(["score", str(tmp_path / "model.safetensors"), str(tmp_path / "test.csv"), "-o", str(output)]) == 0
+    scored = pd.read_csv(output)
+    np.testing.assert_allclose(scored["score"], load(tmp_path / "model.safetensors").anomaly_score(test), rtol=1e-6)
+
+
+def test_pyfunc_flags_unseen_context(mlflow_store):
+    train, test, _ = merchants(n=400)
+    detector = AnomalyCVAE(context=["merchant"], **FAST).fit(train)
+    info = anomvae.log_model(detector, name="model", input_example=train.head())
+    model = mlflow.pyfunc.load_model(info.model_uri)
+    new = test.head(6).copy()
+    new.loc[1, "merchant"] = "never-seen"
+    predictions = model.predict(new)
+    np.testing.assert_allclose(predictions["score"], detector.anomaly_score(new), rtol=1e-12)
+    assert predictions["unseen_context"].tolist() == [False, True, False, False, False, False]

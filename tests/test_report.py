@@ -1,0 +1,96 @@
+"""The HTML report: its figures, written without MLflow, logged with training runs, rendered by a real browser."""
+
+import re
+import shutil
+import subprocess
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FAST
+from sklearn.metrics import f1_score, precision_score, recall_score
+
+import anomvae
+from anomvae.lifecycle import tracking
+from anomvae.cli import main
+from anomvae.report import build_report
+
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_browser = pytest.mark.skipif(BROWSER is None, reason="chromium is not installed (.ci/run installs Debian's)")
+
+
+@pytest.fixture(scope="module")
+def labelled():
+    rng = np.random.default_rng(21)
+    normal = pd.DataFrame(rng.normal(size=(300, 5)) @ rng.normal(size=(5, 5)), columns=list("abcde"))
+    outliers = pd.DataFrame(rng.uniform(-9, 9, size=(25, 5)), columns=list("abcde"))
+    rows = pd.concat([normal, outliers], ignore_index=True)
+    labels = np.r_[np.zeros(300, dtype=int), np.ones(25, dtype=int)]
+    detector = anomvae.AnomalyVAE(**FAST).fit(normal.iloc[:200])
+    return detector, rows.iloc[200:], labels[200:]
+
+
+def _dump_dom(path, tmp_path) -> tuple[str, list[str]]:
+    """The DOM chromium renders from ``path`` and the console messages it logged."""
+    result = subprocess.run(
+        [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+         "--dump-dom", path.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout, [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
+
+
+def test_report_holds_the_threshold_and_the_figures_at_it(labelled):
+    detector, rows, labels = labelled
+    page = build_report(detector, rows, labels)
+    flagged = (-detector.score_samples(rows) > -detector.offset_).astype(int)
+    for value in (precision_score(labels, flagged), recall_score(labels, flagged), f1_score(labels, flagged),
+                  -detector.offset_):
+        assert f"{value:.4g}" in page
+    assert str(detector.threshold_.to_dict()["method"]) in page
+    assert page.count("data:image/png;base64,") == 3
+    assert not re.search(r"""(src|href)=["']?https?:""", page), "the report must not reach the network"
+    assert "<script" not in page
+
+
+def test_report_without_labels_has_no_classification_section(labelled):
+    detector, rows, _ = labelled
+    page = build_report(detector, rows)
+    assert 'id="confusion"' not in page and 'id="top-rows"' in page
+
+
+@needs_browser
+def test_console_messages_are_caught(tmp_path):
+    page = tmp_path / "bad.html"
+    page.write_text('<html><body><script>console.error("report-check-42")</script></body></html>')
+    _, console = _dump_dom(page, tmp_path)
+    assert any("report-check-42" in line for line in console)
+
+
+@needs_browser
+def test_cli_report_renders_in_a_browser_without_console_errors(labelled, tmp_path, capsys):
+    detector, rows, labels = labelled
+    detector.save(tmp_path / "model.safetensors")
+    rows.assign(label=labels, id=np.arange(len(rows))).to_csv(tmp_path / "eval.csv", index=False)
+    output = tmp_path / "report.html"
+    assert main(["report", str(tmp_path / "model.safetensors"), str(tmp_path / "eval.csv"),
+                 "--keep", "id", "-o", str(output)]) == 0
+    dom, console = _dump_dom(output, tmp_path)
+    assert console == []
+    flagged = (-detector.score_samples(rows) > -detector.offset_).astype(int)
+    true_positives = int(((flagged == 1) & (labels == 1)).sum())
+    assert re.search(rf"anomaly \(y=1\)</td><td>{true_positives}</td>", dom)
+    assert f"{-detector.offset_:.4g}" in dom and f"{precision_score(labels, flagged):.4g}" in dom
+    assert dom.count('src="data:image/png;base64,') == 3
+
+
+def test_training_run_logs_the_report(mlflow_store, labelled):
+    _, rows, labels = labelled
+    detector = anomvae.AnomalyVAE(**FAST)
+    result = tracking.fit_and_log(detector, rows.iloc[:80], validation=(rows, labels), log_model=False)
+    page = mlflow.artifacts.load_text(f"runs:/{result.run_id}/report.html")
+    assert 'id="confusion"' in page and f"{-detector.offset_:.4g}" in page

@@ -1,0 +1,142 @@
+"""``anomvae serve``: the requests MLflow's scoring server answered with 500, a stack
+trace or a wrong score, each sent to a real guarded server on 127.0.0.1 over one
+keep-alive connection, followed by a good request that must still get its exact scores."""
+
+import http.client
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import anomvae
+from anomvae.lifecycle.serving import local_server
+from anomvae.lifecycle.serving_front import MAX_ROWS, ColumnTypes, Refusal, parse_json
+
+SETTINGS = {"epochs": 5, "batch_size": 64, "random_state": 0}
+
+
+def training_frame() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({
+        "amount": rng.normal(size=200),
+        "flag": rng.random(200) > 0.5,
+        "kind": rng.choice(["a", "b"], 200),
+    })
+
+
+@pytest.fixture(scope="module")
+def guarded(mlflow_store, tmp_path_factory):
+    frame = training_frame()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        detector = anomvae.AnomalyVAE(**SETTINGS).fit(frame)
+    info = anomvae.log_model(detector, input_example=frame.head())
+    with local_server(info.model_uri, tmp_path_factory.mktemp("front") / "server.log", guarded=True) as url:
+        yield detector, frame, url
+
+
+def split(frame: pd.DataFrame) -> str:
+    return json.dumps({"dataframe_split": {"columns": list(frame.columns), "data": frame.to_numpy().tolist()}})
+
+
+def send(connection, body, headers) -> tuple[int, bytes]:
+    connection.request("POST", "/invocations", body=body, headers=headers)
+    answer = connection.getresponse()
+    return answer.status, answer.read()
+
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+ROW = '{"amount": 0.1, "flag": true, "kind": "a"}'
+BAD_REQUESTS = {
+    "no content type": (415, "{}", {}),
+    "unknown content type": (415, "{}", {"Content-Type": "text/plain"}),
+    "5000-digit integer": (400, '{"dataframe_records": [{"amount": ' + "9" * 5000 + ', "flag": true, "kind": "a"}]}',
+                           JSON_HEADERS),
+    "JSON nested 5000 deep": (400, "[" * 5000 + "]" * 5000, JSON_HEADERS),
+    "dict nested 5000 deep": (400, '{"a":' * 5000 + "1" + "}" * 5000, JSON_HEADERS),
+    "not JSON": (400, "{not json", JSON_HEADERS),
+    "not UTF-8": (400, b"\xff\xfe{}", JSON_HEADERS),
+    "null boolean": (400, '{"dataframe_records": [{"amount": 0.1, "flag": null, "kind": "a"}]}', JSON_HEADERS),
+    "missing boolean key": (400, '{"dataframe_records": [{"amount": 0.1, "kind": "a"}]}', JSON_HEADERS),
+    "true in a number column": (400, '{"dataframe_records": [{"amount": true, "flag": true, "kind": "a"}]}',
+                                JSON_HEADERS),
+    "0.5 in a boolean column": (400, '{"dataframe_split": {"columns": ["amount", "flag", "kind"], '
+                                     '"data": [[0.1, 0.5, "a"]]}}', JSON_HEADERS),
+    "text in a boolean column": (400, '{"dataframe_records": [{"amount": 0.1, "flag": "no", "kind": "a"}]}',
+                                 JSON_HEADERS),
+    "too many rows": (413, '{"dataframe_records": [' + ",".join([ROW] * (MAX_ROWS + 1)) + "]}", JSON_HEADERS),
+    "CSV that does not parse": (400, 'amount,flag,kind\n0.1,true,"a\n1,2', {"Content-Type": "text/csv"}),
+    "body over the limit": (413, b"x" * (16 * 1024 * 1024 + 1), JSON_HEADERS),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_REQUESTS))
+def test_bad_request_gets_a_4xx_without_trace_and_the_connection_stays_usable(guarded, name):
+    detector, frame, url = guarded
+    status, body, headers = BAD_REQUESTS[name]
+    connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=60)
+    try:
+        got, answer = send(connection, body, headers)
+        assert got == status, answer[:500]
+        assert b"Traceback" not in answer and b"stack_trace" not in answer
+        assert "message" in json.loads(answer)
+        good = frame.head(5)
+        got, answer = send(connection, split(good), JSON_HEADERS)
+    finally:
+        connection.close()
+    assert got == 200, answer[:500]
+    scores = [row["score"] for row in json.loads(answer)["predictions"]]
+    np.testing.assert_allclose(scores, -detector.score_samples(good), rtol=1e-9)
+
+
+def test_model_refusals_lose_their_stack_trace(guarded):
+    _, frame, url = guarded
+    connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=60)
+    try:
+        bad = frame.head(3).assign(amount=[0.1, float("nan"), 0.2]).astype({"amount": object})
+        body = split(bad).replace("NaN", "null")
+        status, answer = send(connection, body, JSON_HEADERS)
+    finally:
+        connection.close()
+    assert status == 400
+    assert b"stack_trace" not in answer and "NaN" in json.loads(answer)["message"]
+
+
+@pytest.mark.parametrize("document, pattern", [
+    ({"dataframe_records": [{"amount": 1.0, "flag": None, "kind": "a"}]}, "row 0 holds a missing value"),
+    ({"dataframe_records": [{"amount": 1.0, "kind": "a"}]}, "row 0 lacks the column 'flag'"),
+    ({"dataframe_split": {"columns": ["amount", "flag", "kind"], "data": [[1.0, True, 3]]}}, "takes text"),
+    ({"inputs": {"amount": [1.0], "flag": [1], "kind": ["a"]}}, "column 'flag' is boolean"),
+    ({"dataframe_records": {"amount": 1}}, "list of objects"),
+    ([1, 2], "must be an object"),
+    ({"dataframe_split": {}, "inputs": []}, "exactly one of the keys"),
+])
+def test_column_types_refuse_what_mlflow_would_cast(document, pattern):
+    types = ColumnTypes([("amount", "double"), ("flag", "boolean"), ("kind", "string")])
+    with pytest.raises(Refusal, match=pattern):
+        types.check(document)
+
+
+def test_column_types_accept_well_typed_rows():
+    types = ColumnTypes([("amount", "double"), ("count", "long"), ("flag", "boolean"), ("kind", "string")])
+    types.check({"dataframe_records": [{"amount": 1, "count": 2, "flag": False, "kind": "a", "extra": "x"}]})
+    types.check({"dataframe_split": {"columns": ["kind", "flag", "count", "amount"], "data": [["b", True, 1, 0.5]]}})
+
+
+def test_tensor_requests_are_checked_for_shape_and_numbers():
+    types = ColumnTypes([], tensor=True)
+    types.check({"inputs": np.zeros((2, 1, 4, 4)).tolist()})
+    with pytest.raises(Refusal, match="ragged or holds non-numbers"):
+        types.check({"inputs": [[1, 2], [3]]})
+    with pytest.raises(Refusal, match="dimensions"):
+        types.check({"inputs": np.zeros((1, 1, 1, 1, 1, 1)).tolist()})
+
+
+def test_json_limits():
+    assert parse_json(b'{"a": ' + b"9" * 100 + b"}") == {"a": int("9" * 100)}
+    with pytest.raises(Refusal, match="101 digits"):
+        parse_json(b'{"a": ' + b"9" * 101 + b"}")
+    with pytest.raises(Refusal, match="nested too deeply"):
+        parse_json(b"[" * 100_000 + b"]" * 100_000)
