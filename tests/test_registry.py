@@ -57,11 +57,11 @@ def test_unknown_class_name_is_a_model_format_error_naming_it(saved_models, tmp_
     source = paths["AnomalyVAE"][0]
     with safe_open(str(source), framework="pt") as handle:
         document = json.loads(handle.metadata()[METADATA_KEY])
-    document["estimator"] = "AnomalyTCVAE"
+    document["estimator"] = "AnomalyFromANewerVersion"
     document[DESCRIPTION_DIGEST_KEY] = description_digest(document)  # a file written by a newer anomvae
     forged = tmp_path / "forged.safetensors"
     save_file(load_file(str(source)), str(forged), metadata={METADATA_KEY: json.dumps(document)})
-    with pytest.raises(ModelFormatError, match="unknown estimator class 'AnomalyTCVAE'.*AnomalyVAE"):
+    with pytest.raises(ModelFormatError, match="unknown estimator class 'AnomalyFromANewerVersion'.*AnomalyVAE"):
         anomvae.load(forged)
 
 
