@@ -14,8 +14,10 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .device import autocast
+from .distributed import LOCAL, Synchroniser
 from .flat_parameters import FlatGroup, flat_groups
 from .scorer import Phase, Scorer
+from .streaming import RowSource
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -68,7 +70,9 @@ def training_threads(scorer: Scorer, batch_size: int, device: torch.device) -> I
         torch.set_num_threads(threads)
 
 
-def epoch_means(logged: dict[str, list[tuple[Tensor, int]]], n_rows: int) -> dict[str, float]:
+def epoch_means(
+    logged: dict[str, list[tuple[Tensor, int]]], n_rows: int, sync: Synchroniser = LOCAL
+) -> dict[str, float]:
     """Row-weighted epoch means of per-batch scalars, with one device sync per epoch.
 
     Parameters
@@ -77,16 +81,21 @@ def epoch_means(logged: dict[str, list[tuple[Tensor, int]]], n_rows: int) -> dic
         Per key, each batch's detached scalar and its number of rows.
     n_rows : int
         Rows in one epoch.
+    sync : Synchroniser
+        Sums the figures over the processes of a distributed fit (one
+        collective per epoch), so that every rank logs the same means.
     """
     if not logged:
         return {}
     keys = list(logged)
+    device = logged[keys[0]][0][0].device
     sums = torch.stack([
         torch.stack([value.float() for value, _ in logged[key]])
-        @ torch.tensor([float(size) for _, size in logged[key]], device=logged[key][0][0].device)
+        @ torch.tensor([float(size) for _, size in logged[key]], device=device)
         for key in keys
-    ]).tolist()
-    return {key: total / n_rows for key, total in zip(keys, sums)}
+    ] + [torch.tensor(float(n_rows), device=device)])
+    *totals, rows = sync.sum(sums).tolist()
+    return {key: total / rows for key, total in zip(keys, totals)}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -96,8 +105,10 @@ class NonFiniteLossError(FloatingPointError):
 class TrainingEngine:
     """Mini-batch training of a :class:`~anomvae.scorer.Scorer`.
 
-    The data is preloaded as one tensor on the training device and sliced by a
-    seeded permutation each epoch: no ``DataLoader``, no per-row Python work.
+    In-memory data is one tensor on the training device, sliced by a seeded
+    permutation each epoch: no ``DataLoader``, no per-row Python work. Data
+    larger than memory is a :class:`~anomvae.streaming.RowSource` that
+    streams shuffled batches (:mod:`anomvae.streaming`).
     One Adam optimiser is created per parameter group of the scorer, over the
     group's parameters backed by one flat buffer
     (:mod:`anomvae.flat_parameters`), so zeroing, clipping and the update are
@@ -125,6 +136,11 @@ class TrainingEngine:
         Show a tqdm progress bar over epochs.
     callbacks : list of callable, optional
         Each called as ``callback(epoch, logs)`` after every epoch.
+    sync : Synchroniser, optional
+        Data-parallel training over several processes
+        (:class:`~anomvae.distributed.DataParallel`): same initial weights,
+        gradients averaged before each step, buffers and stopping decisions
+        shared. By default the fit is local.
     """
 
     def __init__(
@@ -138,6 +154,7 @@ class TrainingEngine:
         generator: torch.Generator,
         verbose: bool = False,
         callbacks: list[EpochCallback] | None = None,
+        sync: Synchroniser = LOCAL,
     ) -> None:
         self.epochs = epochs
         self.batch_size = batch_size
@@ -147,11 +164,16 @@ class TrainingEngine:
         self.generator = generator
         self.verbose = verbose
         self.callbacks = list(callbacks or [])
+        self.sync = sync
 
     def fit(
-        self, scorer: Scorer, train: Tensor, validation: Tensor | None = None
+        self, scorer: Scorer, train: Tensor | RowSource, validation: Tensor | None = None
     ) -> dict[str, list[float]]:
         """Train ``scorer`` in place and return its per-epoch history.
+
+        ``train`` is a tensor of encoded rows or a
+        :class:`~anomvae.streaming.RowSource` streaming them; the scorer's
+        ``on_train_end`` then gets the source's in-memory sample.
 
         Returns
         -------
@@ -168,8 +190,9 @@ class TrainingEngine:
             return self._train(scorer, train, validation)
 
     def _train(
-        self, scorer: Scorer, train: Tensor, validation: Tensor | None
+        self, scorer: Scorer, train: Tensor | RowSource, validation: Tensor | None
     ) -> dict[str, list[float]]:
+        self.sync.share_state(scorer)
         if compile_requested():
             for module in scorer.children():
                 module.compile()
@@ -177,11 +200,13 @@ class TrainingEngine:
             history = self._epochs_loop(scorer, groups, train, validation)
         scorer.eval()
         with torch.no_grad():
-            scorer.on_train_end(train, validation)
+            scorer.on_train_end(train if isinstance(train, Tensor) else train.sample(), validation)
+        self.sync.share_state(scorer)
         return history
 
     def _epochs_loop(
-        self, scorer: Scorer, groups: dict[str, FlatGroup], train: Tensor, validation: Tensor | None
+        self, scorer: Scorer, groups: dict[str, FlatGroup], train: Tensor | RowSource,
+        validation: Tensor | None,
     ) -> dict[str, list[float]]:
         optimizers = {name: adam([group.parameter], self.learning_rate) for name, group in groups.items()}
         history: dict[str, list[float]] = defaultdict(list)
@@ -190,19 +215,23 @@ class TrainingEngine:
         for epoch in self._epochs():
             scorer.train()
             scorer.on_epoch_start(epoch, lambda: self._batches(train, shuffle=False))
+            self.sync.share_state(scorer)
             logged: dict[str, list[tuple[Tensor, int]]] = defaultdict(list)
-            for batch in self._batches(train, shuffle=True):
+            n_rows = 0
+            for batch in self.sync.common_steps(self._batches(train, shuffle=True), train.device):
+                n_rows += len(batch)
                 for phase in self._phases(scorer, batch):
                     group = groups[phase.optimizer]
                     group.zero_grad()
                     phase.loss.backward()
+                    self.sync.average_(group.grad)
                     if self.gradient_clip is not None:
                         group.clip_grad_norm_(self.gradient_clip)
                     optimizers[phase.optimizer].step()
                     logged[f"loss_{phase.optimizer}"].append((phase.loss.detach(), len(batch)))
                     for key, value in phase.logs.items():
                         logged[key].append((value.detach(), len(batch)))
-            logs = epoch_means(logged, len(train))
+            logs = epoch_means(logged, n_rows, self.sync)
             self._check_finite(logs, epoch)
 
             if validation is not None and len(validation):
@@ -227,7 +256,10 @@ class TrainingEngine:
             return iter(range(self.epochs))
         return iter(tqdm(range(self.epochs), desc="anomvae fit", unit="epoch"))
 
-    def _batches(self, data: Tensor, *, shuffle: bool) -> Iterator[Tensor]:
+    def _batches(self, data: Tensor | RowSource, *, shuffle: bool) -> Iterator[Tensor]:
+        if not isinstance(data, Tensor):
+            yield from data.batches(self.batch_size, shuffle=shuffle, generator=self.generator)
+            return
         if shuffle:
             order = torch.randperm(len(data), generator=self.generator).to(data.device)
             data = data[order]
@@ -245,11 +277,13 @@ class TrainingEngine:
 
     def _validation_loss(self, scorer: Scorer, validation: Tensor) -> float:
         scorer.eval()
-        total = torch.zeros((), device=validation.device)
+        total = torch.zeros(2, device=validation.device)
         with torch.no_grad(), autocast(validation.device):
             for batch in self._batches(validation, shuffle=False):
-                total += scorer.validation_loss(batch).float() * len(batch)
-        return total.item() / len(validation)
+                total[0] += scorer.validation_loss(batch).float() * len(batch)
+        total[1] = len(validation)
+        loss, rows = self.sync.sum(total).tolist()
+        return loss / rows
 
     @staticmethod
     def _check_finite(logs: dict[str, float], epoch: int) -> None:

@@ -14,11 +14,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import torch
 from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 
+from .alarm_features import FeatureContribution, top_features
 from .drift import (
     PSI_BINS,
     PSI_MAJOR,
@@ -28,40 +27,10 @@ from .drift import (
     psi_p_value,
 )
 
-FEATURE_ROWS = 10_000
-"""Most rows whose per-feature scores :func:`monitor` computes."""
-
-
-@dataclass(frozen=True)
-class FeatureContribution:
-    """How much one feature drives the alarms of a batch.
-
-    Features are ranked by ``excess``: how far their mean per-feature score
-    over the flagged rows exceeds their mean over the reference rows
-    (``reference_feature_scores_`` of the detector).
-
-    Attributes
-    ----------
-    name : str
-    mean_score : float
-        Mean per-feature anomaly score over the flagged rows.
-    reference_score : float
-        Mean over the reference rows.
-    excess : float
-        ``mean_score - reference_score``.
-    share : float
-        Its share of the summed positive excess of all features.
-    lift : float or None
-        ``mean_score / reference_score``; None when ``reference_score`` is not positive.
-    """
-
-    name: str
-    mean_score: float
-    reference_score: float
-    excess: float
-    share: float
-    lift: float | None
-
+BROAD_SHIFT = 0.25
+"""KS statistic above which a drift is read as a move of the bulk of the rows
+(at least this share of them) rather than a tail of anomalies, and
+:attr:`MonitoringReport.update_recommended` is raised."""
 
 @dataclass(frozen=True)
 class MonitoringReport:
@@ -173,6 +142,20 @@ class MonitoringReport:
             return f"PSI: too few rows ({self.n_rows} < {PSI_MIN_ROWS}), not computed"
         return f"PSI = {self.psi:.3f} (p = {self.psi_p_value:.2g})"
 
+    @property
+    def update_recommended(self) -> bool:
+        """The batch as a whole moved: scores drifted and the KS statistic is
+        above :data:`BROAD_SHIFT`.
+
+        The KS statistic is a lower bound on the share of rows whose scores
+        moved, so this singles out a shift of the bulk of the rows (a
+        recalibrated sensor, a new season, a new product) from a tail of
+        anomalies. If the moved rows are the new normal,
+        ``detector.partial_fit(batch)`` adapts the model and its threshold to
+        them; if they are an incident, do not.
+        """
+        return self.drift_alarm and self.ks_statistic > BROAD_SHIFT
+
     def metrics(self) -> dict[str, float]:
         """The numeric figures, as logged to MLflow (prefixed ``monitor.``)."""
         return {
@@ -196,6 +179,7 @@ class MonitoringReport:
         document["drift_alarm"] = self.drift_alarm
         document["ks_alarm"] = self.ks_alarm
         document["psi_alarm"] = self.psi_alarm
+        document["update_recommended"] = self.update_recommended
         return document
 
     def __str__(self) -> str:
@@ -221,6 +205,9 @@ class MonitoringReport:
                 + (f" ({_format_lift(feature.lift)} reference)" if feature.lift is not None else "")
                 for feature in self.top_features
             ))
+        if self.update_recommended:
+            lines.append(f"  RECOMMENDATION: at least {self.ks_statistic:.0%} of the rows moved; if "
+                         "this is the new normal, update the model with detector.partial_fit(batch)")
         lines.append(
             "  ALARMS: " + "; ".join(self.alarms) if self.alarms
             else f"  no alarm at significance {self.significance}"
@@ -231,54 +218,6 @@ class MonitoringReport:
 def _format_lift(lift: float) -> str:
     # A feature whose reference score is near zero gets an enormous, meaningless ratio.
     return ">100x" if lift > 100 else f"{lift:.1f}x"
-
-
-def _feature_names(detector, batch, n_columns: int) -> list[str]:
-    if isinstance(batch, pd.DataFrame):
-        return [str(column) for column in batch.columns]
-    if getattr(detector, "is_image_", False):
-        return [f"pixel_{index}" for index in range(n_columns)]
-    names = getattr(detector, "feature_names_in_", None)
-    if names is not None and len(names) == n_columns:
-        return [str(name) for name in names]
-    return [f"x{index}" for index in range(n_columns)]
-
-
-def _select_rows(batch, mask: np.ndarray):
-    """The rows of ``batch`` where ``mask`` is true, keeping the batch's type."""
-    if isinstance(batch, pd.DataFrame):
-        return batch.iloc[mask]
-    if isinstance(batch, torch.Tensor):
-        return batch[torch.from_numpy(mask)]
-    return np.asarray(batch)[mask]
-
-
-def _top_features(detector, batch, flagged: np.ndarray, count: int) -> list[FeatureContribution]:
-    # Per-feature scores of the flagged rows only (at most FEATURE_ROWS of them, or of
-    # all rows when none is flagged): for image batches the full array can be large.
-    chosen = flagged.copy() if flagged.any() else np.ones_like(flagged)
-    chosen[np.flatnonzero(chosen)[FEATURE_ROWS:]] = False
-    rows = _select_rows(batch, chosen)
-    values = np.asarray(detector.feature_scores(rows), dtype=np.float64).reshape(int(chosen.sum()), -1)
-    names = _feature_names(detector, batch, values.shape[1])
-    mean_score = values.mean(axis=0)
-    baseline = getattr(detector, "reference_feature_scores_", None)
-    if baseline is None:  # a model saved before baselines were stored: rank by mean score
-        baseline = np.zeros_like(mean_score)
-    excess = mean_score - baseline
-    total = np.clip(excess, 0, None).sum()
-    top = np.argsort(-excess, kind="stable")[:count]
-    return [
-        FeatureContribution(
-            name=names[index],
-            mean_score=float(mean_score[index]),
-            reference_score=float(baseline[index]),
-            excess=float(excess[index]),
-            share=float(max(excess[index], 0.0) / total) if total > 0 else 0.0,
-            lift=float(mean_score[index] / baseline[index]) if baseline[index] > 0 else None,
-        )
-        for index in top
-    ]
 
 
 def _quantiles(scores: np.ndarray) -> dict[str, float]:
@@ -364,7 +303,7 @@ def monitor(
         psi_p_value=None if psi is None else psi_p_value(psi, scores.size, reference.size, PSI_BINS),
         batch_quantiles=_quantiles(scores),
         reference_quantiles=_quantiles(reference),
-        top_features=_top_features(detector, batch, flagged, n_top_features) if n_top_features else [],
+        top_features=top_features(detector, batch, flagged, n_top_features) if n_top_features else [],
         threshold=threshold.to_dict(),
         significance=float(significance),
         n_reference=int(reference.size),

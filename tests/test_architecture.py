@@ -19,7 +19,7 @@ MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 60
 """Lines of a function's body, its docstring excepted."""
 
-LAZY_IMPORTS = ("mlflow", "pyspark", "PIL", "matplotlib", "pyod", "pythresh", "anomvae.lifecycle")
+LAZY_IMPORTS = ("mlflow", "pyspark", "pyarrow", "PIL", "matplotlib", "pyod", "pythresh", "anomvae.lifecycle")
 """What may be imported inside a function: optional dependencies, and MLflow (with the
 modules built on it), which ``import anomvae`` must not import."""
 

@@ -13,6 +13,7 @@ method, :meth:`BaseDeepDetector._make_scorer`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from numbers import Integral
 
 import numpy as np
@@ -21,20 +22,25 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils import check_random_state
 
-from .. import calibration, health, thresholds
+from .. import calibration, health, streaming, thresholds
 from .._sklearn import fit_context
 from ..device import resolve_device, seeded
+from ..distributed import LOCAL, Synchroniser
 from ..engine import TrainingEngine
 from ..inference import map_batches, prepare_for_inference
 from ..nn import default_architecture
 from ..scorer import FitContext, Scorer
-from .inputs import InputEncodingMixin
+from ..training_data import TrainingData
+from .data_parallel import DataParallelMixin
+from .incremental import IncrementalMixin
+from .inputs import InputEncodingMixin, encode_frame
 from .parameters import compose_docstring, shared_constraints
 from .saving import SavingMixin
 from .threshold_state import ThresholdStateMixin
 
 
-class BaseDeepDetector(InputEncodingMixin, ThresholdStateMixin, SavingMixin, OutlierMixin, BaseEstimator):
+class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, ThresholdStateMixin,
+                       SavingMixin, OutlierMixin, BaseEstimator):
     """Shared base of the anomvae estimators; not used directly.
 
     Subclasses set ``__init__ = estimator_init(<own parameters and
@@ -98,10 +104,13 @@ class BaseDeepDetector(InputEncodingMixin, ThresholdStateMixin, SavingMixin, Out
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), DataFrame, or image batch
+        X : array-like of shape (n_samples, n_features), DataFrame, image batch, or streamed rows
             Tabular rows (numeric array or DataFrame with numeric, boolean and
             categorical columns), or images of shape ``(N, H, W)`` or
-            ``(N, C, H, W)``.
+            ``(N, C, H, W)``. Rows larger than memory: a Parquet file or
+            directory path, a ``pyarrow`` dataset, a list of DataFrames or a
+            callable returning a fresh iterator of DataFrames, trained on by
+            streaming (:mod:`anomvae.streaming`).
         y : ignored
             Present for API consistency.
 
@@ -110,32 +119,79 @@ class BaseDeepDetector(InputEncodingMixin, ThresholdStateMixin, SavingMixin, Out
         self
             If fitting fails, the estimator keeps the state it had before.
         """
+        return self._keeping_state_on_error(self._fit, X)
+
+    def _keeping_state_on_error(self, method, *args):
+        """``method(*args)``; if it raises, the estimator gets back the state it had before."""
         previous_state = dict(self.__dict__)
         try:
-            return self._fit(X)
+            return method(*args)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(previous_state)
             raise
 
     @fit_context(prefer_skip_nested_validation=True)
-    def _fit(self, X):
+    def _fit(self, X, sync: Synchroniser = LOCAL, encoder_sample=None):
         started = time.perf_counter()
         random_state = check_random_state(self.random_state)
         device = resolve_device(self.device)
-        encoded, encoder, image = self._fit_encoding(X)
-        seed = int(random_state.randint(np.iinfo(np.int32).max))
+        strategy = thresholds.resolve(getattr(self, "threshold", None), self.contamination)
+        if streaming.is_streamed(X):
+            seed = int(random_state.randint(np.iinfo(np.int32).max))
+            data = streaming.streamed_training_data(
+                X, self._fit_encoding, encode_frame, seed, self.validation_fraction, device
+            )
+        else:
+            encoded, encoder, image = self._fit_encoding(X if encoder_sample is None else encoder_sample)
+            if encoder_sample is not None:
+                encoded = self._encode_with(encoder, X)
+            seed = int(random_state.randint(np.iinfo(np.int32).max))
+            data = self._in_memory_data(encoded, encoder, image, random_state, device)
+        strategy.check_reference_size(
+            data.n_validation if strategy.needs_clean_reference and data.n_validation
+            else data.n_train + data.n_validation
+        )
+        return self._train_and_calibrate(
+            lambda: self._make_scorer(data.input_shape, data.image).to(device),
+            data, strategy, seed, device, started, sync,
+        )
+
+    def _calibrate(self, strategy, data: TrainingData, training_scores: np.ndarray, seed: int,
+                   sync: Synchroniser) -> None:
+        """Set the threshold from the held-out rows, cross-fitted scores or, across ranks, their union.
+
+        Cross-fitting (:mod:`anomvae.calibration`) refits clones on the
+        in-memory rows, so it is skipped for streamed and distributed fits,
+        whose held-out sets are large enough anyway.
+        """
+        out_of_fold = None
+        if (sync.world_size == 1 and isinstance(data.reference, np.ndarray)
+                and calibration.should_cross_fit(strategy, len(data.reference), data.n_validation, data.image)
+                and self._cross_fit_calibration()):
+            out_of_fold = calibration.cross_fitted_scores(self, data.reference, strategy.folds, seed)
+        self._calibrate_threshold(strategy, data.reference, training_scores, data.held_out, seed, out_of_fold)
+        if sync.world_size > 1:
+            self._calibrate_on_union(strategy, training_scores, data.held_out, seed, sync)
+
+    def _in_memory_data(self, encoded, encoder, image, random_state, device) -> TrainingData:
+        """Split encoded rows into training and held-out tensors (``validation_fraction``)."""
         order = random_state.permutation(len(encoded))
         n_validation = int(len(encoded) * self.validation_fraction)
-        strategy = thresholds.resolve(getattr(self, "threshold", None), self.contamination)
-        strategy.check_reference_size(
-            n_validation if strategy.needs_clean_reference and n_validation else len(encoded)
-        )
         train = torch.from_numpy(encoded[order[n_validation:]]).to(device)
         validation = torch.from_numpy(encoded[order[:n_validation]]).to(device) if n_validation else None
+        return TrainingData(
+            train=train, validation=validation, reference=encoded,
+            held_out=order[:n_validation] if n_validation else None, encoder=encoder, image=image,
+            n_train=len(train), n_validation=n_validation,
+        )
 
+    def _train_and_calibrate(self, build_scorer: Callable[[], Scorer], data: TrainingData, strategy,
+                             seed: int, device: torch.device, started: float,
+                             sync: Synchroniser = LOCAL):
+        """Train ``build_scorer()`` with the shared engine, then score, calibrate and check health."""
         with seeded(seed, device):
-            scorer = self._make_scorer(tuple(encoded.shape[1:]), image).to(device)
+            scorer = build_scorer()
             engine = TrainingEngine(
                 epochs=self.epochs,
                 batch_size=self.batch_size,
@@ -143,33 +199,31 @@ class BaseDeepDetector(InputEncodingMixin, ThresholdStateMixin, SavingMixin, Out
                 patience=self.patience,
                 gradient_clip=self.gradient_clip,
                 generator=torch.Generator().manual_seed(seed),
-                verbose=bool(self.verbose),
+                verbose=bool(self.verbose) and sync.rank == 0,
+                sync=sync,
             )
             scorer.on_fit_start(FitContext(
-                n_train=len(train), n_validation=n_validation, input_shape=tuple(encoded.shape[1:]),
-                is_image=image, column_slices=() if image else tuple(encoder.column_slices()),
+                n_train=data.n_train, n_validation=data.n_validation, input_shape=data.input_shape,
+                is_image=data.image, column_slices=() if data.image else tuple(data.encoder.column_slices()),
             ))
-            history = engine.fit(scorer, train, validation)
-            diagnostics = scorer.diagnostics(lambda: torch.split(train, 4096))
+            history = engine.fit(scorer, data.train, data.validation)
+            sample = data.train if isinstance(data.train, torch.Tensor) else data.train.sample()
+            diagnostics = scorer.diagnostics(lambda: torch.split(sample, 4096))
         self.scorer_ = prepare_for_inference(scorer, device)
-        self.encoder_ = encoder
-        self.input_shape_ = tuple(int(s) for s in encoded.shape[1:])
-        self.is_image_ = image
+        self.encoder_ = data.encoder
+        self.input_shape_ = data.input_shape
+        self.is_image_ = data.image
         self.history_ = history
         self.device_ = str(device)
 
         training_scores = self._checked_scores(
-            map_batches(self.scorer_.anomaly_score, encoded, self.scorer_.device)
+            map_batches(self.scorer_.anomaly_score, data.reference, self.scorer_.device)
         )
-        held_out = order[:n_validation] if n_validation else None
-        out_of_fold = None
-        cross_fit = calibration.should_cross_fit(strategy, len(encoded), n_validation, image)
-        if cross_fit and self._cross_fit_calibration():
-            out_of_fold = calibration.cross_fitted_scores(self, encoded, strategy.folds, seed)
-        self._calibrate_threshold(strategy, encoded, training_scores, held_out, seed, out_of_fold)
+        self._calibrate(strategy, data, training_scores, seed, sync)
         self.diagnostics_ = diagnostics
         self.health_warnings_ = health.assess(self.diagnostics_, training_scores)
-        health.report(self.health_warnings_, type(self).__name__)
+        if sync.rank == 0:
+            health.report(self.health_warnings_, type(self).__name__)
         self.training_time_ = time.perf_counter() - started
         return self
 

@@ -114,6 +114,36 @@ class InputEncodingMixin:
         return images
 
 
+def encode_frame(encoder: TabularEncoder, frame: pd.DataFrame, position: int) -> np.ndarray:
+    """Encode one streamed chunk with the fitted ``encoder``, naming the chunk in errors.
+
+    Parameters
+    ----------
+    encoder : TabularEncoder
+    frame : DataFrame
+        Rows with the columns of the first chunk.
+    position : int
+        The chunk's position in the stream.
+
+    Returns
+    -------
+    ndarray of float32, shape (len(frame), encoder.n_encoded)
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :meth:`TabularEncoder.transform`, prefixed with the chunk's position.
+    """
+    try:
+        if "category" in encoder.kinds or "boolean" in encoder.kinds:
+            return encoder.transform(frame)
+        values = frame.to_numpy(dtype=np.float64)
+        check_finite(values, [str(column) for column in frame.columns])
+        return encoder.transform(values)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"streamed chunk {position}: {error}") from error
+
+
 def _all_numeric(frame: pd.DataFrame) -> bool:
     return all(
         pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)

@@ -1,0 +1,103 @@
+"""Data-parallel training on several processes or machines: ``torchrun`` and Spark.
+
+Each process (rank) calls :func:`fit_distributed` with its own shard of the
+rows; the shared engine trains one model, averaging gradients over the ranks
+(:class:`anomvae.distributed.DataParallel`). See ``docs/scaling.md`` for the
+launch commands (CPU/gloo, multi-GPU/NCCL, multi-node, Spark's
+``TorchDistributor``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+
+from .distributed import DataParallel
+from .streaming import SAMPLE_ROWS, is_streamed
+
+
+def init_process_group() -> None:
+    """Join the process group ``torchrun`` (or ``TorchDistributor``) describes in the environment.
+
+    NCCL when CUDA is available (each process then uses GPU ``LOCAL_RANK``),
+    gloo otherwise. Does nothing when a group is already initialised.
+
+    Raises
+    ------
+    RuntimeError
+        Outside a launcher: ``RANK``, ``WORLD_SIZE`` and ``MASTER_ADDR`` are not set.
+    """
+    if dist.is_initialized():
+        return
+    missing = [name for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR") if name not in os.environ]
+    if missing:
+        raise RuntimeError(
+            f"no torch.distributed environment ({', '.join(missing)} unset): launch with "
+            "torchrun --nproc-per-node=N script.py, or initialise a process group yourself"
+        )
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+
+
+def fit_distributed(estimator, X, *, group=None):
+    """Fit ``estimator`` data-parallel: this rank's shard is ``X``.
+
+    Every rank of the process group must call it, with the same estimator
+    parameters and a shard of similar size. What the ranks share:
+
+    - **encoder**: fitted on a sample gathered from every rank (up to
+      :data:`~anomvae.streaming.SAMPLE_ROWS` rows in all), so all ranks encode alike;
+    - **seed**: rank 0's ``random_state`` (a fresh seed when it is None), so
+      weights start equal; each rank shuffles its own shard;
+    - **training**: one step per batch on every rank, gradients averaged
+      (``all_reduce``), buffers and early stopping decided together; an epoch
+      ends when the smallest shard runs out;
+    - **threshold**: calibrated on the union of the ranks' held-out scores
+      (``all_gather``); the scorer's reference state (e.g. latent codes) is rank 0's.
+
+    Every rank ends with the same fitted model; save and log it from rank 0
+    only (``torch.distributed.get_rank() == 0``).
+
+    Parameters
+    ----------
+    estimator : BaseDeepDetector
+        Unfitted or fitted; it is refitted.
+    X : array-like, DataFrame or image batch
+        This rank's rows (in-memory; streamed sources are fitted per process).
+    group : ProcessGroup, optional
+        Default: the world group, initialised from the environment by
+        :func:`init_process_group` if needed.
+
+    Returns
+    -------
+    estimator
+    """
+    if is_streamed(X):
+        raise TypeError("fit_distributed takes this rank's rows in memory; read your shard of the "
+                        "Parquet dataset (e.g. every WORLD_SIZE-th file) into a DataFrame")
+    init_process_group()
+    sync = DataParallel(group)
+    seed = estimator.random_state
+    if not isinstance(seed, (int, np.integer)):
+        seed = int(np.random.default_rng().integers(np.iinfo(np.int32).max))
+    estimator.set_params(random_state=int(sync.broadcast(seed)))
+    sample = _gathered_sample(X, sync)
+    return estimator._keeping_state_on_error(estimator._fit, X, sync, sample)
+
+
+def _gathered_sample(X, sync: DataParallel):
+    """Up to ``SAMPLE_ROWS / world_size`` rows of each rank, concatenated in rank order."""
+    rows = X.iloc if isinstance(X, pd.DataFrame) else X
+    share = max(2, SAMPLE_ROWS // sync.world_size)
+    positions = np.sort(np.random.default_rng(sync.rank).permutation(len(X))[:share])
+    local = rows[positions] if isinstance(X, pd.DataFrame) else np.asarray(X)[positions]
+    parts: list = [None] * sync.world_size
+    dist.all_gather_object(parts, local, group=sync.group)
+    if isinstance(X, pd.DataFrame):
+        return pd.concat(parts, ignore_index=True)
+    return np.concatenate(parts)
