@@ -55,18 +55,6 @@ class _TrimmedVAE(AnomalyVAE):
         return trimmed
 
 
-class _Trimmed5Scorer(_TrimmedVAEScorer):
-    trim = 0.05
-
-
-class _Trimmed5VAE(AnomalyVAE):
-    def _make_scorer(self, input_shape, image):
-        scorer = super()._make_scorer(input_shape, image)
-        trimmed = _Trimmed5Scorer.__new__(_Trimmed5Scorer)
-        trimmed.__dict__ = scorer.__dict__
-        return trimmed
-
-
 class _QuantileVAE(AnomalyVAE):
     """AnomalyVAE on inputs mapped to normal scores by their training quantiles."""
 
@@ -79,7 +67,6 @@ class _QuantileVAE(AnomalyVAE):
 TRAINING_VARIANTS: dict[str, tuple[type, dict]] = {
     "default": (AnomalyVAE, {"trim_fraction": 0.0}),
     "trim10": (_TrimmedVAE, {}),
-    "trim5": (_Trimmed5VAE, {}),
     "quantile": (_QuantileVAE, {}),
     "small-epochs": (AnomalyVAE, {"epochs": 20}),
     "t10": (AnomalyVAE, {"trim_fraction": 0.1}),
