@@ -25,6 +25,7 @@ SCRIPT = textwrap.dedent("""
     np.save(f"{sys.argv[2]}/offset-{rank}.npy", detector.offset_)
     if dist.get_rank() == 0:
         detector.save(f"{sys.argv[2]}/model.safetensors")
+    dist.barrier()  # no rank tears the group down while another still uses it
     dist.destroy_process_group()
 """)
 
