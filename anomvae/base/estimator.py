@@ -73,11 +73,14 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
         """Whether out-of-fold scores of clones are on this estimator's score scale, so the
         default threshold may calibrate on them (:func:`anomvae.calibration.should_cross_fit`).
 
-        Not so for scores with a part that is optimistic on training rows (a distance to
-        the nearest training codes, a discriminator trained on them): their clones'
-        out-of-fold scores run above the final model's and the threshold flags too little.
+        Opt-in: measured so for AnomalyVAE's reconstruction and ELBO rules and for
+        AnomalyVAESVDD. Not so for scores with a part that is optimistic on training
+        rows (a distance to the nearest training codes, a discriminator trained on
+        them): their clones' out-of-fold scores ran above the final model's and the
+        threshold flagged too little. Estimators that select columns of the raw input
+        (a context) cannot be cloned onto encoded rows.
         """
-        return True
+        return False
 
     def _architecture(self, input_shape: int | tuple[int, ...]) -> tuple[tuple[int, ...], int]:
         """``(hidden_dims, latent_dim)``, filling ``None`` parameters with defaults.

@@ -112,10 +112,6 @@ class AnomalyAdVAE(BaseDeepDetector):
         n_samples=32,
     )
 
-    def _cross_fit_calibration(self):
-        # Out-of-fold scores of adVAE clones ran about 4x the final model's own on 300 blob rows.
-        return False
-
     def _make_scorer(self, input_shape, image):
         hidden_dims, latent_dim = self._architecture(input_shape)
         decoder = build_decoder(latent_dim, hidden_dims, input_shape)

@@ -108,11 +108,6 @@ class AnomalyVAEGAN(BaseDeepDetector):
         scoring="input",
     )
 
-    def _cross_fit_calibration(self):
-        # The discriminator's features are optimistic on its training rows: clones' out-of-fold
-        # scores run above the final model's (half of obvious blob outliers were missed).
-        return False
-
     def _make_scorer(self, input_shape, image):
         hidden_dims, latent_dim = self._architecture(input_shape)
         decoder = build_decoder(latent_dim, hidden_dims, input_shape)
