@@ -110,11 +110,6 @@ class AnomalyCVAE(BaseDeepDetector):
         trim_fraction=0.1,
     )
 
-    def _cross_fit_calibration(self):
-        # Clones are fitted on encoded rows, where the context columns named in
-        # ``context`` no longer exist; and the kNN term is optimistic on training rows.
-        return False
-
     def _fit_encoding(self, X):
         encoded, encoder, image = super()._fit_encoding(X)
         if image and (self.context or self.cyclic):

@@ -62,11 +62,6 @@ class AnomalyTCVAE(BaseDeepDetector):
 
     __init__ = estimator_init(tc_weight=6.0, scoring="reconstruction+knn", n_neighbors=5, trim_fraction=0.1)
 
-    def _cross_fit_calibration(self):
-        # Its default score adds a latent kNN term, optimistic on training rows as
-        # AnomalyVAE's is: clones' out-of-fold scores run above the final model's.
-        return self.scoring != "reconstruction+knn"
-
     def _make_scorer(self, input_shape, image):
         hidden_dims, latent_dim = self._architecture(input_shape)
         network = VAENetwork(build_encoder(input_shape, hidden_dims, latent_dim),
