@@ -6,7 +6,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from anomvae import AnomalyVAE, load
-from anomvae.models.vae.scorer import MAX_REFERENCE_CODES
+from anomvae.nn.latent_density import MAX_REFERENCE_CODES
 from anomvae.neighbours import kth_neighbour_distance
 
 

@@ -5,7 +5,8 @@
 - :mod:`~anomvae.nn.vae_network`: :class:`VAENetwork`, a Gaussian encoder and a decoder;
 - :mod:`~anomvae.nn.vae_losses`: KL, the Gaussian, calibrated Gaussian and
   Bernoulli likelihoods, the negative ELBO and the IWAE bound;
-- :mod:`~anomvae.nn.posterior`: decoded means, posterior diagnostics and active units.
+- :mod:`~anomvae.nn.posterior`: decoded means, posterior diagnostics and active units;
+- :mod:`~anomvae.nn.latent_density`: the ``"reconstruction+knn"`` score (reference codes, scales).
 
 Model folders under :mod:`anomvae.models` import these and never each other.
 """

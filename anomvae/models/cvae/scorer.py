@@ -7,7 +7,12 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from ...neighbours import kth_neighbour_distance
+from ...nn.latent_density import (
+    reconstruction_plus_knn,
+    reference_and_scales,
+    reference_rows,
+    take_saved_reference_shape,
+)
 from ...nn.posterior import active_units
 from ...nn.vae_losses import calibrated_gaussian_nll, gaussian_kl, sum_per_row, trimmed_mean
 from ...scorer import BatchSource, Phase, Scorer
@@ -15,15 +20,6 @@ from .context import ContextLayout
 from .network import ConditionalVAENetwork
 
 SCORINGS = ("reconstruction+knn", "elbo", "reconstruction")
-
-MAX_REFERENCE_CODES = 1024
-"""Training rows whose posterior means are the reference of ``"reconstruction+knn"``."""
-
-SCALE_FLOORS = (1e-6, 1e-3)
-"""Smallest divisors of the reconstruction and neighbour-distance terms: when
-training rows repeat, the medians are rounding noise, and dividing by them
-would let that noise decide the score."""
-
 
 class CVAEScorer(Scorer):
     """Conditional VAE trained on the negative ELBO of the features given the context.
@@ -71,10 +67,7 @@ class CVAEScorer(Scorer):
         self.register_buffer("score_scales", torch.ones(2))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # The reference codes have as many rows as the training set lent them.
-        saved = state_dict.get(prefix + "reference_codes", self.reference_codes)
-        self.reference_codes = torch.empty_like(saved, dtype=self.reference_codes.dtype,
-                                                device=self.reference_codes.device)
+        take_saved_reference_shape(self, state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _inputs(self, batch: Tensor, drop: bool) -> tuple[Tensor, Tensor]:
@@ -116,15 +109,11 @@ class CVAEScorer(Scorer):
         """Keep the reference codes and score scales of ``"reconstruction+knn"``."""
         if self.scoring != "reconstruction+knn":
             return
-        if len(train) > MAX_REFERENCE_CODES:
-            train = train[torch.randperm(len(train), device=train.device)[:MAX_REFERENCE_CODES]]
-        codes, errors = (torch.cat(parts) for parts in zip(
-            *((mean, sum_per_row(squared.double())) for mean, _, squared in map(self._posterior, train.split(4096)))
-        ))
-        distance = kth_neighbour_distance(codes, codes, self.n_neighbors, exclude_self=True)
-        self.reference_codes = codes.float()
-        floors = torch.tensor(SCALE_FLOORS, device=codes.device)
-        self.score_scales = torch.maximum(torch.stack([errors.median(), distance.median()]).float(), floors)
+        codes, errors = (torch.cat(parts) for parts in zip(*(
+            (mean, sum_per_row(squared.double()))
+            for mean, _, squared in map(self._posterior, reference_rows(train).split(4096))
+        )))
+        self.reference_codes, self.score_scales = reference_and_scales(codes, errors, self.n_neighbors)
 
     def anomaly_score(self, batch: Tensor) -> Tensor:
         mean, log_variance, squared = self._posterior(batch)
@@ -136,8 +125,7 @@ class CVAEScorer(Scorer):
             variance = self.noise_variance.double()
             return (error / (2 * variance) + 0.5 * n_features * variance.log()
                     + gaussian_kl(mean, log_variance).double()).reshape(-1)
-        distance = kth_neighbour_distance(mean, self.reference_codes, self.n_neighbors)
-        return error / self.score_scales[0] + distance.double() / self.score_scales[1]
+        return reconstruction_plus_knn(error, mean, self.reference_codes, self.score_scales, self.n_neighbors)
 
     def feature_scores(self, batch: Tensor) -> Tensor:
         """Squared error of each non-context feature given the context; 0 at context positions."""

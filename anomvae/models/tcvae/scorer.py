@@ -7,18 +7,19 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from ...neighbours import kth_neighbour_distance
-from ...nn.posterior import decoded_mean, posterior_diagnostics
+from ...nn.latent_density import (
+    reconstruction_plus_knn,
+    reference_and_scales,
+    reference_rows,
+    take_saved_reference_shape,
+)
+from ...nn.posterior import decode_in_input_units, decoded_mean, posterior_diagnostics
 from ...nn.vae_losses import calibrated_gaussian_nll, reconstruction_nll, sum_per_row, trimmed_mean
 from ...nn.vae_network import VAENetwork
 from ...scorer import BatchSource, FitContext, Phase, Scorer
 from .losses import kl_decomposition
 
 SCORINGS = ("reconstruction+knn", "reconstruction")
-
-MAX_REFERENCE_CODES = 1024
-"""Training rows whose posterior means are the reference of ``"reconstruction+knn"``."""
-
 
 class TCVAEScorer(Scorer):
     """VAE trained on the beta-TCVAE objective (Chen et al., NeurIPS 2018).
@@ -49,9 +50,7 @@ class TCVAEScorer(Scorer):
         self.register_buffer("score_scales", torch.ones(2))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        saved = state_dict.get(prefix + "reference_codes", self.reference_codes)
-        self.reference_codes = torch.empty_like(saved, dtype=self.reference_codes.dtype,
-                                                device=self.reference_codes.device)
+        take_saved_reference_shape(self, state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def on_fit_start(self, context: FitContext) -> None:
@@ -86,27 +85,23 @@ class TCVAEScorer(Scorer):
 
     def _codes_and_errors(self, batch: Tensor) -> tuple[Tensor, Tensor]:
         mean, _ = self.network.encode(batch)
-        output = self.network.decode(mean)
-        output = torch.sigmoid(output) if self.likelihood == "bernoulli" else output
+        output = decode_in_input_units(self.network, mean, self.likelihood)
         return mean, sum_per_row((batch - output).pow(2).double())
 
     def on_train_end(self, train: Tensor, validation: Tensor | None) -> None:
         """Keep the reference codes and score scales of ``"reconstruction+knn"``."""
         if self.scoring != "reconstruction+knn":
             return
-        if len(train) > MAX_REFERENCE_CODES:
-            train = train[torch.randperm(len(train), device=train.device)[:MAX_REFERENCE_CODES]]
-        codes, errors = (torch.cat(parts) for parts in zip(*map(self._codes_and_errors, train.split(4096))))
-        distance = kth_neighbour_distance(codes, codes, self.n_neighbors, exclude_self=True)
-        self.reference_codes = codes.float()
-        self.score_scales = torch.stack([errors.median(), distance.median()]).float().clamp_min(1e-12)
+        codes, errors = (torch.cat(parts) for parts in zip(
+            *map(self._codes_and_errors, reference_rows(train).split(4096))
+        ))
+        self.reference_codes, self.score_scales = reference_and_scales(codes, errors, self.n_neighbors)
 
     def anomaly_score(self, batch: Tensor) -> Tensor:
         if self.scoring == "reconstruction":
             return sum_per_row(self.feature_scores(batch).double())
         codes, errors = self._codes_and_errors(batch)
-        distance = kth_neighbour_distance(codes, self.reference_codes, self.n_neighbors)
-        return errors / self.score_scales[0] + distance.double() / self.score_scales[1]
+        return reconstruction_plus_knn(errors, codes, self.reference_codes, self.score_scales, self.n_neighbors)
 
     def feature_scores(self, batch: Tensor) -> Tensor:
         """Squared error per feature (or pixel) of the posterior-mean reconstruction."""

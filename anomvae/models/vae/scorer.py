@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from ...neighbours import kth_neighbour_distance
 from ...scorer import BatchSource, Phase, Scorer
 from ...nn.vae_losses import (
     calibrated_gaussian_nll,
@@ -18,22 +17,16 @@ from ...nn.vae_losses import (
     sum_per_row,
     trimmed_mean,
 )
+from ...nn.latent_density import (
+    reconstruction_plus_knn,
+    reference_and_scales,
+    reference_rows,
+    take_saved_reference_shape,
+)
 from ...nn.posterior import decode_in_input_units, decoded_mean, posterior_diagnostics
 from ...nn.vae_network import VAENetwork
 
 SCORINGS = ("reconstruction+knn", "reconstruction", "elbo", "iwae")
-
-MAX_REFERENCE_CODES = 1024
-"""Training rows whose posterior means are kept as the reference of the
-``"reconstruction+knn"`` rule (a seeded random sample of larger training sets);
-it bounds the model size and the scoring cost per row."""
-
-
-SCALE_FLOORS = (1e-6, 1e-3)
-"""Smallest divisors of the reconstruction and neighbour-distance terms of
-``"reconstruction+knn"``: when training rows repeat, their medians are
-rounding noise, and dividing by them would let that noise decide the score."""
-
 
 class VAEScorer(Scorer):
     """beta-VAE trained on the negative ELBO (Higgins et al., ICLR 2017).
@@ -85,9 +78,7 @@ class VAEScorer(Scorer):
         # as the training set lent them, so the buffer takes their shape.
         state_dict.setdefault(prefix + "reference_codes", self.reference_codes)
         state_dict.setdefault(prefix + "score_scales", self.score_scales)
-        self.reference_codes = torch.empty_like(state_dict[prefix + "reference_codes"],
-                                                dtype=self.reference_codes.dtype,
-                                                device=self.reference_codes.device)
+        take_saved_reference_shape(self, state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def elbo_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -115,22 +106,18 @@ class VAEScorer(Scorer):
     def on_train_end(self, train: Tensor, validation: Tensor | None) -> None:
         """Keep the training codes and score scales of the ``"reconstruction+knn"`` rule.
 
-        Up to :data:`MAX_REFERENCE_CODES` training rows (a random sample of
-        larger sets) give the reference posterior means; the medians of their
+        Up to :data:`~anomvae.nn.latent_density.MAX_REFERENCE_CODES` training
+        rows give the reference posterior means; the medians of their
         reconstruction errors and of their leave-one-out neighbour distances
-        put both terms of the score on one scale.
+        put both terms of the score on one scale
+        (:mod:`anomvae.nn.latent_density`).
         """
         if self.scoring != "reconstruction+knn":
             return
-        if len(train) > MAX_REFERENCE_CODES:
-            train = train[torch.randperm(len(train), device=train.device)[:MAX_REFERENCE_CODES]]
         codes, reconstruction = (torch.cat(parts) for parts in zip(
-            *(self._codes_and_errors(chunk) for chunk in train.split(4096))
+            *(self._codes_and_errors(chunk) for chunk in reference_rows(train).split(4096))
         ))
-        distance = kth_neighbour_distance(codes, codes, self.n_neighbors, exclude_self=True)
-        self.reference_codes = codes.float()
-        floors = torch.tensor(SCALE_FLOORS, device=codes.device)
-        self.score_scales = torch.maximum(torch.stack([reconstruction.median(), distance.median()]).float(), floors)
+        self.reference_codes, self.score_scales = reference_and_scales(codes, reconstruction, self.n_neighbors)
 
     def _codes_and_errors(self, batch: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior means and per-row squared reconstruction errors, from one encoder pass."""
@@ -143,8 +130,8 @@ class VAEScorer(Scorer):
             return sum_per_row(self.feature_scores(batch).double())
         if self.scoring == "reconstruction+knn":
             codes, reconstruction = self._codes_and_errors(batch)
-            distance = kth_neighbour_distance(codes, self.reference_codes, self.n_neighbors)
-            return reconstruction / self.score_scales[0] + distance.double() / self.score_scales[1]
+            return reconstruction_plus_knn(reconstruction, codes, self.reference_codes, self.score_scales,
+                                           self.n_neighbors)
         mean, log_variance = self.network.encode(batch)
         if self.scoring == "iwae":
             return importance_weighted_nll(
