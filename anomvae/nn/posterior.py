@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ..scorer import BatchSource
-from .vae_losses import gaussian_kl
+from .vae_losses import gaussian_kl, sum_per_row
 from .vae_network import VAENetwork
 
 ACTIVE_UNIT_VARIANCE = 1e-2
@@ -31,6 +31,19 @@ def decode_in_input_units(network: VAENetwork, z: Tensor, likelihood: str) -> Te
     """Decoder output for codes ``z`` in input units (probabilities for Bernoulli)."""
     output = network.decode(z)
     return torch.sigmoid(output) if likelihood == "bernoulli" else output
+
+
+def codes_and_errors(network: VAENetwork, x: Tensor, likelihood: str) -> tuple[Tensor, Tensor]:
+    """Posterior means of ``x`` and per-row squared errors of their decoding, from one encoder pass.
+
+    Returns
+    -------
+    codes : Tensor of shape (n, latent)
+    errors : Tensor of shape (n,), float64
+    """
+    mean, _ = network.encode(x)
+    reconstruction = decode_in_input_units(network, mean, likelihood)
+    return mean, sum_per_row((x - reconstruction).pow(2).double())
 
 
 def decoded_mean(network: VAENetwork, x: Tensor, likelihood: str) -> Tensor:

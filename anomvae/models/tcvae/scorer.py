@@ -13,7 +13,7 @@ from ...nn.latent_density import (
     reference_rows,
     take_saved_reference_shape,
 )
-from ...nn.posterior import decode_in_input_units, decoded_mean, posterior_diagnostics
+from ...nn.posterior import codes_and_errors, decoded_mean, posterior_diagnostics
 from ...nn.vae_losses import calibrated_gaussian_nll, reconstruction_nll, sum_per_row, trimmed_mean
 from ...nn.vae_network import VAENetwork
 from ...scorer import BatchSource, FitContext, Phase, Scorer
@@ -83,24 +83,19 @@ class TCVAEScorer(Scorer):
     def validation_loss(self, batch: Tensor) -> Tensor:
         return self._loss(batch)[0]
 
-    def _codes_and_errors(self, batch: Tensor) -> tuple[Tensor, Tensor]:
-        mean, _ = self.network.encode(batch)
-        output = decode_in_input_units(self.network, mean, self.likelihood)
-        return mean, sum_per_row((batch - output).pow(2).double())
-
     def on_train_end(self, train: Tensor, validation: Tensor | None) -> None:
         """Keep the reference codes and score scales of ``"reconstruction+knn"``."""
         if self.scoring != "reconstruction+knn":
             return
         codes, errors = (torch.cat(parts) for parts in zip(
-            *map(self._codes_and_errors, reference_rows(train).split(4096))
+            *(codes_and_errors(self.network, chunk, self.likelihood) for chunk in reference_rows(train).split(4096))
         ))
         self.reference_codes, self.score_scales = reference_and_scales(codes, errors, self.n_neighbors)
 
     def anomaly_score(self, batch: Tensor) -> Tensor:
         if self.scoring == "reconstruction":
             return sum_per_row(self.feature_scores(batch).double())
-        codes, errors = self._codes_and_errors(batch)
+        codes, errors = codes_and_errors(self.network, batch, self.likelihood)
         return reconstruction_plus_knn(errors, codes, self.reference_codes, self.score_scales, self.n_neighbors)
 
     def feature_scores(self, batch: Tensor) -> Tensor:

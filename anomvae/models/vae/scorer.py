@@ -23,7 +23,7 @@ from ...nn.latent_density import (
     reference_rows,
     take_saved_reference_shape,
 )
-from ...nn.posterior import decode_in_input_units, decoded_mean, posterior_diagnostics
+from ...nn.posterior import codes_and_errors, decoded_mean, posterior_diagnostics
 from ...nn.vae_network import VAENetwork
 
 SCORINGS = ("reconstruction+knn", "reconstruction", "elbo", "iwae")
@@ -115,21 +115,15 @@ class VAEScorer(Scorer):
         if self.scoring != "reconstruction+knn":
             return
         codes, reconstruction = (torch.cat(parts) for parts in zip(
-            *(self._codes_and_errors(chunk) for chunk in reference_rows(train).split(4096))
+            *(codes_and_errors(self.network, chunk, self.likelihood) for chunk in reference_rows(train).split(4096))
         ))
         self.reference_codes, self.score_scales = reference_and_scales(codes, reconstruction, self.n_neighbors)
-
-    def _codes_and_errors(self, batch: Tensor) -> tuple[Tensor, Tensor]:
-        """Posterior means and per-row squared reconstruction errors, from one encoder pass."""
-        mean, _ = self.network.encode(batch)
-        reconstruction = decode_in_input_units(self.network, mean, self.likelihood)
-        return mean, sum_per_row((batch - reconstruction).pow(2).double())
 
     def anomaly_score(self, batch: Tensor) -> Tensor:
         if self.scoring == "reconstruction":
             return sum_per_row(self.feature_scores(batch).double())
         if self.scoring == "reconstruction+knn":
-            codes, reconstruction = self._codes_and_errors(batch)
+            codes, reconstruction = codes_and_errors(self.network, batch, self.likelihood)
             return reconstruction_plus_knn(reconstruction, codes, self.reference_codes, self.score_scales,
                                            self.n_neighbors)
         mean, log_variance = self.network.encode(batch)
