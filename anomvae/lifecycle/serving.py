@@ -61,28 +61,45 @@ def local_server(model_uri: str, log_path: Path, workers: int = 1,
     port = free_port()
     package_root = str(Path(__file__).resolve().parents[1])
     python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    command = (
+        [sys.executable, "-m", "anomvae.cli", "serve", model_uri, "--workers", str(workers)]
+        if guarded else
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local", "-w",
+         str(workers)]
+    )
+    name = "anomvae serve" if guarded else "mlflow models serve"
+    with server_process(name, command + ["--host", "127.0.0.1", "--port", str(port)], log_path,
+                        f"http://127.0.0.1:{port}", "/ping", start_timeout,
+                        env={**os.environ, "PYTHONPATH": python_path}) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def server_process(name: str, command: list[str], log_path: Path, url: str, health_path: str,
+                   start_timeout: float, env: dict[str, str], cwd: Path | None = None) -> Iterator[str]:
+    """Start the server ``name`` by ``command`` in its own process group; yield ``url`` once
+    ``url + health_path`` answers 200.
+
+    Output goes to ``log_path``. On exit the process group is terminated, and
+    killed if it lingers; every wait is bounded.
+
+    Raises
+    ------
+    RuntimeError
+        If the process exits or does not answer within ``start_timeout``
+        seconds; the message ends with its log.
+    """
     with open(log_path, "wb") as log:
-        command = (
-            [sys.executable, "-m", "anomvae.cli", "serve", model_uri, "--workers", str(workers)]
-            if guarded else
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local", "-w",
-             str(workers)]
-        )
-        process = subprocess.Popen(
-            command + ["--host", "127.0.0.1", "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": python_path},
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                   start_new_session=True)
     try:
         deadline = time.monotonic() + start_timeout
-        while not _answers(f"{url}/ping"):
+        while not _answers(f"{url}{health_path}"):
             if process.poll() is not None:
-                raise RuntimeError(
-                    f"mlflow models serve exited with {process.returncode}:\n{log_path.read_text()[-3000:]}"
-                )
+                raise RuntimeError(f"{name} exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"no answer on /ping within {start_timeout} s:\n{log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"no answer on {health_path} within {start_timeout} s:\n"
+                                   f"{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
         yield url
     finally:
@@ -92,3 +109,4 @@ def local_server(model_uri: str, log_path: Path, workers: int = 1,
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+
