@@ -20,6 +20,7 @@ from .report import write_report
 from .runner import job_key, make_jobs, read_journal, run_jobs
 from .speed import run_speed_benchmark
 from .suites import SUITES, discover_tasks
+from .throughput import ROWS, WIDTHS, run_throughput_benchmark
 
 
 def run_benchmark(
@@ -40,14 +41,16 @@ def run_benchmark(
     progress: bool = True,
     resume: bool = False,
     command: str = "",
+    widths: list[int] | None = None,
+    rows: list[int] | None = None,
 ) -> dict[str, Any]:
     """Run a benchmark suite and write its report.
 
     Parameters
     ----------
-    suite : {"tabular", "images", "speed"}
+    suite : {"tabular", "images", "speed", "throughput"}
     data : path
-        Folder of the suite's data (not used by ``"speed"``).
+        Folder of the suite's data (not used by ``"speed"`` and ``"throughput"``).
     detectors : comma-separated str or list, optional
         Detector names; all registered anomvae estimators and the PyOD peers by default.
     datasets : comma-separated str or list, optional
@@ -77,14 +80,21 @@ def run_benchmark(
         Keep the runs already in ``out/runs.jsonl`` and run only the missing
         ones; otherwise the journal starts empty. Runs execute smallest
         dataset first; the report lists them in dataset order.
+    widths, rows : list of int, optional
+        Input widths and row counts the ``"throughput"`` suite sweeps
+        (:data:`~anomvae.benchmark.throughput.WIDTHS`, :data:`~anomvae.benchmark.throughput.ROWS`
+        by default); ``epochs`` caps every detector's epochs there too.
 
     Returns
     -------
     dict
-        ``{"records": [...], "files": {...}}`` (for ``"speed"``: its result dict).
+        ``{"records": [...], "files": {...}}`` (for ``"speed"`` and ``"throughput"``: their result dict).
     """
     if suite == "speed":
         return run_speed_benchmark(out=out, threads=threads, command=command)
+    if suite == "throughput":
+        return run_throughput_benchmark(out=out, threads=threads, command=command, epochs=epochs,
+                                        widths=widths or WIDTHS, rows=rows or ROWS)
     if data is None:
         raise ValueError(f"the {suite} suite needs --data, a folder of datasets")
     check_protocol(protocol)
@@ -118,7 +128,8 @@ def run_benchmark(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``anomvae bench``."""
     parser.add_argument("--suite", choices=SUITES, default="tabular",
-                        help="tabular datasets, image tasks, or the AnomalyVAE vs PyOD VAE speed test")
+                        help="tabular datasets, image tasks, the AnomalyVAE vs PyOD VAE speed test, or "
+                             "fit and scoring throughput across input widths")
     parser.add_argument("--data", help="folder of .npz/.csv datasets (tabular) or image data (images)")
     parser.add_argument("--detectors", default=None,
                         help="comma-separated detector names (default: every anomvae estimator and PyOD peer)")
@@ -139,6 +150,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="benchmark-results", help="results folder")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--quiet", action="store_true", help="no per-run progress lines")
+    parser.add_argument("--widths", type=_integers, default=None,
+                        help="throughput suite: comma-separated input widths (default "
+                             f"{','.join(map(str, WIDTHS))})")
+    parser.add_argument("--rows", type=_integers, default=None,
+                        help=f"throughput suite: comma-separated row counts (default {','.join(map(str, ROWS))})")
     parser.add_argument("--resume", action="store_true",
                         help="keep the finished runs journalled in --out and run only the rest")
 
@@ -156,6 +172,7 @@ def run_from_arguments(arguments: argparse.Namespace, argv: list[str] | None = N
             threads=arguments.threads, jobs=arguments.jobs, out=arguments.out, plots=not arguments.no_plots,
             progress=not arguments.quiet, resume=arguments.resume,
             command=shlex.join(argv) if argv else _command_line(),
+            widths=arguments.widths, rows=arguments.rows,
         )
     except ValueError as error:
         print(f"anomvae bench: {error}", file=sys.stderr)
@@ -163,6 +180,16 @@ def run_from_arguments(arguments: argparse.Namespace, argv: list[str] | None = N
     for name, path in result["files"].items():
         print(f"{name}: {path}")
     return 0
+
+
+def _integers(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(value < 1 for value in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
 
 
 def _protocol(arguments: argparse.Namespace) -> str:

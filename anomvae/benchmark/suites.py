@@ -19,7 +19,7 @@ import pandas as pd
 from ..datasets import load_mnist, load_npz
 from .protocols import split, stratified_subsample
 
-SUITES = ("tabular", "images", "speed")
+SUITES = ("tabular", "images", "speed", "throughput")
 
 DEVELOPMENT = (
     "15_Hepatitis", "21_Lymphography", "14_glass", "39_vertebral", "4_breastw", "20_letter", "12_fault",
