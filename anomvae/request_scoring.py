@@ -38,10 +38,10 @@ def scores_and_contributions(detector, rows, *, contributions: bool) -> tuple[np
     """
     data = detector._validated(rows)
     scorer, encode = detector.scorer_, detector.encoder_.transform
-    scores = detector._checked_scores(map_batches(scorer.anomaly_score, data, scorer.device, encode=encode))
+    scores = detector._checked_scores(map_batches(scorer.anomaly_score, data, scorer.device, encode=encode, dtype=scorer.dtype))
     if not contributions:
         return scores, None
-    per_feature = map_batches(scorer.feature_scores, data, scorer.device, encode=encode)
+    per_feature = map_batches(scorer.feature_scores, data, scorer.device, encode=encode, dtype=scorer.dtype)
     return scores, np.asarray(detector._per_column(per_feature), dtype=np.float64)
 
 

@@ -131,3 +131,8 @@ class Scorer(nn.Module):
     def device(self) -> torch.device:
         """Device holding the scorer's parameters."""
         return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating-point type of the scorer's parameters, which its inputs must have."""
+        return next(self.parameters()).dtype

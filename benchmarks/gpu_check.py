@@ -111,7 +111,8 @@ def correctness(width: int, device: torch.device, settings: dict, tolerance: tup
                 f"{time.perf_counter() - started:.1f} s, model on {model.device_}")
     native = -model.score_samples(X_score)
     encoded = model.encoder_.transform(X_score)
-    retried = map_batches(oom_scorer(model.scorer_.anomaly_score), encoded, model.scorer_.device)
+    retried = map_batches(oom_scorer(model.scorer_.anomaly_score), encoded, model.scorer_.device,
+                          dtype=model.scorer_.dtype)
     ok &= report(f"{width} features: scoring after simulated out-of-memory errors",
                  *close(native, retried, 0.0, 0.0))
     path = folder / f"model-{width}.safetensors"
@@ -141,9 +142,10 @@ def throughput(width: int, device: torch.device, settings: dict, deadline: float
         model.fit(X)
         train_rate = len(X) * settings["epochs"] / (time.perf_counter() - started)
         encoded = model.encoder_.transform(X_score)
-        map_batches(model.scorer_.anomaly_score, encoded[:batch_size], model.scorer_.device, batch_size)
+        map_batches(model.scorer_.anomaly_score, encoded[:batch_size], model.scorer_.device, batch_size,
+                    dtype=model.scorer_.dtype)
         started = time.perf_counter()
-        map_batches(model.scorer_.anomaly_score, encoded, model.scorer_.device, batch_size)
+        map_batches(model.scorer_.anomaly_score, encoded, model.scorer_.device, batch_size, dtype=model.scorer_.dtype)
         score_rate = len(X_score) / (time.perf_counter() - started)
         print(f"| {batch_size} | {train_rate:,.0f} | {score_rate:,.0f} |", flush=True)
 

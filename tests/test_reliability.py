@@ -25,8 +25,10 @@ def test_model_written_by_format_version_1_still_loads():
     finally:
         sys.path.pop(0)
     detector = anomvae.load(FIXTURES / "model_v1.safetensors")
+    # The stored scores were computed in float64; dense models score in float32 on the
+    # CPU since issue 18, which moves a score by at most a few float32 units in the last place.
     np.testing.assert_allclose(
-        detector.score_samples(fixture_data()), np.load(FIXTURES / "model_v1_scores.npy"), rtol=1e-12
+        detector.score_samples(fixture_data()), np.load(FIXTURES / "model_v1_scores.npy"), rtol=1e-6
     )
 
 

@@ -220,7 +220,7 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
         self.device_ = str(device)
 
         training_scores = self._checked_scores(
-            map_batches(self.scorer_.anomaly_score, data.reference, self.scorer_.device)
+            map_batches(self.scorer_.anomaly_score, data.reference, self.scorer_.device, dtype=self.scorer_.dtype)
         )
         self._calibrate(strategy, data, training_scores, seed, sync)
         self.diagnostics_ = diagnostics

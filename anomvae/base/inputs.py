@@ -81,9 +81,10 @@ class InputEncodingMixin:
         data = self._validated(X)
         function = getattr(self.scorer_, method)
         if self.is_image_:
-            return map_batches(function, data, self.scorer_.device,
+            return map_batches(function, data, self.scorer_.device, dtype=self.scorer_.dtype,
                                encode=lambda chunk, first_row: self.encoder_.transform(chunk))
-        return map_batches(function, data, self.scorer_.device, encode=self.encoder_.transform)
+        return map_batches(function, data, self.scorer_.device, encode=self.encoder_.transform,
+                           dtype=self.scorer_.dtype)
 
     def _numeric_array(self, X, *, reset: bool) -> np.ndarray:
         check_not_masked(X)

@@ -55,7 +55,8 @@ class ThresholdStateMixin:
         else:
             fitted = strategy.calibrate(training_scores, source="training", random_state=seed)
         contributions = map_batches(
-            self.scorer_.feature_scores, reference_rows[:FEATURE_BASELINE_ROWS], self.scorer_.device
+            self.scorer_.feature_scores, reference_rows[:FEATURE_BASELINE_ROWS], self.scorer_.device,
+            dtype=self.scorer_.dtype,
         )
         self._set_threshold_state(fitted, reference, source, self._feature_baseline(contributions))
 

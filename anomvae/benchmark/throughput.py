@@ -25,7 +25,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..inference import inference_dtype
 from ..models.vae import AnomalyVAE
 from .report import environment
 from .runner import available_cores
@@ -79,14 +78,15 @@ def scoring_flops_per_row(model: AnomalyVAE) -> dict[str, int]:
     Returns
     -------
     dict
-        ``network``: operations of the encoder and decoder linear layers (the
-        matrix products); ``knn``: the pairwise distances to the reference
-        codes, 3 operations (difference, square, sum) per code and latent
-        dimension, which do not run as matrix products.
+        ``network``: operations of the encoder and decoder linear layers;
+        ``knn``: the matrix product that screens the reference codes for the
+        nearest ones, ``2 (latent + 1)`` operations per reference code
+        (:func:`anomvae.neighbours.kth_squared_distance`; the exact distances
+        to the few candidates it keeps are not counted).
     """
     scorer = model.scorer_
     reference = getattr(scorer, "reference_codes", torch.zeros(0, 0))
-    return {"network": linear_flops(scorer.network), "knn": 3 * reference.numel()}
+    return {"network": linear_flops(scorer.network), "knn": 2 * (reference.shape[1] + 1) * len(reference)}
 
 
 def _timed(function) -> tuple[float, float]:
@@ -146,6 +146,7 @@ def measure_cell(n_features: int, n_rows: int, epochs: int | None = None, seed: 
         if name == "AnomalyVAE":
             results[name]["epochs_run"] = len(model.history_.get("epoch", []))
             results[name]["flops_per_row"] = scoring_flops_per_row(model)
+            results[name]["scoring_dtype"] = str(model.scorer_.dtype).removeprefix("torch.")
     return results
 
 
@@ -156,28 +157,25 @@ def measure(widths: Sequence[int] = WIDTHS, rows: Sequence[int] = ROWS, epochs: 
     Returns
     -------
     dict
-        ``matmul`` (float32 and float64 peaks), ``scoring_dtype`` (what
-        AnomalyVAE computes in on the CPU), and ``cells``: one record per
+        ``matmul`` (float32 and float64 peaks) and ``cells``: one record per
         width and row count, with the share of the matmul peak that
-        AnomalyVAE's scoring reaches (``matmul_fraction``: network operations
-        per row x rows per second / peak of the scoring dtype).
+        AnomalyVAE's scoring reaches (``matmul_fraction``: matrix-product
+        operations per row x rows per second / the peak in the dtype it scores in).
     """
     threads = threads or available_cores()
     torch.set_num_threads(threads)
     matmul = {str(dtype).removeprefix("torch."): matmul_flops(dtype, matmul_seconds)
               for dtype in (torch.float32, torch.float64)}
-    scoring_dtype = str(inference_dtype(torch.device("cpu"))).removeprefix("torch.")
     measure_cell(min(widths), 64, epochs=1)  # imports and first-call set-up, outside the timings
     cells = []
     for n_rows in rows:
         for n_features in widths:
             detectors = measure_cell(n_features, n_rows, epochs=epochs)
             anomvae = detectors["AnomalyVAE"]
-            reached = anomvae["flops_per_row"]["network"] * anomvae["score_rows_per_second"]
+            reached = sum(anomvae["flops_per_row"].values()) * anomvae["score_rows_per_second"]
             cells.append({"n_features": n_features, "n_rows": n_rows, "detectors": detectors,
-                          "matmul_fraction": reached / matmul[scoring_dtype]["flops"]})
-    return {"threads": threads, "epochs_override": epochs, "matmul": matmul,
-            "scoring_dtype": scoring_dtype, "cells": cells}
+                          "matmul_fraction": reached / matmul[anomvae["scoring_dtype"]]["flops"]})
+    return {"threads": threads, "epochs_override": epochs, "matmul": matmul, "cells": cells}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -188,8 +186,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"{result['threads']} torch thread(s); bare `torch.matmul` ({MATMUL_SIZE}x{MATMUL_SIZE}): "
         + ", ".join(f"{dtype} {peak['flops'] / 1e9:.1f} GFLOP/s (load {peak['load']:.2f})"
-                    for dtype, peak in matmul.items())
-        + f". AnomalyVAE scores in {result['scoring_dtype']} on the CPU.",
+                    for dtype, peak in matmul.items()) + ".",
         "",
         "Fit rows/s is training rows / fit seconds (whole fit, each detector's defaults"
         + (f", {result['epochs_override']} epochs for all" if result["epochs_override"] else "")
@@ -213,8 +210,8 @@ def _notes(name: str, figures: dict[str, Any], cell: dict[str, Any]) -> str:
         return ""
     flops = figures["flops_per_row"]
     return (f"{figures['epochs_run']} epochs; {flops['network'] / 1e3:,.0f} kFLOP/row network + "
-            f"{flops['knn'] / 1e3:,.0f} kFLOP/row kNN; scoring at {100 * cell['matmul_fraction']:.0f}% "
-            "of matmul peak")
+            f"{flops['knn'] / 1e3:,.0f} kFLOP/row kNN; scoring in {figures['scoring_dtype']} at "
+            f"{100 * cell['matmul_fraction']:.0f}% of its matmul peak")
 
 
 def run_throughput_benchmark(out: str | Path = "benchmark-results", threads: int | None = None,

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ..scorer import BatchSource
-from .vae_losses import gaussian_kl, sum_per_row
+from .vae_losses import gaussian_kl
 from .vae_network import VAENetwork
 
 ACTIVE_UNIT_VARIANCE = 1e-2
@@ -43,7 +43,7 @@ def codes_and_errors(network: VAENetwork, x: Tensor, likelihood: str) -> tuple[T
     """
     mean, _ = network.encode(x)
     reconstruction = decode_in_input_units(network, mean, likelihood)
-    return mean, sum_per_row((x - reconstruction).pow(2).double())
+    return mean, (x - reconstruction).pow(2).reshape(len(x), -1).sum(dim=1, dtype=torch.float64)
 
 
 def decoded_mean(network: VAENetwork, x: Tensor, likelihood: str) -> Tensor:
