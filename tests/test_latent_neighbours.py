@@ -7,7 +7,8 @@ from sklearn.metrics import roc_auc_score
 
 from anomvae import AnomalyVAE, load
 from anomvae.nn.latent_density import MAX_REFERENCE_CODES
-from anomvae.neighbours import kth_neighbour_distance
+from anomvae import neighbours
+from anomvae.neighbours import kth_neighbour_distance, pairwise_squared_distances
 
 
 def test_kth_neighbour_distance_matches_brute_force():
@@ -18,6 +19,29 @@ def test_kth_neighbour_distance_matches_brute_force():
     assert torch.allclose(kth_neighbour_distance(queries, reference, 5), expected)
     leave_one_out = torch.cdist(reference, reference).sort(dim=1).values[:, 5]
     assert torch.allclose(kth_neighbour_distance(reference, reference, 5, exclude_self=True), leave_one_out)
+
+
+@pytest.mark.parametrize("spread, offset", [(1.0, 0.0), (1e-4, 100.0), (1.0, 1e3)])
+def test_screened_search_is_the_exact_kth_distance_whatever_the_batch(spread, offset):
+    """Spread-out codes, collapsed codes far from the origin (where the matrix-product
+    expansion cancels), and large offsets: always the exact pairwise k-th distance, bit for bit."""
+    generator = torch.Generator().manual_seed(1)
+    reference = offset + spread * torch.randn(300, 16, generator=generator)
+    queries = offset + spread * torch.randn(200, 16, generator=generator)
+    exact = pairwise_squared_distances(queries[:, None], reference[None]).sort(dim=1).values[:, 4].sqrt()
+    together = kth_neighbour_distance(queries, reference, 5)
+    assert torch.equal(together, exact)
+    alone = torch.cat([kth_neighbour_distance(row[None], reference, 5) for row in queries[:40]])
+    assert torch.equal(alone, together[:40])
+    assert torch.equal(kth_neighbour_distance(queries[7:30], reference, 5), together[7:30])
+
+
+def test_screen_and_full_search_agree_bit_for_bit(monkeypatch):
+    generator = torch.Generator().manual_seed(2)
+    reference, queries = torch.randn(500, 8, generator=generator), torch.randn(100, 8, generator=generator)
+    screened = kth_neighbour_distance(queries, reference, 5, exclude_self=False)
+    monkeypatch.setattr(neighbours, "SCREEN_MARGIN", len(reference))
+    assert torch.equal(kth_neighbour_distance(queries, reference, 5), screened)
 
 
 def test_kth_neighbour_distance_caps_k_and_refuses_an_empty_reference():
