@@ -57,7 +57,7 @@ def scores_of_one_fit(X_train: np.ndarray, X_test: np.ndarray, seed: int) -> dic
     scaled_train, scaled_test = detector.encoder_.transform(X_train), detector.encoder_.transform(X_test)
     with torch.no_grad():
         codes_train, codes_test = (
-            detector.scorer_.network.encode(torch.as_tensor(rows, dtype=torch.float64))[0].numpy()
+            detector.scorer_.network.encode(torch.as_tensor(rows, dtype=detector.scorer_.dtype))[0].numpy()
             for rows in (scaled_train, scaled_test)
         )
     reconstruction_train, reconstruction_test = detector.anomaly_score(X_train), detector.anomaly_score(X_test)

@@ -80,7 +80,7 @@ def codes_and_errors(detector: AnomalyVAE, X: np.ndarray) -> tuple[np.ndarray, n
     """Posterior means, squared reconstruction errors per feature, and scaled inputs."""
     if hasattr(detector, "quantiles_"):
         X = detector.quantiles_.transform(X)
-    scaled = torch.as_tensor(detector.encoder_.transform(X), dtype=torch.float64)
+    scaled = torch.as_tensor(detector.encoder_.transform(X), dtype=detector.scorer_.dtype)
     network = detector.scorer_.network
     with torch.no_grad():
         mean, log_variance = network.encode(scaled)
@@ -92,7 +92,7 @@ def decoded(detector: AnomalyVAE, X: np.ndarray) -> np.ndarray:
     """Reconstructions decoded from the posterior means, in scaled input units."""
     if hasattr(detector, "quantiles_"):
         X = detector.quantiles_.transform(X)
-    scaled = torch.as_tensor(detector.encoder_.transform(X), dtype=torch.float64)
+    scaled = torch.as_tensor(detector.encoder_.transform(X), dtype=detector.scorer_.dtype)
     with torch.no_grad():
         network = detector.scorer_.network
         return network.decode(network.encode(scaled)[0]).numpy()
@@ -174,7 +174,7 @@ def reference_rules(detector: AnomalyVAE, X_train: np.ndarray, X_test: np.ndarra
 
 def posterior_scales(detector: AnomalyVAE, X: np.ndarray) -> np.ndarray:
     """Root mean posterior variance per latent dimension over ``X``, shape ``(latent,)``."""
-    scaled = torch.as_tensor(detector.encoder_.transform(X), dtype=torch.float64)
+    scaled = torch.as_tensor(detector.encoder_.transform(X), dtype=detector.scorer_.dtype)
     with torch.no_grad():
         _, log_variance = detector.scorer_.network.encode(scaled)
     return log_variance.exp().mean(0).sqrt().numpy()

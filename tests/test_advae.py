@@ -68,14 +68,14 @@ def test_score_averages_the_fixed_decoded_samples(blobs, fast_params):
     """The score is the error of the mean of L decoded samples, not the mean error."""
     normal, _ = blobs
     scorer = AnomalyAdVAE(n_samples=5, **fast_params).fit(normal).scorer_
-    batch = torch.as_tensor(normal[:20], dtype=torch.float64)
+    batch = torch.as_tensor(normal[:20], dtype=scorer.dtype)
     with torch.no_grad():
         mean, log_variance = scorer.network.encode(batch)
         samples = torch.stack([
             scorer.network.decode(mean + torch.exp(0.5 * log_variance) * noise)
             for noise in scorer.score_noise
         ])
-        expected = (batch - samples.mean(dim=0)).pow(2).sum(dim=1)
+        expected = (batch - samples.mean(dim=0)).pow(2).double().sum(dim=1)
         torch.testing.assert_close(scorer.anomaly_score(batch), expected)
 
 

@@ -111,7 +111,7 @@ def test_scoring_changes_only_the_score_and_every_score_is_deterministic(blobs):
 def test_distance_score_is_the_distance_of_the_posterior_mean(blobs):
     detector = AnomalyVAESVDD(scoring="distance", distance="plain", warmup_epochs=1, **TRAINED)
     detector.fit(blobs[0])
-    encoded = torch.from_numpy(detector.encoder_.transform(blobs[1])).double()
+    encoded = torch.from_numpy(detector.encoder_.transform(blobs[1])).to(detector.scorer_.dtype)
     with torch.no_grad():
         embedding = detector.scorer_.network.embed(encoded)
     expected = (embedding - detector.scorer_.centre).norm(dim=1).numpy()
