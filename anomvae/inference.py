@@ -29,15 +29,19 @@ def inference_dtype(device: torch.device, module: nn.Module | None = None) -> to
     (measured with torch 2.13 on AVX-512 cores, layer widths 2 to 768);
     :func:`map_batches` therefore pads CPU batches to a multiple of
     :data:`ROW_BLOCK` rows, and dense networks score in float32, at twice
-    the float64 arithmetic rate. Convolutions have no such measurement behind
-    them and stay in float64, whose differences across batch sizes (around
-    1e-16) vanish when :func:`map_batches` rounds the results to float32
-    precision.
+    the float64 arithmetic rate. A layer with a single output (a
+    discriminator's logit) runs as a matrix-vector product whose rounding
+    was seen to change with the batch even so, and convolutions have no
+    measurement behind them: such networks stay in float64, whose
+    differences across batch sizes (around 1e-16) vanish when
+    :func:`map_batches` rounds the results to float32 precision.
     """
-    if device.type != "cpu":
-        return torch.float32
-    convolutional = module is not None and any(isinstance(layer, CONVOLUTIONS) for layer in module.modules())
-    return torch.float64 if module is None or convolutional else torch.float32
+    if device.type != "cpu" or module is None:
+        return torch.float32 if device.type != "cpu" else torch.float64
+    layers = list(module.modules())
+    measured = all(layer.out_features >= 2 for layer in layers if isinstance(layer, nn.Linear))
+    convolutional = any(isinstance(layer, CONVOLUTIONS) for layer in layers)
+    return torch.float32 if measured and not convolutional else torch.float64
 
 
 def prepare_for_inference(module: nn.Module, device: torch.device) -> nn.Module:
