@@ -77,6 +77,7 @@ class VaDEScorer(Scorer):
 
     @property
     def n_components(self) -> int:
+        """K, the number of mixture components."""
         return len(self.prior.log_weights)
 
     def on_fit_start(self, context: FitContext) -> None:
