@@ -342,6 +342,7 @@ async def _answer(send: Send, status: int, body: bytes) -> None:
 
 MODEL_URI_VARIABLE = "ANOMVAE_SERVE_MODEL_URI"
 MAX_BODY_VARIABLE = "ANOMVAE_SERVE_MAX_BODY_BYTES"
+THREADS_VARIABLE = "ANOMVAE_SERVE_TORCH_THREADS"
 
 
 def guarded_app(model_uri: str, max_body_bytes: int = MAX_BODY_BYTES):
@@ -354,14 +355,35 @@ def guarded_app(model_uri: str, max_body_bytes: int = MAX_BODY_BYTES):
 
 
 def app_from_environment():
-    """App factory for uvicorn workers: the model URI and body limit come from the environment."""
+    """App factory for uvicorn workers: model URI, body limit and torch threads come from the environment."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get(THREADS_VARIABLE, 1)))
     return guarded_app(os.environ[MODEL_URI_VARIABLE], int(os.environ.get(MAX_BODY_VARIABLE, MAX_BODY_BYTES)))
 
 
 def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5001, workers: int = 1,
-          max_body_bytes: int = MAX_BODY_BYTES) -> None:
-    """Serve ``model_uri`` on ``host:port`` with uvicorn until interrupted."""
+          max_body_bytes: int = MAX_BODY_BYTES, threads: int = 1) -> None:
+    """Serve ``model_uri`` on ``host:port`` with uvicorn until interrupted.
+
+    Parameters
+    ----------
+    workers : int
+        Worker processes, each with its own copy of the model.
+    threads : int
+        Torch intra-op threads per worker. Requests of a few rows gain nothing
+        from more, and workers x threads above the core count slows every
+        request (see the serving recipe in ``docs/mlflow.md``).
+
+    Raises
+    ------
+    ValueError
+        If ``workers`` or ``threads`` is below 1.
+    """
+    if workers < 1 or threads < 1:
+        raise ValueError(f"workers and threads must be at least 1, got workers={workers}, threads={threads}")
     os.environ[MODEL_URI_VARIABLE] = model_uri
     os.environ[MAX_BODY_VARIABLE] = str(max_body_bytes)
+    os.environ[THREADS_VARIABLE] = str(threads)
     uvicorn.run("anomvae.lifecycle.serving_front:app_from_environment", factory=True, host=host, port=port,
                 workers=workers, log_level="warning")
