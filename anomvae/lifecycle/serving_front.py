@@ -361,6 +361,10 @@ async def _answer(send: Send, status: int, body: bytes) -> None:
 MODEL_URI_VARIABLE = "ANOMVAE_SERVE_MODEL_URI"
 MAX_BODY_VARIABLE = "ANOMVAE_SERVE_MAX_BODY_BYTES"
 THREADS_VARIABLE = "ANOMVAE_SERVE_TORCH_THREADS"
+WORKER_HEALTHCHECK_S = 120
+"""How long uvicorn waits for a worker's health answer before killing it. Its default, 5 s, is
+shorter than a worker takes to import torch and MLflow on a busy machine: with ``--workers 2``
+at a load average of 8 on 2 cores, uvicorn killed and restarted both workers for minutes."""
 
 
 def guarded_app(model_uri: str, max_body_bytes: int = MAX_BODY_BYTES):
@@ -407,4 +411,4 @@ def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5001, workers: in
     os.environ[MAX_BODY_VARIABLE] = str(max_body_bytes)
     os.environ[THREADS_VARIABLE] = str(threads)
     uvicorn.run("anomvae.lifecycle.serving_front:app_from_environment", factory=True, host=host, port=port,
-                workers=workers, log_level="warning")
+                workers=workers, log_level="warning", timeout_worker_healthcheck=WORKER_HEALTHCHECK_S)
