@@ -23,7 +23,7 @@ models of numeric columns).
 Standard library only for the load itself (``http.client`` and
 ``concurrent.futures``); exit status 0 when every check holds, 1 otherwise::
 
-    nice -n 10 python benchmarks/serving_load.py --requests 1000 --concurrency 16 --workers 2 --threads 1
+    nice -n 10 python benchmarks/serving_load.py --requests 1000 --concurrency 16 --workers 1 --threads 1
 
 It prints the load average beside the figures: on a shared machine the
 throughput says as much about the neighbours as about the server.
