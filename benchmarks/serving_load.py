@@ -238,7 +238,8 @@ def typical_rows(detector, n: int, seed: int) -> np.ndarray:
     return rows
 
 
-def fit_and_serve(workers: int, seed: int, server: str = "anomvae", features: int = 30, threads: int | None = None):
+def fit_and_serve(workers: int, seed: int, server: str = "anomvae", features: int = 30,
+                  threads: int | None = None):
     """Context: a freshly fitted AnomalyVAE on ``features`` columns, served from a temporary SQLite store
     with ``workers`` workers of ``threads`` torch threads; yields (url, detector)."""
 

@@ -5,7 +5,7 @@ model: 30 numeric columns, one row), a request spends most of its time
 around the model rather than in it: the JSON becomes a DataFrame whose
 columns are cast one by one to the signature's types, schema enforcement
 builds another DataFrame column by column, then FastAPI's middleware and a
-hop to a worker thread; the model's own ``predict`` is about a sixth of it.
+hop to a worker thread; the model's own ``predict`` was about a quarter of it.
 For a request in the plain form below each of those steps returns what it
 was given, so :class:`DirectScoring` skips them:
 
