@@ -335,9 +335,9 @@ def _run_monitor(args) -> int:
 
 
 def _run_serve(args) -> int:
-    from .lifecycle.serving_front import serve
+    from .lifecycle.serving_app import serve
 
-    serve(args.model_uri, args.host, args.port, args.workers, int(args.max_body_mb * 1024 * 1024))
+    serve(args.model_uri, args.host, args.port, args.workers, int(args.max_body_mb * 1024 * 1024), args.threads)
     return 0
 
 

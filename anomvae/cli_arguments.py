@@ -104,6 +104,8 @@ def _add_serve_parser(commands) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5001, help="port (default 5001)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per worker (default 1; see docs/mlflow.md, serving recipe)")
     parser.add_argument("--max-body-mb", type=float, default=16.0,
                         help="largest request body in MiB; larger ones get 413 (default 16)")
 

@@ -8,6 +8,12 @@ runs the two scorer passes on the same checked rows, with the same batched
 evaluation and the same float64-on-CPU arithmetic as the public methods, so
 the numbers are identical.
 
+A request arriving through MLflow is a DataFrame already in the model's
+column order with float64/int64 columns (the signature enforced that). For
+such a frame the checks of scikit-learn's ``validate_data`` reduce to a few
+comparisons, and :func:`validated_rows` does only those, then the same
+finiteness check: 0.06 ms instead of 0.40 ms for a one-row request.
+
 This module reaches into the estimator's internals on purpose (the
 validated rows, the encoder and the scorer): it is the one place that does.
 """
@@ -15,8 +21,51 @@ validated rows, the encoder and the scorer): it is the one place that does.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from .inference import map_batches
+from .preprocessing import check_finite
+
+
+def validated_rows(detector, rows):
+    """``detector._validated(rows)``, checking plain numeric rows directly.
+
+    For a fitted model of numeric columns, rows of one of two plain forms are
+    converted to float64 and checked for NaN and infinity as ``_validated``
+    would (same message): a DataFrame with exactly the fitted columns in the
+    fitted order and only NumPy integer or float columns, or, for a model
+    fitted without column names, a float64 ndarray of the fitted width.
+    Anything else goes through ``_validated`` itself, so every refusal keeps
+    its message.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :meth:`~anomvae.base.BaseDeepDetector.score_samples`.
+    """
+    if not _plain_numeric(detector, rows):
+        return detector._validated(rows)
+    names = getattr(detector, "feature_names_in_", None)
+    values = rows.to_numpy(dtype=np.float64) if isinstance(rows, pd.DataFrame) else rows
+    check_finite(values, None if names is None else [str(name) for name in names])
+    return values
+
+
+def _plain_numeric(detector, rows) -> bool:
+    if not hasattr(detector, "encoder_") or detector.is_image_ or len(rows) == 0:
+        return False
+    if any(kind != "numeric" for kind in detector.encoder_.kinds):
+        return False
+    names = getattr(detector, "feature_names_in_", None)
+    if isinstance(rows, pd.DataFrame):
+        return (
+            names is not None and len(rows.columns) == len(names) and bool((rows.columns == names).all())
+            and all(isinstance(dtype, np.dtype) and dtype.kind in "iuf" for dtype in rows.dtypes)
+        )
+    return (
+        type(rows) is np.ndarray and names is None and rows.dtype == np.float64 and rows.ndim == 2
+        and rows.shape[1] == detector.n_features_in_
+    )
 
 
 def scores_and_contributions(detector, rows, *, contributions: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -36,7 +85,7 @@ def scores_and_contributions(detector, rows, *, contributions: bool) -> tuple[np
     ValueError, TypeError
         For rows ``score_samples`` would refuse, with the same messages.
     """
-    data = detector._validated(rows)
+    data = validated_rows(detector, rows)
     scorer, encode = detector.scorer_, detector.encoder_.transform
     scores = detector._checked_scores(map_batches(scorer.anomaly_score, data, scorer.device, encode=encode, dtype=scorer.dtype))
     if not contributions:

@@ -73,6 +73,8 @@ TRAINING_VARIANTS: dict[str, tuple[type, dict]] = {
     "t10-latent-half": (AnomalyVAE, {"trim_fraction": 0.1, "latent_dim": lambda d: min(64, max(2, d // 2))}),
     "t10-latent-full": (AnomalyVAE, {"trim_fraction": 0.1, "latent_dim": lambda d: min(64, max(2, d))}),
     "t20": (AnomalyVAE, {"trim_fraction": 0.2}),
+    "t10-beta0.5": (AnomalyVAE, {"trim_fraction": 0.1, "beta": 0.5}),
+    "t10-beta0.25": (AnomalyVAE, {"trim_fraction": 0.1, "beta": 0.25}),
 }
 
 

@@ -23,7 +23,10 @@ models of numeric columns).
 Standard library only for the load itself (``http.client`` and
 ``concurrent.futures``); exit status 0 when every check holds, 1 otherwise::
 
-    nice -n 10 python benchmarks/serving_load.py --requests 1000 --concurrency 8
+    nice -n 10 python benchmarks/serving_load.py --requests 1000 --concurrency 16 --workers 1 --threads 1
+
+It prints the load average beside the figures: on a shared machine the
+throughput says as much about the neighbours as about the server.
 """
 
 from __future__ import annotations
@@ -235,8 +238,10 @@ def typical_rows(detector, n: int, seed: int) -> np.ndarray:
     return rows
 
 
-def fit_and_serve(workers: int, seed: int, server: str = "anomvae"):
-    """Context: a freshly fitted AnomalyVAE served from a temporary SQLite store; yields (url, detector)."""
+def fit_and_serve(workers: int, seed: int, server: str = "anomvae", features: int = 30,
+                  threads: int | None = None):
+    """Context: a freshly fitted AnomalyVAE on ``features`` columns, served from a temporary SQLite store
+    with ``workers`` workers of ``threads`` torch threads; yields (url, detector)."""
 
     @contextlib.contextmanager
     def context():
@@ -251,11 +256,11 @@ def fit_and_serve(workers: int, seed: int, server: str = "anomvae"):
             os.environ["MLFLOW_EXPERIMENT_NAME"] = "serving-load"
             rng = np.random.default_rng(seed)
             latent = rng.normal(size=(2000, 3))
-            rows = latent @ rng.normal(size=(3, 8)) + 0.1 * rng.normal(size=(2000, 8))
+            rows = latent @ rng.normal(size=(3, features)) + 0.1 * rng.normal(size=(2000, features))
             detector = anomvae.AnomalyVAE(epochs=20, random_state=seed).fit(rows)
             info = anomvae.log_model(detector, input_example=rows[:5])
             with local_server(info.model_uri, Path(folder) / "server.log", workers,
-                              guarded=server == "anomvae") as url:
+                              guarded=server == "anomvae", threads=threads) as url:
                 yield url, detector
 
     return context()
@@ -269,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="a running server on 127.0.0.1 (needs --detector)")
     parser.add_argument("--detector", help=".safetensors file of the model the --url server serves")
     parser.add_argument("--workers", type=int, default=1, help="server workers when the script starts one")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per server worker when the script starts one (default 1)")
+    parser.add_argument("--features", type=int, default=30, help="columns of the model the script fits")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--server", choices=("anomvae", "mlflow"), default="anomvae",
                         help="server the script starts: anomvae serve (default) or plain mlflow models serve")
@@ -283,10 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         detector = anomvae.load(args.detector, device="cpu")
         context = contextlib.nullcontext((check_local(args.url), detector))
     else:
-        context = fit_and_serve(args.workers, args.seed, args.server)
+        context = fit_and_serve(args.workers, args.seed, args.server, args.features, args.threads)
     with context as (url, detector):
         summary = run_load(url, detector, typical_rows(detector, 500, args.seed + 1), n=args.requests,
                            concurrency=args.concurrency, malformed_fraction=args.malformed, seed=args.seed)
+    summary["load_average_1_5_15_min"] = tuple(round(load, 2) for load in os.getloadavg())
     for key, value in summary.items():
         print(f"{key:<24} {value}")
     print("PASS" if passed(summary) else "FAIL")

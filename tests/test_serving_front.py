@@ -140,3 +140,11 @@ def test_json_limits():
         parse_json(b'{"a": ' + b"9" * 101 + b"}")
     with pytest.raises(Refusal, match="nested too deeply"):
         parse_json(b"[" * 100_000 + b"]" * 100_000)
+
+
+@pytest.mark.parametrize("option", [["--threads", "0"], ["--workers", "0"]])
+def test_serve_refuses_fewer_than_one_worker_or_thread_before_starting(option, capsys):
+    from anomvae.cli import main
+
+    assert main(["serve", "models:/never-started@champion", *option]) == 2
+    assert "workers and threads must be at least 1" in capsys.readouterr().err

@@ -40,7 +40,8 @@ def _answers(url: str) -> bool:
 
 @contextlib.contextmanager
 def local_server(model_uri: str, log_path: Path, workers: int = 1,
-                 start_timeout: float = START_TIMEOUT_S, guarded: bool = False) -> Iterator[str]:
+                 start_timeout: float = START_TIMEOUT_S, guarded: bool = False,
+                 threads: int | None = None) -> Iterator[str]:
     """Run ``mlflow models serve --env-manager local`` for ``model_uri``; yield its base URL.
 
     With ``guarded=True`` it runs ``anomvae serve`` instead: the same MLflow
@@ -50,7 +51,9 @@ def local_server(model_uri: str, log_path: Path, workers: int = 1,
     environment (``MLFLOW_TRACKING_URI``), and gets the installed anomvae's
     folder first on ``PYTHONPATH``. The URL is yielded once ``/ping``
     answers; on exit the server's process group is terminated, and killed if
-    it lingers. Every wait is bounded.
+    it lingers. Every wait is bounded. ``threads`` sets the torch threads per
+    worker (``anomvae serve --threads``; ``OMP_NUM_THREADS`` for MLflow's
+    server); None leaves each server's default.
 
     Raises
     ------
@@ -61,16 +64,20 @@ def local_server(model_uri: str, log_path: Path, workers: int = 1,
     port = free_port()
     package_root = str(Path(__file__).resolve().parents[1])
     python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    environment = {**os.environ, "PYTHONPATH": python_path}
     command = (
         [sys.executable, "-m", "anomvae.cli", "serve", model_uri, "--workers", str(workers)]
+        + ([] if threads is None else ["--threads", str(threads)])
         if guarded else
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local", "-w",
          str(workers)]
     )
     name = "anomvae serve" if guarded else "mlflow models serve"
+    if threads is not None and not guarded:
+        environment["OMP_NUM_THREADS"] = str(threads)
     with server_process(name, command + ["--host", "127.0.0.1", "--port", str(port)], log_path,
                         f"http://127.0.0.1:{port}", "/ping", start_timeout,
-                        env={**os.environ, "PYTHONPATH": python_path}) as url:
+                        env=environment) as url:
         yield url
 
 
