@@ -20,15 +20,6 @@ LOGVAR_RANGE = (-12.0, 8.0)
 IMAGE_HIDDEN_DIMS = (256,)
 """Dense widths after the convolutional stages when ``hidden_dims`` is None."""
 
-WIDE_INPUT = 256
-"""Tabular rows with more features than this (image or text embeddings) get :data:`WIDE_HIDDEN_DIMS`."""
-
-WIDE_HIDDEN_DIMS = (128, 64)
-"""Hidden widths for wide tabular rows. On the MVTec-AD ResNet-18 embeddings
-(512 features, 3 seeds) they fit 3.2x faster than (512, 256) and need a fifth
-of its arithmetic per scored row, at a mean ROC-AUC of 0.770 against 0.781
-(PyOD's AutoEncoder: 0.755); see ``benchmarks/results/throughput/``."""
-
 SMALLEST_FEATURE_MAP = 8
 """Convolutional stages halve the image while its smaller side is at least this."""
 
@@ -46,9 +37,7 @@ def default_architecture(input_shape: int | tuple[int, ...]) -> tuple[tuple[int,
 
     ``input_shape`` is the input width, or the shape of one encoded row. For
     tabular rows the first hidden layer is twice the input width within
-    [64, 512], the second half of it; rows wider than :data:`WIDE_INPUT`
-    features, usually embeddings whose features are highly redundant, are
-    compressed at once by :data:`WIDE_HIDDEN_DIMS`. For images the hidden widths are the
+    [64, 512], the second half of it. For images the hidden widths are the
     dense layers after the convolutional stages, :data:`IMAGE_HIDDEN_DIMS`,
     since the convolutions already reduce the pixels to a compact map. The
     latent code has about a quarter of the input's dimensions within [2, 32],
@@ -59,8 +48,6 @@ def default_architecture(input_shape: int | tuple[int, ...]) -> tuple[tuple[int,
     latent = int(min(32, max(2, math.ceil(n_inputs / 4))))
     if is_image_shape(shape):
         return IMAGE_HIDDEN_DIMS, latent
-    if n_inputs > WIDE_INPUT:
-        return WIDE_HIDDEN_DIMS, latent
     first = int(min(512, max(64, 2 ** math.ceil(math.log2(max(2 * n_inputs, 2))))))
     return (first, first // 2), latent
 
