@@ -270,7 +270,7 @@ def write_report(model: str, data_path: str, output_path: str, *, label_column: 
     one of the model's features.
     """
     detector = load_detector(model)
-    frame = read_table(data_path)
+    frame = read_table(data_path, detector)
     features = set(getattr(detector, "feature_names_in_", []))
     label_column = label_column or ("label" if "label" in frame.columns and "label" not in features else None)
     if label_column is not None and label_column not in frame.columns:

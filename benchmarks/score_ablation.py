@@ -154,6 +154,63 @@ def scoring_rules(detector: AnomalyVAE, X_train: np.ndarray, X_test: np.ndarray)
     return out
 
 
+def reference_rules(detector: AnomalyVAE, X_train: np.ndarray, X_test: np.ndarray) -> dict[str, np.ndarray]:
+    """Reconstruction + latent kNN with reference sets of several sizes and neighbour ranks ``k``."""
+    codes_train, residual_train, _ = codes_and_errors(detector, X_train)
+    codes_test, residual_test, _ = codes_and_errors(detector, X_test)
+    rec_train, rec_test = residual_train.sum(1), residual_test.sum(1)
+    order = torch.randperm(len(codes_train), generator=torch.Generator().manual_seed(0))
+    out = {"reconstruction": rec_test}
+    for size in (1024, 4096, len(codes_train)):
+        reference = torch.as_tensor(codes_train)[order[:size]]
+        for k in (1, 2, 5):
+            knn_train = kth_neighbour_distance(reference, reference, k, exclude_self=True).numpy()
+            knn_test = kth_neighbour_distance(torch.as_tensor(codes_test), reference, k).numpy()
+            label = "all" if size == len(codes_train) else size
+            out[f"rec+latent-knn{k}-ref{label}"] = (rec_test / np.median(rec_train)
+                                                    + knn_test / max(np.median(knn_train), 1e-12))
+    return out
+
+
+def posterior_scales(detector: AnomalyVAE, X: np.ndarray) -> np.ndarray:
+    """Root mean posterior variance per latent dimension over ``X``, shape ``(latent,)``."""
+    scaled = torch.as_tensor(detector.encoder_.transform(X), dtype=torch.float64)
+    with torch.no_grad():
+        _, log_variance = detector.scorer_.network.encode(scaled)
+    return log_variance.exp().mean(0).sqrt().numpy()
+
+
+def metric_rules(detector: AnomalyVAE, X_train: np.ndarray, X_test: np.ndarray) -> dict[str, np.ndarray]:
+    """Reconstruction + latent kNN under several latent metrics, weights and ranks."""
+    codes_train, residual_train, _ = codes_and_errors(detector, X_train)
+    codes_test, residual_test, _ = codes_and_errors(detector, X_test)
+    rec_train, rec_test = residual_train.sum(1), residual_test.sum(1)
+    order = torch.randperm(len(codes_train), generator=torch.Generator().manual_seed(0))[:1024].numpy()
+    metrics = {
+        "euclid": np.ones(codes_train.shape[1]),
+        "posterior-units": 1.0 / np.maximum(posterior_scales(detector, X_train), 1e-6),
+        "code-std": 1.0 / np.maximum(codes_train.std(0), 1e-6),
+    }
+    out = {"reconstruction": rec_test}
+    rec_term = rec_test / np.median(rec_train)
+    for name, weight in metrics.items():
+        reference = torch.as_tensor(codes_train[order] * weight)
+        for k in (2, 5):
+            knn_train = kth_neighbour_distance(reference, reference, k, exclude_self=True).numpy()
+            knn_test = kth_neighbour_distance(torch.as_tensor(codes_test * weight), reference, k).numpy()
+            knn_term = knn_test / max(np.median(knn_train), 1e-12)
+            out[f"rec+knn{k}-{name}"] = rec_term + knn_term
+            if name == "euclid" and k == 5:
+                out["latent-knn5"] = knn_term
+                out["rec+2knn5"] = rec_term + 2 * knn_term
+                out["2rec+knn5"] = 2 * rec_term + knn_term
+                out["max(rec,knn5)"] = np.maximum(rec_term, knn_term)
+    return out
+
+
+RULE_SETS = {"all": scoring_rules, "reference": reference_rules, "metric": metric_rules}
+
+
 def peers(X_train: np.ndarray, X_test: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     return {
         "PyOD-KNN": KNN().fit(X_train).decision_function(X_test),
@@ -162,7 +219,7 @@ def peers(X_train: np.ndarray, X_test: np.ndarray, seed: int) -> dict[str, np.nd
 
 
 def run(part: str, seeds: list[int], variants: list[str], protocols: list[str], journal: Path,
-        datasets: list[str] | None, max_rows: int) -> None:
+        datasets: list[str] | None, max_rows: int, rules: str = "all") -> None:
     data = shared_data_dir() / "tabular"
     done = set()
     if journal.exists():
@@ -187,7 +244,7 @@ def run(part: str, seeds: list[int], variants: list[str], protocols: list[str], 
                                 scores = peers(X[train], X[test], seed)
                             else:
                                 detector = make_variant(variant, seed, X.shape[1]).fit(X[train])
-                                scores = scoring_rules(detector, X[train], X[test])
+                                scores = RULE_SETS[rules](detector, X[train], X[test])
                         aucs = {rule: float(roc_auc_score(y[test], s)) for rule, s in scores.items()}
                         record = {"dataset": name, "protocol": protocol, "seed": seed, "variant": variant,
                                   "seconds": time.perf_counter() - started, "auc": aucs}
@@ -225,6 +282,8 @@ def main() -> None:
     parser.add_argument("--variants", default="default")
     parser.add_argument("--protocols", default="semi-supervised,unsupervised")
     parser.add_argument("--max-rows", type=int, default=20_000, help="stratified subsample size (bench: 20000)")
+    parser.add_argument("--rules", default="all", choices=tuple(RULE_SETS),
+                        help="scoring rules evaluated on each fit")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--summary", action="store_true", help="only print the summary of --out")
@@ -233,7 +292,7 @@ def main() -> None:
     if not args.summary:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         run(args.part, args.seeds, args.variants.split(","), args.protocols.split(","), args.out,
-            args.datasets.split(",") if args.datasets else None, args.max_rows)
+            args.datasets.split(",") if args.datasets else None, args.max_rows, args.rules)
     print(summarise(args.out))
 
 

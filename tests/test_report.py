@@ -63,6 +63,19 @@ def test_report_without_labels_has_no_classification_section(labelled):
     assert 'id="confusion"' not in page and 'id="top-rows"' in page
 
 
+def test_cli_report_reads_a_csv_with_the_model_schema(tmp_path):
+    rng = np.random.default_rng(3)
+    rows = pd.DataFrame({"amount": rng.normal(size=120), "branch": rng.choice(["01", "02", "10"], 120)})
+    detector = anomvae.AnomalyVAE(**FAST).fit(rows)
+    detector.save(tmp_path / "model.safetensors")
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    output = tmp_path / "report.html"
+    assert main(["report", str(tmp_path / "model.safetensors"), str(tmp_path / "rows.csv"), "-o", str(output)]) == 0
+    median_and_tail = r"score median / 99th percentile</td><td>([^<]+)<"
+    native = re.search(median_and_tail, build_report(detector, rows)).group(1)
+    assert re.search(median_and_tail, output.read_text()).group(1) == native
+
+
 @needs_browser
 def test_console_messages_are_caught(tmp_path):
     page = tmp_path / "bad.html"
