@@ -43,8 +43,8 @@ import torch
 from sklearn.ensemble import IsolationForest
 
 from anomvae import AnomalyVAE
-from anomvae.datasets import load_npz, shared_data_dir
 from anomvae.calibration import RobustFalsePositiveRate
+from anomvae.datasets import load_npz, shared_data_dir
 from anomvae.thresholds import FalsePositiveRate
 
 DATASETS = ("32_shuttle", "22_magic.gamma", "5_campaign", "10_cover", "33_skin")
