@@ -17,6 +17,7 @@ from .models.cvae import AnomalyCVAE
 from .models.tcvae import AnomalyTCVAE
 from .models.vae import AnomalyVAE
 from .models.vae_gan import AnomalyVAEGAN
+from .models.vade import AnomalyVaDE
 from .models.vae_svdd import AnomalyVAESVDD
 from .monitoring import monitor
 from .persistence import ModelFormatError, load
@@ -46,6 +47,7 @@ __all__ = [
     "AnomalyVAE",
     "AnomalyVAEGAN",
     "AnomalyVAESVDD",
+    "AnomalyVaDE",
     "BaseDeepDetector",
     "NonFiniteLossError",
     "ThresholdWarning",

@@ -22,6 +22,7 @@ BUILT_IN: dict[str, str] = {
     "AnomalyVAE": "anomvae.models.vae",
     "AnomalyVAEGAN": "anomvae.models.vae_gan",
     "AnomalyVAESVDD": "anomvae.models.vae_svdd",
+    "AnomalyVaDE": "anomvae.models.vade",
 }
 """The built-in estimators: class name -> module that defines it."""
 

@@ -73,6 +73,8 @@ TRAINING_VARIANTS: dict[str, tuple[type, dict]] = {
     "t10-latent-half": (AnomalyVAE, {"trim_fraction": 0.1, "latent_dim": lambda d: min(64, max(2, d // 2))}),
     "t10-latent-full": (AnomalyVAE, {"trim_fraction": 0.1, "latent_dim": lambda d: min(64, max(2, d))}),
     "t20": (AnomalyVAE, {"trim_fraction": 0.2}),
+    "t10-beta0.5": (AnomalyVAE, {"trim_fraction": 0.1, "beta": 0.5}),
+    "t10-beta0.25": (AnomalyVAE, {"trim_fraction": 0.1, "beta": 0.25}),
 }
 
 
@@ -208,7 +210,30 @@ def metric_rules(detector: AnomalyVAE, X_train: np.ndarray, X_test: np.ndarray) 
     return out
 
 
-RULE_SETS = {"all": scoring_rules, "reference": reference_rules, "metric": metric_rules}
+def likelihood_rules(detector: AnomalyVAE, X_train: np.ndarray, X_test: np.ndarray) -> dict[str, np.ndarray]:
+    """Reconstruction terms under per-feature and full-covariance Gaussian noise, with and without latent kNN."""
+    codes_train, residual_train, _ = codes_and_errors(detector, X_train)
+    codes_test, residual_test, _ = codes_and_errors(detector, X_test)
+    order = torch.randperm(len(codes_train), generator=torch.Generator().manual_seed(0))[:1024].numpy()
+    reference = torch.as_tensor(codes_train[order])
+    knn_train = kth_neighbour_distance(reference, reference, 5, exclude_self=True).numpy()
+    knn_test = kth_neighbour_distance(torch.as_tensor(codes_test), reference, 5).numpy()
+    knn_term = knn_test / max(np.median(knn_train), 1e-12)
+    variance = np.maximum(residual_train.mean(0), 1e-6 * max(residual_train.mean(), 1e-12))
+    residuals = {
+        "rec": (residual_train.sum(1), residual_test.sum(1)),
+        "rec-per-feature": ((residual_train / variance).sum(1), (residual_test / variance).sum(1)),
+    }
+    out = {}
+    for name, (train, test) in residuals.items():
+        out[name] = test
+        out[f"{name}+knn5"] = test / np.median(train) + knn_term
+        out[f"log-{name}+knn5"] = np.log(test / np.median(train) + 1e-12) + np.log(knn_term + 1e-12)
+    return out
+
+
+RULE_SETS = {"all": scoring_rules, "reference": reference_rules, "metric": metric_rules,
+             "likelihood": likelihood_rules}
 
 
 def peers(X_train: np.ndarray, X_test: np.ndarray, seed: int) -> dict[str, np.ndarray]:

@@ -105,3 +105,20 @@ def test_contextual_benchmark_tiny_configuration(shared_data):
     results = script.evaluate(["merchants", "6_cardio"], [0], epochs=2, data_dir=shared_data, tiny=True)
     assert len(results) == 2 * 4 and results["contextual_auc"].between(0, 1).all()
     assert "| mean | AnomalyCVAE |" in script.to_markdown(results, "command")
+
+
+def test_segments_benchmark_tiny_configuration():
+    script = load_script("segments")
+    results = script.evaluate([0], epochs=2, n_train=200, n_test=80)
+    assert len(results) == 4 and results[["between", "global"]].stack().between(0, 1).all()
+    assert results.set_index("method").loc["AnomalyVaDE", "cohort_ari"] <= 1
+    assert "| AnomalyVaDE |" in script.to_markdown(results, "command")
+
+
+@pytest.mark.parametrize("rules", ["reference", "metric", "likelihood"])
+def test_score_ablation_evaluates_each_rule_set_on_one_fit(shared_data, tmp_path, rules):
+    script = load_script("score_ablation")
+    journal = tmp_path / "ablation.jsonl"
+    script.run("development", [0], ["small-epochs"], ["semi-supervised"], journal, ["14_glass"], 300, rules)
+    summary = script.summarise(journal)
+    assert "PyOD-KNN" in summary and "small-epochs/" in summary

@@ -25,11 +25,13 @@ DEEP_PEERS = frozenset({"PyOD-VAE", "PyOD-AutoEncoder", "PyOD-DeepSVDD"})
 
 CONFIGURATIONS = {
     "AnomalyVAE-reconstruction": ("AnomalyVAE", {"scoring": "reconstruction", "trim_fraction": 0.0}),
+    "AnomalyVaDE-prior": ("AnomalyVaDE", {"scoring": "prior"}),
 }
 """Non-default anomvae configurations in the line-up: name -> (estimator, parameters).
 
 ``AnomalyVAE-reconstruction`` is the default of anomvae 0.1 (reconstruction
-error alone, untrimmed training loss), kept beside the current default."""
+error alone, untrimmed training loss), kept beside the current default.
+``AnomalyVaDE-prior`` scores by the mixture prior's density alone."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from ...nn.posterior import active_units
 from ...nn.vae_losses import calibrated_gaussian_nll, gaussian_kl, sum_per_row, trimmed_mean
 from ...scorer import BatchSource, Phase, Scorer
 from .context import ContextLayout
+from .context_scale import context_keys, credibility_factors, row_factors
 from .network import ConditionalVAENetwork
 
 SCORINGS = ("reconstruction+knn", "elbo", "reconstruction")
@@ -53,21 +54,33 @@ class CVAEScorer(Scorer):
         Share of each batch's highest-loss rows left out of the loss.
     context_dropout : float in [0, 1)
         Share of training rows trained with the unknown context.
+    context_scaling : {"credibility", "none"}
+        ``"credibility"``: the ``"reconstruction+knn"`` and
+        ``"reconstruction"`` scores are divided by their context's typical
+        training score, shrunk toward the global one
+        (:mod:`~.context_scale`); ``"elbo"``, which may be negative, is
+        never divided.
     """
 
     def __init__(self, network: ConditionalVAENetwork, layout: ContextLayout, *, latent_dim: int,
                  beta: float, scoring: str, n_neighbors: int, trim_fraction: float,
-                 context_dropout: float) -> None:
+                 context_dropout: float, context_scaling: str = "none") -> None:
         super().__init__()
         self.network, self.layout = network, layout
         self.beta, self.scoring, self.n_neighbors = beta, scoring, n_neighbors
         self.trim_fraction, self.context_dropout = trim_fraction, context_dropout
+        self.context_scaling = context_scaling if scoring != "elbo" else "none"
         self.register_buffer("noise_variance", torch.ones(1))
+        self.register_buffer("context_cells", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("context_factors", torch.zeros(0))
         self.register_buffer("reference_codes", torch.zeros(0, latent_dim))
         self.register_buffer("score_scales", torch.ones(2))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         take_saved_reference_shape(self, state_dict, prefix)
+        for name in ("context_cells", "context_factors"):  # as many as the training contexts; none in older files
+            saved = state_dict.setdefault(prefix + name, getattr(self, name))
+            setattr(self, name, torch.empty_like(saved, dtype=getattr(self, name).dtype))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _inputs(self, batch: Tensor, drop: bool) -> tuple[Tensor, Tensor]:
@@ -106,16 +119,29 @@ class CVAEScorer(Scorer):
         return mean, log_variance, self._errors(x, self.network.decode(mean, c)).pow(2)
 
     def on_train_end(self, train: Tensor, validation: Tensor | None) -> None:
-        """Keep the reference codes and score scales of ``"reconstruction+knn"``."""
-        if self.scoring != "reconstruction+knn":
-            return
-        codes, errors = (torch.cat(parts) for parts in zip(*(
-            (mean, sum_per_row(squared.double()))
-            for mean, _, squared in map(self._posterior, reference_rows(train).split(4096))
-        )))
-        self.reference_codes, self.score_scales = reference_and_scales(codes, errors, self.n_neighbors)
+        """Keep the reference codes and score scales of ``"reconstruction+knn"``, then the context factors."""
+        if self.scoring == "reconstruction+knn":
+            codes, errors = (torch.cat(parts) for parts in zip(*(
+                (mean, sum_per_row(squared.double()))
+                for mean, _, squared in map(self._posterior, reference_rows(train).split(4096))
+            )))
+            self.reference_codes, self.score_scales = reference_and_scales(codes, errors, self.n_neighbors)
+        if self.context_scaling == "credibility":
+            keys, scores = (torch.cat(parts) for parts in zip(*(
+                (self._context_keys(chunk), self._unscaled_score(chunk)) for chunk in train.split(4096)
+            )))
+            self.context_cells, self.context_factors = credibility_factors(keys, scores)
+
+    def _context_keys(self, batch: Tensor) -> Tensor:
+        return context_keys(self._inputs(batch, drop=False)[1])
 
     def anomaly_score(self, batch: Tensor) -> Tensor:
+        scores = self._unscaled_score(batch)
+        if not len(self.context_cells):
+            return scores
+        return scores / row_factors(self._context_keys(batch), self.context_cells, self.context_factors)
+
+    def _unscaled_score(self, batch: Tensor) -> Tensor:
         mean, log_variance, squared = self._posterior(batch)
         error = sum_per_row(squared.double())
         if self.scoring == "reconstruction":
