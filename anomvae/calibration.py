@@ -13,8 +13,8 @@ on the held-out rows) are addressed, each by measurement
   clones of the estimator are each trained on ``K - 1`` folds and score the
   fold they did not see (cross-conformal calibration, Vovk, "Cross-conformal
   predictors", Annals of Mathematics and Artificial Intelligence 2015). A
-  fold model sees fewer rows than the final one, so its scores lean high and
-  the threshold errs towards fewer alarms.
+  fold model's scores are put on the final model's scale by the ratio of
+  their medians over the rows each was fitted on (:func:`cross_fitted_scores`).
 * **Anomalies among the calibration rows.** A quantile of contaminated scores
   sits inside the anomalies and flags almost none of them. Scores far
   outside the bulk, beyond :attr:`RobustFalsePositiveRate.fence` robust
@@ -50,8 +50,9 @@ class ThresholdWarning(UserWarning):
     """A fitted threshold cannot honour its target false-alarm rate (too few calibration rows)."""
 
 
-def cross_fitted_scores(estimator, encoded: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Out-of-fold anomaly scores of every row of ``encoded``.
+def cross_fitted_scores(estimator, encoded: np.ndarray, folds: int, seed: int,
+                        final_scores: np.ndarray) -> np.ndarray:
+    """Out-of-fold anomaly scores of every row of ``encoded``, on the final model's scale.
 
     Each of ``folds`` clones of ``estimator`` (same parameters, inputs already
     encoded so ``scaling="none"``, epochs scaled up so that it takes as many
@@ -60,6 +61,17 @@ def cross_fitted_scores(estimator, encoded: np.ndarray, folds: int, seed: int) -
     :class:`~anomvae.thresholds.Contamination` avoids recursion and bootstraps);
     their training-health warnings are the final model's business and are
     silenced.
+
+    Every model scores on a scale of its own: a latent-distance term depends on
+    the codes that model learned, a reconstruction error on how far it trained.
+    Each clone's out-of-fold scores are therefore divided by the median of its
+    own scores of the rows it was fitted on, and the pooled ratios multiplied
+    by the median of ``final_scores``, the final model's scores of the rows it
+    was fitted on: the folds are combined as in cross-conformal prediction
+    (Vovk, "Cross-conformal predictors", Annals of Mathematics and Artificial
+    Intelligence 2015), each fold ranked against its own model's scale, without
+    keeping the clones for scoring. Scores that are not all positive (negative
+    ELBOs) are pooled as they are.
 
     Parameters
     ----------
@@ -71,6 +83,8 @@ def cross_fitted_scores(estimator, encoded: np.ndarray, folds: int, seed: int) -
         Number of folds, at least 2.
     seed : int
         Seeds the fold assignment and each clone.
+    final_scores : ndarray of shape (n,)
+        The final model's anomaly scores of ``encoded``.
 
     Returns
     -------
@@ -80,6 +94,7 @@ def cross_fitted_scores(estimator, encoded: np.ndarray, folds: int, seed: int) -
     rng = np.random.default_rng(seed)
     assignment = rng.permutation(len(encoded)) % folds
     scores = np.empty(len(encoded), dtype=np.float64)
+    in_sample_medians = np.empty(folds, dtype=np.float64)
     for fold in range(folds):
         inside = assignment == fold
         model = clone(estimator).set_params(
@@ -93,6 +108,10 @@ def cross_fitted_scores(estimator, encoded: np.ndarray, folds: int, seed: int) -
             warnings.simplefilter("ignore")
             model.fit(encoded[~inside])
         scores[inside] = -model.score_samples(encoded[inside])
+        in_sample_medians[fold] = np.median(-model.score_samples(encoded[~inside]))
+    final_median = float(np.median(final_scores))
+    if final_median > 0 and np.all(in_sample_medians > 0):
+        scores *= final_median / in_sample_medians[assignment]
     return scores
 
 

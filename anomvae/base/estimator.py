@@ -73,12 +73,10 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
         """Whether out-of-fold scores of clones are on this estimator's score scale, so the
         default threshold may calibrate on them (:func:`anomvae.calibration.should_cross_fit`).
 
-        Opt-in: measured so for AnomalyVAE's reconstruction and ELBO rules and for
-        AnomalyVAESVDD. Not so for scores with a part that is optimistic on training
-        rows (a distance to the nearest training codes, a discriminator trained on
-        them): their clones' out-of-fold scores ran above the final model's and the
-        threshold flagged too little. Estimators that select columns of the raw input
-        (a context) cannot be cloned onto encoded rows.
+        Opt-in, where measured: AnomalyVAE (every rule) and AnomalyVAESVDD. Not
+        measured for scores with a discriminator trained on the training rows
+        (AnomalyVAEGAN, AnomalyAdVAE). Estimators that select columns of the raw
+        input (a context) cannot be cloned onto encoded rows.
         """
         return False
 
@@ -172,7 +170,9 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
         if (sync.world_size == 1 and isinstance(data.reference, np.ndarray)
                 and calibration.should_cross_fit(strategy, len(data.reference), data.n_validation, data.image)
                 and self._cross_fit_calibration()):
-            out_of_fold = calibration.cross_fitted_scores(self, data.reference, strategy.folds, seed)
+            out_of_fold = calibration.cross_fitted_scores(
+                self, data.reference, strategy.folds, seed, training_scores
+            )
         self._calibrate_threshold(strategy, data.reference, training_scores, data.held_out, seed, out_of_fold)
         if sync.world_size > 1:
             self._calibrate_on_union(strategy, training_scores, data.held_out, seed, sync)
