@@ -43,6 +43,23 @@ def environment() -> dict[str, Any]:
     return {"versions": versions, "hardware": hardware}
 
 
+def write_results(out: str | Path, name: str, result: dict[str, Any], markdown: str,
+                  command: str = "") -> dict[str, Path]:
+    """Write ``<name>.json`` (with the command and :func:`environment`) and ``<name>.md`` into ``out``.
+
+    Returns
+    -------
+    dict
+        ``{"json": path, "markdown": path}``.
+    """
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"json": folder / f"{name}.json", "markdown": folder / f"{name}.md"}
+    files["json"].write_text(json.dumps({"command": command, "environment": environment(), **result}, indent=1))
+    files["markdown"].write_text(markdown + (f"\nCommand: `{command}`\n" if command else ""))
+    return files
+
+
 def summary_frame(records: list[dict[str, Any]], metric: str) -> pd.DataFrame:
     """Dataset x detector mean of ``metric`` over successful seeds (NaN where every seed failed)."""
     frame = pd.DataFrame(records)

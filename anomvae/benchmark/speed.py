@@ -11,7 +11,6 @@ both sides alike.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 from torch import nn
 
 from ..models.vae import AnomalyVAE
-from .report import environment
+from .report import write_results
 from .runner import available_cores
 
 PYOD_VAE_DEFAULTS = {"hidden_dims": (128, 64, 32), "latent_dim": 2, "epochs": 30, "batch_size": 32,
@@ -196,9 +195,4 @@ def run_speed_benchmark(out: str | Path = "benchmark-results", threads: int | No
                         command: str = "", **options) -> dict[str, Any]:
     """Run :func:`measure` and write ``speed.json`` and ``speed.md`` into ``out``."""
     result = measure(threads=threads, **options)
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {"json": folder / "speed.json", "markdown": folder / "speed.md"}
-    files["json"].write_text(json.dumps({"command": command, "environment": environment(), **result}, indent=1))
-    files["markdown"].write_text(markdown(result) + (f"\nCommand: `{command}`\n" if command else ""))
-    return {"result": result, "files": files}
+    return {"result": result, "files": write_results(out, "speed", result, markdown(result), command)}

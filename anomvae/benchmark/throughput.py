@@ -15,7 +15,6 @@ rates move with the load.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 
 from ..models.vae import AnomalyVAE
-from .report import environment
+from .report import write_results
 from .runner import available_cores
 from .speed import correlated_rows
 
@@ -218,10 +217,5 @@ def run_throughput_benchmark(out: str | Path = "benchmark-results", threads: int
                              command: str = "", **options) -> dict[str, Any]:
     """Run :func:`measure` and write ``throughput.json`` and ``throughput.md`` into ``out``."""
     result = measure(threads=threads, **options)
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {"json": folder / "throughput.json", "markdown": folder / "throughput.md"}
-    files["json"].write_text(json.dumps({"command": command, "environment": environment(), **result}, indent=1))
-    files["markdown"].write_text(markdown(result) + (f"\nCommand: `{command}`\n" if command else ""))
-    return {"result": result, "files": files}
+    return {"result": result, "files": write_results(out, "throughput", result, markdown(result), command)}
 

@@ -67,6 +67,18 @@ def calibrated_gaussian_nll(x: Tensor, output: Tensor) -> tuple[Tensor, Tensor]:
     return sum_per_row(squared) * (0.5 / variance) + offset, variance
 
 
+def row_reconstruction_nll(x: Tensor, output: Tensor, likelihood: str) -> tuple[Tensor, Tensor | None]:
+    """Per-row reconstruction negative log-likelihood during training, shape ``(n,)``.
+
+    ``"calibrated"`` is :func:`calibrated_gaussian_nll`, whose fitted
+    variance is returned beside it; the other likelihoods are
+    :func:`reconstruction_nll` summed over each row, with ``None``.
+    """
+    if likelihood == "calibrated":
+        return calibrated_gaussian_nll(x, output)
+    return sum_per_row(reconstruction_nll(x, output, likelihood)), None
+
+
 def trimmed_mean(values: Tensor, fraction: float) -> Tensor:
     """Mean of per-row losses after leaving out the largest ``fraction`` of them.
 

@@ -14,7 +14,7 @@ from ...nn.latent_density import (
     take_saved_reference_shape,
 )
 from ...nn.posterior import codes_and_errors, decoded_mean, posterior_diagnostics
-from ...nn.vae_losses import calibrated_gaussian_nll, reconstruction_nll, sum_per_row, trimmed_mean
+from ...nn.vae_losses import row_reconstruction_nll, sum_per_row, trimmed_mean
 from ...nn.vae_network import VAENetwork
 from ...scorer import BatchSource, FitContext, Phase, Scorer
 from .losses import kl_decomposition
@@ -61,10 +61,7 @@ class TCVAEScorer(Scorer):
         mean, log_variance = self.network.encode(x)
         z = self.network.reparameterize(mean, log_variance)
         output = self.network.decode(z)
-        if self.likelihood == "calibrated":
-            reconstruction, _ = calibrated_gaussian_nll(x, output)
-        else:
-            reconstruction = sum_per_row(reconstruction_nll(x, output, self.likelihood))
+        reconstruction, _ = row_reconstruction_nll(x, output, self.likelihood)
         return (reconstruction, *kl_decomposition(z, mean, log_variance, self.n_train))
 
     def _loss(self, batch: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:

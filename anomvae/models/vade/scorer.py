@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ...nn.latent_density import SCALE_FLOORS, reference_rows
 from ...nn.posterior import codes_and_errors, decoded_mean, posterior_diagnostics
-from ...nn.vae_losses import calibrated_gaussian_nll, gaussian_kl, reconstruction_nll, sum_per_row, trimmed_mean
+from ...nn.vae_losses import gaussian_kl, row_reconstruction_nll, sum_per_row, trimmed_mean
 from ...nn.vae_network import VAENetwork
 from ...scorer import BatchSource, FitContext, Phase, Scorer
 from .mixture_fit import MAX_MIXTURE_CODES, fit_mixture, mixture_step
@@ -121,10 +121,7 @@ class VaDEScorer(Scorer):
         mean, log_variance = self.network.encode(x)
         z = self.network.reparameterize(mean, log_variance)
         output = self.network.decode(z)
-        if self.likelihood == "calibrated":
-            reconstruction, _ = calibrated_gaussian_nll(x, output)
-        else:
-            reconstruction = sum_per_row(reconstruction_nll(x, output, self.likelihood))
+        reconstruction, _ = row_reconstruction_nll(x, output, self.likelihood)
         if self.mixture_active:
             return reconstruction, mixture_kl(z, mean, log_variance, self.prior)
         return reconstruction, gaussian_kl(mean, log_variance)

@@ -9,11 +9,10 @@ from torch import Tensor
 
 from ...scorer import BatchSource, Phase, Scorer
 from ...nn.vae_losses import (
-    calibrated_gaussian_nll,
     gaussian_kl,
     importance_weighted_nll,
     negative_elbo,
-    reconstruction_nll,
+    row_reconstruction_nll,
     sum_per_row,
     trimmed_mean,
 )
@@ -84,12 +83,9 @@ class VAEScorer(Scorer):
     def elbo_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Per-row reconstruction NLL and KL on one reparameterised sample."""
         output, mean, log_variance = self.network(x)
-        if self.likelihood == "calibrated":
-            reconstruction, variance = calibrated_gaussian_nll(x, output)
-            if self.training:
-                self.noise_variance.copy_(variance)
-        else:
-            reconstruction = sum_per_row(reconstruction_nll(x, output, self.likelihood))
+        reconstruction, variance = row_reconstruction_nll(x, output, self.likelihood)
+        if variance is not None and self.training:
+            self.noise_variance.copy_(variance)
         return reconstruction, gaussian_kl(mean, log_variance)
 
     def training_step(self, batch: Tensor) -> Iterator[Phase]:
