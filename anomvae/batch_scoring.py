@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .persistence import load
-from .request_scoring import scores_and_contributions, top_feature_columns
+from .request_scoring import model_specific_columns, scores_and_contributions, top_feature_columns
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "file:", "mlflow-artifacts:", "s3://", "gs://", "http://", "https://")
 SCORE = "score"
@@ -93,7 +93,9 @@ def score_table(
     -------
     DataFrame
         The kept (or all input) columns, then ``score`` (higher = more
-        anomalous), ``is_anomaly`` and the optional columns.
+        anomalous), ``is_anomaly``, the columns only some models have
+        (``unseen_context``, ``cohort``: as the served model returns them)
+        and the optional columns.
 
     Raises
     ------
@@ -113,7 +115,7 @@ def score_table(
     else:
         passthrough, features = frame, frame
     scores, contributions = scores_and_contributions(detector, features, contributions=top_features > 0)
-    columns = {SCORE: scores, IS_ANOMALY: scores > -detector.offset_}
+    columns = {SCORE: scores, IS_ANOMALY: scores > -detector.offset_, **model_specific_columns(detector, features)}
     if contributions is not None:
         columns.update(top_feature_columns(input_columns(detector), contributions, top_features))
     if p_values:

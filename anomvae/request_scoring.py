@@ -26,6 +26,9 @@ import pandas as pd
 from .inference import map_batches
 from .preprocessing import check_finite
 
+UNSEEN_CONTEXT = "unseen_context"
+COHORT = "cohort"
+
 
 def validated_rows(detector, rows):
     """``detector._validated(rows)``, checking plain numeric rows directly.
@@ -113,4 +116,20 @@ def top_feature_columns(names, contributions: np.ndarray, top_features: int) -> 
     for rank in range(order.shape[1]):
         columns[f"top_feature_{rank + 1}"] = names[order[:, rank]]
         columns[f"top_feature_{rank + 1}_score"] = values[:, rank]
+    return columns
+
+
+def model_specific_columns(detector, rows) -> dict[str, np.ndarray]:
+    """Per-row output columns that only some models have, the same at every door.
+
+    ``unseen_context`` (bool) for context models
+    (:meth:`~anomvae.AnomalyCVAE.unseen_context_rows`); ``cohort`` (int, the
+    most likely mixture component) for mixture-prior models
+    (:meth:`~anomvae.AnomalyVaDE.predict_cohort`); nothing for the others.
+    """
+    columns = {}
+    if hasattr(detector, "unseen_context_rows"):
+        columns[UNSEEN_CONTEXT] = detector.unseen_context_rows(rows)
+    if hasattr(detector, "predict_cohort"):
+        columns[COHORT] = detector.predict_cohort(rows)
     return columns

@@ -1,6 +1,8 @@
 """AnomalyVaDE: the mixture prior, its KL term, the cohort API and the estimator."""
 
+import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import FAST
@@ -8,7 +10,9 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 from sklearn.mixture import GaussianMixture
 
+import anomvae
 from anomvae import AnomalyVaDE, load
+from anomvae.batch_scoring import score_table
 from anomvae.models.vade.losses import mixture_kl
 from anomvae.models.vade.network import GaussianMixturePrior
 from anomvae.nn.vae_losses import gaussian_kl
@@ -83,6 +87,18 @@ def test_save_and_load_keep_cohorts_and_scores(segments, fitted, tmp_path):
     np.testing.assert_array_equal(loaded.predict_cohort(rows), fitted.predict_cohort(rows))
     np.testing.assert_allclose(loaded.predict_cohort_proba(rows), fitted.predict_cohort_proba(rows), rtol=1e-12)
     np.testing.assert_allclose(loaded.anomaly_score(rows), fitted.anomaly_score(rows), rtol=1e-12)
+
+
+def test_every_door_returns_each_rows_cohort(segments, mlflow_store):
+    rows, _ = segments
+    columns = [f"x{i}" for i in range(rows.shape[1])]
+    detector = AnomalyVaDE(n_components=3, **FAST).fit(pd.DataFrame(rows[:900], columns=columns))
+    frame = pd.DataFrame(rows[900:], columns=columns)
+    expected = detector.predict_cohort(frame)
+    np.testing.assert_array_equal(score_table(detector, frame)["cohort"], expected)
+    info = anomvae.log_model(detector, name="model", input_example=frame.head())
+    predictions = mlflow.pyfunc.load_model(info.model_uri).predict(frame)
+    np.testing.assert_array_equal(predictions["cohort"], expected)
 
 
 def test_the_mixture_is_fitted_even_when_training_ends_in_the_warm_up(segments):

@@ -17,6 +17,9 @@ Predictions are a DataFrame with one row per input row:
 ``unseen_context``
     Context models only (:class:`~anomvae.AnomalyCVAE`): the row's context
     holds a value never seen in ``fit``, so it was scored without its context.
+``cohort``
+    Mixture-prior models only (:class:`~anomvae.AnomalyVaDE`): the row's most
+    likely mixture component, as :meth:`~anomvae.AnomalyVaDE.predict_cohort`.
 ``top_feature_1``, ``top_feature_1_score``, ...
     Tabular models only: the ``top_features`` columns contributing most to
     the score (from ``detector.feature_scores``) and their contributions.
@@ -40,14 +43,13 @@ from mlflow.pyfunc import PythonModel
 from sklearn.utils.validation import check_is_fitted
 
 from ..persistence import load
-from ..request_scoring import scores_and_contributions, top_feature_columns
+from ..request_scoring import model_specific_columns, scores_and_contributions, top_feature_columns
 from ..version import __version__
 from . import packaging, serving_inputs
 from ._mlflow import use_default_tracking_uri
 
 SCORE = "score"
 IS_ANOMALY = "is_anomaly"
-UNSEEN_CONTEXT = "unseen_context"
 DETECTOR_ARTIFACT = "detector"
 """Key of the safetensors file in the model's artifacts."""
 WHEEL_ARTIFACT = "anomvae_wheel"
@@ -172,8 +174,7 @@ def score_frame(
         scores, contributions = scores_and_contributions(detector, rows, contributions=top_features > 0)
     index = model_input.index if isinstance(model_input, pd.DataFrame) else None
     columns = {SCORE: scores, IS_ANOMALY: scores > float(threshold)}
-    if hasattr(detector, "unseen_context_rows"):
-        columns[UNSEEN_CONTEXT] = detector.unseen_context_rows(rows)
+    columns.update(model_specific_columns(detector, rows))
     if contributions is not None:
         columns.update(top_feature_columns(serving_inputs.input_columns(detector), contributions, top_features))
     return pd.DataFrame(columns, index=index)
