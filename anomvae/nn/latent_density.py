@@ -12,6 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from ..neighbours import kth_neighbour_distance
+from .posterior import codes_and_errors
+from .vae_network import VAENetwork
 
 MAX_REFERENCE_CODES = 1024
 """Training rows whose posterior means are kept as the reference (a seeded
@@ -29,6 +31,20 @@ def reference_rows(train: Tensor) -> Tensor:
     if len(train) > MAX_REFERENCE_CODES:
         return train[torch.randperm(len(train), device=train.device)[:MAX_REFERENCE_CODES]]
     return train
+
+
+def reference_codes_and_errors(network: VAENetwork, train: Tensor, likelihood: str) -> tuple[Tensor, Tensor]:
+    """Posterior means and per-row reconstruction errors of :func:`reference_rows` of ``train``.
+
+    Computed 4,096 rows at a time, as :func:`~anomvae.nn.posterior.codes_and_errors`.
+
+    Returns
+    -------
+    codes : Tensor of shape (m, latent)
+    errors : Tensor of shape (m,), float64
+    """
+    parts = [codes_and_errors(network, chunk, likelihood) for chunk in reference_rows(train).split(4096)]
+    return torch.cat([codes for codes, _ in parts]), torch.cat([errors for _, errors in parts])
 
 
 def reference_and_scales(codes: Tensor, errors: Tensor, k: int) -> tuple[Tensor, Tensor]:

@@ -10,7 +10,7 @@ from torch import Tensor
 from ...nn.latent_density import (
     reconstruction_plus_knn,
     reference_and_scales,
-    reference_rows,
+    reference_codes_and_errors,
     take_saved_reference_shape,
 )
 from ...nn.posterior import codes_and_errors, decoded_mean, posterior_diagnostics
@@ -84,9 +84,7 @@ class TCVAEScorer(Scorer):
         """Keep the reference codes and score scales of ``"reconstruction+knn"``."""
         if self.scoring != "reconstruction+knn":
             return
-        codes, errors = (torch.cat(parts) for parts in zip(
-            *(codes_and_errors(self.network, chunk, self.likelihood) for chunk in reference_rows(train).split(4096))
-        ))
+        codes, errors = reference_codes_and_errors(self.network, train, self.likelihood)
         self.reference_codes, self.score_scales = reference_and_scales(codes, errors, self.n_neighbors)
 
     def anomaly_score(self, batch: Tensor) -> Tensor:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from ...nn.latent_density import SCALE_FLOORS, reference_rows
+from ...nn.latent_density import SCALE_FLOORS, reference_codes_and_errors
 from ...nn.posterior import codes_and_errors, decoded_mean, posterior_diagnostics
 from ...nn.vae_losses import gaussian_kl, row_reconstruction_nll, sum_per_row, trimmed_mean
 from ...nn.vae_network import VAENetwork
@@ -142,9 +142,7 @@ class VaDEScorer(Scorer):
             mixture_step(self.prior, *self._posteriors(train.split(4096)))
         else:
             self._fit_mixture(train.split(4096))
-        codes, errors = (torch.cat(parts) for parts in zip(
-            *(codes_and_errors(self.network, chunk, self.likelihood) for chunk in reference_rows(train).split(4096))
-        ))
+        codes, errors = reference_codes_and_errors(self.network, train, self.likelihood)
         medians = torch.stack([errors.median(), self.prior_excess(codes).median().double()])
         self.score_scales = torch.maximum(medians.float(), torch.tensor(SCALE_FLOORS, device=medians.device))
 

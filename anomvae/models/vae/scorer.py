@@ -19,7 +19,7 @@ from ...nn.vae_losses import (
 from ...nn.latent_density import (
     reconstruction_plus_knn,
     reference_and_scales,
-    reference_rows,
+    reference_codes_and_errors,
     take_saved_reference_shape,
 )
 from ...nn.posterior import codes_and_errors, decoded_mean, posterior_diagnostics
@@ -110,9 +110,7 @@ class VAEScorer(Scorer):
         """
         if self.scoring != "reconstruction+knn":
             return
-        codes, reconstruction = (torch.cat(parts) for parts in zip(
-            *(codes_and_errors(self.network, chunk, self.likelihood) for chunk in reference_rows(train).split(4096))
-        ))
+        codes, reconstruction = reference_codes_and_errors(self.network, train, self.likelihood)
         self.reference_codes, self.score_scales = reference_and_scales(codes, reconstruction, self.n_neighbors)
 
     def anomaly_score(self, batch: Tensor) -> Tensor:
