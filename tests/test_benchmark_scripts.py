@@ -91,6 +91,37 @@ def test_full_threshold_defaults_keeps_the_false_alarm_rate(shared_data):
     assert script.summary(results)["FAR <= 2x stated"].mean() >= 0.95
 
 
+def test_wide_development_journals_each_fit_and_tabulates_the_candidates(shared_data, tmp_path):
+    script = load_script("wide_development")
+    journal, out = tmp_path / "journal.jsonl", tmp_path / "results.md"
+    arguments = ["--candidates", "32x16-4-e1", "--peers", "PyOD KNN", "--seeds", "0", "--digits", "1",
+                 "--train-per-class", "40", "--data", str(shared_data), "--journal", str(journal),
+                 "--out", str(out)]
+    script.main(arguments)
+    records = journal.read_text().splitlines()
+    assert len(records) == 2 and '"n_features": 784' in records[0] and '"epochs_run": 1' in records[0]
+    script.main(arguments)
+    assert len(journal.read_text().splitlines()) == 2, "a finished fit is not run again"
+    assert "| 32x16-4-e1 |" in out.read_text() and "| PyOD KNN |" in out.read_text()
+
+
+def test_wide_confirmation_runs_the_bench_splits_for_each_candidate(shared_data, tmp_path):
+    script = load_script("wide_confirmation")
+    journal, out = tmp_path / "journal.jsonl", tmp_path / "results.md"
+    script.main(["--candidates", "32x16-4-e1", "--seeds", "0", "--datasets", "toothbrush",
+                 "--data", str(shared_data), "--journal", str(journal), "--out", str(out)])
+    assert len(journal.read_text().splitlines()) == 4
+    table = out.read_text()
+    for name in ("32x16-4-e1", "AnomalyVAE", "PyOD-AutoEncoder", "PyOD-KNN"):
+        assert f"| {name} |" in table
+
+
+@pytest.mark.parametrize("name", ["256", "256x128", "256x128-32-30", "ax1-2"])
+def test_wide_development_refuses_malformed_candidates(name):
+    with pytest.raises(ValueError, match="not of the form"):
+        load_script("wide_development").parse_candidate(name)
+
+
 def test_contamination_curve_runs_each_rate_and_tabulates_the_means(shared_data, tmp_path):
     script = load_script("contamination_curve")
     script.main(["--data", str(shared_data / "tabular"), "--datasets", "14_glass", "--seeds", "1",
