@@ -61,13 +61,15 @@ def main(argv: list[str] | None = None) -> None:
     """Run the missing MVTec-AD fits of the journal, then print and write the summary."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--candidates", default="512x256-32")
+    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated bench detectors (or empty)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data", type=Path, default=None, help="shared data folder (default: ../shared/data)")
     parser.add_argument("--datasets", default="MVTec", help="part of the embedding tables' names to keep")
     parser.add_argument("--journal", type=Path, default=RESULTS / "mvtec-confirmation.jsonl")
     parser.add_argument("--out", type=Path, default=RESULTS / "mvtec-confirmation.md")
     args = parser.parse_args(argv)
-    detectors = {d.name: d for d in select_detectors(list(PEERS))}
+    peers = [name for name in args.peers.split(",") if name]
+    detectors = {d.name: d for d in select_detectors(peers)} if peers else {}
     detectors.update({name: candidate_detector(name) for name in args.candidates.split(",") if name})
     tasks = discover_tasks("images", (args.data or shared_data_dir()) / "images", args.datasets)
     args.journal.parent.mkdir(parents=True, exist_ok=True)
