@@ -9,7 +9,6 @@ from sklearn.metrics import roc_auc_score
 
 from anomvae import AnomalyVAE, AnomalyVAESVDD, load
 from anomvae.nn import build_body, build_decoder, build_encoder, default_architecture
-from anomvae.nn.blocks import WIDE_HIDDEN_DIMS, WIDE_INPUT
 from anomvae import registry
 
 ESTIMATORS = sorted(registry.estimators().values(), key=lambda cls: cls.__name__)
@@ -52,24 +51,23 @@ def test_image_body_is_convolutional_and_can_drop_every_bias():
 
 def test_default_architecture_depends_on_the_input_kind():
     assert default_architecture((1, 28, 28)) == ((256,), 32)
-    assert default_architecture(784) == default_architecture((784,)) == (WIDE_HIDDEN_DIMS, 32)
+    assert default_architecture(784) == default_architecture((784,)) == ((512, 256), 32)
 
 
 @pytest.mark.parametrize("width, expected", [
     (1, ((64, 32), 2)), (7, ((64, 32), 2)), (30, ((64, 32), 8)), (32, ((64, 32), 8)),
     (33, ((128, 64), 9)), (64, ((128, 64), 16)), (65, ((256, 128), 17)), (100, ((256, 128), 25)),
     (129, ((512, 256), 32)), (166, ((512, 256), 32)), (256, ((512, 256), 32)),
+    (512, ((512, 256), 32)), (1555, ((512, 256), 32)),
 ])
-def test_narrow_tables_keep_their_architecture(width, expected):
-    """Up to WIDE_INPUT features the default is anomvae 0.1's: twice the width within [64, 512]."""
-    assert WIDE_INPUT == 256
+def test_tabular_architecture_per_width(width, expected):
+    """Twice the width (a power of two) within [64, 512], then half; latent a quarter within [2, 32].
+
+    Wider rows keep (512, 256): the narrower (256, 128) was chosen on the wide
+    development set but lost 0.004 mean ROC-AUC on the MVTec-AD embeddings
+    (benchmarks/README.md, "Wide inputs").
+    """
     assert default_architecture(width) == expected
-
-
-@pytest.mark.parametrize("width", [257, 512, 768, 1555])
-def test_wide_tables_get_a_first_layer_narrower_than_the_input(width):
-    hidden, latent = default_architecture(width)
-    assert hidden == WIDE_HIDDEN_DIMS and hidden[0] < width and latent == 32
 
 
 @pytest.mark.parametrize("shape", [(2, 3), (1, 2, 3, 4)])

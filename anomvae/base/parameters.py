@@ -61,8 +61,7 @@ latent_dim : int or None, default=None
     "hidden_dims": SharedParameter(None, [list, tuple, None], """\
 hidden_dims : sequence of int or None, default=None
     Encoder hidden widths (the decoder mirrors them); ``None`` picks two
-    layers, the first twice the input width within [64, 512], or (256, 128)
-    above 256 features (see :func:`anomvae.nn.default_architecture`). For images
+    layers, the first twice the input width within [64, 512]. For images
     these are the dense layers after the convolutional stages, which are
     sized from the image shape (see :func:`anomvae.nn.build_body`);
     ``None`` picks one layer of 256."""),

@@ -23,15 +23,6 @@ IMAGE_HIDDEN_DIMS = (256,)
 SMALLEST_FEATURE_MAP = 8
 """Convolutional stages halve the image while its smaller side is at least this."""
 
-WIDE_INPUT = 256
-"""Tabular rows with more features than this are wide: they get :data:`WIDE_HIDDEN_DIMS`."""
-
-WIDE_HIDDEN_DIMS = (256, 128)
-"""Hidden widths for wide tabular rows (embeddings of 512-768 features): a
-first layer narrower than the input. Chosen on one-class MNIST as 784-feature
-rows (``benchmarks/wide_development.py``), confirmed on the MVTec-AD
-embeddings; it needs 42% of the arithmetic of (512, 256) at 512 features."""
-
 FIRST_CHANNELS, MAX_CHANNELS = 16, 128
 """Channels of the first convolutional stage; each later stage doubles them up to the cap."""
 
@@ -45,11 +36,8 @@ def default_architecture(input_shape: int | tuple[int, ...]) -> tuple[tuple[int,
     """Hidden widths and latent size used when the estimator leaves them ``None``.
 
     ``input_shape`` is the input width, or the shape of one encoded row. For
-    tabular rows of up to :data:`WIDE_INPUT` features the first hidden layer
-    is twice the input width (rounded up to a power of two) within [64, 512],
-    the second half of it; wider rows get :data:`WIDE_HIDDEN_DIMS`, a first
-    layer narrower than the input, which scores a 512-feature row with 42%
-    of the arithmetic at an equal ROC-AUC. For images the hidden widths are the
+    tabular rows the first hidden layer is twice the input width within
+    [64, 512], the second half of it. For images the hidden widths are the
     dense layers after the convolutional stages, :data:`IMAGE_HIDDEN_DIMS`,
     since the convolutions already reduce the pixels to a compact map. The
     latent code has about a quarter of the input's dimensions within [2, 32],
@@ -60,8 +48,6 @@ def default_architecture(input_shape: int | tuple[int, ...]) -> tuple[tuple[int,
     latent = int(min(32, max(2, math.ceil(n_inputs / 4))))
     if is_image_shape(shape):
         return IMAGE_HIDDEN_DIMS, latent
-    if n_inputs > WIDE_INPUT:
-        return WIDE_HIDDEN_DIMS, latent
     first = int(min(512, max(64, 2 ** math.ceil(math.log2(max(2 * n_inputs, 2))))))
     return (first, first // 2), latent
 
