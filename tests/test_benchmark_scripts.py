@@ -153,3 +153,12 @@ def test_score_ablation_evaluates_each_rule_set_on_one_fit(shared_data, tmp_path
     script.run("development", [0], ["small-epochs"], ["semi-supervised"], journal, ["14_glass"], 300, rules)
     summary = script.summarise(journal)
     assert "PyOD-KNN" in summary and "small-epochs/" in summary
+
+
+def test_cross_fit_estimators_compares_held_out_and_cross_fitted_calibration(shared_data):
+    script = load_script("cross_fit_estimators")
+    results = script.evaluate(["AnomalyTCVAE"], ["10_cover"], [60], [0.05], [0], data_dir=shared_data)
+    assert list(results["calibration"]) == ["held-out", "cross-fitted"]
+    assert list(results["source"]) == ["held-out", "out-of-fold"]
+    assert results[["false_alarm_rate", "recall"]].stack().between(0, 1).all()
+    assert "far_within_2x_stated" in script.summary(results).columns
