@@ -7,7 +7,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
 from anomvae.datasets import load_npz, semi_supervised_split
@@ -115,10 +117,33 @@ def test_segments_benchmark_tiny_configuration():
     assert "| AnomalyVaDE |" in script.to_markdown(results, "command")
 
 
-@pytest.mark.parametrize("rules", ["reference", "metric", "likelihood"])
+@pytest.mark.parametrize("rules", ["reference", "metric", "likelihood", "tail"])
 def test_score_ablation_evaluates_each_rule_set_on_one_fit(shared_data, tmp_path, rules):
     script = load_script("score_ablation")
     journal = tmp_path / "ablation.jsonl"
     script.run("development", [0], ["small-epochs"], ["semi-supervised"], journal, ["14_glass"], 300, rules)
     summary = script.summarise(journal)
     assert "PyOD-KNN" in summary and "small-epochs/" in summary
+
+
+def test_score_ablation_ensemble_variant_combines_five_members(shared_data, tmp_path):
+    script = load_script("score_ablation")
+    journal = tmp_path / "ablation.jsonl"
+    script.run("development", [0], ["ens-features"], ["semi-supervised"], journal, ["14_glass"], 200)
+    record = [line for line in journal.read_text().splitlines() if "ens-features" in line][0]
+    assert '"fit_seconds"' in record and '"mean5"' in record and '"median3"' in record
+    assert "ens-features/mean5" in script.summarise(journal)
+
+
+def test_tail_probabilities_are_upper_tail_ecdf_values():
+    script = load_script("score_ablation")
+    p = script.tail_probabilities(np.array([1.0, 2.0, 3.0]), np.array([0.0, 2.0, 5.0]))
+    assert p.tolist() == [1.0, 0.75, 0.25]
+
+
+def test_ensemble_cost_probe_times_a_batched_epoch_and_scoring():
+    script = load_script("ensemble_cost")
+    models = [script.network(6, (8, 4), 2) for _ in range(3)]
+    rows = torch.randn(300, 6)
+    assert script.time_epoch(models, rows, 64) > 0
+    assert script.time_scoring(models, rows) > 0
