@@ -433,7 +433,25 @@ def summarise(journal: Path) -> str:
     for (protocol, column), per_dataset in sorted(table.items()):
         means = [np.mean(v) for v in per_dataset.values()]
         lines.append(f"| {protocol} | {column} | {len(means)} | {np.mean(means):.4f} |")
-    return "\n".join(lines)
+    return "\n".join(lines + ensemble_fit_seconds(records))
+
+
+def ensemble_fit_seconds(records: list[dict]) -> list[str]:
+    """Markdown rows: the ensemble variants' fit seconds summed over tables, per protocol and members fitted."""
+    totals: dict[tuple[str, str], np.ndarray] = {}
+    for record in records:
+        if "fit_seconds" in record:
+            seconds = np.cumsum(record["fit_seconds"])[[0, *(size - 1 for size in ENSEMBLE_SIZES)]]
+            key = (record["protocol"], record["variant"])
+            totals[key] = totals.get(key, 0) + seconds / len({r["seed"] for r in records})
+    if not totals:
+        return []
+    sizes = " | ".join(f"{size} members" for size in ENSEMBLE_SIZES)
+    lines = ["", f"| protocol | ensemble variant | fit seconds, all tables, per seed: member 0 | {sizes} |",
+             "|---|---|---:|" + "---:|" * len(ENSEMBLE_SIZES)]
+    for (protocol, variant), seconds in sorted(totals.items()):
+        lines.append(f"| {protocol} | {variant} | " + " | ".join(f"{value:.0f}" for value in seconds) + " |")
+    return lines
 
 
 def main() -> None:
