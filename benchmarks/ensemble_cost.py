@@ -54,6 +54,11 @@ def member_loss(model: VAENetwork, params: dict, buffers: dict, batch: Tensor) -
     return per_row.sort().values[:kept].mean()
 
 
+def submodule(params: dict, prefix: str) -> dict:
+    """The entries of ``params`` under ``prefix.``, without the prefix."""
+    return {name[len(prefix) + 1:]: value for name, value in params.items() if name.startswith(prefix + ".")}
+
+
 def time_epoch(models: list[VAENetwork], rows: Tensor, batch_size: int) -> float:
     """Seconds for one epoch of all ``models`` trained together by one vmapped step (one model: no vmap)."""
     params, buffers = stack_module_state(models)
@@ -82,28 +87,24 @@ def time_epoch(models: list[VAENetwork], rows: Tensor, batch_size: int) -> float
 
 def time_scoring(models: list[VAENetwork], rows: Tensor, k: int = 5) -> float:
     """Rows per second of the mean of the members' reconstruction + latent kNN scores."""
-    params, buffers = stack_module_state(models)
-    params = {name: value.detach() for name, value in params.items()}
+    params = {name: value.detach() for name, value in stack_module_state(models)[0].items()}
     template = copy.deepcopy(models[0]).to("meta")
 
-    def encode_decode(p, b, x):
-        code, _ = functional_call(template.encoder, ({n[8:]: v for n, v in p.items() if n.startswith("encoder.")},
-                                                     {}), (x,))
-        output = functional_call(template.decoder, ({n[8:]: v for n, v in p.items() if n.startswith("decoder.")},
-                                                    {}), (code,))
-        return code, (x - output).pow(2).sum(1)
+    def encode_decode(p, x):
+        code, _ = functional_call(template.encoder, submodule(p, "encoder"), (x,))
+        return code, (x - functional_call(template.decoder, submodule(p, "decoder"), (code,))).pow(2).sum(1)
 
     if len(models) == 1:
-        def batched(p, b, x):
-            code, errors = encode_decode({n: v[0] for n, v in p.items()}, b, x)
+        def batched(p, x):
+            code, errors = encode_decode({n: v[0] for n, v in p.items()}, x)
             return code[None], errors[None]
     else:
-        batched = vmap(encode_decode, in_dims=(0, 0, None))
+        batched = vmap(encode_decode, in_dims=(0, None))
     with torch.no_grad():
-        reference_codes, _ = batched(params, buffers, rows[:1024])
+        reference_codes, _ = batched(params, rows[:1024])
         started = time.perf_counter()
         for chunk in rows.split(4096):
-            codes, errors = batched(params, buffers, chunk)
+            codes, errors = batched(params, chunk)
             total = errors.double().clone()
             for member in range(len(models)):
                 total[member] += kth_neighbour_distance(codes[member], reference_codes[member], k).double()
