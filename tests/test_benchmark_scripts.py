@@ -147,3 +147,12 @@ def test_ensemble_cost_probe_times_a_batched_epoch_and_scoring():
     rows = torch.randn(300, 6)
     assert script.time_epoch(models, rows, 64) > 0
     assert script.time_scoring(models, rows) > 0
+
+
+def test_cross_fit_estimators_compares_held_out_and_cross_fitted_calibration(shared_data):
+    script = load_script("cross_fit_estimators")
+    results = script.evaluate(["AnomalyTCVAE"], ["10_cover"], [60], [0.05], [0], data_dir=shared_data)
+    assert list(results["calibration"]) == ["held-out", "cross-fitted"]
+    assert list(results["source"]) == ["held-out", "out-of-fold"]
+    assert results[["false_alarm_rate", "recall"]].stack().between(0, 1).all()
+    assert "far_within_2x_stated" in script.summary(results).columns
