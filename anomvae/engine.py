@@ -222,8 +222,11 @@ class TrainingEngine:
                 n_rows += len(batch)
                 for phase in self._phases(scorer, batch):
                     group = groups[phase.optimizer]
-                    group.zero_grad()
-                    phase.loss.backward()
+                    if phase.backward is None:
+                        group.zero_grad()
+                        phase.loss.backward()
+                    else:
+                        phase.backward()
                     self.sync.average_(group.grad)
                     if self.gradient_clip is not None:
                         group.clip_grad_norm_(self.gradient_clip)

@@ -44,16 +44,16 @@ def _linear_chain(module: nn.Module) -> list[tuple[nn.Linear, float | None]] | N
     return chain or None
 
 
-def supports(network: nn.Module, likelihood: str, trim_fraction: float, device: torch.device) -> bool:
+def supports(network: nn.Module, likelihood: str, device: torch.device) -> bool:
     """Whether :class:`FusedVAEStep` can train ``network`` with this loss on ``device``.
 
     It needs the tabular VAE of :mod:`anomvae.nn.blocks` (MLP encoder with
     Gaussian heads, MLP decoder, every layer with a bias, LeakyReLU between
-    layers), a ``"gaussian"`` or ``"calibrated"`` decoder, no trimmed loss,
-    and the CPU (where dispatch overhead is what a step costs; on a GPU the
+    layers), a ``"gaussian"`` or ``"calibrated"`` decoder, and the CPU
+    (where dispatch overhead is what a small step costs; on a GPU the
     engine's mixed precision applies instead).
     """
-    if (device.type != "cpu" or likelihood not in LIKELIHOODS or trim_fraction
+    if (device.type != "cpu" or likelihood not in LIKELIHOODS
             or not isinstance(network, VAENetwork) or not isinstance(network.encoder, GaussianEncoder)):
         return False
     encoder = network.encoder
