@@ -23,7 +23,10 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 
 COMPILE_VARIABLE = "ANOMVAE_COMPILE"
 """Set this environment variable to 1 to ``torch.compile`` the scorer's
-networks before training (worth it for long trainings, on GPUs above all)."""
+networks before training (worth it for long trainings, on GPUs above all).
+On the CPU it did not pay at tabular sizes (``benchmarks/fused_step.py``), and
+AnomalyVAE's fused step (:mod:`anomvae.nn.fused_vae_step`) does not call the
+modules, so there it applies only with ``fused_step=False``."""
 
 
 def compile_requested() -> bool:
