@@ -64,6 +64,29 @@ class _QuantileVAE(AnomalyVAE):
         return super().fit(self.quantiles_.transform(X))
 
 
+class _Winsorised:
+    """Per-column centre and scale from the rows clipped to their 1st-99th percentiles."""
+
+    def __init__(self, X):
+        low, high = np.percentile(X, [1, 99], axis=0)
+        clipped = np.clip(X, low, high)
+        self.centre = clipped.mean(axis=0)
+        scale = clipped.std(axis=0)
+        fallback = X.std(axis=0)
+        self.scale = np.where(scale > 0, scale, np.where(fallback > 0, fallback, 1.0))
+
+    def transform(self, X):
+        return (X - self.centre) / self.scale
+
+
+class _WinsorisedVAE(AnomalyVAE):
+    """AnomalyVAE on inputs standardised by winsorised means and standard deviations."""
+
+    def fit(self, X, y=None):
+        self.quantiles_ = _Winsorised(np.asarray(X, dtype=np.float64))
+        return super().fit(self.quantiles_.transform(X))
+
+
 TRAINING_VARIANTS: dict[str, tuple[type, dict]] = {
     "default": (AnomalyVAE, {"trim_fraction": 0.0}),
     "trim10": (_TrimmedVAE, {}),
@@ -75,6 +98,8 @@ TRAINING_VARIANTS: dict[str, tuple[type, dict]] = {
     "t20": (AnomalyVAE, {"trim_fraction": 0.2}),
     "t10-beta0.5": (AnomalyVAE, {"trim_fraction": 0.1, "beta": 0.5}),
     "t10-beta0.25": (AnomalyVAE, {"trim_fraction": 0.1, "beta": 0.25}),
+    "t10-robust": (AnomalyVAE, {"trim_fraction": 0.1, "scaling": "robust"}),
+    "t10-winsorised": (_WinsorisedVAE, {"trim_fraction": 0.1, "scaling": "none"}),
 }
 
 
