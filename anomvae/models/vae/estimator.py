@@ -71,8 +71,8 @@ class AnomalyVAE(BaseDeepDetector):
         On the CPU, train tabular networks with a ``"calibrated"`` or
         ``"gaussian"`` decoder by a hand-written forward and backward pass
         (:mod:`anomvae.nn.fused_vae_step`): the same loss and gradient as
-        autograd's up to float rounding, in about half the time per step at
-        the small batches of tabular data (``benchmarks/fused_step.py``).
+        autograd's up to float rounding, with a third or more less time per
+        step at the small batches of tabular data (``benchmarks/fused_step.py``).
         Images, the Bernoulli decoder and GPUs always use autograd, as does
         ``False``.
     See :data:`~anomvae.base.parameters.SHARED_PARAMETERS` for the shared parameters.
