@@ -4,6 +4,7 @@ The full runs are the ``slow`` tests at the end (and the scripts themselves).
 """
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -122,3 +123,14 @@ def test_score_ablation_evaluates_each_rule_set_on_one_fit(shared_data, tmp_path
     script.run("development", [0], ["small-epochs"], ["semi-supervised"], journal, ["14_glass"], 300, rules)
     summary = script.summarise(journal)
     assert "PyOD-KNN" in summary and "small-epochs/" in summary
+
+
+def test_fused_step_script_times_each_variant_and_checks_the_gradient(tmp_path):
+    script = load_script("fused_step")
+    assert script.main(["--variants", "pyod,bare,eager,hand-fused", "--steps", "5", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "fused_step.md").read_text()
+    assert "| hand-fused |" in report and "| pyod |" in report and "anomvae-default-512" in report
+    results = json.loads((tmp_path / "fused_step.json").read_text())
+    for rows in results.values():
+        assert rows["hand_fused_gradient_max_relative_error"] < 1e-5
+        assert rows["hand-fused"]["us_per_step"] > 0
