@@ -134,3 +134,12 @@ def test_fused_step_script_times_each_variant_and_checks_the_gradient(tmp_path):
     for rows in results.values():
         assert rows["hand_fused_gradient_max_relative_error"] < 1e-5
         assert rows["hand-fused"]["us_per_step"] > 0
+
+
+def test_cross_fit_estimators_compares_held_out_and_cross_fitted_calibration(shared_data):
+    script = load_script("cross_fit_estimators")
+    results = script.evaluate(["AnomalyTCVAE"], ["10_cover"], [60], [0.05], [0], data_dir=shared_data)
+    assert list(results["calibration"]) == ["held-out", "cross-fitted"]
+    assert list(results["source"]) == ["held-out", "out-of-fold"]
+    assert results[["false_alarm_rate", "recall"]].stack().between(0, 1).all()
+    assert "far_within_2x_stated" in script.summary(results).columns

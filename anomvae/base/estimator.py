@@ -73,10 +73,15 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
         """Whether out-of-fold scores of clones are on this estimator's score scale, so the
         default threshold may calibrate on them (:func:`anomvae.calibration.should_cross_fit`).
 
-        Opt-in, where measured: AnomalyVAE (every rule) and AnomalyVAESVDD. Not
-        measured for scores with a discriminator trained on the training rows
-        (AnomalyVAEGAN, AnomalyAdVAE). Estimators that select columns of the raw
-        input (a context) cannot be cloned onto encoded rows.
+        Opt-in, where measured to help (``benchmarks/threshold_defaults.py``):
+        AnomalyVAE (every rule) and AnomalyVAESVDD. Measured and left off
+        (``benchmarks/cross_fit_estimators.py``): AnomalyVAEGAN and AnomalyAdVAE,
+        whose cross-fitted thresholds keep the stated rate but lose recall (their
+        clones score above the final model), and AnomalyTCVAE and AnomalyVaDE,
+        whose in-sample predictions on scikit-learn's 300-row fit_predict check
+        then flag no row, which ``check_estimator`` forbids. Estimators that
+        select columns of the raw input (a context) cannot be cloned onto
+        encoded rows.
         """
         return False
 
