@@ -4,6 +4,7 @@ The full runs are the ``slow`` tests at the end (and the scripts themselves).
 """
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -147,6 +148,17 @@ def test_ensemble_cost_probe_times_a_batched_epoch_and_scoring():
     rows = torch.randn(300, 6)
     assert script.time_epoch(models, rows, 64) > 0
     assert script.time_scoring(models, rows) > 0
+
+
+def test_fused_step_script_times_each_variant_and_checks_the_gradient(tmp_path):
+    script = load_script("fused_step")
+    assert script.main(["--variants", "pyod,bare,eager,hand-fused", "--steps", "5", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "fused_step.md").read_text()
+    assert "| hand-fused |" in report and "| pyod |" in report and "anomvae-default-512" in report
+    results = json.loads((tmp_path / "fused_step.json").read_text())
+    for rows in results.values():
+        assert rows["hand_fused_gradient_max_relative_error"] < 1e-5
+        assert rows["hand-fused"]["us_per_step"] > 0
 
 
 def test_cross_fit_estimators_compares_held_out_and_cross_fitted_calibration(shared_data):
