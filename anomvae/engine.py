@@ -23,7 +23,10 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 
 COMPILE_VARIABLE = "ANOMVAE_COMPILE"
 """Set this environment variable to 1 to ``torch.compile`` the scorer's
-networks before training (worth it for long trainings, on GPUs above all)."""
+networks before training (worth it for long trainings, on GPUs above all).
+On the CPU it did not pay at tabular sizes (``benchmarks/fused_step.py``), and
+AnomalyVAE's fused step (:mod:`anomvae.nn.fused_vae_step`) does not call the
+modules, so there it applies only with ``fused_step=False``."""
 
 
 def compile_requested() -> bool:
@@ -222,8 +225,11 @@ class TrainingEngine:
                 n_rows += len(batch)
                 for phase in self._phases(scorer, batch):
                     group = groups[phase.optimizer]
-                    group.zero_grad()
-                    phase.loss.backward()
+                    if phase.backward is None:
+                        group.zero_grad()
+                        phase.loss.backward()
+                    else:
+                        phase.backward()
                     self.sync.average_(group.grad)
                     if self.gradient_clip is not None:
                         group.clip_grad_norm_(self.gradient_clip)

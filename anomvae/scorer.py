@@ -70,11 +70,17 @@ class Phase:
         Key of :meth:`Scorer.optimizer_groups` whose parameters this phase updates.
     logs : dict of str to Tensor
         Detached scalars averaged over the epoch and recorded in the history.
+    backward : callable or None
+        A hand-written backward pass (:mod:`anomvae.nn.fused_vae_step`) that
+        writes the gradient of ``loss`` into the ``.grad`` of every parameter
+        of the group, overwriting it; the engine then calls it in place of
+        zeroing the gradients and ``loss.backward()``. ``None``: autograd.
     """
 
     loss: Tensor
     optimizer: str = "model"
     logs: dict[str, Tensor] = field(default_factory=dict)
+    backward: Callable[[], None] | None = None
 
 
 class Scorer(nn.Module):

@@ -8,6 +8,12 @@ as mean ROC-AUC per (training variant, scoring rule) and protocol.
 
     nice -n 10 python benchmarks/score_ablation.py --part development --seeds 0 1 2 \
         --variants default,trimmed --out benchmarks/results/generalisation/ablation.jsonl
+
+Ensemble variants (``--variants ens-seeds,ens-small,...``, see
+:data:`ENSEMBLE_VARIANTS`) fit five AnomalyVAE members one after another and
+score the mean and the median of the first three and of all five members'
+scores; ``--rules tail`` combines the default fit's two terms by their
+empirical tail probabilities instead of the median-scaled sum.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from anomvae.benchmark.suites import suite_part
 from anomvae.datasets import load_npz, shared_data_dir
 from anomvae.models.vae.scorer import VAEScorer
 from anomvae.neighbours import kth_neighbour_distance
+from anomvae.nn import default_architecture
+from anomvae.nn.posterior import codes_and_errors as model_codes_and_errors
 from anomvae.scorer import Phase
 
 class _TrimmedVAEScorer(VAEScorer):
@@ -257,8 +265,133 @@ def likelihood_rules(detector: AnomalyVAE, X_train: np.ndarray, X_test: np.ndarr
     return out
 
 
+def tail_probabilities(train: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Upper-tail p-values ``(1 + #{train >= s}) / (n + 1)`` of each ``test`` score ``s`` under ``train``."""
+    ordered = np.sort(train)
+    at_least = len(ordered) - np.searchsorted(ordered, test, side="left")
+    return (1 + at_least) / (len(ordered) + 1)
+
+
+def model_terms(detector: AnomalyVAE, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The default rule's two raw terms on ``X``: reconstruction errors and posterior means.
+
+    Returns
+    -------
+    errors : ndarray of shape (n,)
+    codes : Tensor of shape (n, latent)
+    nearest : ndarray of shape (n,)
+        Distance of each code to its nearest reference code (0 for the reference rows themselves).
+    """
+    scorer = detector.scorer_
+    scaled = torch.as_tensor(detector.encoder_.transform(X), dtype=scorer.dtype)
+    with torch.no_grad():
+        codes, errors = model_codes_and_errors(scorer.network, scaled, scorer.likelihood)
+    return errors.numpy(), codes, kth_neighbour_distance(codes, scorer.reference_codes, 1).numpy()
+
+
+def tail_rules(detector: AnomalyVAE, X_train: np.ndarray, X_test: np.ndarray) -> dict[str, np.ndarray]:
+    """Reconstruction and latent kNN combined by their empirical tail probabilities.
+
+    Each term's p-value is read off its empirical distribution on the
+    training rows (``train``: every training row; ``ref``: the model's
+    reference rows alone, at most 1,024, found as the training codes at
+    distance < 1e-6 from a reference code). A training row that is a
+    reference row leaves itself out of its neighbour distance, as the
+    model's scales do. Fisher's method scores ``-log p_rec - log p_knn``
+    (Fisher, "Statistical Methods for Research Workers", 1925); ``mean-rank``
+    is ``-(p_rec + p_knn)``; ``min-p`` the smaller p-value. ``+tie`` breaks
+    the ties among rows beyond both empirical tails (where the p-values
+    bottom out at ``1 / (n + 1)``) by the default median-scaled sum.
+    """
+    k = detector.n_neighbors
+    reference = detector.scorer_.reference_codes
+    rec_train, codes_train, nearest = model_terms(detector, X_train)
+    in_reference = nearest < 1e-6
+    knn_train = np.where(in_reference, kth_neighbour_distance(codes_train, reference, k + 1).numpy(),
+                         kth_neighbour_distance(codes_train, reference, k).numpy())
+    rec_test, codes_test, _ = model_terms(detector, X_test)
+    knn_test = kth_neighbour_distance(codes_test, reference, k).numpy()
+    scales = detector.scorer_.score_scales.numpy().astype(float)
+    default = rec_test / scales[0] + knn_test / scales[1]
+    out = {"default": default, "reconstruction": rec_test, "latent-knn": knn_test}
+    tie = 1e-9 * default / max(default.max(), 1e-12)
+    for name, rows in (("train", slice(None)), ("ref", in_reference)):
+        p_rec = tail_probabilities(rec_train[rows], rec_test)
+        p_knn = tail_probabilities(knn_train[rows], knn_test)
+        fisher = -np.log(p_rec) - np.log(p_knn)
+        out[f"fisher-{name}"] = fisher
+        out[f"fisher-{name}+tie"] = fisher + tie
+        out[f"mean-rank-{name}"] = -(p_rec + p_knn)
+        out[f"mean-rank-{name}+tie"] = -(p_rec + p_knn) + tie
+        out[f"min-p-{name}+tie"] = -np.minimum(p_rec, p_knn) + tie
+    return out
+
+
 RULE_SETS = {"all": scoring_rules, "reference": reference_rules, "metric": metric_rules,
-             "likelihood": likelihood_rules}
+             "likelihood": likelihood_rules, "tail": tail_rules}
+
+
+def halved_hidden(n_features: int) -> tuple[int, int]:
+    """The default tabular hidden widths, each halved (a quarter of the default's weights)."""
+    first, second = default_architecture(n_features)[0]
+    return first // 2, second // 2
+
+
+ENSEMBLE_SIZES = (3, 5)
+"""Members combined: the first three of a variant's fits, then all of them."""
+
+ENSEMBLE_VARIANTS: dict[str, dict] = {
+    # members differ in seed only
+    "ens-seeds": {"params": {}},
+    # same, hidden widths halved so five members cost about one default fit
+    "ens-small": {"params": {"hidden_dims": halved_hidden}},
+    # each member on a random 80% of the training rows, drawn without replacement
+    "ens-rows80": {"params": {}, "rows": 0.8},
+    # each member on a random subset of between half and all-but-one of the features
+    # (feature bagging, Lazarevic & Kumar, KDD 2005)
+    "ens-features": {"params": {}, "features": True},
+    # small members on 80% of the rows
+    "ens-small-rows80": {"params": {"hidden_dims": halved_hidden}, "rows": 0.8},
+}
+"""Ensemble training variants: ``max(ENSEMBLE_SIZES)`` AnomalyVAE members fitted one
+after another, member ``m`` seeded ``seed + 1000 m`` (member 0 is the default
+fit of that seed). Members use ``contamination=0.1`` so that no member
+cross-fits a threshold (ROC-AUC does not depend on it; a real ensemble would
+calibrate once on its combined score)."""
+
+
+def fit_members(variant: str, seed: int, X_train: np.ndarray) -> tuple[list, list[float]]:
+    """The members of an ensemble variant as ``(detector, feature columns)``, and each one's fit seconds."""
+    spec = ENSEMBLE_VARIANTS[variant]
+    n_rows, n_features = X_train.shape
+    members, seconds = [], []
+    for member in range(max(ENSEMBLE_SIZES)):
+        member_seed = seed + 1000 * member
+        draw = np.random.default_rng(member_seed)
+        rows = np.arange(n_rows)
+        if spec.get("rows", 1.0) < 1.0:
+            rows = np.sort(draw.choice(n_rows, size=max(2, int(spec["rows"] * n_rows)), replace=False))
+        columns = np.arange(n_features)
+        if spec.get("features") and n_features > 2:
+            size = draw.integers(n_features // 2, n_features)
+            columns = np.sort(draw.choice(n_features, size=size, replace=False))
+        params = {key: value(len(columns)) if callable(value) else value for key, value in spec["params"].items()}
+        started = time.perf_counter()
+        detector = AnomalyVAE(random_state=member_seed, contamination=0.1, **params)
+        detector.fit(X_train[np.ix_(rows, columns)])
+        seconds.append(time.perf_counter() - started)
+        members.append((detector, columns))
+    return members, seconds
+
+
+def ensemble_rules(members: list, X_test: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean and median of the members' default scores (each a median-scaled sum), per ensemble size."""
+    scores = np.stack([-detector.score_samples(X_test[:, columns]) for detector, columns in members])
+    out = {"member0": scores[0]}
+    for size in ENSEMBLE_SIZES:
+        out[f"mean{size}"] = scores[:size].mean(0)
+        out[f"median{size}"] = np.median(scores[:size], 0)
+    return out
 
 
 def peers(X_train: np.ndarray, X_test: np.ndarray, seed: int) -> dict[str, np.ndarray]:
@@ -288,16 +421,20 @@ def run(part: str, seeds: list[int], variants: list[str], protocols: list[str], 
                         if key in done:
                             continue
                         started = time.perf_counter()
+                        extra = {}
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore")
                             if variant == "peers":
                                 scores = peers(X[train], X[test], seed)
+                            elif variant in ENSEMBLE_VARIANTS:
+                                members, extra["fit_seconds"] = fit_members(variant, seed, X[train])
+                                scores = ensemble_rules(members, X[test])
                             else:
                                 detector = make_variant(variant, seed, X.shape[1]).fit(X[train])
                                 scores = RULE_SETS[rules](detector, X[train], X[test])
                         aucs = {rule: float(roc_auc_score(y[test], s)) for rule, s in scores.items()}
                         record = {"dataset": name, "protocol": protocol, "seed": seed, "variant": variant,
-                                  "seconds": time.perf_counter() - started, "auc": aucs}
+                                  "seconds": time.perf_counter() - started, "auc": aucs, **extra}
                         sink.write(json.dumps(record) + "\n")
                         sink.flush()
                         print(name, protocol, seed, variant, f"{record['seconds']:.1f}s",
@@ -321,7 +458,25 @@ def summarise(journal: Path) -> str:
     for (protocol, column), per_dataset in sorted(table.items()):
         means = [np.mean(v) for v in per_dataset.values()]
         lines.append(f"| {protocol} | {column} | {len(means)} | {np.mean(means):.4f} |")
-    return "\n".join(lines)
+    return "\n".join(lines + ensemble_fit_seconds(records))
+
+
+def ensemble_fit_seconds(records: list[dict]) -> list[str]:
+    """Markdown rows: the ensemble variants' fit seconds summed over tables, per protocol and members fitted."""
+    totals: dict[tuple[str, str], np.ndarray] = {}
+    for record in records:
+        if "fit_seconds" in record:
+            seconds = np.cumsum(record["fit_seconds"])[[0, *(size - 1 for size in ENSEMBLE_SIZES)]]
+            key = (record["protocol"], record["variant"])
+            totals[key] = totals.get(key, 0) + seconds / len({r["seed"] for r in records})
+    if not totals:
+        return []
+    sizes = " | ".join(f"{size} members" for size in ENSEMBLE_SIZES)
+    lines = ["", f"| protocol | ensemble variant | fit seconds, all tables, per seed: member 0 | {sizes} |",
+             "|---|---|---:|" + "---:|" * len(ENSEMBLE_SIZES)]
+    for (protocol, variant), seconds in sorted(totals.items()):
+        lines.append(f"| {protocol} | {variant} | " + " | ".join(f"{value:.0f}" for value in seconds) + " |")
+    return lines
 
 
 def main() -> None:

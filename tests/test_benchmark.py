@@ -187,12 +187,13 @@ def test_speed_benchmark_reports_the_ratio_and_the_eager_pytorch_floor():
 
     result = measure(n_rows=64, n_features=5, repeats=1, score_rows=500, threads=1)
     assert result["fit_speedup"] > 0
-    assert set(result["step_seconds"]) == {"anomvae", "pyod", "bare_pytorch"}
+    assert set(result["step_seconds"]) == {"anomvae", "anomvae_autograd", "pyod", "bare_pytorch"}
+    assert result["fit_speedup_autograd"] > 0
     assert 0 < result["step_seconds"]["bare_pytorch"] < 1
     assert result["eager_pytorch_ceiling_speedup"] == pytest.approx(
         result["step_seconds"]["pyod"] / result["step_seconds"]["bare_pytorch"])
     report = markdown(result)
-    assert "Fit speed-up" in report and "bare eager-PyTorch" in report
+    assert "Fit speed-up" in report and "bare eager-PyTorch" in report and "AnomalyVAE (autograd)" in report
 
 
 def test_named_configurations_build_their_estimator_with_their_parameters():

@@ -4,10 +4,13 @@ The full runs are the ``slow`` tests at the end (and the scripts themselves).
 """
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
 from anomvae.datasets import load_npz, semi_supervised_split
@@ -146,13 +149,47 @@ def test_segments_benchmark_tiny_configuration():
     assert "| AnomalyVaDE |" in script.to_markdown(results, "command")
 
 
-@pytest.mark.parametrize("rules", ["reference", "metric", "likelihood"])
+@pytest.mark.parametrize("rules", ["reference", "metric", "likelihood", "tail"])
 def test_score_ablation_evaluates_each_rule_set_on_one_fit(shared_data, tmp_path, rules):
     script = load_script("score_ablation")
     journal = tmp_path / "ablation.jsonl"
     script.run("development", [0], ["small-epochs"], ["semi-supervised"], journal, ["14_glass"], 300, rules)
     summary = script.summarise(journal)
     assert "PyOD-KNN" in summary and "small-epochs/" in summary
+
+
+def test_score_ablation_ensemble_variant_combines_five_members(shared_data, tmp_path):
+    script = load_script("score_ablation")
+    journal = tmp_path / "ablation.jsonl"
+    script.run("development", [0], ["ens-features"], ["semi-supervised"], journal, ["14_glass"], 200)
+    record = [line for line in journal.read_text().splitlines() if "ens-features" in line][0]
+    assert '"fit_seconds"' in record and '"mean5"' in record and '"median3"' in record
+    assert "ens-features/mean5" in script.summarise(journal)
+
+
+def test_tail_probabilities_are_upper_tail_ecdf_values():
+    script = load_script("score_ablation")
+    p = script.tail_probabilities(np.array([1.0, 2.0, 3.0]), np.array([0.0, 2.0, 5.0]))
+    assert p.tolist() == [1.0, 0.75, 0.25]
+
+
+def test_ensemble_cost_probe_times_a_batched_epoch_and_scoring():
+    script = load_script("ensemble_cost")
+    models = [script.network(6, (8, 4), 2) for _ in range(3)]
+    rows = torch.randn(300, 6)
+    assert script.time_epoch(models, rows, 64) > 0
+    assert script.time_scoring(models, rows) > 0
+
+
+def test_fused_step_script_times_each_variant_and_checks_the_gradient(tmp_path):
+    script = load_script("fused_step")
+    assert script.main(["--variants", "pyod,bare,eager,hand-fused", "--steps", "5", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "fused_step.md").read_text()
+    assert "| hand-fused |" in report and "| pyod |" in report and "anomvae-default-512" in report
+    results = json.loads((tmp_path / "fused_step.json").read_text())
+    for rows in results.values():
+        assert rows["hand_fused_gradient_max_relative_error"] < 1e-5
+        assert rows["hand-fused"]["us_per_step"] > 0
 
 
 def test_cross_fit_estimators_compares_held_out_and_cross_fitted_calibration(shared_data):

@@ -6,7 +6,8 @@
 - :mod:`~anomvae.nn.vae_losses`: KL, the Gaussian, calibrated Gaussian and
   Bernoulli likelihoods, the negative ELBO and the IWAE bound;
 - :mod:`~anomvae.nn.posterior`: decoded means, posterior diagnostics and active units;
-- :mod:`~anomvae.nn.latent_density`: the ``"reconstruction+knn"`` score (reference codes, scales).
+- :mod:`~anomvae.nn.latent_density`: the ``"reconstruction+knn"`` score (reference codes, scales);
+- :mod:`~anomvae.nn.fused_vae_step`: the MLP VAE's loss with a hand-written backward, for fast CPU steps.
 
 Model folders under :mod:`anomvae.models` import these and never each other.
 """

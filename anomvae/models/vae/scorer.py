@@ -23,6 +23,7 @@ from ...nn.latent_density import (
     take_saved_reference_shape,
 )
 from ...nn.posterior import codes_and_errors, decoded_mean, posterior_diagnostics
+from ...nn import fused_vae_step
 from ...nn.vae_network import VAENetwork
 
 SCORINGS = ("reconstruction+knn", "reconstruction", "elbo", "iwae")
@@ -53,13 +54,22 @@ class VAEScorer(Scorer):
     trim_fraction : float in [0, 0.5)
         Share of each batch's highest-loss rows left out of the training and
         validation losses (:func:`~.losses.trimmed_mean`).
+    fused_step : bool
+        Train with the hand-written forward and backward of
+        :class:`~anomvae.nn.fused_vae_step.FusedVAEStep` where
+        :func:`~anomvae.nn.fused_vae_step.supports` says it applies (the
+        same loss and gradient as autograd's, in fewer operations); autograd
+        elsewhere and with False.
     """
 
     def __init__(self, network: VAENetwork, *, latent_dim: int, beta: float, likelihood: str,
-                 scoring: str, n_samples: int, n_neighbors: int = 5, trim_fraction: float = 0.0) -> None:
+                 scoring: str, n_samples: int, n_neighbors: int = 5, trim_fraction: float = 0.0,
+                 fused_step: bool = False) -> None:
         super().__init__()
         self.network = network
         self.trim_fraction = trim_fraction
+        self.fused_step = fused_step
+        self._fused: fused_vae_step.FusedVAEStep | None = None
         self.beta = beta
         self.likelihood = likelihood
         self.scoring = scoring
@@ -89,11 +99,25 @@ class VAEScorer(Scorer):
         return reconstruction, gaussian_kl(mean, log_variance)
 
     def training_step(self, batch: Tensor) -> Iterator[Phase]:
+        fused = self._fused_step_for(batch)
+        if fused is not None:
+            loss, reconstruction, kl, variance = fused.forward(batch)
+            if self.likelihood == "calibrated":
+                self.noise_variance.copy_(variance)
+            yield Phase(loss, logs={"reconstruction": reconstruction, "kl": kl}, backward=fused.backward)
+            return
         reconstruction, kl = self.elbo_terms(batch)
         loss = trimmed_mean(reconstruction + self.beta * kl, self.trim_fraction)
         with torch.no_grad():
             logs = {"reconstruction": reconstruction.mean(), "kl": kl.mean()}
         yield Phase(loss, logs=logs)
+
+    def _fused_step_for(self, batch: Tensor) -> fused_vae_step.FusedVAEStep | None:
+        """The fused step of this fit, built at its first batch; None where autograd trains."""
+        if self._fused is None and self.fused_step and fused_vae_step.supports(
+                self.network, self.likelihood, batch.device):
+            self._fused = fused_vae_step.FusedVAEStep(self.network, self.likelihood, self.beta, self.trim_fraction)
+        return self._fused
 
     def validation_loss(self, batch: Tensor) -> Tensor:
         reconstruction, kl = self.elbo_terms(batch)
@@ -108,6 +132,7 @@ class VAEScorer(Scorer):
         put both terms of the score on one scale
         (:mod:`anomvae.nn.latent_density`).
         """
+        self._fused = None  # it holds the last batch's activations, which no saved model needs
         if self.scoring != "reconstruction+knn":
             return
         codes, reconstruction = reference_codes_and_errors(self.network, train, self.likelihood)
