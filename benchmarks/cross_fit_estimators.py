@@ -30,8 +30,7 @@ import torch
 
 from anomvae import AnomalyAdVAE, AnomalyTCVAE, AnomalyVaDE, AnomalyVAE, AnomalyVAEGAN
 from anomvae.calibration import RobustFalsePositiveRate
-from anomvae.datasets import load_npz, shared_data_dir
-from threshold_defaults import FRESH_ANOMALIES, FRESH_NORMAL, markdown, plant
+from threshold_defaults import markdown, training_sets
 
 DATASETS = ("10_cover", "11_donors", "8_celeba")
 """Development tables with enough normal rows for fresh test rows."""
@@ -45,45 +44,28 @@ def forced(estimator_class: type) -> type:
     return type(estimator_class.__name__, (estimator_class,), {"_cross_fit_calibration": lambda self: True})
 
 
-def training_set(normal, n, contamination, seed):
-    """Training rows with planted anomalies, fresh normal rows and fresh planted anomalies."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(normal))
-    n_planted = round(n * contamination)
-    train_normal = normal[order[: n - n_planted]]
-    sd = train_normal.std(axis=0) + 1e-12
-    planted = plant(normal[order[n: n + n_planted + FRESH_ANOMALIES]], sd, rng)
-    return np.vstack([train_normal, planted[:n_planted]]), normal[order[-FRESH_NORMAL:]], planted[n_planted:]
-
-
 def evaluate(estimators, datasets, sizes, contaminations, seeds, data_dir=None) -> pd.DataFrame:
-    folder = Path(data_dir or shared_data_dir()) / "tabular"
+    """One row per dataset, size, contamination, seed, estimator and calibration."""
     rows = []
-    for dataset in datasets:
-        X, y = load_npz(folder / f"{dataset}.npz")
-        normal = X[y == 0]
-        for n in sizes:
-            for contamination in contaminations:
-                for seed in seeds:
-                    train, fresh_normal, fresh_anomalies = training_set(normal, n, contamination, seed)
-                    for name in estimators:
-                        for calibration, make in (
-                            ("held-out", lambda: ESTIMATORS[name](
-                                threshold=RobustFalsePositiveRate(0.01, folds=0), random_state=seed)),
-                            ("cross-fitted", lambda: forced(ESTIMATORS[name])(random_state=seed)),
-                        ):
-                            with warnings.catch_warnings():
-                                warnings.simplefilter("ignore")
-                                model = make().fit(train)
-                            rows.append({
-                                "dataset": dataset, "n": n, "contamination": contamination, "seed": seed,
-                                "estimator": name, "calibration": calibration,
-                                "source": model.threshold_.source,
-                                "stated_rate": float(model.threshold_.expected_rate),
-                                "false_alarm_rate": float(np.mean(model.predict(fresh_normal) == -1)),
-                                "recall": float(np.mean(model.predict(fresh_anomalies) == -1)),
-                            })
-                            print(rows[-1], file=sys.stderr, flush=True)
+    for dataset, n, contamination, seed, sets in training_sets(datasets, sizes, contaminations, seeds, data_dir):
+        train, fresh_normal, fresh_anomalies = sets
+        for name in estimators:
+            for calibration, make in (
+                ("held-out", lambda: ESTIMATORS[name](
+                    threshold=RobustFalsePositiveRate(0.01, folds=0), random_state=seed)),
+                ("cross-fitted", lambda: forced(ESTIMATORS[name])(random_state=seed)),
+            ):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    model = make().fit(train)
+                rows.append({
+                    "dataset": dataset, "n": n, "contamination": contamination, "seed": seed,
+                    "estimator": name, "calibration": calibration, "source": model.threshold_.source,
+                    "stated_rate": float(model.threshold_.expected_rate),
+                    "false_alarm_rate": float(np.mean(model.predict(fresh_normal) == -1)),
+                    "recall": float(np.mean(model.predict(fresh_anomalies) == -1)),
+                })
+                print(rows[-1], file=sys.stderr, flush=True)
     return pd.DataFrame(rows)
 
 

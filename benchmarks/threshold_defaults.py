@@ -67,18 +67,38 @@ def plant(rows: np.ndarray, sd: np.ndarray, rng: np.random.Generator) -> np.ndar
     return planted
 
 
-def cell(normal: np.ndarray, n: int, contamination: float, seed: int, compare_old: bool) -> list[dict]:
-    """Fit every method on one training set; recall and false-alarm rate on fresh rows."""
+def training_set(normal: np.ndarray, n: int, contamination: float, seed: int):
+    """``n`` training rows with ``round(n * contamination)`` planted anomalies, fresh normal rows and fresh
+    planted anomalies, all drawn from ``normal`` by ``seed``."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(normal))
     n_planted = round(n * contamination)
     train_normal = normal[order[: n - n_planted]]
-    fresh_normal = normal[order[-FRESH_NORMAL:]]
-    sources = normal[order[n: n + n_planted + FRESH_ANOMALIES]]
     sd = train_normal.std(axis=0) + 1e-12
-    planted = plant(sources, sd, rng)
-    train = np.vstack([train_normal, planted[:n_planted]])
-    fresh_anomalies = planted[n_planted:]
+    planted = plant(normal[order[n: n + n_planted + FRESH_ANOMALIES]], sd, rng)
+    return np.vstack([train_normal, planted[:n_planted]]), normal[order[-FRESH_NORMAL:]], planted[n_planted:]
+
+
+def training_sets(datasets, sizes, contaminations, seeds, data_dir=None):
+    """``(dataset, n, contamination, seed, (train, fresh_normal, fresh_anomalies))`` for every combination."""
+    folder = Path(data_dir or shared_data_dir()) / "tabular"
+    for dataset in datasets:
+        X, y = load_npz(folder / f"{dataset}.npz")
+        normal = X[y == 0]
+        for n in sizes:
+            if n + FRESH_ANOMALIES + FRESH_NORMAL > len(normal):
+                raise ValueError(f"{dataset} has too few normal rows ({len(normal)}) for n = {n}")
+            for contamination in contaminations:
+                for seed in seeds:
+                    yield dataset, n, contamination, seed, training_set(normal, n, contamination, seed)
+
+
+def cell(sets: tuple, n: int, contamination: float, seed: int, compare_old: bool) -> list[dict]:
+    """Fit every method on one training set; recall and false-alarm rate on fresh rows.
+
+    ``sets`` is ``(train, fresh_normal, fresh_anomalies)`` from :func:`training_set`.
+    """
+    train, fresh_normal, fresh_anomalies = sets
     methods = {"AnomalyVAE default": lambda: AnomalyVAE(random_state=seed)}
     if compare_old:
         methods["AnomalyVAE old default"] = lambda: AnomalyVAE(threshold=FalsePositiveRate(0.01), random_state=seed)
@@ -116,19 +136,11 @@ def recall_at(normal_scores: np.ndarray, anomaly_scores: np.ndarray, rate: float
 def evaluate(datasets=DATASETS, sizes=SIZES, contaminations=CONTAMINATIONS, seeds=(0,), data_dir=None,
              compare_old: bool = False) -> pd.DataFrame:
     """One row per dataset, size, contamination, seed and method."""
-    folder = Path(data_dir or shared_data_dir()) / "tabular"
     rows = []
-    for dataset in datasets:
-        X, y = load_npz(folder / f"{dataset}.npz")
-        normal = X[y == 0]
-        for n in sizes:
-            if n + FRESH_ANOMALIES + FRESH_NORMAL > len(normal):
-                raise ValueError(f"{dataset} has too few normal rows ({len(normal)}) for n = {n}")
-            for contamination in contaminations:
-                for seed in seeds:
-                    for result in cell(normal, n, contamination, seed, compare_old):
-                        rows.append({"dataset": dataset, **result})
-                        print(rows[-1], file=sys.stderr, flush=True)
+    for dataset, n, contamination, seed, sets in training_sets(datasets, sizes, contaminations, seeds, data_dir):
+        for result in cell(sets, n, contamination, seed, compare_old):
+            rows.append({"dataset": dataset, **result})
+            print(rows[-1], file=sys.stderr, flush=True)
     return pd.DataFrame(rows)
 
 
