@@ -29,9 +29,9 @@ class AnomalyVAEGAN(BaseDeepDetector):
 
     When to choose it: images, where its discriminator features help (one-class
     MNIST, ``benchmarks/README.md``). On tabular data it is no safe choice: on
-    the confirmation half of the shared tables (seed 0) it scored 0.912 mean
-    ROC-AUC with clean training data and 0.782 with contaminated data, against
-    0.908 and 0.718 for PyOD's AutoEncoder and 0.892 and 0.836 for PyOD's VAE;
+    the confirmation half of the shared tables (3 seeds) it scored 0.920 mean
+    ROC-AUC with clean training data and 0.776 with contaminated data, against
+    0.907 and 0.771 for PyOD's AutoEncoder and 0.896 and 0.829 for PyOD's VAE;
     on ten ADBench tables never used for tuning (issue 11, 3 seeds, clean
     data) 0.755 against 0.787 and 0.771. It trains about 3x slower
     than :class:`~anomvae.AnomalyVAE`, whose default is the better choice
