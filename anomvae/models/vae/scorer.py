@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from ...scorer import BatchSource, Phase, Scorer
+from ...scorer import BatchSource, FitContext, Phase, Scorer
 from ...nn.vae_losses import (
     gaussian_kl,
     importance_weighted_nll,
@@ -98,26 +98,24 @@ class VAEScorer(Scorer):
             self.noise_variance.copy_(variance)
         return reconstruction, gaussian_kl(mean, log_variance)
 
+    def on_fit_start(self, context: FitContext) -> None:
+        """Build the fused training step once, where :func:`~anomvae.nn.fused_vae_step.supports` says it applies."""
+        self._fused = (fused_vae_step.FusedVAEStep(self.network, self.likelihood, self.beta, self.trim_fraction)
+                       if self.fused_step and fused_vae_step.supports(self.network, self.likelihood, self.device)
+                       else None)
+
     def training_step(self, batch: Tensor) -> Iterator[Phase]:
-        fused = self._fused_step_for(batch)
-        if fused is not None:
-            loss, reconstruction, kl, variance = fused.forward(batch)
+        if self._fused is not None:
+            loss, reconstruction, kl, variance = self._fused.forward(batch)
             if self.likelihood == "calibrated":
                 self.noise_variance.copy_(variance)
-            yield Phase(loss, logs={"reconstruction": reconstruction, "kl": kl}, backward=fused.backward)
+            yield Phase(loss, logs={"reconstruction": reconstruction, "kl": kl}, backward=self._fused.backward)
             return
         reconstruction, kl = self.elbo_terms(batch)
         loss = trimmed_mean(reconstruction + self.beta * kl, self.trim_fraction)
         with torch.no_grad():
             logs = {"reconstruction": reconstruction.mean(), "kl": kl.mean()}
         yield Phase(loss, logs=logs)
-
-    def _fused_step_for(self, batch: Tensor) -> fused_vae_step.FusedVAEStep | None:
-        """The fused step of this fit, built at its first batch; None where autograd trains."""
-        if self._fused is None and self.fused_step and fused_vae_step.supports(
-                self.network, self.likelihood, batch.device):
-            self._fused = fused_vae_step.FusedVAEStep(self.network, self.likelihood, self.beta, self.trim_fraction)
-        return self._fused
 
     def validation_loss(self, batch: Tensor) -> Tensor:
         reconstruction, kl = self.elbo_terms(batch)
