@@ -36,8 +36,10 @@ def inference_dtype(device: torch.device, module: nn.Module | None = None) -> to
     differences across batch sizes (around 1e-16) vanish when
     :func:`map_batches` rounds the results to float32 precision.
     """
-    if device.type != "cpu" or module is None:
-        return torch.float32 if device.type != "cpu" else torch.float64
+    if device.type != "cpu":
+        return torch.float32
+    if module is None:
+        return torch.float64
     layers = list(module.modules())
     measured = all(layer.out_features >= 2 for layer in layers if isinstance(layer, nn.Linear))
     convolutional = any(isinstance(layer, CONVOLUTIONS) for layer in layers)
