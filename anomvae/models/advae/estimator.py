@@ -32,9 +32,9 @@ class AnomalyAdVAE(BaseDeepDetector):
     ROC-AUC with clean training data and 0.756 with contaminated data (PyOD's
     AutoEncoder 0.907 and 0.771, VAE 0.896 and 0.829); on ten ADBench tables
     never used for tuning (issue 11, 3 seeds) 0.780 with clean data (0.787,
-    0.771) and 0.683 with contaminated data (0.717, 0.696). It trains about 3x slower than
-    :class:`~anomvae.AnomalyVAE`, whose default is the better choice for
-    tables.
+    0.771) and 0.683 with contaminated data (0.717, 0.696). It trains about
+    3x slower than :class:`~anomvae.AnomalyVAE`, whose default is the better
+    choice for tables.
 
     Parameters
     ----------
