@@ -67,9 +67,9 @@ class _QuantileVAE(AnomalyVAE):
     """AnomalyVAE on inputs mapped to normal scores by their training quantiles."""
 
     def fit(self, X, y=None):
-        self.quantiles_ = QuantileTransformer(output_distribution="normal", n_quantiles=min(1000, len(X)),
+        self.input_transform_ = QuantileTransformer(output_distribution="normal", n_quantiles=min(1000, len(X)),
                                               random_state=0).fit(X)
-        return super().fit(self.quantiles_.transform(X))
+        return super().fit(self.input_transform_.transform(X))
 
 
 class _Winsorised:
@@ -91,8 +91,8 @@ class _WinsorisedVAE(AnomalyVAE):
     """AnomalyVAE on inputs standardised by winsorised means and standard deviations."""
 
     def fit(self, X, y=None):
-        self.quantiles_ = _Winsorised(np.asarray(X, dtype=np.float64))
-        return super().fit(self.quantiles_.transform(X))
+        self.input_transform_ = _Winsorised(np.asarray(X, dtype=np.float64))
+        return super().fit(self.input_transform_.transform(X))
 
 
 TRAINING_VARIANTS: dict[str, tuple[type, dict]] = {
@@ -111,11 +111,16 @@ TRAINING_VARIANTS: dict[str, tuple[type, dict]] = {
 }
 
 
+def _scaled(detector: AnomalyVAE, X: np.ndarray) -> torch.Tensor:
+    """``X`` as the detector's network sees it: its variant's input transform, then its encoder."""
+    if hasattr(detector, "input_transform_"):
+        X = detector.input_transform_.transform(X)
+    return torch.as_tensor(detector.encoder_.transform(X), dtype=detector.scorer_.dtype)
+
+
 def codes_and_errors(detector: AnomalyVAE, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Posterior means, squared reconstruction errors per feature, and scaled inputs."""
-    if hasattr(detector, "quantiles_"):
-        X = detector.quantiles_.transform(X)
-    scaled = torch.as_tensor(detector.encoder_.transform(X), dtype=detector.scorer_.dtype)
+    scaled = _scaled(detector, X)
     network = detector.scorer_.network
     with torch.no_grad():
         mean, log_variance = network.encode(scaled)
@@ -125,9 +130,7 @@ def codes_and_errors(detector: AnomalyVAE, X: np.ndarray) -> tuple[np.ndarray, n
 
 def decoded(detector: AnomalyVAE, X: np.ndarray) -> np.ndarray:
     """Reconstructions decoded from the posterior means, in scaled input units."""
-    if hasattr(detector, "quantiles_"):
-        X = detector.quantiles_.transform(X)
-    scaled = torch.as_tensor(detector.encoder_.transform(X), dtype=detector.scorer_.dtype)
+    scaled = _scaled(detector, X)
     with torch.no_grad():
         network = detector.scorer_.network
         return network.decode(network.encode(scaled)[0]).numpy()
