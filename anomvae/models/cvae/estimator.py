@@ -110,6 +110,7 @@ class AnomalyCVAE(BaseDeepDetector):
         "beta": [Interval(Real, 0, None, closed="left")],
         "scoring": [StrOptions(set(SCORINGS))],
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "contrast_weight": [Interval(Real, 0, None, closed="left")],
         "trim_fraction": [Interval(Real, 0, 0.5, closed="left")],
         "context_scaling": [StrOptions({"credibility", "none"})],
     }
@@ -118,10 +119,11 @@ class AnomalyCVAE(BaseDeepDetector):
         context=None,
         cyclic=None,
         unseen_context="marginal",
-        context_dropout=0.1,
+        context_dropout=0.2,
         beta=1.0,
-        scoring="reconstruction+knn",
+        scoring="reconstruction+knn+contrast",
         n_neighbors=5,
+        contrast_weight=2.0,
         trim_fraction=0.1,
         context_scaling="credibility",
     )
@@ -186,7 +188,8 @@ class AnomalyCVAE(BaseDeepDetector):
         )
         return CVAEScorer(network, layout, latent_dim=latent_dim, beta=self.beta, scoring=self.scoring,
                           n_neighbors=self.n_neighbors, trim_fraction=self.trim_fraction,
-                          context_dropout=self.context_dropout, context_scaling=self.context_scaling)
+                          context_dropout=self.context_dropout, context_scaling=self.context_scaling,
+                          contrast_weight=self.contrast_weight)
 
     def _validated(self, X):
         data = super()._validated(X)
