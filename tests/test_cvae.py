@@ -129,3 +129,24 @@ def test_pyfunc_flags_unseen_context(mlflow_store):
     predictions = model.predict(new)
     np.testing.assert_allclose(predictions["score"], detector.anomaly_score(new), rtol=1e-12)
     assert predictions["unseen_context"].tolist() == [False, True, False, False, False, False]
+
+
+def test_context_contrast_adds_to_the_conditional_score_except_under_the_unknown_context():
+    train, test, _ = merchants(n=600)
+    new = test.head(8).copy()
+    new.loc[[0, 3], "merchant"] = "never-seen"
+    unseen = np.isin(np.arange(8), [0, 3])
+    plain = AnomalyCVAE(context=["merchant"], scoring="reconstruction+knn", **FAST).fit(train)
+    weightless = AnomalyCVAE(context=["merchant"], contrast_weight=0.0, **FAST).fit(train)
+    contrast = AnomalyCVAE(context=["merchant"], **FAST).fit(train)
+    assert contrast.scoring == "reconstruction+knn+contrast" and contrast.contrast_weight > 0
+    np.testing.assert_allclose(weightless.anomaly_score(new), plain.anomaly_score(new), rtol=1e-12)
+    gap = contrast.anomaly_score(new) - plain.anomaly_score(new)
+    np.testing.assert_allclose(gap[unseen], 0.0, atol=1e-12)
+    assert np.all(gap[~unseen] != 0)
+
+
+def test_contrast_weight_must_be_non_negative():
+    train, _, _ = merchants(n=100)
+    with pytest.raises(ValueError, match="contrast_weight"):
+        AnomalyCVAE(context=["merchant"], contrast_weight=-1.0, **FAST).fit(train)

@@ -27,6 +27,7 @@ SCORINGS = (*KNN_SCORINGS, "elbo", "reconstruction")
 CONTRAST_SCALE_FLOOR = 1e-6
 """Smallest divisor of the contrast term, for training rows whose contrast is all rounding noise."""
 
+
 class CVAEScorer(Scorer):
     """Conditional VAE trained on the negative ELBO of the features given the context.
 
@@ -44,7 +45,7 @@ class CVAEScorer(Scorer):
     latent_dim : int
     beta : float
         Weight of the KL term.
-    scoring : {"reconstruction+knn", "elbo", "reconstruction"}
+    scoring : {"reconstruction+knn+contrast", "reconstruction+knn", "elbo", "reconstruction"}
         ``"reconstruction"``: squared error of the non-context features
         decoded from the posterior mean given the context. ``"elbo"``: that
         error under the calibrated Gaussian plus the KL of the posterior, both
@@ -54,17 +55,27 @@ class CVAEScorer(Scorer):
         on the training rows. The latent terms matter: a row carrying another
         context's values is reconstructed well by a code far out in the
         prior's tail, so the reconstruction alone misses it.
+        ``"reconstruction+knn+contrast"``: ``"reconstruction+knn"`` (after
+        any context scaling) plus ``contrast_weight`` times
+        :meth:`context_contrast` divided by its median absolute value on the
+        training rows. The contrast is a likelihood ratio against a
+        background model, as in Ren et al., "Likelihood Ratios for
+        Out-of-Distribution Detection" (NeurIPS 2019), with the marginal
+        model of the same network as the background: it is high for rows
+        whose features fit another context better than their own.
     n_neighbors : int
     trim_fraction : float in [0, 0.5)
         Share of each batch's highest-loss rows left out of the loss.
     context_dropout : float in [0, 1)
         Share of training rows trained with the unknown context.
     context_scaling : {"credibility", "none"}
-        ``"credibility"``: the ``"reconstruction+knn"`` and
+        ``"credibility"``: the ``"reconstruction+knn"`` rules' and
         ``"reconstruction"`` scores are divided by their context's typical
         training score, shrunk toward the global one
         (:mod:`~.context_scale`); ``"elbo"``, which may be negative, is
         never divided.
+    contrast_weight : float
+        Weight of the contrast term of ``"reconstruction+knn+contrast"``.
     """
 
     def __init__(self, network: ConditionalVAENetwork, layout: ContextLayout, *, latent_dim: int,
