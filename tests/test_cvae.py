@@ -150,3 +150,16 @@ def test_contrast_weight_must_be_non_negative():
     train, _, _ = merchants(n=100)
     with pytest.raises(ValueError, match="contrast_weight"):
         AnomalyCVAE(context=["merchant"], contrast_weight=-1.0, **FAST).fit(train)
+
+
+def test_contrast_cannot_hide_a_row_far_from_all_training_data():
+    train, test, _ = merchants(n=600)
+    detector = AnomalyCVAE(context=["merchant"], **FAST).fit(train)
+    plain = AnomalyCVAE(context=["merchant"], scoring="reconstruction+knn", **FAST).fit(train)
+    far = pd.concat([test.head(4).assign(amount=60.0, items=-60.0), test])
+    scorer = detector.scorer_
+    lowest = detector.contrast_weight * scorer.contrast_floor.item() / scorer.contrast_scale.item()
+    assert scorer.contrast_floor.item() <= 0
+    plain_scores = plain.anomaly_score(far)  # float32: compare within its rounding
+    assert np.all(detector.anomaly_score(far) - plain_scores >= lowest - 1e-5 * np.abs(plain_scores))
+    assert detector.anomaly_score(far.head(4)).min() > detector.anomaly_score(test).max()
