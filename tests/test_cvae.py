@@ -98,6 +98,8 @@ def test_without_context_it_is_a_vae_of_all_columns():
     rows = np.random.default_rng(0).normal(size=(200, 4))
     detector = AnomalyCVAE(**FAST).fit(rows)
     assert detector.context_columns_ == [] and detector.predict(rows).shape == (200,)
+    plain = AnomalyCVAE(scoring="reconstruction+knn", **FAST).fit(rows)
+    np.testing.assert_allclose(detector.anomaly_score(rows), plain.anomaly_score(rows), rtol=1e-12)
     assert AnomalyVAE(**FAST).fit(rows).predict(rows).shape == (200,)
 
 

@@ -51,7 +51,8 @@ class AnomalyCVAE(BaseDeepDetector):
     context_dropout : float in [0, 1), default=0.2
         Share of training rows trained with the unknown context: how the
         network learns the marginal model that the contrast term and unseen
-        contexts use.
+        contexts use. Without context columns no row is dropped and the
+        score has no contrast: the model is a VAE of all columns.
     beta : float, default=1.0
         Weight of the KL term.
     scoring : {"reconstruction+knn+contrast", "reconstruction+knn", "elbo", "reconstruction"}, \
@@ -63,10 +64,10 @@ default="reconstruction+knn+contrast"
         contrast: the negative ELBO given the row's context minus that
         given the unknown context, both from this one network (a likelihood
         ratio against a background model, as in Ren et al., NeurIPS 2019),
-        which by Bayes' rule estimates -log p(c | x) / p(c), how far the features
-        point away from the row's own context (the conditional score
-        alone estimates -log p(x | c)). ``feature_scores`` are the squared
-        errors under every rule, 0 for the context columns.
+        which by Bayes' rule estimates -log p(c | x) / p(c): how far the
+        features point away from the row's own context (the conditional
+        score alone estimates -log p(x | c)). ``feature_scores`` are the
+        squared errors under every rule, 0 for the context columns.
     n_neighbors : int, default=5
         k of the ``"reconstruction+knn"`` rules.
     contrast_weight : float >= 0, default=2.0

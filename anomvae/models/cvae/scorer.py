@@ -72,12 +72,15 @@ class CVAEScorer(Scorer):
         background model, as in Ren et al., "Likelihood Ratios for
         Out-of-Distribution Detection" (NeurIPS 2019), with the marginal
         model of the same network as the background: it is high for rows
-        whose features fit another context better than their own.
+        whose features fit another context better than their own. Without
+        context columns there is nothing to contrast and the rule is
+        ``"reconstruction+knn"``.
     n_neighbors : int
     trim_fraction : float in [0, 0.5)
         Share of each batch's highest-loss rows left out of the loss.
     context_dropout : float in [0, 1)
-        Share of training rows trained with the unknown context.
+        Share of training rows trained with the unknown context; none
+        without context columns.
     context_scaling : {"credibility", "none"}
         ``"credibility"``: the ``"reconstruction+knn"`` rules' and
         ``"reconstruction"`` scores are divided by their context's typical
@@ -117,7 +120,7 @@ class CVAEScorer(Scorer):
     def _inputs(self, batch: Tensor, drop: bool) -> tuple[Tensor, Tensor]:
         batch = batch.reshape(len(batch), -1)  # images are modelled as flat pixel rows
         missing = self.layout.unseen_rows(batch)
-        if drop and self.context_dropout > 0:
+        if drop and self.context_dropout > 0 and self._has_context():
             missing = missing | (torch.rand(len(batch), device=batch.device) < self.context_dropout)
         return self.layout.features(batch), self.layout.context(batch, missing)
 
@@ -177,7 +180,7 @@ class CVAEScorer(Scorer):
         return self._negative_elbo(kl, squared) - self._negative_elbo(kl_unknown, squared_unknown)
 
     def on_train_end(self, train: Tensor, validation: Tensor | None) -> None:
-        """Keep the reference codes and score scales of the kNN rules, the context factors, the contrast scale."""
+        """Keep the kNN rules' reference codes and scales, the context factors, the contrast's scale and floor."""
         if self.scoring in KNN_SCORINGS:
             codes, errors = (torch.cat(parts) for parts in zip(*(
                 (mean, sum_per_row(squared.double()))
@@ -190,10 +193,17 @@ class CVAEScorer(Scorer):
                 for chunk in train.split(4096)
             )))
             self.context_cells, self.context_factors = credibility_factors(keys, scores)
-        if self.scoring == CONTRAST_SCORING:
+        if self._contrasted():
             contrast = torch.cat([self.context_contrast(chunk) for chunk in reference_rows(train).split(4096)])
             self.contrast_scale.fill_(max(contrast.abs().median().item(), CONTRAST_SCALE_FLOOR))
             self.contrast_floor.fill_(min(torch.quantile(contrast, CONTRAST_FLOOR_QUANTILE).item(), 0.0))
+
+    def _has_context(self) -> bool:
+        return bool(self.layout.context_mask.any())
+
+    def _contrasted(self) -> bool:
+        """Whether the score has the contrast term: its rule, and context columns to contrast."""
+        return self.scoring == CONTRAST_SCORING and self._has_context()
 
     def _context_keys(self, batch: Tensor) -> Tensor:
         return context_keys(self._inputs(batch, drop=False)[1])
@@ -203,7 +213,7 @@ class CVAEScorer(Scorer):
         scores = self._conditional_score(posterior)
         if len(self.context_cells):
             scores = scores / row_factors(self._context_keys(batch), self.context_cells, self.context_factors)
-        if self.scoring == CONTRAST_SCORING:
+        if self._contrasted():
             contrast = self.context_contrast(batch, posterior).clamp_min(self.contrast_floor.item())
             scores = scores + self.contrast_weight * contrast / self.contrast_scale
         return scores
