@@ -93,7 +93,7 @@ class CVAEScorer(Scorer):
 
     def __init__(self, network: ConditionalVAENetwork, layout: ContextLayout, *, latent_dim: int,
                  beta: float, scoring: str, n_neighbors: int, trim_fraction: float,
-                 context_dropout: float, context_scaling: str = "none", contrast_weight: float = 1.0) -> None:
+                 context_dropout: float, context_scaling: str = "none", contrast_weight: float = 2.0) -> None:
         super().__init__()
         self.network, self.layout = network, layout
         self.beta, self.scoring, self.n_neighbors = beta, scoring, n_neighbors
@@ -214,7 +214,7 @@ class CVAEScorer(Scorer):
         if len(self.context_cells):
             scores = scores / row_factors(self._context_keys(batch), self.context_cells, self.context_factors)
         if self._contrasted():
-            contrast = self.context_contrast(batch, posterior).clamp_min(self.contrast_floor.item())
+            contrast = torch.maximum(self.context_contrast(batch, posterior), self.contrast_floor.double())
             scores = scores + self.contrast_weight * contrast / self.contrast_scale
         return scores
 
