@@ -32,9 +32,7 @@ import argparse
 import pickle
 import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -53,23 +51,25 @@ from anomvae.thresholds.robust import contamination_mask, log_scale  # noqa: E40
 RATE = 0.01
 
 
-@dataclass(frozen=True, repr=False)
 class RecordedRate(RobustFalsePositiveRate):
-    """The default rule, keeping the scores it was calibrated on (in the order ``fit`` passed them)."""
+    """The default rule, keeping the scores it was calibrated on (in the order ``fit`` passed them).
 
-    method: ClassVar[str] = "recorded_robust_false_positive_rate"
-    calls: ClassVar[list] = []
+    Same fields as its parent, so no ``@dataclass`` of its own.
+    """
+
+    method = "recorded_robust_false_positive_rate"
+    calls: list = []
 
     def calibrate(self, scores, **kwargs):
         RecordedRate.calls.append((np.array(scores, dtype=np.float64), kwargs.get("source")))
         return super().calibrate(scores, **kwargs)
 
 
-def record(datasets, sizes, contaminations, seeds) -> list[dict]:
+def record(datasets, sizes, contaminations, seeds, data_dir=None) -> list[dict]:
     """Fit the default and IsolationForest on every training set; keep the scores the rules need."""
     records = []
     for dataset, n, contamination, seed, (train, fresh_normal, fresh_anomalies) in training_sets(
-            datasets, sizes, contaminations, seeds):
+            datasets, sizes, contaminations, seeds, data_dir):
         RecordedRate.calls.clear()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
