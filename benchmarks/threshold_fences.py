@@ -193,6 +193,8 @@ def planted_distances(records) -> pd.DataFrame:
                      "normal z q99": np.quantile(normal, 0.99), "planted z q25": np.quantile(planted, 0.25),
                      "planted z median": np.median(planted), "planted beyond 4.5": np.mean(planted > 4.5),
                      "planted beyond 5": np.mean(planted > 5.0), "normal beyond 4.5": np.mean(normal > 4.5)})
+    if not rows:
+        return pd.DataFrame(columns=["dataset", "n", "contamination"])
     return pd.DataFrame(rows).groupby(["dataset", "n", "contamination"]).mean().reset_index()
 
 
