@@ -109,9 +109,9 @@ def test_the_fence_sets_aside_gross_anomalies_only():
 
 def test_the_default_fence_sets_aside_planted_rows_just_past_the_tail():
     # Lognormal scores: the clean log scores' robust z is a standard normal. Planted rows at 5
-    # SD, 4.7-4.9 robust deviations out once they inflate the MAD (5-10% planted anomalies sat
-    # at 2-6 at 1,000 rows), stay in the calibration set under a fence at 5 and lift the 99%
-    # quantile among them; at 4.5 they are set aside.
+    # SD, 4.7-4.9 robust deviations out once they inflate the MAD (the median of 5-10% planted
+    # anomalies sat at 1.5-5.7 on development tables), stay in the calibration set under a
+    # fence at 5 and lift the 99% quantile among them; at 4.5 they are set aside.
     rng = np.random.default_rng(0)
     clean = np.exp(rng.normal(size=950))
     planted = np.exp(rng.normal(5.0, 0.05, size=50))
