@@ -78,9 +78,10 @@ class RobustFalsePositiveRate(ThresholdStrategy):
     aside; the threshold is the ``1 - rate`` quantile of the ``n'`` kept scores
     at the conformal position ``(n' + 1)(1 - rate)``, interpolated between the
     two order statistics around it (Hyndman & Fan's definition 6, numpy's
-    ``method="weibull"``), so that the expected rate is ``rate`` whenever
-    ``n' + 1 >= 1 / rate``. At a whole position this is the split-conformal
-    order statistic of :class:`~anomvae.thresholds.FalsePositiveRate`; without
+    ``method="weibull"``): the expected rate lies between those of the two
+    order statistics, about ``rate``, whenever ``n' + 1 >= 1 / rate``. At a
+    whole position this is the split-conformal order statistic of
+    :class:`~anomvae.thresholds.FalsePositiveRate`, exactly ``rate``; without
     interpolation, setting aside a few of 200 scores would move the threshold
     up to the largest kept one (expected rate ``1 / (n' + 1)``, about half the
     target), among any planted anomalies the fence missed. Below
