@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .device import autocast
+from .device import autocast, inference_autocast
 from .distributed import LOCAL, Synchroniser
 from .flat_parameters import FlatGroup, flat_groups
 from .scorer import Phase, Scorer
@@ -202,7 +202,7 @@ class TrainingEngine:
         with flat_groups(scorer.optimizer_groups()) as groups:
             history = self._epochs_loop(scorer, groups, train, validation)
         scorer.eval()
-        with torch.no_grad():
+        with torch.no_grad(), inference_autocast(scorer.device, scorer.matmul_dtype):
             scorer.on_train_end(train if isinstance(train, Tensor) else train.sample(), validation)
         self.sync.share_state(scorer)
         return history
@@ -275,7 +275,7 @@ class TrainingEngine:
     def _phases(scorer: Scorer, batch: Tensor) -> Iterator[Phase]:
         steps = scorer.training_step(batch)
         while True:
-            with autocast(batch.device):
+            with autocast(batch.device, scorer.matmul_dtype):
                 phase = next(steps, None)
             if phase is None:
                 return
@@ -284,7 +284,7 @@ class TrainingEngine:
     def _validation_loss(self, scorer: Scorer, validation: Tensor) -> float:
         scorer.eval()
         total = torch.zeros(2, device=validation.device)
-        with torch.no_grad(), autocast(validation.device):
+        with torch.no_grad(), autocast(validation.device, scorer.matmul_dtype):
             for batch in self._batches(validation, shuffle=False):
                 total[0] += scorer.validation_loss(batch).float() * len(batch)
         total[1] = len(validation)

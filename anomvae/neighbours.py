@@ -35,6 +35,9 @@ def kth_neighbour_distance(queries: Tensor, reference: Tensor, k: int, *, exclud
     ----------
     queries : Tensor of shape (n, d)
     reference : Tensor of shape (m, d)
+        Both are promoted to their common type, at least float32, and
+        compared outside any autocast region: the rounding bound assumes
+        full-precision products, whatever precision made the codes.
     k : int
         Which neighbour; capped at the number of reference points available.
     exclude_self : bool
@@ -49,7 +52,10 @@ def kth_neighbour_distance(queries: Tensor, reference: Tensor, k: int, *, exclud
     if available < 1:
         raise ValueError(f"need at least {1 + int(exclude_self)} reference points, got {len(reference)}")
     rank = min(k, available) + int(exclude_self)
-    squared = [kth_squared_distance(chunk, reference, rank) for chunk in queries.split(QUERY_CHUNK)]
+    dtype = torch.promote_types(torch.promote_types(queries.dtype, reference.dtype), torch.float32)
+    queries, reference = queries.to(dtype), reference.to(dtype)
+    with torch.autocast(queries.device.type, enabled=False):
+        squared = [kth_squared_distance(chunk, reference, rank) for chunk in queries.split(QUERY_CHUNK)]
     return torch.cat(squared).sqrt() if squared else queries.new_zeros(0)
 
 

@@ -90,7 +90,18 @@ class Scorer(nn.Module):
     :meth:`anomaly_score` and :meth:`feature_scores`; the hooks
     :meth:`optimizer_groups`, :meth:`on_fit_start`, :meth:`on_epoch_start`,
     :meth:`on_train_end` and :meth:`diagnostics` have working defaults.
+
+    Attributes
+    ----------
+    matmul_dtype : torch.dtype
+        ``torch.bfloat16`` runs the matrix products of training and scoring on
+        the CPU in bfloat16 (:func:`anomvae.device.autocast`,
+        :func:`anomvae.device.inference_autocast`); the estimator sets it in
+        ``fit`` and restores it with a saved model. ``torch.float32`` (the
+        default) leaves the CPU in full precision.
     """
+
+    matmul_dtype: torch.dtype = torch.float32
 
     def on_fit_start(self, context: FitContext) -> None:
         """Called once before training with what the data looks like.
@@ -140,5 +151,14 @@ class Scorer(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        """Floating-point type of the scorer's parameters, which its inputs must have."""
-        return next(self.parameters()).dtype
+        """What the scorer computes in: its parameters' floating-point type, which its inputs must have.
+
+        ``torch.bfloat16`` when its matrix products run in bfloat16 on the CPU
+        (:attr:`matmul_dtype`): its inputs and parameters stay float32 then,
+        and :func:`anomvae.inference.map_batches` scores under
+        :func:`anomvae.device.inference_autocast`.
+        """
+        dtype = next(self.parameters()).dtype
+        if dtype == torch.float32 and self.device.type == "cpu" and self.matmul_dtype == torch.bfloat16:
+            return torch.bfloat16
+        return dtype

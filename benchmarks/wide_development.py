@@ -38,7 +38,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from anomvae import AnomalyVAE
-from anomvae.benchmark.throughput import linear_flops
+from anomvae.nn import linear_flops
 from anomvae.datasets import load_mnist, shared_data_dir
 
 PEERS = ("PyOD AutoEncoder", "PyOD KNN")
@@ -46,23 +46,33 @@ RESULTS = Path(__file__).parent / "results" / "wide_development"
 
 
 def parse_candidate(name: str) -> dict:
-    """AnomalyVAE parameters of a candidate written ``"256x128-32"`` or ``"256x128-32-e30"``.
+    """AnomalyVAE parameters of a candidate written ``"256x128-32"``, ``"256x128-32-e30"`` or ``"512x256-32-bf16"``.
+
+    After the hidden widths and the latent size come optional suffixes:
+    ``-eN`` (N epochs) and ``-f32`` or ``-bf16`` (``precision="float32"`` or
+    ``"bfloat16"``). Without a precision suffix the estimator's default
+    (``"auto"``) applies.
 
     Raises
     ------
     ValueError
         If ``name`` is not hidden widths joined by ``x``, ``-``, a latent size
-        and optionally ``-e`` and an epoch count.
+        and those suffixes.
     """
     parts = name.split("-")
+    precisions = {"f32": "float32", "bf16": "bfloat16"}
     try:
         params = {"hidden_dims": tuple(int(w) for w in parts[0].split("x")), "latent_dim": int(parts[1])}
-        if len(parts) == 3 and parts[2].startswith("e"):
-            params["epochs"] = int(parts[2][1:])
-        elif len(parts) != 2:
-            raise ValueError
+        for suffix in parts[2:]:
+            if suffix in precisions and "precision" not in params:
+                params["precision"] = precisions[suffix]
+            elif suffix.startswith("e") and "epochs" not in params:
+                params["epochs"] = int(suffix[1:])
+            else:
+                raise ValueError
     except (ValueError, IndexError):
-        raise ValueError(f"candidate {name!r} is not of the form 256x128-32 or 256x128-32-e30") from None
+        raise ValueError(f"candidate {name!r} is not of the form 256x128-32, 256x128-32-e30 "
+                         "or 512x256-32-e30-bf16") from None
     return params
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from anomvae.benchmark.throughput import linear_flops, matmul_flops
+from anomvae.benchmark.throughput import matmul_flops
+from anomvae.nn import linear_flops
 from anomvae.cli import main
 
 
@@ -15,7 +16,7 @@ def test_linear_flops_counts_two_operations_per_weight():
     assert linear_flops(network) == 2 * (10 * 4 + 4 * 3)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_matmul_loop_measures_a_positive_rate_and_the_load(dtype):
     peak = matmul_flops(dtype, seconds=0.05, size=64)
     assert peak["flops"] > 0 and peak["load"] >= 0
@@ -27,9 +28,9 @@ def test_throughput_suite_reports_every_width_and_detector(tmp_path, capsys):
                  "--epochs", "1", "--threads", "1", "--out", str(out)]) == 0
     result = json.loads((out / "throughput.json").read_text())
     assert [(cell["n_features"], cell["n_rows"]) for cell in result["cells"]] == [(4, 64), (40, 64)]
-    assert set(result["matmul"]) == {"float32", "float64"}
+    assert set(result["matmul"]) == {"float32", "float64", "bfloat16"}
     for cell in result["cells"]:
-        assert set(cell["detectors"]) == {"AnomalyVAE", "PyOD-AutoEncoder", "PyOD-VAE"}
+        assert set(cell["detectors"]) == {"AnomalyVAE", "AnomalyVAE-float32", "PyOD-AutoEncoder", "PyOD-VAE"}
         assert all(figures["score_rows_per_second"] > 0 for figures in cell["detectors"].values())
         assert cell["detectors"]["AnomalyVAE"]["flops_per_row"]["network"] > 0
         assert cell["matmul_fraction"] > 0

@@ -104,13 +104,47 @@ def test_the_fence_sets_aside_gross_anomalies_only():
     assert contamination_mask(polluted, 5.0)[2000:].mean() > 0.9
     negative = clean - 50  # a shift, as negative ELBOs have, changes nothing essential
     assert contamination_mask(negative, 5.0).mean() < 0.005
+    assert contamination_mask(clean, RobustFalsePositiveRate().fence).mean() < 0.005
+
+
+def test_the_default_fence_sets_aside_planted_rows_just_past_the_tail():
+    # Lognormal scores: the clean log scores' robust z is a standard normal. Planted rows at 5
+    # SD, 4.7-4.9 robust deviations out once they inflate the MAD (the median of 5-10% planted
+    # anomalies sat at 1.5-5.7 on development tables), stay in the calibration set under a
+    # fence at 5 and lift the 99% quantile among them; at 4.5 they are set aside.
+    rng = np.random.default_rng(0)
+    clean = np.exp(rng.normal(size=950))
+    planted = np.exp(rng.normal(5.0, 0.05, size=50))
+    scores = np.concatenate([clean, planted])
+    fitted = RobustFalsePositiveRate(0.01).calibrate(scores, random_state=0)
+    assert RobustFalsePositiveRate().fence == 4.5
+    assert fitted.estimated_contamination == pytest.approx(0.05, abs=0.005)
+    assert fitted.value < planted.min()
+    fresh = np.exp(rng.normal(size=100_000))
+    assert np.mean(fresh > fitted.value) == pytest.approx(0.01, abs=0.004)
+    at_five = RobustFalsePositiveRate(0.01, fence=5.0).calibrate(scores, random_state=0)
+    assert at_five.value >= planted.min()
+
+
+def test_setting_a_few_scores_aside_keeps_the_target_rate_by_interpolating():
+    # 200 calibration scores, 10 set aside: 190 kept need position 189.09 of 190, between two
+    # order statistics; taking the next whole one would be the largest kept score (rate 1/191).
+    rng = np.random.default_rng(1)
+    kept = rng.normal(size=190)
+    scores = np.exp(np.concatenate([kept, np.full(10, 20.0)]))
+    fitted = RobustFalsePositiveRate(0.01).calibrate(scores, random_state=0)
+    ordered = np.sort(np.exp(kept))
+    assert fitted.estimated_contamination == pytest.approx(0.05)
+    assert fitted.expected_rate == 0.01 and not fitted.warnings
+    assert ordered[188] <= fitted.value < ordered[189]
+    assert fitted.value == pytest.approx(ordered[188] + 0.09 * (ordered[189] - ordered[188]))
 
 
 def test_the_robust_rate_matches_split_conformal_on_clean_scores():
     scores = np.random.default_rng(1).normal(size=999)
     robust = RobustFalsePositiveRate(0.01).calibrate(scores, random_state=0)
     plain = FalsePositiveRate(0.01).calibrate(scores, random_state=0)
-    assert robust.value == plain.value
+    assert robust.value == pytest.approx(plain.value)
     assert robust.expected_rate == plain.expected_rate == 0.01
 
 

@@ -155,3 +155,10 @@ def test_every_estimator_scores_the_same_after_logging(mlflow_store, estimator_c
     predictions = model.predict(frame(rows[:30]))
     np.testing.assert_allclose(predictions["score"], detector.anomaly_score(rows[:30]), rtol=1e-12)
     np.testing.assert_array_equal(predictions["is_anomaly"], detector.predict(rows[:30]) == -1)
+
+
+def test_bfloat16_model_scores_the_same_after_logging(mlflow_store, rows):
+    detector = anomvae.AnomalyVAE(precision="bfloat16", **FAST).fit(rows)
+    model = mlflow.pyfunc.load_model(anomvae.log_model(detector, input_example=rows[:5]).model_uri)
+    predictions = model.predict(frame(rows[:30]))
+    np.testing.assert_allclose(predictions["score"], detector.anomaly_score(rows[:30]), rtol=1e-12)

@@ -85,6 +85,13 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
         """
         return False
 
+    def _matmul_dtype(self, scorer: Scorer, image: bool, device: torch.device) -> torch.dtype:
+        """Precision of the freshly built ``scorer``'s matrix products on the CPU (:attr:`Scorer.matmul_dtype`).
+
+        float32 unless an estimator decides otherwise (AnomalyVAE's ``precision``).
+        """
+        return torch.float32
+
     def _architecture(self, input_shape: int | tuple[int, ...]) -> tuple[tuple[int, ...], int]:
         """``(hidden_dims, latent_dim)``, filling ``None`` parameters with defaults.
 
@@ -200,6 +207,7 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
         """Train ``build_scorer()`` with the shared engine, then score, calibrate and check health."""
         with seeded(seed, device):
             scorer = build_scorer()
+            scorer.matmul_dtype = self._matmul_dtype(scorer, data.image, device)
             engine = TrainingEngine(
                 epochs=self.epochs,
                 batch_size=self.batch_size,
@@ -223,6 +231,7 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
         self.is_image_ = data.image
         self.history_ = history
         self.device_ = str(device)
+        self.precision_ = str(scorer.matmul_dtype).removeprefix("torch.")
 
         training_scores = self._checked_scores(
             map_batches(self.scorer_.anomaly_score, data.reference, self.scorer_.device, dtype=self.scorer_.dtype)

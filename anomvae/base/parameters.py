@@ -139,7 +139,11 @@ history_ : dict of list
 health_warnings_ : list of str
     Problems found after training (posterior collapse, constant scores).
 training_time_ : float
-    Seconds spent in ``fit``."""
+    Seconds spent in ``fit``.
+precision_ : {"float32", "bfloat16"}
+    Precision of the matrix products on the CPU, in training and in
+    scoring: ``"bfloat16"`` where the estimator chose it in ``fit``
+    (AnomalyVAE's ``precision``), which a saved model keeps."""
 """Numpydoc entries of the fitted attributes every estimator sets."""
 
 SHARED_PARAMETERS_LINE = "See :data:`~anomvae.base.parameters.SHARED_PARAMETERS` for the shared parameters."

@@ -45,6 +45,7 @@ class SavingMixin:
             "diagnostics_": self.diagnostics_,
             "health_warnings_": self.health_warnings_,
             "training_time_": self.training_time_,
+            "precision_": self.precision_,
             "encoder_": self.encoder_.to_config(),
         }
         if hasattr(self, "threshold_"):
@@ -71,6 +72,8 @@ class SavingMixin:
             self.reference_scores_ = np.asarray(state["reference_scores_"], dtype=np.float64)
             self.reference_source_ = state["reference_source_"]
             self.reference_feature_scores_ = np.asarray(state["reference_feature_scores_"], dtype=np.float64)
+        self.precision_ = state.get("precision_", "float32")  # files before bfloat16 scoring: float32
+        scorer.matmul_dtype = getattr(torch, self.precision_)
         self.scorer_ = scorer
 
     def __getstate__(self):

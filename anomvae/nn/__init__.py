@@ -12,7 +12,7 @@
 Model folders under :mod:`anomvae.models` import these and never each other.
 """
 
-from .blocks import GaussianEncoder, build_body, build_decoder, build_encoder, default_architecture, mlp
+from .blocks import GaussianEncoder, build_body, build_decoder, build_encoder, default_architecture, linear_flops, mlp
 from .vae_network import VAENetwork
 
 __all__ = [
@@ -22,5 +22,6 @@ __all__ = [
     "build_decoder",
     "build_encoder",
     "default_architecture",
+    "linear_flops",
     "mlp",
 ]

@@ -52,6 +52,12 @@ def default_architecture(input_shape: int | tuple[int, ...]) -> tuple[tuple[int,
     return (first, first // 2), latent
 
 
+def linear_flops(module: nn.Module) -> int:
+    """Operations per row of every ``nn.Linear`` in ``module``: ``2 * in * out`` each (the matrix products' arithmetic)."""
+    return sum(2 * layer.in_features * layer.out_features for layer in module.modules()
+               if isinstance(layer, nn.Linear))
+
+
 def mlp(sizes: Sequence[int], *, bias: bool = True, final_activation: bool = False) -> nn.Sequential:
     """Linear layers of the given widths with LeakyReLU between them."""
     layers: list[nn.Module] = []

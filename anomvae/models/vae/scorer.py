@@ -59,7 +59,7 @@ class VAEScorer(Scorer):
         :class:`~anomvae.nn.fused_vae_step.FusedVAEStep` where
         :func:`~anomvae.nn.fused_vae_step.supports` says it applies (the
         same loss and gradient as autograd's, in fewer operations); autograd
-        elsewhere and with False.
+        elsewhere, with False and with bfloat16 matrix products.
     """
 
     def __init__(self, network: VAENetwork, *, latent_dim: int, beta: float, likelihood: str,
@@ -99,10 +99,12 @@ class VAEScorer(Scorer):
         return reconstruction, gaussian_kl(mean, log_variance)
 
     def on_fit_start(self, context: FitContext) -> None:
-        """Build the fused training step once, where :func:`~anomvae.nn.fused_vae_step.supports` says it applies."""
+        """Build the fused training step once, where :func:`~anomvae.nn.fused_vae_step.supports` says it
+        applies and the matrix products stay in float32 (:attr:`~anomvae.scorer.Scorer.matmul_dtype`)."""
+        fused = (self.fused_step and self.matmul_dtype == torch.float32
+                 and fused_vae_step.supports(self.network, self.likelihood, self.device))
         self._fused = (fused_vae_step.FusedVAEStep(self.network, self.likelihood, self.beta, self.trim_fraction)
-                       if self.fused_step and fused_vae_step.supports(self.network, self.likelihood, self.device)
-                       else None)
+                       if fused else None)
 
     def training_step(self, batch: Tensor) -> Iterator[Phase]:
         if self._fused is not None:
