@@ -98,6 +98,8 @@ def test_without_context_it_is_a_vae_of_all_columns():
     rows = np.random.default_rng(0).normal(size=(200, 4))
     detector = AnomalyCVAE(**FAST).fit(rows)
     assert detector.context_columns_ == [] and detector.predict(rows).shape == (200,)
+    plain = AnomalyCVAE(scoring="reconstruction+knn", **FAST).fit(rows)
+    np.testing.assert_allclose(detector.anomaly_score(rows), plain.anomaly_score(rows), rtol=1e-12)
     assert AnomalyVAE(**FAST).fit(rows).predict(rows).shape == (200,)
 
 
@@ -129,3 +131,37 @@ def test_pyfunc_flags_unseen_context(mlflow_store):
     predictions = model.predict(new)
     np.testing.assert_allclose(predictions["score"], detector.anomaly_score(new), rtol=1e-12)
     assert predictions["unseen_context"].tolist() == [False, True, False, False, False, False]
+
+
+def test_context_contrast_adds_to_the_conditional_score_except_under_the_unknown_context():
+    train, test, _ = merchants(n=600)
+    new = test.head(8).copy()
+    new.loc[[0, 3], "merchant"] = "never-seen"
+    unseen = np.isin(np.arange(8), [0, 3])
+    plain = AnomalyCVAE(context=["merchant"], scoring="reconstruction+knn", **FAST).fit(train)
+    weightless = AnomalyCVAE(context=["merchant"], contrast_weight=0.0, **FAST).fit(train)
+    contrast = AnomalyCVAE(context=["merchant"], **FAST).fit(train)
+    assert contrast.scoring == "reconstruction+knn+contrast" and contrast.contrast_weight > 0
+    np.testing.assert_allclose(weightless.anomaly_score(new), plain.anomaly_score(new), rtol=1e-12)
+    gap = contrast.anomaly_score(new) - plain.anomaly_score(new)
+    np.testing.assert_allclose(gap[unseen], 0.0, atol=1e-12)
+    assert np.all(gap[~unseen] != 0)
+
+
+def test_contrast_weight_must_be_non_negative():
+    train, _, _ = merchants(n=100)
+    with pytest.raises(ValueError, match="contrast_weight"):
+        AnomalyCVAE(context=["merchant"], contrast_weight=-1.0, **FAST).fit(train)
+
+
+def test_contrast_cannot_hide_a_row_far_from_all_training_data():
+    train, test, _ = merchants(n=600)
+    detector = AnomalyCVAE(context=["merchant"], **FAST).fit(train)
+    plain = AnomalyCVAE(context=["merchant"], scoring="reconstruction+knn", **FAST).fit(train)
+    far = pd.concat([test.head(4).assign(amount=60.0, items=-60.0), test])
+    scorer = detector.scorer_
+    lowest = detector.contrast_weight * scorer.contrast_floor.item() / scorer.contrast_scale.item()
+    assert scorer.contrast_floor.item() <= 0
+    plain_scores = plain.anomaly_score(far)  # float32: compare within its rounding
+    assert np.all(detector.anomaly_score(far) - plain_scores >= lowest - 1e-5 * np.abs(plain_scores))
+    assert detector.anomaly_score(far.head(4)).min() > detector.anomaly_score(test).max()
