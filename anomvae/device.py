@@ -90,17 +90,18 @@ def inference_autocast(device: torch.device, matmul_dtype: torch.dtype) -> conte
 
 
 def native_bfloat16(device: torch.device) -> bool:
-    """Whether ``device`` multiplies bfloat16 matrices in hardware.
+    """Whether ``device`` is a CPU that multiplies bfloat16 matrices in hardware.
 
-    On the CPU that needs the AVX512-BF16 or AMX instructions (recent Xeon
-    and EPYC cores), where oneDNN's bfloat16 matrix products ran 3.5 to 4.5
-    times faster than float32 ones (512x512 weights, 128 to 8,192 rows, 2
-    threads, ``benchmarks/throughput``); elsewhere torch emulates them, at
-    about float32's speed or slower. On CUDA it is
-    :func:`torch.cuda.is_bf16_supported`.
+    That needs the AVX512-BF16 or AMX instructions (recent Xeon and EPYC
+    cores), where oneDNN's bfloat16 matrix products ran 3.5 to 4.5 times
+    faster than float32 ones (512x512 weights, 128 to 8,192 rows, 2 threads,
+    ``benchmarks/results/throughput``); elsewhere torch emulates them, at
+    about float32's speed or slower. torch reports the instructions through
+    private probes (``torch.cpu._is_avx512_bf16_supported``,
+    ``torch.cpu._is_amx_tile_supported``); a torch without them reads as
+    False, so ``precision="auto"`` then stays in float32. False for every
+    device but the CPU.
     """
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
     if device.type != "cpu":
         return False
     probes = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))

@@ -140,6 +140,15 @@ def test_setting_a_few_scores_aside_keeps_the_target_rate_by_interpolating():
     assert fitted.value == pytest.approx(ordered[188] + 0.09 * (ordered[189] - ordered[188]))
 
 
+
+@pytest.mark.parametrize("n_scores", [5, 9])
+def test_a_rate_beyond_every_position_states_what_the_smallest_score_flags(n_scores):
+    # rate 0.9 on 5 or 9 scores: the conformal position (n + 1) * 0.1 is at most 1, so the threshold is
+    # the smallest score and every other score (n of n + 1 exchangeable ones) lies above it.
+    scores = np.arange(1.0, n_scores + 1.0)
+    fitted = RobustFalsePositiveRate(0.9, fence=float("inf")).calibrate(scores, random_state=0)
+    assert fitted.value == 1.0 and fitted.expected_rate == pytest.approx(n_scores / (n_scores + 1))
+
 def test_the_robust_rate_matches_split_conformal_on_clean_scores():
     scores = np.random.default_rng(1).normal(size=999)
     robust = RobustFalsePositiveRate(0.01).calibrate(scores, random_state=0)

@@ -76,3 +76,21 @@ def test_neighbour_distances_stay_exact_under_bfloat16_autocast():
         distances = kth_neighbour_distance(queries, reference, 5)
     assert distances.dtype == torch.float32
     torch.testing.assert_close(distances, expected, rtol=0, atol=0)
+
+
+def test_bfloat16_is_refused_for_networks_that_score_in_float64():
+    images = np.random.default_rng(0).integers(0, 255, size=(20, 1, 8, 8)).astype(np.uint8)
+    with pytest.raises(ValueError, match="precision='bfloat16' applies to dense networks"):
+        AnomalyVAE(precision="bfloat16", epochs=1, random_state=0).fit(images)
+    detector = AnomalyVAE(latent_dim=1, epochs=1, random_state=0).fit(_rows(64, 200))
+    assert detector.precision_ == "float32" and detector.scorer_.dtype == torch.float64
+
+
+def test_a_model_file_with_an_unknown_precision_is_refused(bf16_model, tmp_path):
+    bf16_model.precision_ = "float64"
+    try:
+        bf16_model.save(tmp_path / "model")
+    finally:
+        bf16_model.precision_ = "bfloat16"
+    with pytest.raises(anomvae.persistence.ModelFormatError, match="precision_"):
+        anomvae.load(tmp_path / "model")

@@ -19,6 +19,10 @@ from ..scorer import Scorer
 from ..thresholds import FittedThreshold
 
 
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+"""The values of a saved ``precision_`` and the :attr:`~anomvae.scorer.Scorer.matmul_dtype` each restores."""
+
+
 class SavingMixin:
     """The fitted state of an estimator as JSON, and its restoration."""
 
@@ -45,7 +49,7 @@ class SavingMixin:
             "diagnostics_": self.diagnostics_,
             "health_warnings_": self.health_warnings_,
             "training_time_": self.training_time_,
-            "precision_": self.precision_,
+            "precision_": getattr(self, "precision_", "float32"),  # unpickled from before bfloat16: float32
             "encoder_": self.encoder_.to_config(),
         }
         if hasattr(self, "threshold_"):
@@ -73,7 +77,11 @@ class SavingMixin:
             self.reference_source_ = state["reference_source_"]
             self.reference_feature_scores_ = np.asarray(state["reference_feature_scores_"], dtype=np.float64)
         self.precision_ = state.get("precision_", "float32")  # files before bfloat16 scoring: float32
-        scorer.matmul_dtype = getattr(torch, self.precision_)
+        if self.precision_ not in PRECISIONS:
+            raise persistence.ModelFormatError(
+                f"the model file's precision_ is {self.precision_!r}; expected one of {sorted(PRECISIONS)}"
+            )
+        scorer.matmul_dtype = PRECISIONS[self.precision_]
         self.scorer_ = scorer
 
     def __getstate__(self):

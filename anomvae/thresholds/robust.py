@@ -140,7 +140,10 @@ class RobustFalsePositiveRate(ThresholdStrategy):
 
     def expected_rate(self, scores, value):
         n = self._kept(scores).size
-        return 1.0 / (n + 1) if self._position(n) >= n else float(self.rate)
+        position = self._position(n)
+        if position >= n:
+            return 1.0 / (n + 1)
+        return n / (n + 1) if position <= 1 else float(self.rate)
 
     def effective_size(self, scores: np.ndarray) -> int:
         return int(self._kept(scores).size)

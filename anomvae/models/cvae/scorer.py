@@ -172,8 +172,20 @@ class CVAEScorer(Scorer):
         Both bound the same network's likelihoods, -log p(x | c) and -log p(x),
         so by Bayes' rule the difference estimates -log p(c | x) / p(c): high
         when the features point away from the row's own context. 0 for rows
-        scored under the unknown context. ``posterior`` reuses
-        :meth:`_posterior` of ``batch`` given the context.
+        scored under the unknown context.
+
+        Parameters
+        ----------
+        batch : Tensor of shape (n, encoded width)
+            Encoded rows, context positions included.
+        posterior : tuple of Tensor, optional
+            :meth:`_posterior` of ``batch`` given the context, when the
+            caller has it already; computed otherwise.
+
+        Returns
+        -------
+        Tensor of shape (n,), float64
+            In nats.
         """
         _, kl, squared = self._posterior(batch) if posterior is None else posterior
         _, kl_unknown, squared_unknown = self._posterior(batch, unknown_context=True)

@@ -10,6 +10,7 @@ from ..._sklearn import Interval, StrOptions
 from ...base import BaseDeepDetector
 from ...base.parameters import estimator_init
 from ...device import native_bfloat16
+from ...inference import inference_dtype
 from ...nn import build_decoder, build_encoder, linear_flops
 from ...nn.vae_network import VAENetwork
 from .scorer import SCORINGS, VAEScorer
@@ -100,10 +101,15 @@ class AnomalyVAE(BaseDeepDetector):
         (``benchmarks/wide_development.py``: one-class MNIST as 784-feature
         rows, ROC-AUC 0.918 either way, fit 2.1x faster) and confirmed on
         the MVTec-AD embeddings (``benchmarks/README.md``); float32 elsewhere.
-        The choice is made in ``fit`` and kept in ``precision_`` and in saved
-        models, so a model scores the same way on every machine (emulated,
-        and slower, where the CPU lacks bfloat16). GPUs always train with
-        bfloat16 autocast where supported and score in float32.
+        The choice is made in ``fit`` (and again in ``partial_fit``) and kept
+        in ``precision_`` and in saved models, so a model scores the same way
+        on every CPU (emulated, and slower, where the CPU lacks bfloat16).
+        It concerns the CPU only: fits on a GPU train with bfloat16 autocast
+        where supported, score in float32 and record ``precision_="float32"``,
+        and a bfloat16 model loaded onto a GPU scores there in float32
+        (scores differ by about 1e-3 relative). ``"bfloat16"`` raises a
+        ``ValueError`` in ``fit`` for networks that score in float64 on the
+        CPU (images, ``latent_dim=1``).
     See :data:`~anomvae.base.parameters.SHARED_PARAMETERS` for the shared parameters.
 
     Attributes
@@ -153,10 +159,19 @@ class AnomalyVAE(BaseDeepDetector):
         return True
 
     def _matmul_dtype(self, scorer, image, device):
-        if self.precision == "auto":
-            wide = not image and linear_flops(scorer.network) >= BFLOAT16_MIN_FLOPS
-            return torch.bfloat16 if wide and device.type == "cpu" and native_bfloat16(device) else torch.float32
-        return getattr(torch, self.precision)
+        dense = inference_dtype(torch.device("cpu"), scorer) == torch.float32
+        if self.precision == "bfloat16" and not dense:
+            raise ValueError(
+                "precision='bfloat16' applies to dense networks that score in float32 on the CPU; this one "
+                "has convolutions (image input) or a one-output layer (latent_dim=1) and scores in float64: "
+                "use precision='auto' or 'float32'"
+            )
+        if device.type != "cpu" or self.precision == "float32":
+            return torch.float32
+        if self.precision == "bfloat16":
+            return torch.bfloat16
+        wide = linear_flops(scorer.network) >= BFLOAT16_MIN_FLOPS
+        return torch.bfloat16 if dense and wide and native_bfloat16(device) else torch.float32
 
     def _make_scorer(self, input_shape, image):
         hidden_dims, latent_dim = self._architecture(input_shape)
