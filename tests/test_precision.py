@@ -78,10 +78,11 @@ def test_neighbour_distances_stay_exact_under_bfloat16_autocast():
     torch.testing.assert_close(distances, expected, rtol=0, atol=0)
 
 
-def test_bfloat16_is_refused_for_networks_that_score_in_float64():
+def test_networks_that_score_in_float64_stay_in_full_precision():
     images = np.random.default_rng(0).integers(0, 255, size=(20, 1, 8, 8)).astype(np.uint8)
-    with pytest.raises(ValueError, match="precision='bfloat16' applies to dense networks"):
-        AnomalyVAE(precision="bfloat16", epochs=1, random_state=0).fit(images)
+    with pytest.warns(UserWarning, match="precision='bfloat16' applies to dense networks"):
+        detector = AnomalyVAE(precision="bfloat16", epochs=1, random_state=0).fit(images)
+    assert detector.precision_ == "float32"
     detector = AnomalyVAE(latent_dim=1, epochs=1, random_state=0).fit(_rows(64, 200))
     assert detector.precision_ == "float32" and detector.scorer_.dtype == torch.float64
 

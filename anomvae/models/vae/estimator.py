@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 
 import torch
@@ -107,9 +108,9 @@ class AnomalyVAE(BaseDeepDetector):
         It concerns the CPU only: fits on a GPU train with bfloat16 autocast
         where supported, score in float32 and record ``precision_="float32"``,
         and a bfloat16 model loaded onto a GPU scores there in float32
-        (scores differ by about 1e-3 relative). ``"bfloat16"`` raises a
-        ``ValueError`` in ``fit`` for networks that score in float64 on the
-        CPU (images, ``latent_dim=1``).
+        (scores differ by about 1e-3 relative). Networks that score in
+        float64 on the CPU (images, one feature, ``latent_dim=1``) stay in
+        full precision; ``"bfloat16"`` then warns.
     See :data:`~anomvae.base.parameters.SHARED_PARAMETERS` for the shared parameters.
 
     Attributes
@@ -161,12 +162,13 @@ class AnomalyVAE(BaseDeepDetector):
     def _matmul_dtype(self, scorer, image, device):
         dense = inference_dtype(torch.device("cpu"), scorer) == torch.float32
         if self.precision == "bfloat16" and not dense:
-            raise ValueError(
+            warnings.warn(
                 "precision='bfloat16' applies to dense networks that score in float32 on the CPU; this one "
-                "has convolutions (image input) or a one-output layer (latent_dim=1) and scores in float64: "
-                "use precision='auto' or 'float32'"
+                "has convolutions (image input) or a one-output layer (one feature, or latent_dim=1) and "
+                "scores in float64, so it trains and scores in full precision (precision_='float32')",
+                UserWarning, stacklevel=2,
             )
-        if device.type != "cpu" or self.precision == "float32":
+        if device.type != "cpu" or self.precision == "float32" or not dense:
             return torch.float32
         if self.precision == "bfloat16":
             return torch.bfloat16
