@@ -85,7 +85,7 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
         """
         return False
 
-    def _matmul_dtype(self, scorer: Scorer, image: bool, device: torch.device) -> torch.dtype:
+    def _matmul_dtype(self, scorer: Scorer, device: torch.device) -> torch.dtype:
         """Precision of the freshly built ``scorer``'s matrix products on the CPU (:attr:`Scorer.matmul_dtype`).
 
         float32 unless an estimator decides otherwise (AnomalyVAE's ``precision``).
@@ -207,7 +207,7 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
         """Train ``build_scorer()`` with the shared engine, then score, calibrate and check health."""
         with seeded(seed, device):
             scorer = build_scorer()
-            scorer.matmul_dtype = self._matmul_dtype(scorer, data.image, device)
+            scorer.matmul_dtype = self._matmul_dtype(scorer, device)
             engine = TrainingEngine(
                 epochs=self.epochs,
                 batch_size=self.batch_size,

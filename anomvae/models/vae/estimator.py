@@ -159,7 +159,7 @@ class AnomalyVAE(BaseDeepDetector):
         # final model's scale (benchmarks/results/threshold_defaults.md).
         return True
 
-    def _matmul_dtype(self, scorer, image, device):
+    def _matmul_dtype(self, scorer, device):
         dense = inference_dtype(torch.device("cpu"), scorer) == torch.float32
         if self.precision == "bfloat16" and not dense:
             warnings.warn(
@@ -173,7 +173,7 @@ class AnomalyVAE(BaseDeepDetector):
         if self.precision == "bfloat16":
             return torch.bfloat16
         wide = linear_flops(scorer.network) >= BFLOAT16_MIN_FLOPS
-        return torch.bfloat16 if dense and wide and native_bfloat16(device) else torch.float32
+        return torch.bfloat16 if wide and native_bfloat16(device) else torch.float32
 
     def _make_scorer(self, input_shape, image):
         hidden_dims, latent_dim = self._architecture(input_shape)
