@@ -4,6 +4,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from conftest import FAST
 from sklearn.metrics import roc_auc_score
@@ -12,6 +13,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import anomvae
 from anomvae import AnomalyCVAE, AnomalyVAE, load
 from anomvae.cli import main
+from anomvae.nn.latent_density import reference_rows
 
 pytestmark = pytest.mark.filterwarnings("ignore::anomvae.TrainingHealthWarning")
 
@@ -165,3 +167,23 @@ def test_contrast_cannot_hide_a_row_far_from_all_training_data():
     plain_scores = plain.anomaly_score(far)  # float32: compare within its rounding
     assert np.all(detector.anomaly_score(far) - plain_scores >= lowest - 1e-5 * np.abs(plain_scores))
     assert detector.anomaly_score(far.head(4)).min() > detector.anomaly_score(test).max()
+
+
+def test_reference_codes_and_contrast_scale_and_floor_come_from_one_reference_sample(monkeypatch):
+    monkeypatch.setattr("anomvae.nn.latent_density.MAX_REFERENCE_CODES", 100)  # a sample, not all 600 rows
+    train, _, _ = merchants(n=600)
+    detector = AnomalyCVAE(context=["merchant"], **FAST).fit(train)
+    scorer = detector.scorer_
+    rows = torch.from_numpy(detector.encoder_.transform(train)).to(scorer.dtype)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        scorer.on_train_end(rows, None)
+        torch.manual_seed(1)
+        reference = reference_rows(rows)
+        codes = scorer._posterior(reference)[0]
+        contrast = scorer.context_contrast(reference)
+    assert len(reference) == 100
+    torch.testing.assert_close(scorer.reference_codes, codes.float())
+    assert scorer.contrast_scale.item() == pytest.approx(contrast.abs().median().item(), rel=1e-6)
+    assert scorer.contrast_floor.item() == pytest.approx(min(torch.quantile(contrast, 0.05).item(), 0.0),
+                                                         rel=1e-6)

@@ -192,23 +192,33 @@ class CVAEScorer(Scorer):
         return self._negative_elbo(kl, squared) - self._negative_elbo(kl_unknown, squared_unknown)
 
     def on_train_end(self, train: Tensor, validation: Tensor | None) -> None:
-        """Keep the kNN rules' reference codes and scales, the context factors, the contrast's scale and floor."""
+        """Keep the kNN rules' reference codes and scales, the context factors, the contrast's scale and floor.
+
+        The reference codes, the score scales and the contrast's scale and
+        floor all come from one :func:`reference_rows` sample and one
+        posterior pass over it given the context.
+        """
         if self.scoring in KNN_SCORINGS:
-            codes, errors = (torch.cat(parts) for parts in zip(*(
-                (mean, sum_per_row(squared.double()))
-                for mean, _, squared in map(self._posterior, reference_rows(train).split(4096))
-            )))
+            chunks = reference_rows(train).split(4096)
+            posteriors = [self._posterior(chunk) for chunk in chunks]
+            codes = torch.cat([mean for mean, _, _ in posteriors])
+            errors = torch.cat([sum_per_row(squared.double()) for _, _, squared in posteriors])
             self.reference_codes, self.score_scales = reference_and_scales(codes, errors, self.n_neighbors)
+            if self._contrasted():
+                self._keep_contrast_scale_and_floor(torch.cat([
+                    self.context_contrast(chunk, posterior) for chunk, posterior in zip(chunks, posteriors)
+                ]))
         if self.context_scaling == "credibility":
             keys, scores = (torch.cat(parts) for parts in zip(*(
                 (self._context_keys(chunk), self._conditional_score(self._posterior(chunk)))
                 for chunk in train.split(4096)
             )))
             self.context_cells, self.context_factors = credibility_factors(keys, scores)
-        if self._contrasted():
-            contrast = torch.cat([self.context_contrast(chunk) for chunk in reference_rows(train).split(4096)])
-            self.contrast_scale.fill_(max(contrast.abs().median().item(), CONTRAST_SCALE_FLOOR))
-            self.contrast_floor.fill_(min(torch.quantile(contrast, CONTRAST_FLOOR_QUANTILE).item(), 0.0))
+
+    def _keep_contrast_scale_and_floor(self, contrast: Tensor) -> None:
+        """The contrast's divisor (median absolute value) and floor (5% quantile, at most 0) from the reference rows'."""
+        self.contrast_scale.fill_(max(contrast.abs().median().item(), CONTRAST_SCALE_FLOOR))
+        self.contrast_floor.fill_(min(torch.quantile(contrast, CONTRAST_FLOOR_QUANTILE).item(), 0.0))
 
     def _has_context(self) -> bool:
         return bool(self.layout.context_mask.any())
