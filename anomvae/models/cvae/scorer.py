@@ -216,7 +216,7 @@ class CVAEScorer(Scorer):
             self.context_cells, self.context_factors = credibility_factors(keys, scores)
 
     def _keep_contrast_scale_and_floor(self, contrast: Tensor) -> None:
-        """The contrast's divisor (median absolute value) and floor (5% quantile, at most 0) from the reference rows'."""
+        """Keep the contrast's divisor (median |value|) and floor (5% quantile, at most 0) from the reference rows'."""
         self.contrast_scale.fill_(max(contrast.abs().median().item(), CONTRAST_SCALE_FLOOR))
         self.contrast_floor.fill_(min(torch.quantile(contrast, CONTRAST_FLOOR_QUANTILE).item(), 0.0))
 
