@@ -126,6 +126,13 @@ class TrainingEngine:
         Maximum number of passes over the training data.
     batch_size : int
         Rows per mini-batch.
+    min_batches : int
+        Fewest mini-batches per epoch. An in-memory training set of fewer
+        rows than ``min_batches * batch_size`` is passed through in several
+        fresh permutations, one after another, within each epoch, so that a
+        small training set still gets enough optimiser steps and ``patience``
+        keeps counting comparable amounts of training. 1 (the default) makes
+        an epoch exactly one pass.
     learning_rate : float
         Adam learning rate for every optimiser.
     patience : int or None
@@ -155,12 +162,14 @@ class TrainingEngine:
         patience: int | None,
         gradient_clip: float | None,
         generator: torch.Generator,
+        min_batches: int = 1,
         verbose: bool = False,
         callbacks: list[EpochCallback] | None = None,
         sync: Synchroniser = LOCAL,
     ) -> None:
         self.epochs = epochs
         self.batch_size = batch_size
+        self.min_batches = min_batches
         self.learning_rate = learning_rate
         self.patience = patience
         self.gradient_clip = gradient_clip
@@ -267,8 +276,9 @@ class TrainingEngine:
             yield from data.batches(self.batch_size, shuffle=shuffle, generator=self.generator)
             return
         if shuffle:
-            order = torch.randperm(len(data), generator=self.generator).to(data.device)
-            data = data[order]
+            passes = max(1, -(-self.min_batches * self.batch_size // len(data)))
+            order = torch.cat([torch.randperm(len(data), generator=self.generator) for _ in range(passes)])
+            data = data[order.to(data.device)]
         yield from torch.split(data, self.batch_size)
 
     @staticmethod

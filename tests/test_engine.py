@@ -152,3 +152,35 @@ def test_groups_sharing_a_parameter_are_refused():
 
     with pytest.raises(ValueError, match="shares parameters"):
         make_engine(epochs=1).fit(Shared(), torch.randn(32, 3))
+
+
+class BatchRecorder(TwoPlayerScorer):
+    """Records the rows of every training batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def training_step(self, batch):
+        self.batches.append(batch.clone())
+        yield from super().training_step(batch)
+
+
+def test_min_batches_passes_a_small_training_set_several_times_per_epoch():
+    scorer = BatchRecorder()
+    data = torch.arange(20, dtype=torch.float32).reshape(20, 1).repeat(1, 3)
+    make_engine(epochs=1, batch_size=8, min_batches=6).fit(scorer, data)
+    rows = torch.cat(scorer.batches)[:, 0]
+    assert len(rows) == 60  # ceil(6 * 8 / 20) = 3 whole passes
+    assert [len(batch) for batch in scorer.batches] == [8] * 7 + [4]
+    for start in (0, 20, 40):  # each pass is a full permutation of the rows
+        assert sorted(rows[start:start + 20].tolist()) == sorted(data[:, 0].tolist())
+    assert scorer.epochs_started == [(0, 20)]  # the epoch hook still sees one pass
+
+
+def test_min_batches_leaves_larger_training_sets_and_the_default_one_pass():
+    data = torch.randn(64, 3)
+    for min_batches in (1, 4):
+        scorer = BatchRecorder()
+        make_engine(epochs=1, batch_size=16, min_batches=min_batches).fit(scorer, data)
+        assert len(scorer.batches) == 4

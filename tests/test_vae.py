@@ -9,6 +9,7 @@ import inspect
 import numpy as np
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from anomvae import AnomalyVAE
 from anomvae.nn.posterior import active_units
@@ -84,3 +85,29 @@ def test_trimmed_training_keeps_planted_training_anomalies_unexplained(fast_para
         return np.median(scores[400:]) / np.median(scores[:400])
 
     assert separation(trimmed) > separation(plain)
+
+
+def _optimiser_steps(detector, X) -> int:
+    steps = []
+    handle = register_optimizer_step_pre_hook(lambda optimizer, args, kwargs: steps.append(1))
+    try:
+        detector.fit(X)
+    finally:
+        handle.remove()
+    return len(steps)
+
+
+def test_small_training_sets_get_at_least_min_batches_per_epoch_steps():
+    X = np.random.default_rng(0).normal(size=(100, 4))  # a pass is one or two batches
+    params = dict(epochs=2, patience=None, contamination=0.1, random_state=0)
+    assert _optimiser_steps(AnomalyVAE(min_batches_per_epoch=1, **params), X) <= 2 * 2
+    steps = _optimiser_steps(AnomalyVAE(**params), X)
+    assert 2 * 15 <= steps <= 2 * 17  # whole passes of one or two batches
+    large = np.random.default_rng(0).normal(size=(2500, 4))  # 2,250 training rows, 18 batches a pass
+    assert (_optimiser_steps(AnomalyVAE(**params), large)
+            == _optimiser_steps(AnomalyVAE(min_batches_per_epoch=1, **params), large))
+
+
+def test_min_batches_per_epoch_below_one_is_refused():
+    with pytest.raises(ValueError, match="min_batches_per_epoch"):
+        AnomalyVAE(min_batches_per_epoch=0).fit(np.zeros((20, 2)))

@@ -85,6 +85,13 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
         """
         return False
 
+    def _min_batches_per_epoch(self) -> int:
+        """Fewest optimiser steps per epoch (:class:`~anomvae.engine.TrainingEngine`'s ``min_batches``).
+
+        1, an epoch being one pass, unless an estimator decides otherwise.
+        """
+        return 1
+
     def _matmul_dtype(self, scorer: Scorer, device: torch.device) -> torch.dtype:
         """Precision of the freshly built ``scorer``'s matrix products on the CPU (:attr:`Scorer.matmul_dtype`).
 
@@ -215,6 +222,7 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
                 patience=self.patience,
                 gradient_clip=self.gradient_clip,
                 generator=torch.Generator().manual_seed(seed),
+                min_batches=self._min_batches_per_epoch(),
                 verbose=bool(self.verbose) and sync.rank == 0,
                 sync=sync,
             )
