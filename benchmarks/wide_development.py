@@ -49,8 +49,8 @@ def parse_candidate(name: str) -> dict:
     """AnomalyVAE parameters of a candidate written ``"256x128-32"``, ``"256x128-32-e30"`` or ``"512x256-32-bf16"``.
 
     After the hidden widths and the latent size come optional suffixes:
-    ``-eN`` (N epochs) and ``-f32`` or ``-bf16`` (``precision="float32"`` or
-    ``"bfloat16"``). Without a precision suffix the estimator's default
+    ``-eN`` (N epochs), ``-mbN`` (``min_batches_per_epoch=N``) and ``-f32``
+    or ``-bf16`` (``precision="float32"`` or ``"bfloat16"``). Without a precision suffix the estimator's default
     (``"auto"``) applies.
 
     Raises
@@ -68,11 +68,13 @@ def parse_candidate(name: str) -> dict:
                 params["precision"] = precisions[suffix]
             elif suffix.startswith("e") and "epochs" not in params:
                 params["epochs"] = int(suffix[1:])
+            elif suffix.startswith("mb") and "min_batches_per_epoch" not in params:
+                params["min_batches_per_epoch"] = int(suffix[2:])
             else:
                 raise ValueError
     except (ValueError, IndexError):
         raise ValueError(f"candidate {name!r} is not of the form 256x128-32, 256x128-32-e30 "
-                         "or 512x256-32-e30-bf16") from None
+                         "or 512x256-32-e30-mb1-bf16") from None
     return params
 
 

@@ -162,7 +162,7 @@ def test_segments_benchmark_tiny_configuration():
     assert "| AnomalyVaDE |" in script.to_markdown(results, "command")
 
 
-@pytest.mark.parametrize("rules", ["reference", "metric", "likelihood", "tail"])
+@pytest.mark.parametrize("rules", ["reference", "metric", "likelihood", "tail", "representation"])
 def test_score_ablation_evaluates_each_rule_set_on_one_fit(shared_data, tmp_path, rules):
     script = load_script("score_ablation")
     journal = tmp_path / "ablation.jsonl"
@@ -212,3 +212,9 @@ def test_cross_fit_estimators_compares_held_out_and_cross_fitted_calibration(sha
     assert list(results["source"]) == ["held-out", "out-of-fold"]
     assert results[["false_alarm_rate", "recall"]].stack().between(0, 1).all()
     assert "far_within_2x_stated" in script.summary(results).columns
+
+
+def test_wide_development_reads_every_candidate_suffix():
+    assert load_script("wide_development").parse_candidate("512x256-32-e30-mb1-bf16") == {
+        "hidden_dims": (512, 256), "latent_dim": 32, "epochs": 30, "min_batches_per_epoch": 1,
+        "precision": "bfloat16"}
