@@ -45,7 +45,16 @@ def load_config(path: str | None) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"{path}: unknown section(s) {sorted(unknown)}; expected {sorted(DEFAULT_CONFIG)}")
     for key, value in loaded.items():
-        config[key] = {**config[key], **value} if isinstance(config[key], dict) else value
+        if isinstance(config[key], dict):
+            if not isinstance(value, dict):
+                raise ValueError(f"{path}: section {key!r} must be a mapping, got {type(value).__name__}")
+            misspelt = set(value) - set(config[key])
+            if misspelt:
+                raise ValueError(f"{path}: unknown key(s) {sorted(misspelt)} in section {key!r}; "
+                                 f"expected {sorted(config[key])}")
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
     return config
 
 
@@ -231,6 +240,10 @@ def score(model: str, input_path: str, output_path: str | None, *, keep: list[st
     ``is_anomaly`` and, when asked, the top features and p-values; see
     :func:`anomvae.batch_scoring.score_table`. ``.parquet`` outputs are Parquet.
     """
+    if output_path:
+        folder = Path(output_path).parent
+        if not folder.is_dir():
+            raise ValueError(f"output folder {str(folder)!r} does not exist; create it or choose another path")
     detector = load_detector(model)
     result = score_table(detector, read_table(input_path, detector), keep=keep, top_features=top_features,
                          p_values=p_values)

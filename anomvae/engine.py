@@ -127,12 +127,15 @@ class TrainingEngine:
     batch_size : int
         Rows per mini-batch.
     min_batches : int
-        Fewest mini-batches per epoch. An in-memory training set of fewer
-        rows than ``min_batches * batch_size`` is passed through in several
-        fresh permutations, one after another, within each epoch, so that a
-        small training set still gets enough optimiser steps and ``patience``
-        keeps counting comparable amounts of training. 1 (the default) makes
-        an epoch exactly one pass.
+        Fewest mini-batches per epoch. A training set of fewer rows than
+        ``min_batches * batch_size`` is passed through in several fresh
+        permutations, one after another, within each epoch, so that a small
+        training set still gets enough optimiser steps and ``patience`` keeps
+        counting comparable amounts of training. In memory the passes run on
+        into each other (batches are full but the last) and are drawn one at
+        a time, so memory stays that of two passes; a streamed source repeats
+        whole passes until the epoch has ``min_batches`` batches. 1 (the
+        default) makes an epoch exactly one pass.
     learning_rate : float
         Adam learning rate for every optimiser.
     patience : int or None
@@ -273,13 +276,35 @@ class TrainingEngine:
 
     def _batches(self, data: Tensor | RowSource, *, shuffle: bool) -> Iterator[Tensor]:
         if not isinstance(data, Tensor):
-            yield from data.batches(self.batch_size, shuffle=shuffle, generator=self.generator)
+            yield from self._streamed_batches(data, shuffle=shuffle)
             return
-        if shuffle:
-            passes = max(1, -(-self.min_batches * self.batch_size // len(data)))
-            order = torch.cat([torch.randperm(len(data), generator=self.generator) for _ in range(passes)])
-            data = data[order.to(data.device)]
-        yield from torch.split(data, self.batch_size)
+        if not shuffle:
+            yield from torch.split(data, self.batch_size)
+            return
+        passes = max(1, -(-self.min_batches * self.batch_size // len(data)))
+        if passes == 1:
+            yield from torch.split(data[torch.randperm(len(data), generator=self.generator).to(data.device)],
+                                   self.batch_size)
+            return
+        pending = data[:0]
+        for _ in range(passes):
+            order = torch.randperm(len(data), generator=self.generator).to(data.device)
+            pending = torch.cat([pending, data[order]])
+            while len(pending) >= self.batch_size:
+                yield pending[:self.batch_size]
+                pending = pending[self.batch_size:]
+        if len(pending):
+            yield pending
+
+    def _streamed_batches(self, data: RowSource, *, shuffle: bool) -> Iterator[Tensor]:
+        """A source's shuffled passes, repeated until the epoch has ``min_batches`` batches."""
+        count = 0
+        while True:
+            for batch in data.batches(self.batch_size, shuffle=shuffle, generator=self.generator):
+                count += 1
+                yield batch
+            if not shuffle or count == 0 or count >= self.min_batches:
+                return
 
     @staticmethod
     def _phases(scorer: Scorer, batch: Tensor) -> Iterator[Phase]:

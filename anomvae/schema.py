@@ -10,7 +10,9 @@ Columns no kind fits are refused with a ``TypeError`` naming them:
 
 - dates, times, durations and periods: one-hot encoding them would make every
   future date an unseen category; derive numbers from them first (hour, day of
-  week, seconds since an event);
+  week, seconds since an event). Text columns whose every value is an ISO 8601
+  date or date-time (``"2024-01-31"``, ``"2024-01-31 08:00:00"``: what a CSV
+  file delivers) count as dates too;
 - ``object`` columns mixing numbers and text (``[1.5, "1e5"]``): the text is
   most likely a number that failed to parse, and guessing either way changes
   the scores silently.
@@ -32,6 +34,9 @@ TIME_VALUES = {"datetime64", "datetime", "date", "time", "timedelta64", "timedel
 """What :func:`pandas.api.types.infer_dtype` says of an object column holding times or durations."""
 
 MIXED_VALUES = {"mixed", "mixed-integer"}
+
+ISO_DATE_TEXT = r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+"""An ISO 8601 date, optionally with a time and a UTC offset, written as text."""
 
 
 def fit_kind(series: pd.Series, column: str) -> str:
@@ -66,6 +71,10 @@ def fit_kind(series: pd.Series, column: str) -> str:
         raise ValueError(f"column {column!r}: Complex data not supported")
     if pd.api.types.is_numeric_dtype(dtype):
         return NUMERIC
+    if pd.api.types.is_string_dtype(dtype) and dtype != object:
+        if _is_date_text(series):
+            raise TypeError(_time_message(column, "dates written as text"))
+        return CATEGORY
     if dtype != object:
         return CATEGORY
     inferred = pd.api.types.infer_dtype(series, skipna=True)
@@ -77,7 +86,15 @@ def fit_kind(series: pd.Series, column: str) -> str:
         raise TypeError(_time_message(column, inferred))
     if inferred in MIXED_VALUES:
         raise TypeError(_mixed_message(series, column))
+    if inferred == "string" and _is_date_text(series):
+        raise TypeError(_time_message(column, "dates written as text"))
     return CATEGORY
+
+
+def _is_date_text(series: pd.Series) -> bool:
+    """Whether every distinct non-missing value of a text column is an ISO 8601 date or date-time."""
+    values = pd.Series(series.dropna().unique())
+    return bool(len(values)) and bool(values.str.fullmatch(ISO_DATE_TEXT).all())
 
 
 def _is_time_dtype(dtype) -> bool:

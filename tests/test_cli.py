@@ -100,6 +100,31 @@ def test_unknown_config_section_is_refused(tmp_path, capsys):
     assert "modle" in capsys.readouterr().err
 
 
+def test_misspelt_key_inside_a_config_section_is_refused(config, capsys):
+    settings = yaml.safe_load(config.read_text())
+    settings["model"]["parms"] = settings["model"].pop("params")
+    config.write_text(yaml.safe_dump(settings))
+    assert main(["train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "parms" in err and "'model'" in err
+
+
+def test_config_section_that_is_not_a_mapping_is_refused(config, capsys):
+    settings = yaml.safe_load(config.read_text())
+    settings["tracking"] = False
+    config.write_text(yaml.safe_dump(settings))
+    assert main(["train", "--config", str(config)]) == 2
+    assert "'tracking' must be a mapping" in capsys.readouterr().err
+
+
+def test_score_into_a_missing_folder_is_refused_before_scoring(config, table, tmp_path, capsys):
+    _, path = table
+    assert main(["train", "--config", str(config)]) == 0
+    out = tmp_path / "missing" / "scores.csv"
+    assert main(["score", str(tmp_path / "model.safetensors"), str(path), "-o", str(out)]) == 2
+    assert "missing" in capsys.readouterr().err and not out.exists()
+
+
 def test_main_job_on_embedded_default(tmp_path, mlflow_store):
     result = subprocess.run(
         [sys.executable, "-m", "anomvae.cli", "train", "--output", str(tmp_path / "m.safetensors")],

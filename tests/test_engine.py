@@ -184,3 +184,29 @@ def test_min_batches_leaves_larger_training_sets_and_the_default_one_pass():
         scorer = BatchRecorder()
         make_engine(epochs=1, batch_size=16, min_batches=min_batches).fit(scorer, data)
         assert len(scorer.batches) == 4
+
+
+class ListSource:
+    """A streamed training source (the RowSource interface) over a tensor, one batch per slice."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def batches(self, batch_size, *, shuffle, generator):
+        order = torch.randperm(len(self.rows), generator=generator) if shuffle else torch.arange(len(self.rows))
+        yield from torch.split(self.rows[order], batch_size)
+
+
+def test_min_batches_repeats_whole_passes_of_a_streamed_source():
+    engine = make_engine(batch_size=8, min_batches=6)
+    batches = list(engine._batches(ListSource(torch.randn(20, 3)), shuffle=True))
+    assert [len(batch) for batch in batches] == [8, 8, 4] * 2  # two passes of three batches
+    assert len(list(engine._batches(ListSource(torch.randn(20, 3)), shuffle=False))) == 3
+
+
+def test_repeated_passes_are_drawn_lazily_in_the_same_order_as_one_long_permutation():
+    data = torch.arange(20, dtype=torch.float32).reshape(20, 1)
+    lazy = torch.cat(list(make_engine(batch_size=8, min_batches=6)._batches(data, shuffle=True)))
+    generator = torch.Generator().manual_seed(0)
+    eager = data[torch.cat([torch.randperm(20, generator=generator) for _ in range(3)])]
+    assert torch.equal(lazy, eager)

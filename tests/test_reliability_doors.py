@@ -76,11 +76,18 @@ def test_object_column_of_python_booleans_is_boolean():
     pd.Series(pd.date_range("2024-01-01", periods=50, tz="UTC")),
     pd.Series(pd.period_range("2024-01", periods=50, freq="M")),
     pd.Series(list(pd.date_range("2024-01-01", periods=50).date), dtype=object),
-], ids=["datetime64", "timedelta64", "datetime-tz", "period", "date-objects"])
+    pd.Series(pd.date_range("2024-01-01", periods=50).strftime("%Y-%m-%d").tolist(), dtype=object),
+    pd.Series(pd.date_range("2024-01-01", periods=50, freq="h").strftime("%Y-%m-%dT%H:%M:%SZ").tolist(), dtype="str"),
+], ids=["datetime64", "timedelta64", "datetime-tz", "period", "date-objects", "date-text", "datetime-text"])
 def test_time_columns_are_refused_naming_the_column(column):
     frame = pd.DataFrame({"when": column, "x": np.arange(50.0)})
     with pytest.raises(TypeError, match="column 'when' holds dates, times or durations"):
         AnomalyVAE(**FAST).fit(frame)
+
+
+def test_text_that_only_starts_like_a_date_stays_a_category():
+    frame = pd.DataFrame({"code": ["2024-01-01", "2024-01-02-b", "n/a"] * 20, "x": np.arange(60.0)})
+    assert AnomalyVAE(**FAST).fit(frame).encoder_.kinds == ["category", "numeric"]
 
 
 def test_cli_reads_text_columns_of_a_csv_as_text(tmp_path, capsys):
