@@ -271,3 +271,11 @@ def test_pyfunc_load_refuses_a_model_directory_changed_after_logging(mlflow_stor
             handle.write(b"\n# appended after logging\n")
         with pytest.raises(MlflowException, match=f"model file {changed} .* differs from the one logged"):
             mlflow.pyfunc.load_model(str(local))
+
+
+def test_text_in_a_numpy_array_points_to_dataframes():
+    rows = np.empty((60, 2), dtype=object)
+    rows[:, 0] = ["a", "b"] * 30
+    rows[:, 1] = np.arange(60.0)
+    with pytest.raises(ValueError, match="pass a pandas DataFrame"):
+        AnomalyVAE(**FAST).fit(rows)

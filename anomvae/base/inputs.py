@@ -95,6 +95,13 @@ class InputEncodingMixin:
             )
         except OverflowError as error:
             raise ValueError(f"X holds a number too large for a float64 ({error})") from error
+        except ValueError as error:
+            if not str(error).startswith("could not convert string to float"):
+                raise
+            raise ValueError(
+                f"X is an array holding text ({error}); arrays must be numeric: pass a pandas DataFrame "
+                "to use text columns as categories"
+            ) from error
         check_finite(values, list(getattr(self, "feature_names_in_", [])) or None)
         return values
 
