@@ -12,51 +12,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from pandas._libs.parsers import STR_NA_VALUES  # pandas' default missing-value markers
 from sklearn.metrics import roc_auc_score
 
 from . import registry
 from .batch_scoring import load_detector, score_table, write_table
 from .cli_arguments import build_parser
+from .cli_config import load_config
 from .benchmark.command import run_from_arguments as run_bench
 from .datasets import EMBEDDED_NAME, embedded_default, load_npz, semi_supervised_split
 from .monitoring import monitor
 from .report import write_report as write_html_report
 from .thresholds import Contamination, FalsePositiveRate, strategy_from_dict
-
-DEFAULT_CONFIG: dict[str, Any] = {
-    "model": {"name": "AnomalyVAE", "params": {"random_state": 0}},
-    "data": {"source": "embedded", "label_column": None},
-    "output": "runs/model.safetensors",
-    "tracking": {"enabled": True, "experiment": "anomvae", "registered_model_name": "anomvae", "alias": "champion",
-                 "run_name": None},
-}
-
-
-def load_config(path: str | None) -> dict[str, Any]:
-    """The default configuration, updated section by section from a YAML file."""
-    config = {key: dict(value) if isinstance(value, dict) else value for key, value in DEFAULT_CONFIG.items()}
-    if path is None:
-        return config
-    with open(path) as handle:
-        loaded = yaml.safe_load(handle) or {}
-    unknown = set(loaded) - set(DEFAULT_CONFIG)
-    if unknown:
-        raise ValueError(f"{path}: unknown section(s) {sorted(unknown)}; expected {sorted(DEFAULT_CONFIG)}")
-    for key, value in loaded.items():
-        if isinstance(config[key], dict):
-            if not isinstance(value, dict):
-                raise ValueError(f"{path}: section {key!r} must be a mapping, got {type(value).__name__}")
-            misspelt = set(value) - set(config[key])
-            if misspelt:
-                raise ValueError(f"{path}: unknown key(s) {sorted(misspelt)} in section {key!r}; "
-                                 f"expected {sorted(config[key])}")
-            config[key] = {**config[key], **value}
-        else:
-            config[key] = value
-    return config
-
 
 def read_table(path: str | Path, detector=None) -> pd.DataFrame:
     """Read a CSV or Parquet file, or the ``X`` array of an ``.npz`` file.

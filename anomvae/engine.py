@@ -135,7 +135,7 @@ class TrainingEngine:
         into each other (batches are full but the last) and are drawn one at
         a time, so memory stays that of two passes; a streamed source repeats
         whole passes until the epoch has ``min_batches`` batches. 1 (the
-        default) makes an epoch exactly one pass.
+        default) makes an epoch exactly one pass, however few the rows.
     learning_rate : float
         Adam learning rate for every optimiser.
     patience : int or None
@@ -281,7 +281,7 @@ class TrainingEngine:
         if not shuffle:
             yield from torch.split(data, self.batch_size)
             return
-        passes = max(1, -(-self.min_batches * self.batch_size // len(data)))
+        passes = self._passes(len(data))
         if passes == 1:
             yield from torch.split(data[torch.randperm(len(data), generator=self.generator).to(data.device)],
                                    self.batch_size)
@@ -295,6 +295,12 @@ class TrainingEngine:
                 pending = pending[self.batch_size:]
         if len(pending):
             yield pending
+
+    def _passes(self, n_rows: int) -> int:
+        """Permutations of ``n_rows`` rows in an epoch: one, or enough to fill ``min_batches`` batches."""
+        if self.min_batches <= 1 or n_rows == 0 or n_rows >= self.min_batches * self.batch_size:
+            return 1
+        return -(-self.min_batches * self.batch_size // n_rows)
 
     def _streamed_batches(self, data: RowSource, *, shuffle: bool) -> Iterator[Tensor]:
         """A source's shuffled passes, repeated until the epoch has ``min_batches`` batches."""

@@ -35,7 +35,7 @@ TIME_VALUES = {"datetime64", "datetime", "date", "time", "timedelta64", "timedel
 
 MIXED_VALUES = {"mixed", "mixed-integer"}
 
-ISO_DATE_TEXT = r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+ISO_DATE_TEXT = r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?"
 """An ISO 8601 date, optionally with a time and a UTC offset, written as text."""
 
 

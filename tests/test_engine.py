@@ -186,6 +186,12 @@ def test_min_batches_leaves_larger_training_sets_and_the_default_one_pass():
         assert len(scorer.batches) == 4
 
 
+def test_the_default_is_one_pass_even_below_one_batch():
+    scorer = BatchRecorder()
+    make_engine(epochs=1, batch_size=16).fit(scorer, torch.randn(10, 3))
+    assert [len(batch) for batch in scorer.batches] == [10]
+
+
 class ListSource:
     """A streamed training source (the RowSource interface) over a tensor, one batch per slice."""
 

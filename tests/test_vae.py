@@ -100,9 +100,11 @@ def _optimiser_steps(detector, X) -> int:
 def test_small_training_sets_get_at_least_min_batches_per_epoch_steps():
     X = np.random.default_rng(0).normal(size=(100, 4))  # a pass is one or two batches
     params = dict(epochs=2, patience=None, contamination=0.1, random_state=0)
-    assert _optimiser_steps(AnomalyVAE(**params), X) <= 2 * 2
+    one_pass = _optimiser_steps(AnomalyVAE(**params), X)
+    assert one_pass == _optimiser_steps(AnomalyVAE(min_batches_per_epoch=1, **params), X)
     steps = _optimiser_steps(AnomalyVAE(min_batches_per_epoch=15, **params), X)
-    assert 2 * 15 <= steps <= 2 * 17  # whole passes of one or two batches
+    assert one_pass == 2  # a pass of 90 rows is one batch of 128
+    assert 2 * 15 <= steps <= 2 * 17  # whole passes of 90 rows, run into batches of 128
     large = np.random.default_rng(0).normal(size=(2500, 4))  # 2,250 training rows, 18 batches a pass
     assert (_optimiser_steps(AnomalyVAE(min_batches_per_epoch=15, **params), large)
             == _optimiser_steps(AnomalyVAE(**params), large))

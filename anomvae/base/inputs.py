@@ -98,6 +98,11 @@ class InputEncodingMixin:
         except ValueError as error:
             if not str(error).startswith("could not convert string to float"):
                 raise
+            if hasattr(X, "columns"):
+                raise ValueError(
+                    f"X holds text in a column that was numeric in fit ({error}); convert it with "
+                    "pandas.to_numeric, or refit with the column as text to use it as a category"
+                ) from error
             raise ValueError(
                 f"X is an array holding text ({error}); arrays must be numeric: pass a pandas DataFrame "
                 "to use text columns as categories"
