@@ -77,12 +77,13 @@ class AnomalyVAE(BaseDeepDetector):
         makes an epoch exactly one pass. 15 was measured as a default and
         not adopted (``benchmarks/results/generalisation/ablation.md``): on
         the ten development tables it changes (3 seeds) mean ROC-AUC rose
-        from 0.809 to 0.834 semi-supervised and 0.737 to 0.754 unsupervised,
-        but on the confirmation part it moved the 16-table mean by +0.001
-        semi-supervised and -0.017 unsupervised (wine, whose training half
-        holds its anomalies, fell from 0.76 to 0.54); on the MVTec-AD
-        embeddings it gained 0.006 (0.788 against 0.781) at 3.3x the fit
-        time. Try 15 on small, clean training sets when fit time allows.
+        from 0.805 to 0.834 semi-supervised but only from 0.744 to 0.754
+        unsupervised (+0.006 over all 17 tables), and on the confirmation
+        part it moved the 16-table mean by +0.003 semi-supervised and
+        -0.017 unsupervised (wine, whose training half holds its anomalies,
+        fell from 0.78 to 0.54); on the MVTec-AD embeddings it gained 0.006
+        (0.788 against 0.781) at 4.3x the fit time. Try 15 on small, clean
+        training sets when fit time allows.
     likelihood : {"auto", "calibrated", "gaussian", "bernoulli"}, default="auto"
         Decoder likelihood; ``"auto"`` is ``"calibrated"`` for tabular rows
         and Bernoulli for images. ``"calibrated"`` is a Gaussian whose shared
