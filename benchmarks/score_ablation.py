@@ -96,7 +96,11 @@ class _WinsorisedVAE(AnomalyVAE):
 
 
 class _MinimumStepsVAE(AnomalyVAE):
-    """AnomalyVAE whose epochs (and patience) grow so that small training sets get ``min_steps`` optimiser steps."""
+    """AnomalyVAE whose epochs (and patience) grow so that small training sets get ``min_steps`` optimiser steps.
+
+    Benchmark-only: it sets its own parameters in ``fit``, which a scikit-learn
+    estimator must not do; each variant instance is fitted once.
+    """
 
     min_steps = 3000
 
@@ -108,7 +112,10 @@ class _MinimumStepsVAE(AnomalyVAE):
 
 
 class _SmallBatchVAE(AnomalyVAE):
-    """AnomalyVAE whose batches shrink on small training sets (at least 16 steps per epoch, batch 16 to 128)."""
+    """AnomalyVAE whose batches shrink on small training sets (batch n/16 within 16 to 128).
+
+    Benchmark-only, like :class:`_MinimumStepsVAE`: it sets ``batch_size`` in ``fit``.
+    """
 
     def fit(self, X, y=None):
         self.batch_size = int(min(128, max(16, len(X) // 16)))
