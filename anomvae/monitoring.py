@@ -9,6 +9,7 @@ moved, and which features drive the alarms.
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -28,9 +29,30 @@ from .drift import (
 )
 
 BROAD_SHIFT = 0.25
-"""KS statistic above which a drift is read as a move of the bulk of the rows
-(at least this share of them) rather than a tail of anomalies, and
-:attr:`MonitoringReport.update_recommended` is raised."""
+"""Share of a batch's rows that must have moved, at 95% confidence, for a drift
+to be read as a move of the bulk of the rows rather than a tail of anomalies,
+and :attr:`MonitoringReport.update_recommended` to be raised."""
+
+BROAD_SHIFT_CONFIDENCE = 0.95
+"""Confidence of the lower bound on the moved share (:func:`moved_share_lower_bound`)."""
+
+
+def moved_share_lower_bound(ks_statistic: float, n_rows: int, confidence: float = BROAD_SHIFT_CONFIDENCE) -> float:
+    """A lower confidence bound on the share of a batch's rows whose scores moved.
+
+    The two-sample KS statistic bounds the moved share from below; its
+    sampling error over a batch of ``n_rows`` is bounded by the
+    Dvoretzky-Kiefer-Wolfowitz inequality with Massart's constant,
+    ``sqrt(log(2 / (1 - confidence)) / (2 n_rows))``, which is subtracted. Over
+    a handful of rows the bound is below zero: three outlying rows say
+    nothing about where the bulk of the traffic went.
+
+    Returns
+    -------
+    float
+        ``ks_statistic - margin``; may be negative.
+    """
+    return ks_statistic - math.sqrt(math.log(2.0 / (1.0 - confidence)) / (2.0 * max(n_rows, 1)))
 
 @dataclass(frozen=True)
 class MonitoringReport:
@@ -144,17 +166,19 @@ class MonitoringReport:
 
     @property
     def update_recommended(self) -> bool:
-        """The batch as a whole moved: scores drifted and the KS statistic is
-        above :data:`BROAD_SHIFT`.
+        """The batch as a whole moved: scores drifted and, at 95% confidence,
+        more than :data:`BROAD_SHIFT` of its rows moved.
 
         The KS statistic is a lower bound on the share of rows whose scores
-        moved, so this singles out a shift of the bulk of the rows (a
-        recalibrated sensor, a new season, a new product) from a tail of
-        anomalies. If the moved rows are the new normal,
-        ``detector.partial_fit(batch)`` adapts the model and its threshold to
-        them; if they are an incident, do not.
+        moved; less its sampling margin (:func:`moved_share_lower_bound`) it
+        singles out a shift of the bulk of the rows (a recalibrated sensor, a
+        new season, a new product) from a tail of anomalies, and a batch of
+        a few rows, however far out, never qualifies (``partial_fit`` on it
+        would recalibrate the threshold on those few rows). If the moved rows
+        are the new normal, ``detector.partial_fit(batch)`` adapts the model
+        and its threshold to them; if they are an incident, do not.
         """
-        return self.drift_alarm and self.ks_statistic > BROAD_SHIFT
+        return self.drift_alarm and moved_share_lower_bound(self.ks_statistic, self.n_rows) > BROAD_SHIFT
 
     def metrics(self) -> dict[str, float]:
         """The numeric figures, as logged to MLflow (prefixed ``monitor.``)."""
@@ -206,7 +230,8 @@ class MonitoringReport:
                 for feature in self.top_features
             ))
         if self.update_recommended:
-            lines.append(f"  RECOMMENDATION: at least {self.ks_statistic:.0%} of the rows moved; if "
+            moved = moved_share_lower_bound(self.ks_statistic, self.n_rows)
+            lines.append(f"  RECOMMENDATION: at least {moved:.0%} of the rows moved (95% confidence); if "
                          "this is the new normal, update the model with detector.partial_fit(batch)")
         lines.append(
             "  ALARMS: " + "; ".join(self.alarms) if self.alarms

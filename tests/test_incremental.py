@@ -84,3 +84,18 @@ def test_updated_model_saves_and_loads(frozen, tmp_path):
     loaded = anomvae.load(tmp_path / "model.safetensors")
     rows = normal_rows(100, seed=8, shift=2.0)
     np.testing.assert_array_equal(loaded.score_samples(rows), updated.score_samples(rows))
+
+
+def test_a_few_far_rows_are_not_an_update_recommendation(frozen):
+    batch = normal_rows(3, seed=5)
+    batch["f1"] += 50 * batch["f1"].std() + 50
+    report = anomvae.monitor(frozen, batch)
+    assert report.n_flagged == 3 and not report.update_recommended
+    assert "partial_fit" not in str(report)
+
+
+def test_moved_share_lower_bound_shrinks_with_the_batch():
+    from anomvae.monitoring import moved_share_lower_bound
+
+    assert moved_share_lower_bound(1.0, 3) < 0.25 < moved_share_lower_bound(1.0, 100)
+    assert moved_share_lower_bound(0.5, 10_000) == pytest.approx(0.5 - (np.log(40) / 20_000) ** 0.5)

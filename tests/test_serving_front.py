@@ -119,6 +119,19 @@ def test_column_types_refuse_what_mlflow_would_cast(document, pattern):
         types.check(document)
 
 
+@pytest.mark.parametrize("count", [7.9999, 7.5, 1e19, -1e19])
+def test_integer_columns_refuse_what_mlflow_would_truncate_or_wrap(count):
+    types = ColumnTypes([("amount", "double"), ("count", "long")])
+    with pytest.raises(Refusal, match="column 'count' held integers in fit"):
+        types.check({"dataframe_split": {"columns": ["amount", "count"], "data": [[0.1, count]]}})
+    with pytest.raises(Refusal, match="row 0 holds"):
+        types.check({"dataframe_records": [{"amount": 0.1, "count": count}]})
+
+
+def test_integer_columns_take_whole_numbers_written_as_floats():
+    ColumnTypes([("count", "long")]).check({"dataframe_split": {"columns": ["count"], "data": [[8.0], [-3]]}})
+
+
 def test_column_types_accept_well_typed_rows():
     types = ColumnTypes([("amount", "double"), ("count", "long"), ("flag", "boolean"), ("kind", "string")])
     types.check({"dataframe_records": [{"amount": 1, "count": 2, "flag": False, "kind": "a", "extra": "x"}]})

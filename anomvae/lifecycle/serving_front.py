@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -64,7 +65,8 @@ MAX_TENSOR_DEPTH = 5
 JSON = "application/json"
 CSV = "text/csv"
 PARQUET = "application/x-parquet"
-NUMBER_TYPES = {"double", "float", "long", "integer"}
+INTEGER_TYPES = {"long", "integer"}
+NUMBER_TYPES = {"double", "float", *INTEGER_TYPES}
 TABULAR_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 Scope = dict[str, Any]
@@ -224,8 +226,19 @@ def _check_value(value: Any, kind: str, column: str, row: int) -> None:
     elif kind in NUMBER_TYPES:
         if isinstance(value, bool) or isinstance(value, (str, list, dict)):
             raise Refusal(400, f"column {column!r} takes numbers: row {row} holds {value!r}")
+        if kind in INTEGER_TYPES and isinstance(value, (int, float)) and not _is_int64(value):
+            raise Refusal(400, f"column {column!r} held integers in fit and takes integers: row {row} holds "
+                               f"{value!r}, which the model's schema would truncate or wrap; send a whole number "
+                               "within the int64 range")
     elif kind == "string" and not (value is None or value != value or isinstance(value, str)):  # NaN: missing
         raise Refusal(400, f"column {column!r} takes text: row {row} holds {value!r}; send it as a JSON string")
+
+
+def _is_int64(value: int | float) -> bool:
+    """Whether a JSON number is a whole number that int64 holds (MLflow casts ``long`` columns to int64)."""
+    if isinstance(value, int):
+        return -2**63 <= value < 2**63
+    return math.isfinite(value) and value.is_integer() and -2.0**63 <= value < 2.0**63
 
 
 class RequestGuard:
