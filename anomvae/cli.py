@@ -287,9 +287,10 @@ def _run_train(args) -> int:
 
 
 def _run_score(args) -> int:
-    result = score(args.model, args.input, args.output, keep=args.keep, top_features=args.top_features,
-                   p_values=args.p_values)
-    if not args.output:
+    to_stdout = args.output in (None, "", "-")
+    result = score(args.model, args.input, None if to_stdout else args.output, keep=args.keep,
+                   top_features=args.top_features, p_values=args.p_values)
+    if to_stdout:
         result.to_csv(sys.stdout, index=False)
         sys.stdout.flush()
     return 0

@@ -40,8 +40,8 @@ def _add_score_parser(commands) -> None:
                                       "(models:/name@alias, models:/name/3, runs:/<run id>/model)")
     parser.add_argument("input", help="CSV or Parquet file with the training columns")
     parser.add_argument("--output", "-o",
-                        help="file to write: Parquet for .parquet or .pq, CSV otherwise (default: CSV on "
-                             "standard output)")
+                        help="file to write: Parquet for .parquet or .pq, CSV otherwise (default, or '-': "
+                             "CSV on standard output)")
     parser.add_argument("--keep", type=_column_list,
                         help="comma-separated columns (ids, timestamps) copied to the output and not scored; "
                              "the output then holds only these columns and the scores")

@@ -125,6 +125,19 @@ def test_score_into_a_missing_folder_is_refused_before_scoring(config, table, tm
     assert "missing" in capsys.readouterr().err and not out.exists()
 
 
+def test_score_output_dash_is_standard_output(config, table, tmp_path, capsys, monkeypatch):
+    frame, _ = table
+    path = tmp_path / "features.csv"
+    frame.drop(columns=["label"]).to_csv(path, index=False)
+    assert main(["train", "--config", str(config)]) == 0
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path)
+    assert main(["score", str(tmp_path / "model.safetensors"), str(path), "-o", "-"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "score" in lines[0].split(",") and len(lines) == 1 + 300
+    assert not (tmp_path / "-").exists()
+
+
 def test_main_job_on_embedded_default(tmp_path, mlflow_store):
     result = subprocess.run(
         [sys.executable, "-m", "anomvae.cli", "train", "--output", str(tmp_path / "m.safetensors")],
