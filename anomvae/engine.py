@@ -281,15 +281,10 @@ class TrainingEngine:
         if not shuffle:
             yield from torch.split(data, self.batch_size)
             return
-        passes = self._passes(len(data))
-        if passes == 1:
-            yield from torch.split(data[torch.randperm(len(data), generator=self.generator).to(data.device)],
-                                   self.batch_size)
-            return
         pending = data[:0]
-        for _ in range(passes):
-            order = torch.randperm(len(data), generator=self.generator).to(data.device)
-            pending = torch.cat([pending, data[order]])
+        for _ in range(self._passes(len(data))):
+            shuffled = data[torch.randperm(len(data), generator=self.generator).to(data.device)]
+            pending = torch.cat([pending, shuffled]) if len(pending) else shuffled
             while len(pending) >= self.batch_size:
                 yield pending[:self.batch_size]
                 pending = pending[self.batch_size:]

@@ -54,6 +54,7 @@ def moved_share_lower_bound(ks_statistic: float, n_rows: int, confidence: float 
     """
     return ks_statistic - math.sqrt(math.log(2.0 / (1.0 - confidence)) / (2.0 * max(n_rows, 1)))
 
+
 @dataclass(frozen=True)
 class MonitoringReport:
     """The result of :func:`monitor`.
@@ -178,7 +179,12 @@ class MonitoringReport:
         are the new normal, ``detector.partial_fit(batch)`` adapts the model
         and its threshold to them; if they are an incident, do not.
         """
-        return self.drift_alarm and moved_share_lower_bound(self.ks_statistic, self.n_rows) > BROAD_SHIFT
+        return self.drift_alarm and self.moved_share > BROAD_SHIFT
+
+    @property
+    def moved_share(self) -> float:
+        """The share of the batch's rows whose scores moved, 95% lower bound (:func:`moved_share_lower_bound`)."""
+        return moved_share_lower_bound(self.ks_statistic, self.n_rows)
 
     def metrics(self) -> dict[str, float]:
         """The numeric figures, as logged to MLflow (prefixed ``monitor.``)."""
@@ -230,9 +236,8 @@ class MonitoringReport:
                 for feature in self.top_features
             ))
         if self.update_recommended:
-            moved = moved_share_lower_bound(self.ks_statistic, self.n_rows)
-            lines.append(f"  RECOMMENDATION: at least {moved:.0%} of the rows moved (95% confidence); if "
-                         "this is the new normal, update the model with detector.partial_fit(batch)")
+            lines.append(f"  RECOMMENDATION: at least {self.moved_share:.0%} of the rows moved (95% confidence); "
+                         "if this is the new normal, update the model with detector.partial_fit(batch)")
         lines.append(
             "  ALARMS: " + "; ".join(self.alarms) if self.alarms
             else f"  no alarm at significance {self.significance}"

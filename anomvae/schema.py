@@ -72,9 +72,7 @@ def fit_kind(series: pd.Series, column: str) -> str:
     if pd.api.types.is_numeric_dtype(dtype):
         return NUMERIC
     if pd.api.types.is_string_dtype(dtype) and dtype != object:
-        if _is_date_text(series):
-            raise TypeError(_time_message(column, "dates written as text"))
-        return CATEGORY
+        return _text_kind(series, column)
     if dtype != object:
         return CATEGORY
     inferred = pd.api.types.infer_dtype(series, skipna=True)
@@ -86,15 +84,17 @@ def fit_kind(series: pd.Series, column: str) -> str:
         raise TypeError(_time_message(column, inferred))
     if inferred in MIXED_VALUES:
         raise TypeError(_mixed_message(series, column))
-    if inferred == "string" and _is_date_text(series):
-        raise TypeError(_time_message(column, "dates written as text"))
+    if inferred == "string":
+        return _text_kind(series, column)
     return CATEGORY
 
 
-def _is_date_text(series: pd.Series) -> bool:
-    """Whether every distinct non-missing value of a text column is an ISO 8601 date or date-time."""
+def _text_kind(series: pd.Series, column: str) -> str:
+    """``"category"`` for a text column, unless every distinct value is an ISO 8601 date or date-time."""
     values = pd.Series(series.dropna().unique())
-    return bool(len(values)) and bool(values.str.fullmatch(ISO_DATE_TEXT).all())
+    if len(values) and values.str.fullmatch(ISO_DATE_TEXT).all():
+        raise TypeError(_time_message(column, "dates written as text"))
+    return CATEGORY
 
 
 def _is_time_dtype(dtype) -> bool:

@@ -51,6 +51,8 @@ from typing import Any
 
 import numpy as np
 
+from .serving_direct import INTEGER_TYPES, NUMBER_TYPES
+
 LOGGER = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -65,8 +67,6 @@ MAX_TENSOR_DEPTH = 5
 JSON = "application/json"
 CSV = "text/csv"
 PARQUET = "application/x-parquet"
-INTEGER_TYPES = {"long", "integer"}
-NUMBER_TYPES = {"double", "float", *INTEGER_TYPES}
 TABULAR_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 Scope = dict[str, Any]
