@@ -19,14 +19,7 @@ from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 
 from .alarm_features import FeatureContribution, top_features
-from .drift import (
-    PSI_BINS,
-    PSI_MAJOR,
-    PSI_MIN_ROWS,
-    flag_count_p_value,
-    population_stability_index,
-    psi_p_value,
-)
+from .drift import PSI_MAJOR, PSI_MIN_ROWS, flag_count_p_value, population_stability_index, psi_test
 
 BROAD_SHIFT = 0.25
 """Share of a batch's rows that must have moved, at 95% confidence, for a drift
@@ -76,9 +69,8 @@ class MonitoringReport:
         Population stability index of the batch scores over reference deciles;
         None ("too few rows") for batches under :data:`PSI_MIN_ROWS` rows.
     psi_p_value : float or None
-        Chi-square approximation of the PSI's null distribution:
-        ``PSI / (1/m + 1/n)`` is about chi-square with ``bins - 1`` degrees of
-        freedom for a batch of ``m`` rows from the reference's distribution.
+        Chance that a batch of as many rows from the reference's distribution
+        has a PSI at least this large, simulated (:func:`anomvae.drift.psi_test`).
     batch_quantiles, reference_quantiles : dict of str to float
         Median, 0.9 and 0.99 quantiles of the anomaly scores.
     top_features : list of FeatureContribution
@@ -320,7 +312,7 @@ def monitor(
     n_flagged = int(flagged.sum())
     expected = threshold.expected_rate
     ks = stats.ks_2samp(scores, reference)
-    psi = population_stability_index(reference, scores) if scores.size >= PSI_MIN_ROWS else None
+    psi, psi_p = psi_test(reference, scores) if scores.size >= PSI_MIN_ROWS else (None, None)
     report = MonitoringReport(
         n_rows=int(scores.size),
         n_flagged=n_flagged,
@@ -330,7 +322,7 @@ def monitor(
         ks_statistic=float(ks.statistic),
         ks_p_value=float(ks.pvalue),
         psi=psi,
-        psi_p_value=None if psi is None else psi_p_value(psi, scores.size, reference.size, PSI_BINS),
+        psi_p_value=psi_p,
         batch_quantiles=_quantiles(scores),
         reference_quantiles=_quantiles(reference),
         top_features=top_features(detector, batch, flagged, n_top_features) if n_top_features else [],
