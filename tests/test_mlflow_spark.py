@@ -29,7 +29,13 @@ def spark():
     session.stop()
 
 
-def test_spark_udf_scores_equal_native_scores(mlflow_store, spark):
+@pytest.mark.parametrize("order", ["training", "reversed"])
+def test_spark_udf_scores_equal_native_scores(mlflow_store, spark, order):
+    # Columns go in as a struct: spark_udf binds a struct's fields by name, whereas
+    # positional arguments take the signature's names in order (a reordered call
+    # would silently score the wrong columns; docs/mlflow.md says so).
+    from pyspark.sql.functions import struct
+
     rng = np.random.default_rng(5)
     columns = ["amount", "age", "balance"]
     train = pd.DataFrame(rng.normal(size=(200, 3)) * [50, 10, 1000], columns=columns)
@@ -41,7 +47,7 @@ def test_spark_udf_scores_equal_native_scores(mlflow_store, spark):
     frame = spark.createDataFrame(batch).repartition(2)
     score = mlflow.pyfunc.spark_udf(spark, f"models:/{MODEL_NAME}@champion", env_manager="local")
     scored = (
-        frame.withColumn("prediction", score(*columns))
+        frame.withColumn("prediction", score(struct(*(columns if order == "training" else columns[::-1]))))
         .select("row_id", "prediction.score", "prediction.is_anomaly", "prediction.top_feature_1")
         .toPandas()
         .sort_values("row_id")
