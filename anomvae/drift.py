@@ -33,8 +33,16 @@ _PSI_NULL_SEED = 0
 
 
 def _bin_counts(reference: np.ndarray, batch: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of ``reference`` and ``batch`` in the quantile bins of ``reference``."""
+    """Counts of ``reference`` and ``batch`` in the quantile bins of ``reference``.
+
+    Bins are ``[edge, next edge)``. When a tenth or more of the reference ties
+    at its maximum, that value is an edge and its bin would also hold every
+    larger batch score; an extra bin above the reference maximum keeps an
+    upward shift visible (a shift downwards already lands in the empty lowest bin).
+    """
     inner_edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+    if inner_edges[-1] == reference.max():
+        inner_edges = np.append(inner_edges, np.nextafter(inner_edges[-1], np.inf))
 
     def counts(values):
         return np.bincount(np.searchsorted(inner_edges, values, side="right"), minlength=inner_edges.size + 1)
@@ -94,7 +102,17 @@ def psi_test(reference: np.ndarray, batch: np.ndarray, bins: int = PSI_BINS,
     p_value : float
         Share of simulated same-distribution batches whose PSI is at least ``psi``
         (``(1 + exceedances) / (draws + 1)``).
+
+    Raises
+    ------
+    ValueError
+        If either array is empty, not one-dimensional, or holds NaN or inf.
     """
+    for name, values in (("reference", reference), ("batch", batch)):
+        if values.ndim != 1 or values.size == 0:
+            raise ValueError(f"{name} must be a non-empty 1-d array of scores, got shape {values.shape}")
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{name} holds non-finite scores (NaN or inf); the PSI needs finite ones")
     reference_counts, batch_counts = _bin_counts(reference, batch, bins)
     reference_share = reference_counts / reference.size
     observed = float(_psi(reference_share, batch_counts / batch.size))

@@ -40,6 +40,7 @@ from anomvae.models.vae.scorer import VAEScorer
 from anomvae.neighbours import kth_neighbour_distance
 from anomvae.nn import default_architecture
 from anomvae.nn.posterior import codes_and_errors as model_codes_and_errors
+from anomvae.nn.vae_losses import gaussian_kl, row_reconstruction_nll, trimmed_mean
 from anomvae.scorer import Phase
 
 class _TrimmedVAEScorer(VAEScorer):
@@ -122,6 +123,46 @@ class _SmallBatchVAE(AnomalyVAE):
         return super().fit(X, y)
 
 
+class _DenoisingVAEScorer(VAEScorer):
+    """VAE step that encodes a noisy copy of each row and reconstructs the clean row.
+
+    Gaussian input corruption of standard deviation :attr:`noise_scale` (inputs
+    are standardised, so in units of each feature's spread), or masking noise
+    (a random :attr:`mask_share` of the entries set to the training mean, 0): the denoising
+    criterion of Vincent et al., "Extracting and composing robust features with
+    denoising autoencoders", ICML 2008, in its VAE form (Im et al., "Denoising
+    criterion for variational auto-encoding framework", AAAI 2017). Validation
+    and scoring see clean rows.
+    """
+
+    noise_scale = 0.1
+    mask_share = 0.0
+
+    def training_step(self, batch):
+        corrupted = batch + self.noise_scale * torch.randn_like(batch) if self.noise_scale else batch
+        if self.mask_share:
+            corrupted = corrupted * (torch.rand_like(batch) >= self.mask_share)
+        output, mean, log_variance = self.network(corrupted)
+        reconstruction, variance = row_reconstruction_nll(batch, output, self.likelihood)
+        if variance is not None:
+            self.noise_variance.copy_(variance)
+        kl = gaussian_kl(mean, log_variance)
+        loss = trimmed_mean(reconstruction + self.beta * kl, self.trim_fraction)
+        yield Phase(loss, logs={"reconstruction": reconstruction.mean().detach(), "kl": kl.mean().detach()})
+
+
+def _denoising(scale: float, mask: float = 0.0) -> type:
+    class _DenoisingVAE(AnomalyVAE):
+        def _make_scorer(self, input_shape, image):
+            scorer = super()._make_scorer(input_shape, image)
+            denoising = _DenoisingVAEScorer.__new__(_DenoisingVAEScorer)
+            denoising.__dict__ = scorer.__dict__
+            denoising.noise_scale, denoising.mask_share = scale, mask
+            return denoising
+
+    return _DenoisingVAE
+
+
 ONE_PASS = {"min_batches_per_epoch": 1}
 """Every epoch one pass over the training rows (AnomalyVAE's default), pinned so
 that the variants' journals replay whatever the default becomes."""
@@ -147,6 +188,14 @@ TRAINING_VARIANTS: dict[str, tuple[type, dict]] = {
     "t10-small-batch": (_SmallBatchVAE, {"trim_fraction": 0.1, **ONE_PASS}),
     "t10-mb15": (AnomalyVAE, {"trim_fraction": 0.1, "min_batches_per_epoch": 15}),
     "t10-mb30": (AnomalyVAE, {"trim_fraction": 0.1, "min_batches_per_epoch": 30}),
+    # denoising training (eager step: the fused one has no corruption); t10-eager is its control
+    "t10-eager": (AnomalyVAE, {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-dn0.1": (_denoising(0.1), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-dn0.3": (_denoising(0.3), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-dn0.5": (_denoising(0.5), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-dn1.0": (_denoising(1.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-mask0.15": (_denoising(0.0, 0.15), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-mask0.3": (_denoising(0.0, 0.3), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
 }
 
 
@@ -424,8 +473,58 @@ def representation_rules(detector: AnomalyVAE, X_train: np.ndarray, X_test: np.n
     return out
 
 
+def _subsampled_nearest(train: np.ndarray, test: np.ndarray, sizes: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean nearest-neighbour distance to random subsamples of ``train``, for ``test`` and for ``train``.
+
+    One member per entry of ``sizes`` (its subsample size); a training row's
+    distance is averaged over the members whose subsample does not hold it.
+    Subsampled nearest-neighbour ensembles: Aggarwal & Sathe, "Theoretical
+    foundations and algorithms for outlier ensembles", SIGKDD Explorations 2015.
+    """
+    rng = np.random.default_rng(seed)
+    train_t, test_t = torch.as_tensor(train), torch.as_tensor(test)
+    test_sum = np.zeros(len(test))
+    train_sum, train_count = np.zeros(len(train)), np.zeros(len(train))
+    for size in sizes:
+        chosen = rng.choice(len(train), size=min(int(size), len(train) - 1), replace=False)
+        reference = train_t[chosen]
+        test_sum += kth_neighbour_distance(test_t, reference, 1).numpy()
+        outside = np.ones(len(train), dtype=bool)
+        outside[chosen] = False
+        train_sum[outside] += kth_neighbour_distance(train_t[outside], reference, 1).numpy()
+        train_count[outside] += 1
+    train_mean = train_sum[train_count > 0] / train_count[train_count > 0]
+    return test_sum / len(sizes), train_mean
+
+
+def subsample_rules(detector: AnomalyVAE, X_train: np.ndarray, X_test: np.ndarray) -> dict[str, np.ndarray]:
+    """Reconstruction plus subsampled nearest-neighbour ensembles on the latent codes (25 members).
+
+    Fixed subsample sizes 64 and 256, and variable subsampling (sizes drawn
+    log-uniformly in [50, 1000]); each term over its training median, as the
+    default's latent kNN term is. ``input-sub256`` (on the scaled inputs) is a
+    reference only, not a VAE term.
+    """
+    train, test = representations(detector, X_train), representations(detector, X_test)
+    rec_train, rec_test = (train["residual"] ** 2).sum(1), (test["residual"] ** 2).sum(1)
+    rec = rec_test / max(np.median(rec_train), 1e-12)
+    order = torch.randperm(len(X_train), generator=torch.Generator().manual_seed(0))[:1024].numpy()
+    out = {"default": -detector.score_samples(X_test), "rec+latent-knn5": rec + _knn_term(train["mean"], test["mean"], order)}
+    members = 25
+    variable = np.exp(np.random.default_rng(1).uniform(np.log(50), np.log(1000), size=members))
+    for label, sizes in {"sub64": np.full(members, 64), "sub256": np.full(members, 256), "subvar": variable}.items():
+        test_term, train_term = _subsampled_nearest(train["mean"], test["mean"], sizes)
+        term = test_term / max(np.median(train_term), 1e-12)
+        out[f"latent-{label}"] = term
+        out[f"rec+latent-{label}"] = rec + term
+    test_term, train_term = _subsampled_nearest(train["input"], test["input"], np.full(members, 256))
+    out["input-sub256"] = test_term / max(np.median(train_term), 1e-12)
+    return out
+
+
 RULE_SETS = {"all": scoring_rules, "reference": reference_rules, "metric": metric_rules,
-             "likelihood": likelihood_rules, "tail": tail_rules, "representation": representation_rules}
+             "likelihood": likelihood_rules, "tail": tail_rules, "representation": representation_rules,
+             "subsample": subsample_rules}
 
 
 def halved_hidden(n_features: int) -> tuple[int, int]:

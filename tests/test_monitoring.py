@@ -128,6 +128,19 @@ def test_psi_p_value_holds_its_level_on_a_hundred_rows(n_reference):
     assert alarms / trials <= 0.01 + 3 * np.sqrt(0.01 * 0.99 / trials)
 
 
+def test_psi_sees_shifts_of_a_tied_reference_both_ways():
+    reference = np.ones(500)
+    assert psi_test(reference, np.full(200, 2.0))[0] > PSI_MAJOR
+    assert psi_test(reference, np.zeros(200))[0] > PSI_MAJOR
+    assert psi_test(reference, np.ones(200)) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("batch", [np.array([]), np.full(200, np.nan), np.ones((10, 2))])
+def test_psi_test_refuses_empty_or_non_finite_scores(batch):
+    with pytest.raises(ValueError, match="batch"):
+        psi_test(np.ones(100), batch)
+
+
 def test_psi_test_is_deterministic_and_separates_a_shift():
     rng = np.random.default_rng(4)
     reference, batch = rng.normal(size=500), rng.normal(size=200)
