@@ -20,10 +20,26 @@ from .batch_scoring import load_detector, score_table, write_table
 from .cli_arguments import build_parser
 from .cli_config import load_config
 from .benchmark.command import run_from_arguments as run_bench
-from .datasets import EMBEDDED_NAME, embedded_default, load_npz, semi_supervised_split
+from .datasets import EMBEDDED_NAME, embedded_default, semi_supervised_split
 from .monitoring import monitor
 from .report import write_report as write_html_report
 from .thresholds import Contamination, FalsePositiveRate, strategy_from_dict
+
+def _npz_frame(path: Path) -> pd.DataFrame:
+    """Columns ``x0 ...`` from the ``X`` array of an ``.npz`` file, plus ``label`` from ``y`` when it has one."""
+    with np.load(path, allow_pickle=False) as data:
+        if "X" not in data.files:
+            raise ValueError(f"{path}: an .npz file needs an array named 'X' (rows x features); "
+                             f"it holds {sorted(data.files)}")
+        X = np.asarray(data["X"], dtype=np.float64)
+        y = np.asarray(data["y"]).astype(int).ravel() if "y" in data.files else None
+    if X.ndim != 2:
+        raise ValueError(f"{path}: 'X' must be a 2-d array (rows x features), got shape {X.shape}")
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+    if y is not None:
+        frame["label"] = y
+    return frame
+
 
 def read_table(path: str | Path, detector=None) -> pd.DataFrame:
     """Read a CSV or Parquet file, or the ``X`` array of an ``.npz`` file.
@@ -41,10 +57,7 @@ def read_table(path: str | Path, detector=None) -> pd.DataFrame:
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
     if suffix == ".npz":
-        X, y = load_npz(path)
-        frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
-        frame["label"] = y
-        return frame
+        return _npz_frame(path)
     raise ValueError(f"{path}: unsupported file type {suffix!r}; expected .csv, .parquet or .npz")
 
 
@@ -316,9 +329,16 @@ def _run_monitor(args) -> int:
 
 
 def _run_serve(args) -> int:
+    from mlflow.exceptions import MlflowException
+
     from .lifecycle.serving_app import serve
 
-    serve(args.model_uri, args.host, args.port, args.workers, int(args.max_body_mb * 1024 * 1024), args.threads)
+    if not args.max_body_mb > 0:
+        raise ValueError(f"--max-body-mb must be positive, got {args.max_body_mb}")
+    try:
+        serve(args.model_uri, args.host, args.port, args.workers, int(args.max_body_mb * 1024 * 1024), args.threads)
+    except MlflowException as error:
+        raise ValueError(f"cannot serve {args.model_uri}: {error.message}") from error
     return 0
 
 

@@ -35,10 +35,10 @@ def _add_train_parser(commands) -> None:
 
 
 def _add_score_parser(commands) -> None:
-    parser = commands.add_parser("score", help="score a CSV or Parquet file with a saved or registered model")
+    parser = commands.add_parser("score", help="score a CSV, Parquet or .npz file with a saved or registered model")
     parser.add_argument("model", help="model file written by train or save(), or an MLflow model URI "
                                       "(models:/name@alias, models:/name/3, runs:/<run id>/model)")
-    parser.add_argument("input", help="CSV or Parquet file with the training columns")
+    parser.add_argument("input", help="CSV, Parquet or .npz file with the training columns")
     parser.add_argument("--output", "-o",
                         help="file to write: Parquet for .parquet or .pq, CSV otherwise (default, or '-': "
                              "CSV on standard output)")
@@ -96,15 +96,30 @@ def _add_report_parser(commands) -> None:
     parser.add_argument("--top", type=int, default=20, help="most anomalous rows to list (default 20)")
 
 
+def _bounded_int(low: int, high: int | None = None):
+    """An argparse type: an int in ``[low, high]`` (no upper bound when ``high`` is None)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
 def _add_serve_parser(commands) -> None:
     parser = commands.add_parser(
         "serve", help="serve a logged model over REST: MLflow's scoring server behind a request guard"
     )
     parser.add_argument("model_uri", help="MLflow model URI, e.g. models:/fraud@champion or runs:/ID/model")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=5001, help="port (default 5001)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--port", type=_bounded_int(0, 65535), default=5001, help="port (default 5001)")
+    parser.add_argument("--workers", type=_bounded_int(1), default=1, help="worker processes (default 1)")
+    parser.add_argument("--threads", type=_bounded_int(1), default=1,
                         help="torch threads per worker (default 1; see docs/mlflow.md, serving recipe)")
     parser.add_argument("--max-body-mb", type=float, default=16.0,
                         help="largest request body in MiB; larger ones get 413 (default 16)")

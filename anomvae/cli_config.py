@@ -21,7 +21,13 @@ def load_config(path: str | None) -> dict[str, Any]:
     if path is None:
         return config
     with open(path) as handle:
-        loaded = yaml.safe_load(handle) or {}
+        try:
+            loaded = yaml.safe_load(handle) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: the configuration must be a mapping of sections {sorted(DEFAULT_CONFIG)}, "
+                         f"got a {type(loaded).__name__}")
     unknown = set(loaded) - set(DEFAULT_CONFIG)
     if unknown:
         raise ValueError(f"{path}: unknown section(s) {sorted(unknown)}; expected {sorted(DEFAULT_CONFIG)}")

@@ -146,3 +146,46 @@ def test_main_job_on_embedded_default(tmp_path, mlflow_store):
     assert result.returncode == 0, result.stderr
     assert "eval_roc_auc" in result.stdout and (tmp_path / "m.safetensors").is_file()
     assert "mlflow models serve -m models:/anomvae@champion" in result.stdout
+
+
+def test_score_reads_an_npz_with_or_without_labels(config, table, tmp_path, capsys):
+    frame, _ = table
+    settings = yaml.safe_load(config.read_text())
+    features = frame[["a", "b", "c", "d"]].to_numpy()
+    np.savez(tmp_path / "train.npz", X=features, y=frame["label"].to_numpy())
+    settings["data"] = {"source": str(tmp_path / "train.npz"), "label_column": "label"}
+    config.write_text(yaml.safe_dump(settings))
+    assert main(["train", "--config", str(config)]) == 0
+    model = str(tmp_path / "model.safetensors")
+    np.savez(tmp_path / "unlabelled.npz", X=features[:50])
+    assert main(["score", model, str(tmp_path / "unlabelled.npz"), "-o", str(tmp_path / "s.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "s.csv")) == 50
+    np.savez(tmp_path / "no_x.npz", features=features)
+    capsys.readouterr()
+    assert main(["score", model, str(tmp_path / "no_x.npz")]) == 2
+    assert "array named 'X'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, message", [("model: [\n", "not valid YAML"), ("- a\n- b\n", "must be a mapping")])
+def test_malformed_config_file_is_refused(tmp_path, capsys, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert main(["train", "--config", str(path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_serve_refuses_a_bad_port_and_an_unknown_model(mlflow_store, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "models:/nosuch@champion", "--port", "99999"])
+    assert exit_info.value.code == 2 and "between 0 and 65535" in capsys.readouterr().err
+    assert main(["serve", "models:/nosuch@champion"]) == 2
+    assert "cannot serve models:/nosuch@champion" in capsys.readouterr().err
+
+
+def test_bench_exits_1_when_every_run_failed(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "garbage.csv").write_bytes(bytes(range(256)))
+    status = main(["bench", "--suite", "tabular", "--data", str(data), "--detectors", "KNN", "--quiet",
+                   "--no-plots", "--out", str(tmp_path / "out")])
+    assert status == 1 and "every run failed" in capsys.readouterr().err

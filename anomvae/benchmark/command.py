@@ -162,6 +162,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_from_arguments(arguments: argparse.Namespace, argv: list[str] | None = None) -> int:
     """Run ``anomvae bench`` from parsed arguments; returns the exit status.
 
+    0 when at least one run succeeded (failed runs are listed in the report),
+    1 when every run failed, 2 on bad arguments.
+
     ``argv``, the full command line, is recorded in the report (``sys.argv`` by default).
     """
     try:
@@ -179,6 +182,11 @@ def run_from_arguments(arguments: argparse.Namespace, argv: list[str] | None = N
         return 2
     for name, path in result["files"].items():
         print(f"{name}: {path}")
+    records = result.get("records", [])
+    if records and not any(record["status"] == "ok" for record in records):
+        print(f"anomvae bench: every run failed ({len(records)}); first error: {records[0].get('error')}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
