@@ -96,6 +96,16 @@ def test_bad_context_is_refused_in_fit(params, message):
         AnomalyCVAE(**params, **FAST).fit(train)
 
 
+def test_a_boolean_context_with_one_value_in_fit_warns_and_a_text_one_flags_the_other():
+    train, _, _ = merchants(n=300)
+    weekdays = train.assign(weekend=False)
+    with pytest.warns(UserWarning, match="'weekend' holds a single value in fit"):
+        AnomalyCVAE(context=["weekend"], **FAST).fit(weekdays)
+    as_text = AnomalyCVAE(context=["weekend"], **FAST).fit(weekdays.astype({"weekend": str}))
+    weekend = weekdays.head(5).assign(weekend="True")
+    assert as_text.unseen_context_rows(weekend).all()
+
+
 def test_without_context_it_is_a_vae_of_all_columns():
     rows = np.random.default_rng(0).normal(size=(200, 4))
     detector = AnomalyCVAE(**FAST).fit(rows)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from numbers import Integral, Real
 
 import numpy as np
@@ -172,7 +174,30 @@ default="reconstruction+knn+contrast"
         self._check_cyclic(cyclic, positions, encoder, names)
         self.context_columns_ = [names[p] if hasattr(self, "feature_names_in_") else p for p in positions]
         self._layout = _layout_of(encoder, positions, cyclic)
+        self._warn_constant_numeric_context(encoded, encoder, positions, names)
         return encoded, encoder, image
+
+    @staticmethod
+    def _warn_constant_numeric_context(encoded, encoder, positions: list[int], names: list[str]) -> None:
+        """Warn about a numeric or boolean context column that holds one value in fit.
+
+        Such a column tells the model nothing, and since only categorical
+        context values are checked against those seen in fit, its other values
+        would later be extrapolated rather than flagged as unseen.
+        """
+        slices = encoder.column_slices()
+        for position in positions:
+            if encoder.kinds[position] == "category":
+                continue
+            column = encoded[:, slices[position].start]
+            if np.ptp(column) == 0:
+                warnings.warn(
+                    f"context column {names[position]!r} holds a single value in fit; as a "
+                    f"{encoder.kinds[position]} column its other values are not flagged as unseen "
+                    "(unseen_context applies to categorical context) but extrapolated. Pass it as "
+                    "text or pandas 'category' to have them flagged, or fit on rows that hold them",
+                    UserWarning, stacklevel=4,
+                )
 
     @staticmethod
     def _context_positions(columns: list[str], keys) -> list[int]:
