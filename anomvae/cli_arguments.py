@@ -96,19 +96,15 @@ def _add_report_parser(commands) -> None:
     parser.add_argument("--top", type=int, default=20, help="most anomalous rows to list (default 20)")
 
 
-def _bounded_int(low: int, high: int | None = None):
-    """An argparse type: an int in ``[low, high]`` (no upper bound when ``high`` is None)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
-        return value
-
-    return parse
+def _port(text: str) -> int:
+    """An argparse type: a TCP port number, 0 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
+    return value
 
 
 def _add_serve_parser(commands) -> None:
@@ -117,9 +113,9 @@ def _add_serve_parser(commands) -> None:
     )
     parser.add_argument("model_uri", help="MLflow model URI, e.g. models:/fraud@champion or runs:/ID/model")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=_bounded_int(0, 65535), default=5001, help="port (default 5001)")
-    parser.add_argument("--workers", type=_bounded_int(1), default=1, help="worker processes (default 1)")
-    parser.add_argument("--threads", type=_bounded_int(1), default=1,
+    parser.add_argument("--port", type=_port, default=5001, help="port (default 5001)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per worker (default 1; see docs/mlflow.md, serving recipe)")
     parser.add_argument("--max-body-mb", type=float, default=16.0,
                         help="largest request body in MiB; larger ones get 413 (default 16)")

@@ -128,6 +128,14 @@ def test_integer_columns_refuse_what_mlflow_would_truncate_or_wrap(count):
         types.check({"dataframe_records": [{"amount": 0.1, "count": count}]})
 
 
+def test_null_in_an_integer_column_and_a_repeated_column_are_named():
+    types = ColumnTypes([("amount", "double"), ("count", "long")])
+    with pytest.raises(Refusal, match="column 'count' held integers in fit: row 0 holds a missing value"):
+        types.check({"dataframe_records": [{"amount": 0.1, "count": None}]})
+    with pytest.raises(Refusal, match=r"names the column\(s\) \['amount'\] more than once"):
+        types.check({"dataframe_split": {"columns": ["amount", "count", "amount"], "data": [[0.1, 1, 0.2]]}})
+
+
 def test_integer_columns_take_whole_numbers_written_as_floats():
     ColumnTypes([("count", "long")]).check({"dataframe_split": {"columns": ["count"], "data": [[8.0], [-3]]}})
 

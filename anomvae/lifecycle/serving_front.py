@@ -181,6 +181,9 @@ class ColumnTypes:
         _check_row_count(len(data))
         if not isinstance(columns, list) or not all(isinstance(name, str) for name in columns):
             raise Refusal(400, "dataframe_split needs \"columns\": a list of column names")
+        repeated = sorted({name for name in columns if columns.count(name) > 1})
+        if repeated:
+            raise Refusal(400, f"dataframe_split names the column(s) {repeated} more than once")
         position = {name: index for index, name in enumerate(columns)}
         for row, values in enumerate(data):
             if not isinstance(values, list) or len(values) != len(columns):
@@ -226,6 +229,9 @@ def _check_value(value: Any, kind: str, column: str, row: int) -> None:
     elif kind in NUMBER_TYPES:
         if isinstance(value, bool) or isinstance(value, (str, list, dict)):
             raise Refusal(400, f"column {column!r} takes numbers: row {row} holds {value!r}")
+        if kind in INTEGER_TYPES and value is None:
+            raise Refusal(400, f"column {column!r} held integers in fit: row {row} holds a missing value (null); "
+                               "anomvae scores complete rows only")
         if kind in INTEGER_TYPES and isinstance(value, (int, float)) and not _is_int64(value):
             raise Refusal(400, f"column {column!r} held integers in fit and takes integers: row {row} holds "
                                f"{value!r}, which the model's schema would truncate or wrap; send a whole number "
