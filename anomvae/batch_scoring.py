@@ -117,7 +117,8 @@ def score_table(
     scores, contributions = scores_and_contributions(detector, features, contributions=top_features > 0)
     columns = {SCORE: scores, IS_ANOMALY: scores > -detector.offset_, **model_specific_columns(detector, features)}
     if contributions is not None:
-        columns.update(top_feature_columns(input_columns(detector), contributions, top_features))
+        columns.update(top_feature_columns(input_columns(detector), contributions, top_features,
+                                           getattr(detector, "context_columns_", ())))
     if p_values:
         columns[P_VALUE] = detector.p_values(features)
     overlap = [column for column in columns if column in passthrough.columns]

@@ -97,7 +97,8 @@ def scores_and_contributions(detector, rows, *, contributions: bool) -> tuple[np
     return scores, np.asarray(detector._per_column(per_feature), dtype=np.float64)
 
 
-def top_feature_columns(names, contributions: np.ndarray, top_features: int) -> dict[str, np.ndarray]:
+def top_feature_columns(names, contributions: np.ndarray, top_features: int,
+                        context=()) -> dict[str, np.ndarray]:
     """``top_feature_k`` and ``top_feature_k_score`` columns: the ``k``-th most contributing column per row.
 
     Parameters
@@ -108,8 +109,16 @@ def top_feature_columns(names, contributions: np.ndarray, top_features: int) -> 
         Per-column contributions (:meth:`~anomvae.base.BaseDeepDetector.feature_scores`).
     top_features : int
         How many columns to name; ties keep the column order.
+    context : sequence of str or int, default=()
+        Context columns (a conditional model's ``context_columns_``, names or
+        positions): they are what a row is judged given, contribute nothing,
+        and are never named.
     """
     names = np.asarray(names, dtype=object)
+    excluded = {list(names).index(c) if isinstance(c, str) else int(c) for c in context}
+    if excluded:
+        keep = [index for index in range(len(names)) if index not in excluded]
+        names, contributions = names[keep], contributions[:, keep]
     order = np.argsort(-contributions, axis=1, kind="stable")[:, : int(top_features)]
     values = np.take_along_axis(contributions, order, axis=1)
     columns = {}

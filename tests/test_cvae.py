@@ -143,6 +143,8 @@ def test_pyfunc_flags_unseen_context(mlflow_store):
     predictions = model.predict(new)
     np.testing.assert_allclose(predictions["score"], detector.anomaly_score(new), rtol=1e-12)
     assert predictions["unseen_context"].tolist() == [False, True, False, False, False, False]
+    named = [predictions[c] for c in predictions.columns if c.startswith("top_feature_") and not c.endswith("_score")]
+    assert named and all(set(column) <= {"amount", "items"} for column in named)  # never the context column
 
 
 def test_context_contrast_adds_to_the_conditional_score_except_under_the_unknown_context():
