@@ -80,8 +80,9 @@ def score_table(
     frame : DataFrame
         The rows; with ``keep``, the feature columns plus the kept ones.
     keep : list of str, optional
-        Columns copied to the output unchanged and not scored (ids,
-        timestamps). Without it the output holds every input column.
+        Columns copied to the output unchanged (ids, timestamps); those
+        that are not model columns are left out of scoring, model columns
+        are scored as well. Without it the output holds every input column.
     top_features : int
         Add ``top_feature_k`` and ``top_feature_k_score`` for the ``k`` most
         contributing columns, named as the served model names them.
@@ -111,7 +112,8 @@ def score_table(
         if missing:
             raise ValueError(f"--keep names column(s) {missing} that the input does not have")
         passthrough = frame[keep]
-        features = frame.drop(columns=keep)
+        model_columns = set(map(str, input_columns(detector)))
+        features = frame.drop(columns=[column for column in keep if str(column) not in model_columns])
     else:
         passthrough, features = frame, frame
     scores, contributions = scores_and_contributions(detector, features, contributions=top_features > 0)

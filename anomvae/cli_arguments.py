@@ -43,8 +43,9 @@ def _add_score_parser(commands) -> None:
                         help="file to write: Parquet for .parquet or .pq, CSV otherwise (default, or '-': "
                              "CSV on standard output)")
     parser.add_argument("--keep", type=_column_list,
-                        help="comma-separated columns (ids, timestamps) copied to the output and not scored; "
-                             "the output then holds only these columns and the scores")
+                        help="comma-separated columns (ids, timestamps) copied to the output and not scored "
+                             "(a model column named here is copied and still scored); the output then holds "
+                             "only these columns and the scores")
     parser.add_argument("--top-features", type=int, default=0, metavar="N",
                         help="add the N most contributing columns of each row and their contributions")
     parser.add_argument("--p-values", action="store_true",

@@ -64,6 +64,16 @@ def test_score_writes_parquet_with_top_features_and_p_values(registered):
     assert scored["is_anomaly"].dtype == bool
 
 
+def test_score_keeps_a_model_column_and_still_scores_it(registered):
+    detector, rows, folder, _ = registered
+    output = folder / "kept-feature.csv"
+    assert main(["score", str(folder / "model.safetensors"), str(folder / "batch.csv"), "--keep", "id,ts,a",
+                 "-o", str(output)]) == 0
+    scored = pd.read_csv(output)
+    assert list(scored.columns) == ["id", "ts", "a", "score", "is_anomaly"]
+    np.testing.assert_allclose(scored["score"], _native(detector, rows), rtol=1e-6)
+
+
 def test_score_refuses_a_missing_keep_column_and_an_unknown_model(registered, capsys):
     _, _, folder, _ = registered
     assert main(["score", str(folder / "model.safetensors"), str(folder / "batch.csv"), "--keep", "nope"]) == 2
