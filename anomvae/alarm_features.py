@@ -95,8 +95,12 @@ def top_features(detector, batch, flagged: np.ndarray, count: int) -> list[Featu
     if baseline is None:  # a model saved before baselines were stored: rank by mean score
         baseline = np.zeros_like(mean_score)
     excess = mean_score - baseline
-    total = np.clip(excess, 0, None).sum()
-    top = np.argsort(-excess, kind="stable")[:count]
+    # A conditional model's context columns are what rows are judged given: never a driver.
+    context = {list(names).index(c) if isinstance(c, str) else int(c)
+               for c in getattr(detector, "context_columns_", ())}
+    candidates = np.array([index for index in range(len(excess)) if index not in context], dtype=int)
+    total = np.clip(excess[candidates], 0, None).sum()
+    top = candidates[np.argsort(-excess[candidates], kind="stable")[:count]]
     return [
         FeatureContribution(
             name=names[index],

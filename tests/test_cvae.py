@@ -199,3 +199,10 @@ def test_reference_codes_and_contrast_scale_and_floor_come_from_one_reference_sa
     assert scorer.contrast_scale.item() == pytest.approx(contrast.abs().median().item(), rel=1e-6)
     assert scorer.contrast_floor.item() == pytest.approx(min(torch.quantile(contrast, 0.05).item(), 0.0),
                                                          rel=1e-6)
+
+
+def test_monitor_never_names_a_context_column_as_a_driver():
+    train, test, _ = merchants(n=400)
+    detector = AnomalyCVAE(context=["merchant"], **FAST).fit(train)
+    report = anomvae.monitor(detector, test, n_top_features=3)
+    assert report.top_features and {feature.name for feature in report.top_features} <= {"amount", "items"}
