@@ -20,7 +20,7 @@ from .batch_scoring import load_detector, score_table, write_table
 from .cli_arguments import build_parser
 from .cli_config import load_config
 from .benchmark.command import run_from_arguments as run_bench
-from .datasets import EMBEDDED_NAME, embedded_default, semi_supervised_split
+from .datasets import EMBEDDED_NAME, embedded_default, semi_supervised_split, shared_data_dir
 from .monitoring import monitor
 from .report import write_report as write_html_report
 from .thresholds import Contamination, FalsePositiveRate, strategy_from_dict
@@ -76,11 +76,26 @@ def _csv_options(path: Path, detector) -> dict[str, Any]:
     }
 
 
+SHARED_PREFIX = "../shared/data/"
+"""Config sources under this prefix are looked up in :func:`~anomvae.datasets.shared_data_dir` when absent."""
+
+
+def _shared_path(source: str) -> str:
+    """``source``, or for a missing ``../shared/data/...`` path the same file under ``$ANOMVAE_DATA``."""
+    if not source.startswith(SHARED_PREFIX) or Path(source).exists():
+        return source
+    folder = shared_data_dir()
+    if folder is None:
+        raise FileNotFoundError(f"{source} not found: the shared data is not beside this checkout; "
+                                "set ANOMVAE_DATA to the folder that holds tabular/ and images/")
+    return str(folder / source[len(SHARED_PREFIX):])
+
+
 def training_data(data: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None]:
     """Features and optional labels (1 = anomaly) described by the ``data`` section."""
     if data["source"] == "embedded":
         return embedded_default()
-    frame = read_table(data["source"])
+    frame = read_table(_shared_path(data["source"]))
     label_column = data.get("label_column") or ("label" if Path(data["source"]).suffix == ".npz" else None)
     if label_column is None:
         return frame, None
