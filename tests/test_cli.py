@@ -145,7 +145,8 @@ def test_main_job_on_embedded_default(tmp_path, mlflow_store):
     )
     assert result.returncode == 0, result.stderr
     assert "eval_roc_auc" in result.stdout and (tmp_path / "m.safetensors").is_file()
-    assert "mlflow models serve -m models:/anomvae@champion" in result.stdout
+    assert "anomvae serve models:/anomvae@champion" in result.stdout
+    assert "Hint: Inferred schema" not in result.stderr
 
 
 def test_score_reads_an_npz_with_or_without_labels(config, table, tmp_path, capsys):

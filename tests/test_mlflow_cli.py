@@ -43,7 +43,7 @@ def test_train_logs_registers_and_prints_how_to_open_and_serve(trained, mlflow_s
     run = client.get_run(version.run_id)
     assert run.data.metrics["eval_roc_auc"] > 0.9
     assert f"mlflow ui --backend-store-uri {mlflow_store}" in trained
-    assert f"mlflow models serve -m models:/{MODEL_NAME}@champion --env-manager local" in trained
+    assert f"anomvae serve models:/{MODEL_NAME}@champion --port 5001" in trained
     assert "mlflow_run_id" in trained and version.run_id in trained
 
 

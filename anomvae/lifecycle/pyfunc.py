@@ -33,6 +33,7 @@ import hashlib
 import json
 import math
 import tempfile
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -228,7 +229,11 @@ def model_signature(detector, example, output: pd.DataFrame, top_features: int):
         inputs = Schema([ColSpec("string", serving_inputs.IMAGE_COLUMN)])
     else:
         inputs = Schema([ColSpec(kind, column) for column, kind in serving_inputs.column_types(detector, example)])
-    outputs = infer_signature(example, output).outputs
+    with warnings.catch_warnings():
+        # Only the output schema is inferred here (the input one is built above), and the
+        # outputs have no integer column: MLflow's integer-column hint about the inputs is noise.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        outputs = infer_signature(example, output).outputs
     params = ParamSchema([
         ParamSpec("threshold", "double", float(-detector.offset_)),
         ParamSpec("top_features", "long", int(top_features)),

@@ -7,6 +7,7 @@ were actually built; :mod:`anomvae.lifecycle.tracking` calls these while it logs
 from __future__ import annotations
 
 import time
+import warnings
 
 import mlflow
 import numpy as np
@@ -44,7 +45,11 @@ def log_dataset(X, y=None, *, name: str | None, context: str) -> None:
         dataset = mlflow.data.from_pandas(frame, name=name, targets=None if y is None else "label")
     else:
         dataset = mlflow.data.from_numpy(np.asarray(X), targets=None if y is None else np.asarray(y), name=name)
-    mlflow.log_input(dataset, context=context)
+    with warnings.catch_warnings():
+        # The hint is about model signatures (integer columns cannot hold missing values); a logged
+        # dataset's schema is lineage only, and integer labels are what labels are.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        mlflow.log_input(dataset, context=context)
 
 
 def layer_sizes(detector) -> dict[str, str]:

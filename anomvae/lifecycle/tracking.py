@@ -62,15 +62,15 @@ class TrainingRun:
 
 
 def next_steps(model_uri: str) -> list[str]:
-    """Shell commands that open the MLflow UI on the current store and serve ``model_uri``."""
+    """Shell commands that open the MLflow UI on the current store and serve ``model_uri``.
+
+    Serving goes through ``anomvae serve`` (MLflow's scoring server behind
+    anomvae's request guard), which refuses what plain ``mlflow models serve``
+    would silently cast.
+    """
     uri = mlflow.get_tracking_uri()
-    if uri.startswith(("http://", "https://")):
-        return [f"MLflow UI:  {uri}", f"serve:      MLFLOW_TRACKING_URI={uri} mlflow models serve -m {model_uri} "
-                                      "--env-manager local -p 5001"]
-    return [
-        f"MLflow UI:  mlflow ui --backend-store-uri {uri}",
-        f"serve:      MLFLOW_TRACKING_URI={uri} mlflow models serve -m {model_uri} --env-manager local -p 5001",
-    ]
+    ui = uri if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
+    return [f"MLflow UI:  {ui}", f"serve:      MLFLOW_TRACKING_URI={uri} anomvae serve {model_uri} --port 5001"]
 
 
 @contextlib.contextmanager
