@@ -199,6 +199,44 @@ def _student(degrees: float) -> type:
     return _StudentVAE
 
 
+class _DistancePreservingVAEScorer(VAEScorer):
+    """VAE step plus a penalty that keeps the batch's pairwise posterior-mean distances proportional to its input distances.
+
+    ``weight * mean((d_z / mean d_z - d_x / mean d_x)^2)`` over the pairs of the
+    batch (scale-free, a Sammon-style stress; Sammon, "A nonlinear mapping for
+    data structure analysis", IEEE Transactions on Computers 1969), so that
+    the latent kNN term sees the inputs' neighbourhoods through the code.
+    """
+
+    weight = 1.0
+
+    def training_step(self, batch):
+        output, mean, log_variance = self.network(batch)
+        reconstruction, variance = row_reconstruction_nll(batch, output, self.likelihood)
+        if variance is not None:
+            self.noise_variance.copy_(variance)
+        kl = gaussian_kl(mean, log_variance)
+        loss = trimmed_mean(reconstruction + self.beta * kl, self.trim_fraction)
+        input_distance = torch.pdist(batch)
+        code_distance = torch.pdist(mean)
+        stress = ((code_distance / code_distance.mean().clamp_min(1e-8))
+                  - (input_distance / input_distance.mean().clamp_min(1e-8))).square().mean()
+        yield Phase(loss + self.weight * stress,
+                    logs={"reconstruction": reconstruction.mean().detach(), "kl": kl.mean().detach()})
+
+
+def _distance_preserving(weight: float) -> type:
+    class _DistancePreservingVAE(AnomalyVAE):
+        def _make_scorer(self, input_shape, image):
+            scorer = super()._make_scorer(input_shape, image)
+            preserving = _DistancePreservingVAEScorer.__new__(_DistancePreservingVAEScorer)
+            preserving.__dict__ = scorer.__dict__
+            preserving.weight = weight
+            return preserving
+
+    return _DistancePreservingVAE
+
+
 ONE_PASS = {"min_batches_per_epoch": 1}
 """Every epoch one pass over the training rows (AnomalyVAE's default), pinned so
 that the variants' journals replay whatever the default becomes."""
@@ -236,6 +274,11 @@ TRAINING_VARIANTS: dict[str, tuple[type, dict]] = {
     "t10-student1": (_student(1.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
     "t10-student3": (_student(3.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
     "t0-student3": (_student(3.0), {"trim_fraction": 0.0, "fused_step": False, **ONE_PASS}),
+    # latent distances kept proportional to input distances (Sammon stress); t10-eager is its control
+    "t10-stress1": (_distance_preserving(1.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-stress10": (_distance_preserving(10.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-stress100": (_distance_preserving(100.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-stress1000": (_distance_preserving(1000.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
 }
 
 
