@@ -116,7 +116,13 @@ def score_table(
         features = frame.drop(columns=[column for column in keep if str(column) not in model_columns])
     else:
         passthrough, features = frame, frame
-    scores, contributions = scores_and_contributions(detector, features, contributions=top_features > 0)
+    try:
+        scores, contributions = scores_and_contributions(detector, features, contributions=top_features > 0)
+    except ValueError as error:
+        if "unseen at fit time" not in str(error):
+            raise
+        raise ValueError(f"{error}\nColumns that are not model inputs (ids, timestamps) are named with --keep: "
+                         "they are copied to the output and not scored") from error
     columns = {SCORE: scores, IS_ANOMALY: scores > -detector.offset_, **model_specific_columns(detector, features)}
     if contributions is not None:
         columns.update(top_feature_columns(input_columns(detector), contributions, top_features,

@@ -74,6 +74,13 @@ def test_score_keeps_a_model_column_and_still_scores_it(registered):
     np.testing.assert_allclose(scored["score"], _native(detector, rows), rtol=1e-6)
 
 
+def test_score_of_a_table_with_extra_columns_points_to_keep(registered, capsys):
+    _, _, folder, _ = registered
+    assert main(["score", str(folder / "model.safetensors"), str(folder / "batch.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "id" in err and "--keep" in err
+
+
 def test_score_refuses_a_missing_keep_column_and_an_unknown_model(registered, capsys):
     _, _, folder, _ = registered
     assert main(["score", str(folder / "model.safetensors"), str(folder / "batch.csv"), "--keep", "nope"]) == 2
