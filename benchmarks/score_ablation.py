@@ -123,6 +123,20 @@ class _SmallBatchVAE(AnomalyVAE):
         return super().fit(X, y)
 
 
+def negative_elbo_from(scorer: VAEScorer, batch: torch.Tensor, encoder_input: torch.Tensor):
+    """The default's trimmed negative ELBO of ``batch`` with ``encoder_input`` fed to the encoder (autograd step).
+
+    Returns the loss, the posterior means and the step's logs.
+    """
+    output, mean, log_variance = scorer.network(encoder_input)
+    reconstruction, variance = row_reconstruction_nll(batch, output, scorer.likelihood)
+    if variance is not None:
+        scorer.noise_variance.copy_(variance)
+    kl = gaussian_kl(mean, log_variance)
+    loss = trimmed_mean(reconstruction + scorer.beta * kl, scorer.trim_fraction)
+    return loss, mean, {"reconstruction": reconstruction.mean().detach(), "kl": kl.mean().detach()}
+
+
 class _DenoisingVAEScorer(VAEScorer):
     """VAE step that encodes a noisy copy of each row and reconstructs the clean row.
 
@@ -142,25 +156,8 @@ class _DenoisingVAEScorer(VAEScorer):
         corrupted = batch + self.noise_scale * torch.randn_like(batch) if self.noise_scale else batch
         if self.mask_share:
             corrupted = corrupted * (torch.rand_like(batch) >= self.mask_share)
-        output, mean, log_variance = self.network(corrupted)
-        reconstruction, variance = row_reconstruction_nll(batch, output, self.likelihood)
-        if variance is not None:
-            self.noise_variance.copy_(variance)
-        kl = gaussian_kl(mean, log_variance)
-        loss = trimmed_mean(reconstruction + self.beta * kl, self.trim_fraction)
-        yield Phase(loss, logs={"reconstruction": reconstruction.mean().detach(), "kl": kl.mean().detach()})
-
-
-def _denoising(scale: float, mask: float = 0.0) -> type:
-    class _DenoisingVAE(AnomalyVAE):
-        def _make_scorer(self, input_shape, image):
-            scorer = super()._make_scorer(input_shape, image)
-            denoising = _DenoisingVAEScorer.__new__(_DenoisingVAEScorer)
-            denoising.__dict__ = scorer.__dict__
-            denoising.noise_scale, denoising.mask_share = scale, mask
-            return denoising
-
-    return _DenoisingVAE
+        loss, _, logs = negative_elbo_from(self, batch, corrupted)
+        yield Phase(loss, logs=logs)
 
 
 class _StudentVAEScorer(VAEScorer):
@@ -187,18 +184,6 @@ class _StudentVAEScorer(VAEScorer):
         yield Phase(loss, logs={"reconstruction": reconstruction.mean().detach(), "kl": kl.mean().detach()})
 
 
-def _student(degrees: float) -> type:
-    class _StudentVAE(AnomalyVAE):
-        def _make_scorer(self, input_shape, image):
-            scorer = super()._make_scorer(input_shape, image)
-            student = _StudentVAEScorer.__new__(_StudentVAEScorer)
-            student.__dict__ = scorer.__dict__
-            student.degrees = degrees
-            return student
-
-    return _StudentVAE
-
-
 class _DistancePreservingVAEScorer(VAEScorer):
     """VAE step plus a penalty that keeps the batch's pairwise posterior-mean distances proportional to its input distances.
 
@@ -211,30 +196,27 @@ class _DistancePreservingVAEScorer(VAEScorer):
     weight = 1.0
 
     def training_step(self, batch):
-        output, mean, log_variance = self.network(batch)
-        reconstruction, variance = row_reconstruction_nll(batch, output, self.likelihood)
-        if variance is not None:
-            self.noise_variance.copy_(variance)
-        kl = gaussian_kl(mean, log_variance)
-        loss = trimmed_mean(reconstruction + self.beta * kl, self.trim_fraction)
+        loss, mean, logs = negative_elbo_from(self, batch, batch)
         input_distance = torch.pdist(batch)
         code_distance = torch.pdist(mean)
         stress = ((code_distance / code_distance.mean().clamp_min(1e-8))
                   - (input_distance / input_distance.mean().clamp_min(1e-8))).square().mean()
-        yield Phase(loss + self.weight * stress,
-                    logs={"reconstruction": reconstruction.mean().detach(), "kl": kl.mean().detach()})
+        yield Phase(loss + self.weight * stress, logs=logs)
 
 
-def _distance_preserving(weight: float) -> type:
-    class _DistancePreservingVAE(AnomalyVAE):
+def _with_scorer(scorer_class: type, **attributes) -> type:
+    """An AnomalyVAE whose scorer is re-classed as ``scorer_class`` (a VAEScorer with its own
+    training step) and given ``attributes``; benchmark-only."""
+    class _Variant(AnomalyVAE):
         def _make_scorer(self, input_shape, image):
             scorer = super()._make_scorer(input_shape, image)
-            preserving = _DistancePreservingVAEScorer.__new__(_DistancePreservingVAEScorer)
-            preserving.__dict__ = scorer.__dict__
-            preserving.weight = weight
-            return preserving
+            variant = scorer_class.__new__(scorer_class)
+            variant.__dict__ = scorer.__dict__
+            for key, value in attributes.items():
+                setattr(variant, key, value)
+            return variant
 
-    return _DistancePreservingVAE
+    return _Variant
 
 
 ONE_PASS = {"min_batches_per_epoch": 1}
@@ -264,21 +246,21 @@ TRAINING_VARIANTS: dict[str, tuple[type, dict]] = {
     "t10-mb30": (AnomalyVAE, {"trim_fraction": 0.1, "min_batches_per_epoch": 30}),
     # denoising training (eager step: the fused one has no corruption); t10-eager is its control
     "t10-eager": (AnomalyVAE, {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
-    "t10-dn0.1": (_denoising(0.1), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
-    "t10-dn0.3": (_denoising(0.3), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
-    "t10-dn0.5": (_denoising(0.5), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
-    "t10-dn1.0": (_denoising(1.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
-    "t10-mask0.15": (_denoising(0.0, 0.15), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
-    "t10-mask0.3": (_denoising(0.0, 0.3), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-dn0.1": (_with_scorer(_DenoisingVAEScorer, noise_scale=0.1), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-dn0.3": (_with_scorer(_DenoisingVAEScorer, noise_scale=0.3), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-dn0.5": (_with_scorer(_DenoisingVAEScorer, noise_scale=0.5), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-dn1.0": (_with_scorer(_DenoisingVAEScorer, noise_scale=1.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-mask0.15": (_with_scorer(_DenoisingVAEScorer, noise_scale=0.0, mask_share=0.15), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-mask0.3": (_with_scorer(_DenoisingVAEScorer, noise_scale=0.0, mask_share=0.3), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
     # Student-t decoder in training (cell-wise robustness); t10-eager is its control
-    "t10-student1": (_student(1.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
-    "t10-student3": (_student(3.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
-    "t0-student3": (_student(3.0), {"trim_fraction": 0.0, "fused_step": False, **ONE_PASS}),
+    "t10-student1": (_with_scorer(_StudentVAEScorer, degrees=1.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-student3": (_with_scorer(_StudentVAEScorer, degrees=3.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t0-student3": (_with_scorer(_StudentVAEScorer, degrees=3.0), {"trim_fraction": 0.0, "fused_step": False, **ONE_PASS}),
     # latent distances kept proportional to input distances (Sammon stress); t10-eager is its control
-    "t10-stress1": (_distance_preserving(1.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
-    "t10-stress10": (_distance_preserving(10.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
-    "t10-stress100": (_distance_preserving(100.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
-    "t10-stress1000": (_distance_preserving(1000.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-stress1": (_with_scorer(_DistancePreservingVAEScorer, weight=1.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-stress10": (_with_scorer(_DistancePreservingVAEScorer, weight=10.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-stress100": (_with_scorer(_DistancePreservingVAEScorer, weight=100.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-stress1000": (_with_scorer(_DistancePreservingVAEScorer, weight=1000.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
 }
 
 
