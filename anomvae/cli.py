@@ -159,6 +159,10 @@ def train(config: dict[str, Any], output: str | None = None, *, progress: bool =
         if fitted.warnings:
             report["threshold_warnings"] = list(fitted.warnings)
     if y_test is not None:
+        flagged = anomaly_score > -detector.offset_
+        report["eval_anomaly_share"] = round(float(np.mean(y_test == 1)), 4)
+        report["eval_recall"] = float(np.mean(flagged[y_test == 1]))
+        report["eval_false_alarm_rate"] = float(np.mean(flagged[y_test == 0]))
         report["eval_roc_auc"] = float(roc_auc_score(y_test, anomaly_score))
     path = Path(output or config["output"])
     detector.save(path)

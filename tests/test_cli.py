@@ -39,7 +39,8 @@ def config(tmp_path, table):
 def test_train_prints_report_and_saves(config, tmp_path, capsys):
     assert main(["train", "--config", str(config)]) == 0
     out = capsys.readouterr().out
-    for field in ("rows_train", "features", "training_seconds", "threshold", "eval_flag_rate", "eval_roc_auc"):
+    for field in ("rows_train", "features", "training_seconds", "threshold", "eval_flag_rate", "eval_roc_auc",
+                  "eval_recall", "eval_false_alarm_rate", "eval_anomaly_share"):
         assert field in out
     auc = float(next(line.split()[1] for line in out.splitlines() if line.startswith("eval_roc_auc")))
     assert auc > 0.9

@@ -55,7 +55,8 @@ def test_run_holds_params_epoch_losses_final_metrics_and_plots(trained):
         np.testing.assert_allclose([point.value for point in history], detector.history_[key])
     metrics = run.data.metrics
     assert metrics["threshold"] == pytest.approx(-detector.offset_)
-    for name in ("train_flag_rate", "train_score_q50", "train_score_q99", "training_time_s", "eval_flag_rate"):
+    for name in ("train_flag_rate", "train_score_q50", "train_score_q99", "training_time_s", "eval_flag_rate",
+                 "eval_recall", "eval_false_alarm_rate", "eval_anomaly_share"):
         assert np.isfinite(metrics[name])
     assert metrics["eval_roc_auc"] > 0.8
     assert 0 < metrics["eval_average_precision"] <= 1

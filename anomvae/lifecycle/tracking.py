@@ -97,7 +97,9 @@ def flat_params(detector) -> dict[str, str]:
 
 
 def training_metrics(detector, X, y=None, prefix: str = "") -> dict[str, float]:
-    """Threshold, flag rate, score quantiles and, with labels, ROC-AUC and average precision.
+    """Threshold, flag rate, score quantiles and, with labels, ROC-AUC, average precision, and the
+    threshold's recall (share of anomalies flagged), false-alarm rate (share of normal rows
+    flagged) and the anomaly share the flag rate is read against.
 
     Parameters
     ----------
@@ -119,6 +121,10 @@ def training_metrics(detector, X, y=None, prefix: str = "") -> dict[str, float]:
         if len(np.unique(labels)) == 2:
             metrics["roc_auc"] = float(roc_auc_score(labels, scores))
             metrics["average_precision"] = float(average_precision_score(labels, scores))
+            flagged = scores > threshold
+            metrics["recall"] = float(np.mean(flagged[labels == 1]))
+            metrics["false_alarm_rate"] = float(np.mean(flagged[labels == 0]))
+            metrics["anomaly_share"] = float(np.mean(labels == 1))
     return {f"{prefix}{name}": value for name, value in metrics.items()}
 
 
