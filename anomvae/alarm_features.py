@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .request_scoring import explained_positions
+
 FEATURE_ROWS = 10_000
 """Most rows whose per-feature scores :func:`monitor` computes."""
 
@@ -95,10 +97,7 @@ def top_features(detector, batch, flagged: np.ndarray, count: int) -> list[Featu
     if baseline is None:  # a model saved before baselines were stored: rank by mean score
         baseline = np.zeros_like(mean_score)
     excess = mean_score - baseline
-    # A conditional model's context columns are what rows are judged given: never a driver.
-    context = {list(names).index(c) if isinstance(c, str) else int(c)
-               for c in getattr(detector, "context_columns_", ())}
-    candidates = np.array([index for index in range(len(excess)) if index not in context], dtype=int)
+    candidates = explained_positions(names, getattr(detector, "context_columns_", ()))
     total = np.clip(excess[candidates], 0, None).sum()
     top = candidates[np.argsort(-excess[candidates], kind="stable")[:count]]
     return [

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas._libs.parsers import STR_NA_VALUES  # pandas' default missing-value markers
 from sklearn.metrics import roc_auc_score
 
 from . import registry
@@ -20,89 +19,11 @@ from .batch_scoring import load_detector, score_table, write_table
 from .cli_arguments import build_parser
 from .cli_config import load_config
 from .benchmark.command import run_from_arguments as run_bench
-from .datasets import EMBEDDED_NAME, embedded_default, semi_supervised_split, shared_data_dir
+from .cli_data import label_values, read_table, training_data
+from .datasets import EMBEDDED_NAME, semi_supervised_split
 from .monitoring import monitor
 from .report import write_report as write_html_report
 from .thresholds import Contamination, FalsePositiveRate, strategy_from_dict
-
-def _npz_frame(path: Path) -> pd.DataFrame:
-    """Columns ``x0 ...`` from the ``X`` array of an ``.npz`` file, plus ``label`` from ``y`` when it has one."""
-    with np.load(path, allow_pickle=False) as data:
-        if "X" not in data.files:
-            raise ValueError(f"{path}: an .npz file needs an array named 'X' (rows x features); "
-                             f"it holds {sorted(data.files)}")
-        X = np.asarray(data["X"], dtype=np.float64)
-        y = np.asarray(data["y"]).astype(int).ravel() if "y" in data.files else None
-    if X.ndim != 2:
-        raise ValueError(f"{path}: 'X' must be a 2-d array (rows x features), got shape {X.shape}")
-    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
-    if y is not None:
-        frame["label"] = y
-    return frame
-
-
-def read_table(path: str | Path, detector=None) -> pd.DataFrame:
-    """Read a CSV or Parquet file, or the ``X`` array of an ``.npz`` file.
-
-    With a fitted tabular ``detector``, a CSV file is read by the model's
-    schema: the columns it fitted as text stay text (``"01"`` is not turned
-    into ``1``) and only an empty cell is missing there, as it is when pandas
-    writes a missing value. Columns are matched by position, as scoring
-    matches them. Parquet files carry their own types.
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return pd.read_csv(path, **_csv_options(path, detector))
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    if suffix == ".npz":
-        return _npz_frame(path)
-    raise ValueError(f"{path}: unsupported file type {suffix!r}; expected .csv, .parquet or .npz")
-
-
-def _csv_options(path: Path, detector) -> dict[str, Any]:
-    """``pandas.read_csv`` options that keep a model's text columns as text."""
-    encoder = getattr(detector, "encoder_", None)
-    kinds = getattr(encoder, "kinds", None)
-    if not kinds or "category" not in kinds:
-        return {}
-    header = list(pd.read_csv(path, nrows=0).columns)
-    text = {header[i] for i, kind in enumerate(kinds) if kind == "category" and i < len(header)}
-    return {
-        "dtype": {column: str for column in text},
-        "keep_default_na": False,
-        "na_values": {column: [""] if column in text else sorted(STR_NA_VALUES) for column in header},
-    }
-
-
-SHARED_PREFIX = "../shared/data/"
-"""Config sources under this prefix are looked up in :func:`~anomvae.datasets.shared_data_dir` when absent."""
-
-
-def _shared_path(source: str) -> str:
-    """``source``, or for a missing ``../shared/data/...`` path the same file under ``$ANOMVAE_DATA``."""
-    if not source.startswith(SHARED_PREFIX) or Path(source).exists():
-        return source
-    folder = shared_data_dir()
-    if folder is None:
-        raise FileNotFoundError(f"{source} not found: the shared data is not beside this checkout; "
-                                "set ANOMVAE_DATA to the folder that holds tabular/ and images/")
-    return str(folder / source[len(SHARED_PREFIX):])
-
-
-def training_data(data: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Features and optional labels (1 = anomaly) described by the ``data`` section."""
-    if data["source"] == "embedded":
-        return embedded_default()
-    frame = read_table(_shared_path(data["source"]))
-    label_column = data.get("label_column") or ("label" if Path(data["source"]).suffix == ".npz" else None)
-    if label_column is None:
-        return frame, None
-    if label_column not in frame.columns:
-        raise ValueError(f"label_column {label_column!r} is not a column of {data['source']}")
-    return frame.drop(columns=[label_column]), frame[label_column].to_numpy().astype(int)
-
 
 def train(config: dict[str, Any], output: str | None = None, *, progress: bool = False) -> dict[str, Any]:
     """The main job: fit, pick the threshold, report, save.
@@ -287,7 +208,7 @@ def write_report(model: str, data_path: str, output_path: str, *, label_column: 
     label_column = label_column or ("label" if "label" in frame.columns and "label" not in features else None)
     if label_column is not None and label_column not in frame.columns:
         raise ValueError(f"label column {label_column!r} is not a column of {data_path}")
-    labels = None if label_column is None else frame[label_column].to_numpy().astype(int)
+    labels = None if label_column is None else label_values(frame[label_column], f"{data_path}: {label_column!r}")
     rows = frame.drop(columns=[*(keep or []), *([label_column] if label_column else [])])
     return write_html_report(detector, rows, labels, output_path,
                              title=f"{Path(model).name} on {Path(data_path).name}", top_rows=top_rows)
@@ -352,8 +273,8 @@ def _run_serve(args) -> int:
 
     from .lifecycle.serving_app import serve
 
-    if not args.max_body_mb > 0:
-        raise ValueError(f"--max-body-mb must be positive, got {args.max_body_mb}")
+    if not 0 < args.max_body_mb < float("inf"):
+        raise ValueError(f"--max-body-mb must be a positive finite number, got {args.max_body_mb}")
     try:
         serve(args.model_uri, args.host, args.port, args.workers, int(args.max_body_mb * 1024 * 1024), args.threads)
     except MlflowException as error:

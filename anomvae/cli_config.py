@@ -22,9 +22,11 @@ def load_config(path: str | None) -> dict[str, Any]:
         return config
     with open(path) as handle:
         try:
-            loaded = yaml.safe_load(handle) or {}
+            loaded = yaml.safe_load(handle)
         except yaml.YAMLError as error:
             raise ValueError(f"{path}: not valid YAML: {error}") from None
+    if loaded is None:  # an empty file: the defaults
+        loaded = {}
     if not isinstance(loaded, dict):
         raise ValueError(f"{path}: the configuration must be a mapping of sections {sorted(DEFAULT_CONFIG)}, "
                          f"got a {type(loaded).__name__}")

@@ -28,6 +28,8 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from sklearn.utils.validation import check_is_fitted
 
+from .request_scoring import explained_positions
+
 TOP_ROWS = 20
 TOP_FEATURES_PER_ROW = 3
 STYLE = """
@@ -209,9 +211,10 @@ def _top_rows_section(detector, X, scores, contributions, names, top_rows: int) 
     order = np.argsort(-scores, kind="stable")[:top_rows]
     p_values = detector.p_values(X)[order] if hasattr(detector, "reference_scores_") else np.full(len(order), np.nan)
     index = X.index[order] if isinstance(X, pd.DataFrame) else order
+    candidates = explained_positions(names, getattr(detector, "context_columns_", ()))
     rows = []
     for rank, (row, label) in enumerate(zip(order, index), start=1):
-        top = np.argsort(-contributions[row], kind="stable")[:TOP_FEATURES_PER_ROW]
+        top = candidates[np.argsort(-contributions[row, candidates], kind="stable")[:TOP_FEATURES_PER_ROW]]
         drivers = ", ".join(f"{names[feature]} ({_number(contributions[row, feature])})" for feature in top)
         rows.append([label, rank, _number(scores[row]), _number(p_values[rank - 1]),
                      "yes" if scores[row] > -detector.offset_ else "no", drivers])

@@ -97,6 +97,22 @@ def scores_and_contributions(detector, rows, *, contributions: bool) -> tuple[np
     return scores, np.asarray(detector._per_column(per_feature), dtype=np.float64)
 
 
+def explained_positions(names, context=()) -> np.ndarray:
+    """Positions of the columns that can drive a score: all but a conditional model's context columns.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The model's input columns.
+    context : sequence of str or int, default=()
+        Context columns (``context_columns_``), by name or position: what a row
+        is judged given; they contribute nothing and are never named as drivers.
+    """
+    names = list(names)
+    excluded = {names.index(c) if isinstance(c, str) else int(c) for c in context}
+    return np.array([index for index in range(len(names)) if index not in excluded], dtype=int)
+
+
 def top_feature_columns(names, contributions: np.ndarray, top_features: int,
                         context=()) -> dict[str, np.ndarray]:
     """``top_feature_k`` and ``top_feature_k_score`` columns: the ``k``-th most contributing column per row.
@@ -110,15 +126,10 @@ def top_feature_columns(names, contributions: np.ndarray, top_features: int,
     top_features : int
         How many columns to name; ties keep the column order.
     context : sequence of str or int, default=()
-        Context columns (a conditional model's ``context_columns_``, names or
-        positions): they are what a row is judged given, contribute nothing,
-        and are never named.
+        Context columns, never named (:func:`explained_positions`).
     """
-    names = np.asarray(names, dtype=object)
-    excluded = {list(names).index(c) if isinstance(c, str) else int(c) for c in context}
-    if excluded:
-        keep = [index for index in range(len(names)) if index not in excluded]
-        names, contributions = names[keep], contributions[:, keep]
+    keep = explained_positions(names, context)
+    names, contributions = np.asarray(names, dtype=object)[keep], contributions[:, keep]
     order = np.argsort(-contributions, axis=1, kind="stable")[:, : int(top_features)]
     values = np.take_along_axis(contributions, order, axis=1)
     columns = {}

@@ -166,9 +166,16 @@ def test_score_reads_an_npz_with_or_without_labels(config, table, tmp_path, caps
     capsys.readouterr()
     assert main(["score", model, str(tmp_path / "no_x.npz")]) == 2
     assert "array named 'X'" in capsys.readouterr().err
+    np.savez(tmp_path / "fractional.npz", X=features[:3], y=np.array([0.0, 0.2, 1.0]))
+    assert main(["score", model, str(tmp_path / "fractional.npz")]) == 2
+    assert "labels must be 0 (normal) or 1 (anomaly); row 1 holds" in capsys.readouterr().err
+    np.savez(tmp_path / "short.npz", X=features[:3], y=np.array([0, 1]))
+    assert main(["score", model, str(tmp_path / "short.npz")]) == 2
+    assert "2 labels for 3 rows" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("text, message", [("model: [\n", "not valid YAML"), ("- a\n- b\n", "must be a mapping")])
+@pytest.mark.parametrize("text, message", [("model: [\n", "not valid YAML"), ("- a\n- b\n", "must be a mapping"),
+                                           ("[]\n", "must be a mapping"), ("false\n", "must be a mapping")])
 def test_malformed_config_file_is_refused(tmp_path, capsys, text, message):
     path = tmp_path / "c.yaml"
     path.write_text(text)
@@ -182,6 +189,8 @@ def test_serve_refuses_a_bad_port_and_an_unknown_model(mlflow_store, capsys):
     assert exit_info.value.code == 2 and "between 0 and 65535" in capsys.readouterr().err
     assert main(["serve", "models:/nosuch@champion"]) == 2
     assert "cannot serve models:/nosuch@champion" in capsys.readouterr().err
+    assert main(["serve", "models:/nosuch@champion", "--max-body-mb", "inf"]) == 2
+    assert "positive finite" in capsys.readouterr().err
 
 
 def test_bench_exits_1_when_every_run_failed(tmp_path, capsys):

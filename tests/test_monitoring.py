@@ -141,6 +141,14 @@ def test_psi_test_refuses_empty_or_non_finite_scores(batch):
         psi_test(np.ones(100), batch)
 
 
+def test_psi_test_checks_bins_and_draws_and_takes_lists():
+    with pytest.raises(ValueError, match="bins"):
+        psi_test(np.arange(100.0), np.arange(50.0), bins=1)
+    with pytest.raises(ValueError, match="draws"):
+        psi_test(np.arange(100.0), np.arange(50.0), draws=0)
+    assert psi_test(list(range(100)), list(range(50))) == psi_test(np.arange(100.0), np.arange(50.0))
+
+
 def test_psi_test_is_deterministic_and_separates_a_shift():
     rng = np.random.default_rng(4)
     reference, batch = rng.normal(size=500), rng.normal(size=200)

@@ -107,3 +107,13 @@ def test_training_run_logs_the_report(mlflow_store, labelled):
     result = tracking.fit_and_log(detector, rows.iloc[:80], validation=(rows, labels), log_model=False)
     page = mlflow.artifacts.load_text(f"runs:/{result.run_id}/report.html")
     assert 'id="confusion"' in page and f"{-detector.offset_:.4g}" in page
+
+
+def test_report_never_names_a_context_column_as_a_row_driver():
+    rng = np.random.default_rng(4)
+    rows = pd.DataFrame({"merchant": rng.choice(["m1", "m2", "m3"], 300), "amount": rng.normal(size=300),
+                         "items": rng.normal(size=300)})
+    detector = anomvae.AnomalyCVAE(context=["merchant"], **FAST).fit(rows)
+    page = build_report(detector, rows.head(50), top_rows=10)
+    drivers = re.findall(r"(\w+) \(-?[\d.e+-]+\)", page)
+    assert drivers and set(drivers) <= {"amount", "items"}

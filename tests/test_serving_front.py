@@ -132,8 +132,10 @@ def test_null_in_an_integer_column_and_a_repeated_column_are_named():
     types = ColumnTypes([("amount", "double"), ("count", "long")])
     with pytest.raises(Refusal, match="column 'count' held integers in fit: row 0 holds a missing value"):
         types.check({"dataframe_records": [{"amount": 0.1, "count": None}]})
-    with pytest.raises(Refusal, match=r"names the column\(s\) \['amount'\] more than once"):
+    with pytest.raises(Refusal, match=r"names the model column\(s\) \['amount'\] more than once"):
         types.check({"dataframe_split": {"columns": ["amount", "count", "amount"], "data": [[0.1, 1, 0.2]]}})
+    # A repeated column the model does not use is dropped by MLflow, as any extra column is.
+    types.check({"dataframe_split": {"columns": ["amount", "count", "id", "id"], "data": [[0.1, 1, 7, 8]]}})
 
 
 def test_integer_columns_take_whole_numbers_written_as_floats():

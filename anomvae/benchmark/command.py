@@ -184,8 +184,9 @@ def run_from_arguments(arguments: argparse.Namespace, argv: list[str] | None = N
         print(f"{name}: {path}")
     records = result.get("records", [])
     if records and not any(record["status"] == "ok" for record in records):
-        print(f"anomvae bench: every run failed ({len(records)}); first error: {records[0].get('error')}",
-              file=sys.stderr)
+        first = records[0]
+        print(f"anomvae bench: every run failed ({len(records)}); the first: {first['status']}"
+              + (f", {first['error']}" if first.get("error") else ""), file=sys.stderr)
         return 1
     return 0
 

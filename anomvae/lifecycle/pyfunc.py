@@ -230,8 +230,8 @@ def model_signature(detector, example, output: pd.DataFrame, top_features: int):
     else:
         inputs = Schema([ColSpec(kind, column) for column, kind in serving_inputs.column_types(detector, example)])
     with warnings.catch_warnings():
-        # Only the output schema is inferred here (the input one is built above), and the
-        # outputs have no integer column: MLflow's integer-column hint about the inputs is noise.
+        # Only the output schema is inferred here (the input one is built above); MLflow's hint
+        # that integer columns cannot hold missing values concerns inputs, and no output is missing.
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
         outputs = infer_signature(example, output).outputs
     params = ParamSchema([

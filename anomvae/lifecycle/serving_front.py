@@ -46,6 +46,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -181,9 +182,10 @@ class ColumnTypes:
         _check_row_count(len(data))
         if not isinstance(columns, list) or not all(isinstance(name, str) for name in columns):
             raise Refusal(400, "dataframe_split needs \"columns\": a list of column names")
-        repeated = sorted({name for name in columns if columns.count(name) > 1})
+        counts = Counter(columns)
+        repeated = sorted(name for name, _ in self.columns if counts[name] > 1)
         if repeated:
-            raise Refusal(400, f"dataframe_split names the column(s) {repeated} more than once")
+            raise Refusal(400, f"dataframe_split names the model column(s) {repeated} more than once")
         position = {name: index for index, name in enumerate(columns)}
         for row, values in enumerate(data):
             if not isinstance(values, list) or len(values) != len(columns):

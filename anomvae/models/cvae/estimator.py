@@ -177,8 +177,7 @@ default="reconstruction+knn+contrast"
         self._warn_constant_numeric_context(encoded, encoder, positions, names)
         return encoded, encoder, image
 
-    @staticmethod
-    def _warn_constant_numeric_context(encoded, encoder, positions: list[int], names: list[str]) -> None:
+    def _warn_constant_numeric_context(self, encoded, encoder, positions: list[int], names: list[str]) -> None:
         """Warn about a numeric or boolean context column that holds one value in fit.
 
         Such a column tells the model nothing, and since only categorical
@@ -186,17 +185,19 @@ default="reconstruction+knn+contrast"
         would later be extrapolated rather than flagged as unseen.
         """
         slices = encoder.column_slices()
+        named = hasattr(self, "feature_names_in_")
         for position in positions:
             if encoder.kinds[position] == "category":
                 continue
             column = encoded[:, slices[position].start]
             if np.ptp(column) == 0:
+                label = f"context column {names[position]!r}" if named else f"context column at position {position}"
                 warnings.warn(
-                    f"context column {names[position]!r} holds a single value in fit; as a "
-                    f"{encoder.kinds[position]} column its other values are not flagged as unseen "
-                    "(unseen_context applies to categorical context) but extrapolated. Pass it as "
-                    "text or pandas 'category' to have them flagged, or fit on rows that hold them",
-                    UserWarning, stacklevel=4,
+                    f"{label} holds a single value in fit; as a {encoder.kinds[position]} column its "
+                    "other values are not flagged as unseen (unseen_context applies to categorical "
+                    "context) but extrapolated. Fit on rows that hold its other values, or pass a "
+                    "DataFrame with it as text or pandas 'category' to have them flagged",
+                    UserWarning, stacklevel=7,  # fit -> state guard -> sklearn's wrapper -> _fit -> encoding
                 )
 
     @staticmethod

@@ -1,0 +1,113 @@
+"""What ``anomvae`` commands read: tables (CSV, Parquet, ``.npz``), labels, and a config's training data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pandas._libs.parsers import STR_NA_VALUES  # pandas' default missing-value markers
+
+from .datasets import embedded_default, shared_data_dir
+
+
+def label_values(values, where: str) -> np.ndarray:
+    """Labels as ints (1 = anomaly, 0 = normal), refusing anything else rather than truncating it.
+
+    Raises
+    ------
+    ValueError
+        If a value is missing, fractional or not 0 or 1; ``where`` names the column or file.
+    """
+    array = np.asarray(values)
+    try:
+        numbers = array.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: labels must be 0 (normal) or 1 (anomaly), got {array.dtype} values") from None
+    bad = ~np.isin(numbers, (0.0, 1.0))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{where}: labels must be 0 (normal) or 1 (anomaly); row {row} holds {array.ravel()[row]!r}")
+    return numbers.astype(int).ravel()
+
+
+def _npz_frame(path: Path) -> pd.DataFrame:
+    """Columns ``x0 ...`` from the ``X`` array of an ``.npz`` file, plus ``label`` from ``y`` when it has one."""
+    with np.load(path, allow_pickle=False) as data:
+        if "X" not in data.files:
+            raise ValueError(f"{path}: an .npz file needs an array named 'X' (rows x features); "
+                             f"it holds {sorted(data.files)}")
+        X = np.asarray(data["X"], dtype=np.float64)
+        y = label_values(data["y"], f"{path}: 'y'") if "y" in data.files else None
+    if X.ndim != 2:
+        raise ValueError(f"{path}: 'X' must be a 2-d array (rows x features), got shape {X.shape}")
+    if y is not None and len(y) != len(X):
+        raise ValueError(f"{path}: 'y' has {len(y)} labels for {len(X)} rows of 'X'")
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+    if y is not None:
+        frame["label"] = y
+    return frame
+
+
+def read_table(path: str | Path, detector=None) -> pd.DataFrame:
+    """Read a CSV or Parquet file, or the ``X`` array of an ``.npz`` file.
+
+    With a fitted tabular ``detector``, a CSV file is read by the model's
+    schema: the columns it fitted as text stay text (``"01"`` is not turned
+    into ``1``) and only an empty cell is missing there, as it is when pandas
+    writes a missing value. Columns are matched by position, as scoring
+    matches them. Parquet files carry their own types.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(path, **_csv_options(path, detector))
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if suffix == ".npz":
+        return _npz_frame(path)
+    raise ValueError(f"{path}: unsupported file type {suffix!r}; expected .csv, .parquet or .npz")
+
+
+def _csv_options(path: Path, detector) -> dict[str, Any]:
+    """``pandas.read_csv`` options that keep a model's text columns as text."""
+    encoder = getattr(detector, "encoder_", None)
+    kinds = getattr(encoder, "kinds", None)
+    if not kinds or "category" not in kinds:
+        return {}
+    header = list(pd.read_csv(path, nrows=0).columns)
+    text = {header[i] for i, kind in enumerate(kinds) if kind == "category" and i < len(header)}
+    return {
+        "dtype": {column: str for column in text},
+        "keep_default_na": False,
+        "na_values": {column: [""] if column in text else sorted(STR_NA_VALUES) for column in header},
+    }
+
+
+SHARED_PREFIX = "../shared/data/"
+"""Config sources under this prefix are looked up in :func:`~anomvae.datasets.shared_data_dir` when absent."""
+
+
+def _shared_path(source: str) -> str:
+    """``source``, or for a missing ``../shared/data/...`` path the same file under ``$ANOMVAE_DATA``."""
+    if not source.startswith(SHARED_PREFIX) or Path(source).exists():
+        return source
+    folder = shared_data_dir()
+    if folder is None:
+        raise FileNotFoundError(f"{source} not found: the shared data is not beside this checkout; "
+                                "set ANOMVAE_DATA to the folder that holds tabular/ and images/")
+    return str(folder / source[len(SHARED_PREFIX):])
+
+
+def training_data(data: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Features and optional labels (1 = anomaly) described by the ``data`` section."""
+    if data["source"] == "embedded":
+        return embedded_default()
+    frame = read_table(_shared_path(data["source"]))
+    label_column = data.get("label_column") or ("label" if Path(data["source"]).suffix == ".npz" else None)
+    if label_column is None:
+        return frame, None
+    if label_column not in frame.columns:
+        raise ValueError(f"label_column {label_column!r} is not a column of {data['source']}")
+    return frame.drop(columns=[label_column]), label_values(frame[label_column], f"{data['source']}: {label_column!r}")
