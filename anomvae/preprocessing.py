@@ -303,6 +303,13 @@ class ImageScaler:
     ``uint8`` images are divided by 255. Float images already in [0, 1] are
     kept; other float images are min-max scaled with the range seen in
     ``fit``, and values outside that range are clipped at scoring time.
+
+    A batch on the other common pixel scale than fit's is read or refused,
+    never clipped into another image: ``uint8`` pixels scored by a model
+    fitted on [0, 1] floats are divided by 255 (what ``uint8`` means in
+    ``fit`` and in the PNG form), and fractional pixels within [0, 1] scored by
+    a model fitted on non-negative pixels beyond 1 (0-255) are refused (they
+    would read as a black image).
     """
 
     def __init__(self) -> None:
@@ -335,6 +342,16 @@ class ImageScaler:
                 f"images have shape {tuple(batch.shape[1:])} (channels, height, width) but the "
                 f"model was fitted on {self.shape}"
             )
+        if batch.dtype == np.uint8 and (self.low, self.high) == (0.0, 1.0):
+            return (batch / 255.0).astype(np.float32)
+        pixel_scale = self.low >= 0.0 and self.high >= 2.0  # a fit on non-negative pixels beyond [0, 1], e.g. 0-255
+        if pixel_scale and batch.dtype.kind == "f" and batch.size and float(batch.max()) <= 1.0:
+            if np.any(batch != np.round(batch)):
+                raise ValueError(
+                    f"image pixels lie in [0, 1] but the model was fitted on pixels in "
+                    f"[{self.low:g}, {self.high:g}]: multiply them by {self.high - self.low:g} "
+                    "(or pass the uint8 images)"
+                )
         scaled = (batch.astype(np.float64) - self.low) / (self.high - self.low)
         return np.clip(scaled, 0.0, 1.0).astype(np.float32)
 

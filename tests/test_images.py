@@ -122,6 +122,19 @@ def test_tabular_model_refuses_images():
         detector.score_samples(bars(3))
 
 
+def test_a_batch_on_the_other_pixel_scale_is_read_or_refused_never_clipped():
+    images = (np.random.default_rng(0).random((30, 1, 6, 6)) * 255).astype(np.uint8)
+    on_255 = tiny(AnomalyVAE).fit(images)
+    with pytest.raises(ValueError, match="pixels lie in \\[0, 1\\].*multiply them by 255"):
+        on_255.score_samples(images.astype(np.float32) / 255)
+    np.testing.assert_array_equal(on_255.score_samples(images.astype(np.float32)), on_255.score_samples(images))
+    on_unit = tiny(AnomalyVAE).fit(images.astype(np.float32) / 255)
+    np.testing.assert_allclose(on_unit.score_samples(images), on_unit.score_samples(images.astype(np.float32) / 255),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="got a list; pass a numpy array"):
+        on_255.score_samples(list(images[:2]))
+
+
 def test_float_images_outside_unit_range_are_scaled_with_the_fit_range():
     rng = np.random.default_rng(0)
     images = rng.uniform(-500.0, 1500.0, size=(30, 2, 6, 6))

@@ -50,9 +50,11 @@ class InputEncodingMixin:
         check_is_fitted(self)
         if self.is_image_:
             if not is_image_batch(X):
+                kind = (f"an input with {X.ndim} dimensions" if hasattr(X, "ndim")
+                        else f"a {type(X).__name__}; pass a numpy array or tensor of shape (N, C, H, W)")
                 raise ValueError(
                     f"this model was fitted on images of shape {self.encoder_.shape} (channels, "
-                    f"height, width); got an input with {getattr(X, 'ndim', '?')} dimensions"
+                    f"height, width); got {kind}"
                 )
             return self._image_array(X, minimum_rows=1)
         if is_image_batch(X):
