@@ -104,3 +104,10 @@ def test_bad_streams_are_refused_clearly(source, error, match):
     with pytest.raises(error, match=match):
         detector.fit(source)
     assert not hasattr(detector, "scorer_")
+
+
+def test_a_folder_with_a_file_that_is_not_parquet_is_refused_naming_it(tmp_path):
+    pq.write_table(pa.Table.from_pandas(rows(200, seed=5), preserve_index=False), tmp_path / "part-0.parquet")
+    (tmp_path / "README.txt").write_text("notes")
+    with pytest.raises(ValueError, match="folder holding only Parquet files.*README.txt"):
+        AnomalyVAE(epochs=1).fit(tmp_path)
