@@ -97,7 +97,7 @@ def top_features(detector, batch, flagged: np.ndarray, count: int) -> list[Featu
     if baseline is None:  # a model saved before baselines were stored: rank by mean score
         baseline = np.zeros_like(mean_score)
     excess = mean_score - baseline
-    candidates = explained_positions(names, getattr(detector, "context_columns_", ()))
+    candidates = explained_positions(names, detector)
     total = np.clip(excess[candidates], 0, None).sum()
     top = candidates[np.argsort(-excess[candidates], kind="stable")[:count]]
     return [

@@ -125,8 +125,7 @@ def score_table(
                          "they are copied to the output and not scored") from error
     columns = {SCORE: scores, IS_ANOMALY: scores > -detector.offset_, **model_specific_columns(detector, features)}
     if contributions is not None:
-        columns.update(top_feature_columns(input_columns(detector), contributions, top_features,
-                                           getattr(detector, "context_columns_", ())))
+        columns.update(top_feature_columns(detector, input_columns(detector), contributions, top_features))
     if p_values:
         columns[P_VALUE] = detector.p_values(features)
     overlap = [column for column in columns if column in passthrough.columns]

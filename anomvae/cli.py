@@ -21,6 +21,7 @@ from .cli_config import load_config
 from .benchmark.command import run_from_arguments as run_bench
 from .cli_data import label_values, read_table, training_data
 from .datasets import EMBEDDED_NAME, semi_supervised_split
+from .metrics import alarm_rates
 from .monitoring import monitor
 from .report import write_report as write_html_report
 from .thresholds import Contamination, FalsePositiveRate, strategy_from_dict
@@ -80,10 +81,10 @@ def train(config: dict[str, Any], output: str | None = None, *, progress: bool =
         if fitted.warnings:
             report["threshold_warnings"] = list(fitted.warnings)
     if y_test is not None:
-        flagged = anomaly_score > -detector.offset_
-        report["eval_anomaly_share"] = round(float(np.mean(y_test == 1)), 4)
-        report["eval_recall"] = float(np.mean(flagged[y_test == 1]))
-        report["eval_false_alarm_rate"] = float(np.mean(flagged[y_test == 0]))
+        rates = alarm_rates(anomaly_score, -detector.offset_, y_test)
+        report["eval_anomaly_share"] = round(rates["anomaly_share"], 4)
+        report["eval_recall"] = rates["recall"]
+        report["eval_false_alarm_rate"] = rates["false_alarm_rate"]
         report["eval_roc_auc"] = float(roc_auc_score(y_test, anomaly_score))
     path = Path(output or config["output"])
     detector.save(path)

@@ -36,6 +36,34 @@ def _anomaly_labels(y) -> np.ndarray:
     return labels.astype(int)
 
 
+def alarm_rates(anomaly_scores, threshold: float, y) -> dict[str, float]:
+    """How a threshold's alarms split between labelled anomalies and normal rows.
+
+    Parameters
+    ----------
+    anomaly_scores : array-like of shape (n,)
+        Anomaly scores (higher = more anomalous, ``-score_samples``).
+    threshold : float
+        Scores above it are alarms (``-offset_``).
+    y : array-like of shape (n,)
+        1 for anomalies, 0 for normal rows; both present.
+
+    Returns
+    -------
+    dict
+        ``recall`` (share of the anomalies flagged), ``false_alarm_rate``
+        (share of the normal rows flagged) and ``anomaly_share`` (share of
+        anomalies among the rows: what a flag rate is read against).
+    """
+    labels = np.asarray(y).ravel()
+    flagged = np.asarray(anomaly_scores) > threshold
+    return {
+        "recall": float(np.mean(flagged[labels == 1])),
+        "false_alarm_rate": float(np.mean(flagged[labels == 0])),
+        "anomaly_share": float(np.mean(labels == 1)),
+    }
+
+
 def outlier_roc_auc(estimator, X, y) -> float:
     """ROC-AUC of the anomaly score ``-estimator.score_samples(X)`` against ``y == 1``.
 
@@ -76,4 +104,4 @@ def outlier_average_precision(estimator, X, y) -> float:
 SCORERS = {"outlier_roc_auc": outlier_roc_auc, "outlier_average_precision": outlier_average_precision}
 """By name, for ``scoring=SCORERS`` (several metrics at once, with ``refit=`` one of the names)."""
 
-__all__ = ["SCORERS", "outlier_average_precision", "outlier_roc_auc"]
+__all__ = ["SCORERS", "alarm_rates", "outlier_average_precision", "outlier_roc_auc"]

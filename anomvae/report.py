@@ -211,7 +211,7 @@ def _top_rows_section(detector, X, scores, contributions, names, top_rows: int) 
     order = np.argsort(-scores, kind="stable")[:top_rows]
     p_values = detector.p_values(X)[order] if hasattr(detector, "reference_scores_") else np.full(len(order), np.nan)
     index = X.index[order] if isinstance(X, pd.DataFrame) else order
-    candidates = explained_positions(names, getattr(detector, "context_columns_", ()))
+    candidates = explained_positions(names, detector)
     rows = []
     for rank, (row, label) in enumerate(zip(order, index), start=1):
         top = candidates[np.argsort(-contributions[row, candidates], kind="stable")[:TOP_FEATURES_PER_ROW]]

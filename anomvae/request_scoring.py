@@ -97,38 +97,38 @@ def scores_and_contributions(detector, rows, *, contributions: bool) -> tuple[np
     return scores, np.asarray(detector._per_column(per_feature), dtype=np.float64)
 
 
-def explained_positions(names, context=()) -> np.ndarray:
+def explained_positions(names, detector) -> np.ndarray:
     """Positions of the columns that can drive a score: all but a conditional model's context columns.
 
     Parameters
     ----------
     names : sequence of str
         The model's input columns.
-    context : sequence of str or int, default=()
-        Context columns (``context_columns_``), by name or position: what a row
-        is judged given; they contribute nothing and are never named as drivers.
+    detector : fitted anomvae estimator
+        Its ``context_columns_`` (names or positions), if it has them, are
+        what a row is judged given: they contribute nothing and are never
+        named as drivers.
     """
     names = list(names)
-    excluded = {names.index(c) if isinstance(c, str) else int(c) for c in context}
+    excluded = {names.index(c) if isinstance(c, str) else int(c) for c in getattr(detector, "context_columns_", ())}
     return np.array([index for index in range(len(names)) if index not in excluded], dtype=int)
 
 
-def top_feature_columns(names, contributions: np.ndarray, top_features: int,
-                        context=()) -> dict[str, np.ndarray]:
+def top_feature_columns(detector, names, contributions: np.ndarray, top_features: int) -> dict[str, np.ndarray]:
     """``top_feature_k`` and ``top_feature_k_score`` columns: the ``k``-th most contributing column per row.
 
     Parameters
     ----------
+    detector : fitted anomvae estimator
+        Its context columns are never named (:func:`explained_positions`).
     names : sequence of str
         The model's input columns.
     contributions : ndarray of shape (n_rows, n_columns)
         Per-column contributions (:meth:`~anomvae.base.BaseDeepDetector.feature_scores`).
     top_features : int
         How many columns to name; ties keep the column order.
-    context : sequence of str or int, default=()
-        Context columns, never named (:func:`explained_positions`).
     """
-    keep = explained_positions(names, context)
+    keep = explained_positions(names, detector)
     names, contributions = np.asarray(names, dtype=object)[keep], contributions[:, keep]
     order = np.argsort(-contributions, axis=1, kind="stable")[:, : int(top_features)]
     values = np.take_along_axis(contributions, order, axis=1)

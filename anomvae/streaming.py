@@ -80,19 +80,18 @@ class ChunkReader:
         self.source = source
         self.units = None
         if isinstance(source, (str, os.PathLike)) or type(source).__module__.startswith("pyarrow"):
+            import pyarrow as pa
             import pyarrow.dataset as ds
 
-            import pyarrow as pa
-
+            path = isinstance(source, (str, os.PathLike))
             try:
-                dataset = ds.dataset(os.fspath(source), format="parquet") if isinstance(
-                    source, (str, os.PathLike)) else source
+                dataset = ds.dataset(os.fspath(source), format="parquet") if path else source
                 self.units = [part for fragment in dataset.get_fragments()
                               for part in fragment.split_by_row_group()]
             except pa.ArrowInvalid as error:
                 raise ValueError(
-                    f"{os.fspath(source) if isinstance(source, (str, os.PathLike)) else 'the dataset'} "
-                    f"must be a Parquet file or a folder holding only Parquet files: {error}"
+                    f"{os.fspath(source) if path else 'the dataset'} must be a Parquet file or a folder "
+                    f"holding only Parquet files: {error}"
                 ) from error
             if not self.units:
                 raise ValueError(f"the Parquet dataset {source!r} holds no row group")

@@ -177,8 +177,8 @@ def score_frame(
     columns = {SCORE: scores, IS_ANOMALY: scores > float(threshold)}
     columns.update(model_specific_columns(detector, rows))
     if contributions is not None:
-        columns.update(top_feature_columns(serving_inputs.input_columns(detector), contributions, top_features,
-                                           getattr(detector, "context_columns_", ())))
+        columns.update(top_feature_columns(detector, serving_inputs.input_columns(detector), contributions,
+                                           top_features))
     return pd.DataFrame(columns, index=index)
 
 

@@ -27,6 +27,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.utils.validation import check_is_fitted
 
 from .. import report
+from ..metrics import alarm_rates
 from ..persistence import load
 from ..thresholds import FixedScore, ThresholdStrategy
 from . import autologging, plots, pyfunc, run_metadata
@@ -121,10 +122,7 @@ def training_metrics(detector, X, y=None, prefix: str = "") -> dict[str, float]:
         if len(np.unique(labels)) == 2:
             metrics["roc_auc"] = float(roc_auc_score(labels, scores))
             metrics["average_precision"] = float(average_precision_score(labels, scores))
-            flagged = scores > threshold
-            metrics["recall"] = float(np.mean(flagged[labels == 1]))
-            metrics["false_alarm_rate"] = float(np.mean(flagged[labels == 0]))
-            metrics["anomaly_share"] = float(np.mean(labels == 1))
+            metrics.update(alarm_rates(scores, threshold, labels))
     return {f"{prefix}{name}": value for name, value in metrics.items()}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-
 from numbers import Integral, Real
 
 import numpy as np
