@@ -95,6 +95,16 @@ def test_threshold_fences_compares_rules_on_scores_recorded_once(shared_data):
     assert (table["FAR 0%"] >= 0).all()
     distances = script.planted_distances(records)
     assert len(distances) == 1 and 0 <= distances["planted beyond 4.5"].iloc[0] <= 1
+    clean = script.clean_false_alarms(records)
+    assert len(clean) == 1 and clean["FAR, fence 4.5"].iloc[0] >= clean["FAR, no fence"].iloc[0]
+
+
+def test_medcouple_measures_skewness_robustly():
+    script = load_script("threshold_fences")
+    rng = np.random.default_rng(0)
+    assert abs(script.medcouple(rng.normal(size=801))) < 0.08
+    assert script.medcouple(rng.exponential(size=801)) > 0.2 > -0.2 > script.medcouple(-rng.exponential(size=801))
+    assert script.medcouple(np.r_[rng.normal(size=800), np.full(80, 50.0)]) < 0.15, "10% far outliers move it little"
 
 
 @pytest.mark.slow
