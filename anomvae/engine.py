@@ -118,7 +118,9 @@ class TrainingEngine:
     one operation each; each :class:`~anomvae.scorer.Phase` the scorer yields
     is back-propagated, its gradients clipped and only its own optimiser
     stepped. When a validation tensor is given, training stops after
-    ``patience`` epochs without improvement and the best weights are restored.
+    ``patience`` epochs without improvement and the best weights are restored;
+    both count only from the end of the scorer's warm-up
+    (:attr:`~anomvae.scorer.Scorer.early_stopping_start`).
 
     Parameters
     ----------
@@ -257,7 +259,8 @@ class TrainingEngine:
                 self._check_finite({"val_loss": logs["val_loss"]}, epoch)
             self._record(history, epoch, logs)
 
-            if validation is not None and len(validation) and self.patience is not None:
+            if (validation is not None and len(validation) and self.patience is not None
+                    and epoch >= scorer.early_stopping_start):
                 if best_state is None or logs["val_loss"] < best_loss - 1e-4 * abs(best_loss):
                     best_loss, stale_epochs = logs["val_loss"], 0
                     best_state = copy.deepcopy(scorer.state_dict())

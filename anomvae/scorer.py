@@ -127,6 +127,19 @@ class Scorer(nn.Module):
     def on_epoch_start(self, epoch: int, batches: BatchSource) -> None:
         """Called before each epoch; ``batches()`` iterates the training data."""
 
+    @property
+    def early_stopping_start(self) -> int:
+        """Epochs of warm-up before early stopping may judge the weights (0: none).
+
+        A scorer whose objective changes after a warm-up (a term switched on,
+        a prior replaced) has validation losses that cannot be compared
+        across the switch. The engine counts ``patience`` and keeps the best
+        weights only from this (0-based) epoch on, so a fit never stops
+        inside the warm-up nor restores warm-up weights; when training ends
+        before it, the last weights are kept.
+        """
+        return 0
+
     def on_train_end(self, train: Tensor, validation: Tensor | None) -> None:
         """Called once after training, in eval mode without gradients, with the
         final weights; for state the scoring rule derives from the training

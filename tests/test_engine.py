@@ -88,6 +88,39 @@ def test_early_stopping_restores_best_weights():
         assert scorer.validation_loss(validation).item() == pytest.approx(best, rel=1e-5)
 
 
+class WarmingUp(TwoPlayerScorer):
+    """A validation loss that only grows during a warm-up, as when a penalty switches on after it."""
+
+    early_stopping_start = 6
+
+    def validation_loss(self, batch):
+        epoch = self.epochs_started[-1][0]
+        penalty = 10.0 * epoch if epoch < self.early_stopping_start else 0.0
+        return super().validation_loss(batch) + penalty
+
+
+def test_early_stopping_waits_for_the_warm_up_and_never_restores_its_weights():
+    torch.manual_seed(0)
+    train, validation = torch.randn(128, 3), torch.randn(64, 3)
+    scorer = WarmingUp()
+    history = make_engine(epochs=40, patience=2, learning_rate=0.05).fit(scorer, train, validation)
+    # Without the warm-up rule, epoch 1 would be best and training would stop at epoch 3.
+    assert len(history["epoch"]) >= WarmingUp.early_stopping_start + 2
+    kept = min(history["val_loss"][WarmingUp.early_stopping_start:])
+    with torch.no_grad():
+        assert scorer.validation_loss(validation).item() == pytest.approx(kept, rel=1e-5)
+
+
+def test_a_fit_that_ends_inside_the_warm_up_keeps_its_last_weights():
+    torch.manual_seed(0)
+    train, validation = torch.randn(128, 3), torch.randn(64, 3)
+    scorer = WarmingUp()
+    history = make_engine(epochs=4, patience=1, learning_rate=0.05).fit(scorer, train, validation)
+    assert history["epoch"] == [1, 2, 3, 4]
+    with torch.no_grad():
+        assert scorer.validation_loss(validation).item() == pytest.approx(history["val_loss"][-1], rel=1e-5)
+
+
 def test_gradient_clipping_bounds_the_gradient_norm():
     class Steep(TwoPlayerScorer):
         def training_step(self, batch):

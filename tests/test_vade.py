@@ -109,6 +109,18 @@ def test_the_mixture_is_fitted_even_when_training_ends_in_the_warm_up(segments):
     assert not torch.allclose(means, means[:1].expand_as(means))  # no longer K copies of N(0, I)
 
 
+def test_early_stopping_waits_for_the_mixture():
+    # Three segments, 450 rows: the "auto" warm-up is 75 epochs of 4 steps; early stopping
+    # once ended this fit at epoch 38, so the mixture was never trained with the networks.
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0, 0, 0], [8, 8, 0, 0], [-8, 8, 5, 0]])
+    rows = centres[rng.integers(0, 3, 450)] + rng.normal(size=(450, 4))
+    detector = AnomalyVaDE(n_components=3, random_state=0).fit(rows)
+    start = detector.scorer_.early_stopping_start
+    assert start == detector.scorer_.warmup_epochs > 10
+    assert len(detector.history_["epoch"]) >= min(detector.epochs, start + detector.patience)
+
+
 def test_bad_input_is_refused_with_a_clear_error(fitted):
     with pytest.raises(ValueError, match="n_components"):
         AnomalyVaDE(n_components=0).fit(np.zeros((10, 2)))

@@ -80,6 +80,17 @@ def test_svdd_term_pulls_embeddings_towards_the_centre(blobs):
     assert spread[5.0] < 0.5 * spread[0.0]
 
 
+def test_early_stopping_does_not_end_the_fit_inside_the_warm_up():
+    # 48 rows: one step per epoch, and the warm-up's validation losses (a moving centre)
+    # once made early stopping keep epoch 1's weights, so the SVDD term never acted.
+    rows = np.random.default_rng(0).normal(size=(48, 6))
+    fits = {weight: AnomalyVAESVDD(svdd_weight=weight, scoring="distance", contamination=0.1,
+                                   random_state=0).fit(rows) for weight in (0.0, 1.0)}
+    assert len(fits[1.0].history_["epoch"]) > fits[1.0].warmup_epochs + fits[1.0].patience
+    assert not np.array_equal(fits[0.0].score_samples(rows), fits[1.0].score_samples(rows))
+    assert fits[1.0].scorer_.early_stopping_start == fits[1.0].warmup_epochs
+
+
 def test_warmup_trains_the_vae_alone(blobs):
     detector = AnomalyVAESVDD(svdd_weight=1.0, warmup_epochs=3, epochs=5, batch_size=64,
                               patience=None, random_state=0).fit(blobs[0])

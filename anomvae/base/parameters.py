@@ -80,7 +80,11 @@ validation_fraction : float, default=0.1
     threshold; 0 disables both."""),
     "patience": SharedParameter(10, [Interval(Integral, 1, None, closed="left"), None], """\
 patience : int or None, default=10
-    Epochs without validation improvement before training stops."""),
+    Epochs without validation improvement before training stops; the best
+    epoch's weights are kept. Counted in epochs, so on a table under
+    ``batch_size`` rows (one optimiser step per epoch) it is that many
+    steps. Estimators with a warm-up count it from the warm-up's end;
+    ``None`` trains for all ``epochs``."""),
     "gradient_clip": SharedParameter(10.0, [Interval(Real, 0, None, closed="neither"), None], """\
 gradient_clip : float or None, default=10.0
     Maximum gradient norm (per optimiser)."""),

@@ -62,9 +62,12 @@ class AnomalyVaDE(BaseDeepDetector):
         ``"auto"`` is enough epochs for 300 optimiser steps, at least 10:
         the mixture reinforces the clusters it starts from, and earlier
         codes did not yet separate well-separated clusters
-        (:data:`~anomvae.models.vade.scorer.WARMUP_STEPS`). When training
-        stops before then (``epochs`` or early stopping), the mixture is
-        fitted to the final codes.
+        (:data:`~anomvae.models.vade.scorer.WARMUP_STEPS`). Early stopping
+        counts ``patience`` and keeps the best weights only after the
+        warm-up, so the mixture is always trained when ``epochs`` exceeds
+        the warm-up; when it does not, the mixture is fitted to the final
+        codes. On small tables (one optimiser step per epoch under
+        ``batch_size`` rows) "auto" can exceed the default 100 epochs.
     trim_fraction : float in [0, 0.5), default=0.1
         Share of each mini-batch's highest-loss rows left out of the loss
         (Shen & Sanghavi, ICML 2019), as in AnomalyVAE.

@@ -86,6 +86,11 @@ class VaDEScorer(Scorer):
             steps_per_epoch = math.ceil(context.n_train / self.batch_size)
             self.warmup_epochs = max(10, math.ceil(WARMUP_STEPS / steps_per_epoch))
 
+    @property
+    def early_stopping_start(self) -> int:
+        """Early stopping judges the weights once the mixture prior is fitted (resolved in ``on_fit_start``)."""
+        return self.warmup_epochs or 0
+
     def on_epoch_start(self, epoch: int, batches: BatchSource) -> None:
         if self.mixture_fitted.item():
             mixture_step(self.prior, *self._posteriors(batches()))

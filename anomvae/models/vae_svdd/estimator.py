@@ -70,7 +70,10 @@ class AnomalyVAESVDD(BaseDeepDetector):
         Epochs of VAE-only training before the centre is frozen and the SVDD
         term switched on; 0 sets ``c`` from the untrained network, as Deep
         SVDD without pretraining does. With ``epochs <= warmup_epochs`` the
-        SVDD term is never trained.
+        SVDD term is never trained. Early stopping counts ``patience`` and
+        keeps the best weights only after the warm-up (the validation loss
+        is not comparable across the switch), so a fit runs at least
+        ``warmup_epochs + patience`` epochs when ``epochs`` allows.
     likelihood : {"auto", "gaussian", "bernoulli"}, default="auto"
         Decoder likelihood; ``"auto"`` is Gaussian for tabular rows and
         Bernoulli for images.

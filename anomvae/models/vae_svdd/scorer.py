@@ -80,6 +80,11 @@ class VAESVDDScorer(Scorer):
             self.centre.copy_(clamp_centre(self.mean_embedding(batches), CENTRE_EPS))
         self.compacting = epoch >= self.warmup_epochs
 
+    @property
+    def early_stopping_start(self) -> int:
+        """Early stopping judges the weights once the hypersphere term is on."""
+        return self.warmup_epochs
+
     def mean_embedding(self, batches: BatchSource) -> Tensor:
         """Mean posterior mean over the training data."""
         total, rows = torch.zeros_like(self.centre, dtype=torch.float64), 0
