@@ -2,8 +2,10 @@
 
 The model is a saved ``.safetensors`` file, an MLflow model folder, or an
 MLflow URI (``models:/name@alias``, ``models:/name/3``, ``runs:/<id>/model``).
-Rows are validated as ``score_samples`` validates them (the same columns,
-in the same order, as in ``fit``); the top-feature columns are named as the
+Columns are matched by name, as the served model matches them
+(:func:`model_rows`): a table holding the model's columns in another order
+is put back in the training order; anything else is validated as
+``score_samples`` validates it. The top-feature columns are named as the
 served model names them.
 """
 
@@ -21,6 +23,25 @@ SCORE = "score"
 IS_ANOMALY = "is_anomaly"
 P_VALUE = "p_value"
 PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def model_rows(detector, frame: pd.DataFrame, leave_out=()) -> pd.DataFrame:
+    """``frame`` without the ``leave_out`` columns that are not model inputs, in the model's column order.
+
+    A model fitted on a DataFrame knows its columns by name; when the
+    remaining columns are exactly those, in another order, they are put
+    back in the training order, as MLflow's schema does for the served
+    model. Any other difference is left for ``score_samples`` to refuse.
+    """
+    from .lifecycle.serving_inputs import input_columns
+
+    model_columns = input_columns(detector)
+    rows = frame.drop(columns=[column for column in leave_out if str(column) not in set(model_columns)])
+    by_name = {str(column): column for column in rows.columns}
+    if (hasattr(detector, "feature_names_in_") and len(by_name) == rows.shape[1]
+            and list(by_name) != model_columns and sorted(by_name) == sorted(model_columns)):
+        rows = rows[[by_name[column] for column in model_columns]]
+    return rows
 
 
 def is_mlflow_model(source: str) -> bool:
@@ -112,10 +133,9 @@ def score_table(
         if missing:
             raise ValueError(f"--keep names column(s) {missing} that the input does not have")
         passthrough = frame[keep]
-        model_columns = set(map(str, input_columns(detector)))
-        features = frame.drop(columns=[column for column in keep if str(column) not in model_columns])
     else:
-        passthrough, features = frame, frame
+        passthrough = frame
+    features = model_rows(detector, frame, keep or ())
     try:
         scores, contributions = scores_and_contributions(detector, features, contributions=top_features > 0)
     except ValueError as error:

@@ -15,7 +15,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from . import registry
-from .batch_scoring import load_detector, score_table, write_table
+from .batch_scoring import load_detector, model_rows, score_table, write_table
 from .cli_arguments import build_parser
 from .cli_config import load_config
 from .benchmark.command import run_from_arguments as run_bench
@@ -174,18 +174,20 @@ def score(model: str, input_path: str, output_path: str | None, *, keep: list[st
 
 
 def monitor_batch(model: str, batch_path: str, significance: float, n_top_features: int,
-                  log_to_mlflow: bool, monitoring_run: str | None = None):
+                  log_to_mlflow: bool, monitoring_run: str | None = None, keep: list[str] | None = None):
     """Monitor a table with a saved or registered model; returns the :class:`~anomvae.monitoring.MonitoringReport`.
 
     A ``label`` column that the model was not trained on (as in ``.npz``
-    files) is left out. With ``log_to_mlflow`` the figures are appended to
-    the model's monitoring run (see :mod:`anomvae.lifecycle.monitoring_runs`).
+    files) and the ``keep`` columns (ids, timestamps) are left out. With
+    ``log_to_mlflow`` the figures are appended to the model's monitoring run
+    (see :mod:`anomvae.lifecycle.monitoring_runs`).
     """
     detector = load_detector(model)
     frame = read_table(batch_path, detector)
-    features = set(getattr(detector, "feature_names_in_", []))
-    if "label" in frame.columns and "label" not in features:
-        frame = frame.drop(columns=["label"])
+    missing = [column for column in keep or () if column not in frame.columns]
+    if missing:
+        raise ValueError(f"--keep names column(s) {missing} that the input does not have")
+    frame = model_rows(detector, frame, [*(keep or ()), *(["label"] if "label" in frame.columns else [])])
     if not log_to_mlflow:
         return monitor(detector, frame, significance=significance, n_top_features=n_top_features,
                        log_to_mlflow=False)
@@ -210,7 +212,7 @@ def write_report(model: str, data_path: str, output_path: str, *, label_column: 
     if label_column is not None and label_column not in frame.columns:
         raise ValueError(f"label column {label_column!r} is not a column of {data_path}")
     labels = None if label_column is None else label_values(frame[label_column], f"{data_path}: {label_column!r}")
-    rows = frame.drop(columns=[*(keep or []), *([label_column] if label_column else [])])
+    rows = model_rows(detector, frame.drop(columns=[label_column] if label_column else []), keep or ())
     return write_html_report(detector, rows, labels, output_path,
                              title=f"{Path(model).name} on {Path(data_path).name}", top_rows=top_rows)
 
@@ -262,7 +264,7 @@ def _run_promote(args) -> int:
 
 def _run_monitor(args) -> int:
     report = monitor_batch(args.model, args.batch, args.significance, args.top, args.log_to_mlflow,
-                           args.monitoring_run)
+                           args.monitoring_run, keep=args.keep)
     print(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))

@@ -58,6 +58,9 @@ def _add_monitor_parser(commands) -> None:
     )
     parser.add_argument("model", help="model file written by train or save(), or an MLflow model URI")
     parser.add_argument("batch", help="CSV, Parquet or .npz file with the training columns")
+    parser.add_argument("--keep", type=_column_list,
+                        help="comma-separated columns to leave out (ids, timestamps); model columns named here "
+                             "are still monitored")
     parser.add_argument("--significance", type=float, default=0.01, help="test level (default 0.01)")
     parser.add_argument("--top", type=int, default=5, help="features to list (default 5)")
     parser.add_argument("--json", help="also write the report as JSON to this file")

@@ -56,8 +56,9 @@ def read_table(path: str | Path, detector=None) -> pd.DataFrame:
     With a fitted tabular ``detector``, a CSV file is read by the model's
     schema: the columns it fitted as text stay text (``"01"`` is not turned
     into ``1``) and only an empty cell is missing there, as it is when pandas
-    writes a missing value. Columns are matched by position, as scoring
-    matches them. Parquet files carry their own types.
+    writes a missing value. Columns are matched by name (by position for a
+    model fitted on an array, which has no column names), so ids and other
+    columns may stand anywhere. Parquet files carry their own types.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -71,13 +72,23 @@ def read_table(path: str | Path, detector=None) -> pd.DataFrame:
 
 
 def _csv_options(path: Path, detector) -> dict[str, Any]:
-    """``pandas.read_csv`` options that keep a model's text columns as text."""
-    encoder = getattr(detector, "encoder_", None)
-    kinds = getattr(encoder, "kinds", None)
-    if not kinds or "category" not in kinds:
+    """``pandas.read_csv`` options that keep a model's text columns, and columns it does not use, as text.
+
+    Columns that are not model inputs (ids, timestamps, labels) are read as
+    written, so ``--keep`` copies ``"007"`` as ``"007"``, not ``7``.
+    """
+    kinds = getattr(getattr(detector, "encoder_", None), "kinds", None)
+    if not kinds:
         return {}
     header = list(pd.read_csv(path, nrows=0).columns)
-    text = {header[i] for i, kind in enumerate(kinds) if kind == "category" and i < len(header)}
+    if hasattr(detector, "feature_names_in_"):
+        names = [str(name) for name in detector.feature_names_in_]
+        text = {name for name, kind in zip(names, kinds) if kind == "category"} | (set(header) - set(names))
+        text &= set(header)
+    elif "category" in kinds:
+        text = {header[i] for i, kind in enumerate(kinds) if kind == "category" and i < len(header)}
+    else:
+        return {}
     return {
         "dtype": {column: str for column in text},
         "keep_default_na": False,

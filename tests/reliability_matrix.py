@@ -124,7 +124,7 @@ TABLE_CASES = [
     Case("a column renamed", "table", lambda rows: rows.rename(columns={"a": "z"}),
          _all(Refused("unseen at fit time"), pyfunc=Refused(f"{SCHEMA_MISSING} ['a']"))),
     Case("columns reordered", "table", lambda rows: rows[list(reversed(rows.columns))],
-         _all(Refused("same order"), pyfunc=Scored("same"))),
+         _all(Refused("same order"), cli=Scored("same"), pyfunc=Scored("same"))),
     Case("an extra column", "table", lambda rows: rows.assign(extra=1.0),
          _all(Refused("unseen at fit time"), pyfunc=Scored("same"))),
     Case("empty input (0 rows)", "table", lambda rows: rows.iloc[:0],

@@ -81,6 +81,27 @@ def test_score_of_a_table_with_extra_columns_points_to_keep(registered, capsys):
     assert "id" in err and "--keep" in err
 
 
+def test_columns_are_matched_by_name_wherever_ids_stand_and_in_any_order(tmp_path):
+    # Review finding: the CSV reader typed text columns by position, so an id column in front
+    # of a text column read "01" as 1 (an unseen category: every score silently changed).
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({"a": rng.normal(size=200), "code": rng.choice(["01", "02", "03"], 200),
+                         "b": rng.normal(size=200)})
+    detector = anomvae.AnomalyVAE(**FAST).fit(rows)
+    detector.save(tmp_path / "model.safetensors")
+    batch = rows.head(20).copy()
+    batch.insert(1, "id", [f"{i:02d}" for i in range(20)])
+    batch[["b", "id", "code", "a"]].to_csv(tmp_path / "batch.csv", index=False)
+    assert main(["score", str(tmp_path / "model.safetensors"), str(tmp_path / "batch.csv"), "--keep", "id",
+                 "-o", str(tmp_path / "scored.csv")]) == 0
+    scored = pd.read_csv(tmp_path / "scored.csv", dtype={"id": str})
+    np.testing.assert_allclose(scored["score"], _native(detector, rows.head(20)), rtol=1e-6)
+    assert scored["id"].tolist() == batch["id"].tolist()
+    assert main(["monitor", str(tmp_path / "model.safetensors"), str(tmp_path / "batch.csv"), "--keep", "id"]) == 0
+    assert main(["report", str(tmp_path / "model.safetensors"), str(tmp_path / "batch.csv"), "--keep", "id",
+                 "-o", str(tmp_path / "report.html")]) == 0
+
+
 def test_score_refuses_a_missing_keep_column_and_an_unknown_model(registered, capsys):
     _, _, folder, _ = registered
     assert main(["score", str(folder / "model.safetensors"), str(folder / "batch.csv"), "--keep", "nope"]) == 2
