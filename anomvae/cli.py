@@ -146,6 +146,7 @@ def promote_model(model_name: str, threshold, version: str | None, alias: str) -
         f"{model_name} version {promoted.version} is now @{alias}",
         f"threshold  {promoted.tags.get('threshold')}",
         f"origin     {promoted.tags.get('threshold_origin')}",
+        *([f"calibration  {promoted.tags['threshold_calibration']}"] if "threshold_calibration" in promoted.tags else []),
     ]
     return "\n".join(lines + next_steps(f"models:/{model_name}@{alias}"))
 

@@ -114,6 +114,9 @@ def test_promote_registers_a_new_threshold_without_retraining(trained, labelled,
     ]
     assert weights[0]["sha256"] == weights[1]["sha256"]
 
+    trained_in_run = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model").predict(X)
+    np.testing.assert_array_equal(trained_in_run["is_anomaly"], old["is_anomaly"])  # still the trained model
+
     back = tracking.promote(MODEL_NAME, version=result.version)
     assert int(back.version) == result.version
     assert int(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == result.version
@@ -126,6 +129,13 @@ def test_promote_recalibrates_a_strategy_on_the_stored_reference_scores(trained)
     assert float(promoted.tags["threshold"]) == pytest.approx(-expected.offset_, rel=1e-12)
     assert promoted.tags["threshold_calibration"].startswith("false_positive_rate(rate=0.2)")
     assert int(mlflow.MlflowClient().get_model_version_by_alias(MODEL_NAME, "fpr").version) == int(promoted.version)
+
+
+def test_promote_warns_when_the_threshold_flags_most_reference_rows(trained, labelled):
+    detector, result = trained
+    lowest = float(np.min(detector.anomaly_score(labelled[0])))
+    with pytest.warns(UserWarning, match="flags 100% of the reference rows"):
+        tracking.promote(MODEL_NAME, threshold=lowest - 1.0, version=result.version, alias="everything")
 
 
 def test_promote_refuses_a_non_finite_threshold(trained):

@@ -14,7 +14,9 @@ a SQLite store ``mlflow.db`` in the working directory is used.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import warnings
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,7 +314,9 @@ def promote(
     reference scores stored with the model; the weights are untouched, no
     retraining) and is logged with the same input example and options as a
     new version, which then gets the alias. The new version is tagged
-    ``threshold_origin`` and ``source_version``.
+    ``threshold_origin`` and ``source_version``; it is logged into the
+    source version's training run as ``model-v<new version>``, so
+    ``runs:/<run id>/model`` still loads the model that run trained.
 
     Parameters
     ----------
@@ -360,13 +364,21 @@ def promote(
             f"version {source.version} of {model_name!r} was saved without reference scores; "
             "give the new threshold as a number"
         )
-    # Logged into the source version's training run, so the new version links to that run in the UI.
+    if hasattr(detector, "threshold_") and detector.threshold_.expected_rate >= 0.5:
+        warnings.warn(
+            f"threshold {-detector.offset_:.6g} flags {detector.threshold_.expected_rate:.0%} of the reference "
+            f"rows stored with version {source.version}; most normal rows will raise alarms",
+            UserWarning, stacklevel=2,
+        )
+    # Logged into the source version's training run, so the new version links to that run in the UI,
+    # under a name of its own: runs:/<id>/model keeps meaning the model that run trained.
+    next_version = 1 + max(int(v.version) for v in client.search_model_versions(f"name = '{model_name}'"))
     source_run = mlflow.start_run(run_id=source.run_id) if source.run_id and mlflow.active_run() is None \
         else contextlib.nullcontext()
-    with source_run:
+    with source_run, _quiet_config_params():
         info = pyfunc.log_model(
             detector,
-            "model",
+            f"model-v{next_version}",
             registered_model_name=model_name,
             input_example=model.load_input_example(local),
             top_features=config.get("top_features", pyfunc.DEFAULT_TOP_FEATURES),
@@ -380,6 +392,25 @@ def promote(
             },
         )
     return client.get_model_version(model_name, str(info.registered_model_version))
+
+
+@contextlib.contextmanager
+def _quiet_config_params():
+    """Silence MLflow's warning that the promoted model's config params differ from the run's.
+
+    ``log_model`` logs the model config (file digests) as run params, which
+    cannot change; the run keeps those of the model it trained, as it should.
+    """
+    logger = logging.getLogger("mlflow.models.model")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "Failed to log model config as params" not in record.getMessage()
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 def _source_version(client, model_name: str, version, alias: str):
