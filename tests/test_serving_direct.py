@@ -16,7 +16,7 @@ from mlflow.pyfunc.scoring_server import invocations
 import anomvae
 from anomvae.lifecycle.serving import local_server
 from anomvae.lifecycle.serving_direct import DIRECT_MAX_ROWS, DirectScoring
-from anomvae.lifecycle.serving_front import ColumnTypes
+from anomvae.lifecycle.serving_checks import ColumnTypes
 
 SETTINGS = {"epochs": 5, "batch_size": 64, "random_state": 0}
 COLUMNS = ["a", "b", "count"]

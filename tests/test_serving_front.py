@@ -12,7 +12,8 @@ import pytest
 
 import anomvae
 from anomvae.lifecycle.serving import local_server
-from anomvae.lifecycle.serving_front import MAX_ROWS, ColumnTypes, Refusal, parse_json
+from anomvae.lifecycle.serving_checks import MAX_ROWS, ColumnTypes, Refusal
+from anomvae.lifecycle.serving_front import parse_json
 
 SETTINGS = {"epochs": 5, "batch_size": 64, "random_state": 0}
 
@@ -68,6 +69,13 @@ BAD_REQUESTS = {
                                  JSON_HEADERS),
     "too many rows": (413, '{"dataframe_records": [' + ",".join([ROW] * (MAX_ROWS + 1)) + "]}", JSON_HEADERS),
     "CSV that does not parse": (400, 'amount,flag,kind\n0.1,true,"a\n1,2', {"Content-Type": "text/csv"}),
+    "CSV with True in a number column": (400, "amount,flag,kind\nTrue,true,a\n", {"Content-Type": "text/csv"}),
+    "a model column missing": (400, '{"dataframe_split": {"columns": ["amt", "flag", "kind"], '
+                                    '"data": [[0.1, true, "a"]]}}', JSON_HEADERS),
+    "no rows": (400, '{"dataframe_split": {"columns": ["amount", "flag", "kind"], "data": []}}', JSON_HEADERS),
+    "an unknown param": (400, '{"dataframe_records": [' + ROW + '], "params": {"p_values": true}}', JSON_HEADERS),
+    "a threshold that is text": (400, '{"dataframe_records": [' + ROW + '], "params": {"threshold": "abc"}}',
+                                 JSON_HEADERS),
     "body over the limit": (413, b"x" * (16 * 1024 * 1024 + 1), JSON_HEADERS),
 }
 
@@ -89,6 +97,42 @@ def test_bad_request_gets_a_4xx_without_trace_and_the_connection_stays_usable(gu
     assert got == 200, answer[:500]
     scores = [row["score"] for row in json.loads(answer)["predictions"]]
     np.testing.assert_allclose(scores, -detector.score_samples(good), rtol=1e-9)
+
+
+@pytest.mark.parametrize("content_type", ["application/vnd.apache.parquet", "application/x-parquet",
+                                          "APPLICATION/JSON", "Text/CSV; charset=utf-8"])
+def test_every_accepted_media_type_is_scored_whatever_its_case(guarded, content_type):
+    # Review finding: Parquet was refused whatever the header (the guard and MLflow named
+    # different media types), and an upper-case JSON type passed the guard but not MLflow.
+    detector, frame, url = guarded
+    rows = frame.head(4)
+    if "parquet" in content_type:
+        body = rows.to_parquet()
+    elif "json" in content_type.lower():
+        body = split(rows)
+    else:
+        body = rows.to_csv(index=False)
+    connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=60)
+    try:
+        status, answer = send(connection, body, {"Content-Type": content_type})
+    finally:
+        connection.close()
+    assert status == 200, answer[:500]
+    scores = [row["score"] for row in json.loads(answer)["predictions"]]
+    np.testing.assert_allclose(scores, -detector.score_samples(rows), rtol=1e-6)
+
+
+def test_refusals_name_the_problem_without_repeating_the_request(guarded):
+    _, frame, url = guarded
+    body = json.dumps({"dataframe_split": {"columns": ["amt", "flag", "kind"],
+                                           "data": frame.head(30).to_numpy().tolist()}})
+    connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=60)
+    try:
+        status, answer = send(connection, body, JSON_HEADERS)
+    finally:
+        connection.close()
+    message = json.loads(answer)["message"]
+    assert status == 400 and "lacks the model column(s) ['amount']" in message and len(message) < 200
 
 
 def test_model_refusals_lose_their_stack_trace(guarded):
@@ -136,6 +180,36 @@ def test_null_in_an_integer_column_and_a_repeated_column_are_named():
         types.check({"dataframe_split": {"columns": ["amount", "count", "amount"], "data": [[0.1, 1, 0.2]]}})
     # A repeated column the model does not use is dropped by MLflow, as any extra column is.
     types.check({"dataframe_split": {"columns": ["amount", "count", "id", "id"], "data": [[0.1, 1, 7, 8]]}})
+
+
+@pytest.mark.parametrize("params, pattern", [
+    ([1], "params must be an object"),
+    ({"p_values": True}, r"unknown param\(s\) \['p_values'\]; this model takes \['threshold', 'top_features'\]"),
+    ({"threshold": "abc"}, "param 'threshold' takes a finite number"),
+    ({"threshold": True}, "param 'threshold' takes a finite number"),
+    ({"top_features": "2"}, "param 'top_features' takes a non-negative whole number"),
+    ({"top_features": -1}, "non-negative whole number"),
+    ({"top_features": 1.5}, "non-negative whole number"),
+])
+def test_params_the_model_does_not_take_are_refused(params, pattern):
+    types = ColumnTypes([("amount", "double")], params={"threshold": "double", "top_features": "long"})
+    with pytest.raises(Refusal, match=pattern):
+        types.check({"dataframe_records": [{"amount": 0.1}], "params": params})
+    types.check({"dataframe_records": [{"amount": 0.1}], "params": {"threshold": 2, "top_features": 0}})
+
+
+@pytest.mark.parametrize("csv, pattern", [
+    ("amount,count,flag\nTrue,1,true\n", "column 'amount' takes numbers: row 0 holds 'True'"),
+    ("amount,count,flag\n0.1,3.7,true\n", "column 'count' takes whole numbers"),
+    ("amount,count,flag\n0.1,1,yes\n", "column 'flag' takes true or false: row 0 holds 'yes'"),
+    ("amount,flag\n0.1,true\n", r"lacks the model column\(s\) \['count'\]"),
+    ("amount,count,flag\n", "holds no rows"),
+])
+def test_csv_values_mlflow_would_cast_are_refused(csv, pattern):
+    types = ColumnTypes([("amount", "double"), ("count", "long"), ("flag", "boolean")])
+    with pytest.raises(Refusal, match=pattern):
+        types.check_csv(csv.encode())
+    types.check_csv(b"flag,count,amount,id\nTRUE,2,,x\nfalse,-3,nan,y\n")  # missing numbers: the model names them
 
 
 def test_integer_columns_take_whole_numbers_written_as_floats():

@@ -14,7 +14,8 @@ import torch
 import uvicorn
 
 from .serving_direct import DirectScoring
-from .serving_front import MAX_BODY_BYTES, ColumnTypes, RequestGuard
+from .serving_checks import ColumnTypes
+from .serving_front import MAX_BODY_BYTES, RequestGuard
 
 MODEL_URI_VARIABLE = "ANOMVAE_SERVE_MODEL_URI"
 MAX_BODY_VARIABLE = "ANOMVAE_SERVE_MAX_BODY_BYTES"

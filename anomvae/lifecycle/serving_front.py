@@ -21,12 +21,20 @@ body over ``max_body_bytes`` (16 MiB)          413
 more than ``max_rows`` rows (50,000)           413
 not UTF-8, not JSON, JSON nested too deeply,   400
 an integer literal over 100 digits
-a JSON value of the wrong type for its column  400, naming the row and the column
-(``null``/missing boolean, ``true`` where a
-number belongs, ``0.5`` in a boolean column,
-text in a numeric column, a number where
-text belongs)
+a JSON or CSV value of the wrong type for its  400, naming the row and the column
+column (``null``/missing boolean, ``true``
+where a number belongs, ``0.5`` in a boolean
+column, text in a numeric column, a fraction
+in an integer column, a number where text
+belongs)
+a missing model column, no rows, an unknown    400, naming the column or the param
+param or one of the wrong type
 =============================================  ======================================
+
+The checks live in :mod:`anomvae.lifecycle.serving_checks`. Parquet is
+accepted as ``application/vnd.apache.parquet`` (MLflow's name) or
+``application/x-parquet``, and media types in any case: MLflow's server is
+handed the canonical lower-case one.
 
 A request that passes the guard in the plain form (``dataframe_split`` with
 exactly the model's numeric columns, no params) is then scored by
@@ -45,43 +53,29 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import numpy as np
+from .serving_checks import MAX_ROWS, ColumnTypes, Refusal, _check_row_count
 
-from .serving_direct import INTEGER_TYPES, NUMBER_TYPES
+__all__ = ["MAX_BODY_BYTES", "MAX_ROWS", "ColumnTypes", "Refusal", "RequestGuard", "parse_json"]
 
 LOGGER = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 """Largest request body accepted (bytes); larger ones get 413."""
-MAX_ROWS = 50_000
-"""Most rows one request may hold; more get 413 (split the batch)."""
 MAX_INTEGER_DIGITS = 100
 """Longest integer literal accepted in JSON; a float64 holds ~308 digits, a score needs far fewer."""
-MAX_TENSOR_DEPTH = 5
-"""Nesting of a tensor request: rows, channels, height, width, and one spare level."""
 
 JSON = "application/json"
 CSV = "text/csv"
-PARQUET = "application/x-parquet"
-TABULAR_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+PARQUET = "application/vnd.apache.parquet"
+MEDIA_TYPES = {JSON: JSON, CSV: CSV, PARQUET: PARQUET, "application/x-parquet": PARQUET}
+"""Accepted media types (any case), and the one MLflow's server is handed for each."""
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
-
-
-class Refusal(Exception):
-    """A request the guard answers itself, with ``status`` and ``message``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def _error_body(status: int, message: str) -> bytes:
@@ -114,139 +108,6 @@ def parse_json(body: bytes) -> Any:
         raise Refusal(400, "the request JSON is nested too deeply") from error
     except json.JSONDecodeError as error:
         raise Refusal(400, f"the request body is not valid JSON: {error}") from error
-
-
-class ColumnTypes:
-    """What each input column of a logged model takes over JSON, from its signature.
-
-    Parameters
-    ----------
-    columns : list of (name, MLflow type)
-        The tabular input schema; empty for tensor inputs.
-    tensor : bool
-        True when the model takes a tensor (``{"inputs": [...]}``).
-    """
-
-    def __init__(self, columns: list[tuple[str, str]], tensor: bool = False) -> None:
-        self.columns = columns
-        self.tensor = tensor
-
-    @classmethod
-    def from_model(cls, model) -> ColumnTypes:
-        """From a loaded pyfunc model's input schema."""
-        schema = model.metadata.get_input_schema()
-        if schema is None:
-            return cls([])
-        if schema.is_tensor_spec():
-            return cls([], tensor=True)
-        return cls([(spec.name, getattr(spec.type, "name", str(spec.type))) for spec in schema.inputs])
-
-    def check(self, document: Any) -> None:
-        """Refuse a decoded JSON request whose rows or values do not fit the model.
-
-        Raises
-        ------
-        Refusal
-        """
-        if not isinstance(document, dict):
-            raise Refusal(400, f"the request JSON must be an object with one of the keys {list(TABULAR_KEYS)}")
-        keys = [key for key in TABULAR_KEYS if key in document]
-        if len(keys) != 1:
-            raise Refusal(400, f"the request JSON must hold exactly one of the keys {list(TABULAR_KEYS)}")
-        payload = document[keys[0]]
-        if self.tensor:
-            self._check_tensor(payload)
-        elif keys[0] == "dataframe_split":
-            self._check_split(payload)
-        elif isinstance(payload, dict) and keys[0] != "dataframe_records":
-            self._check_columnar(payload)
-        else:
-            self._check_records(payload)
-
-    def _check_tensor(self, payload: Any) -> None:
-        if not isinstance(payload, list):
-            raise Refusal(400, "this model takes a tensor: send {\"inputs\": [[...], ...]}")
-        _check_row_count(len(payload))
-        try:
-            array = np.asarray(payload, dtype=np.float64)
-        except (ValueError, TypeError, RecursionError) as error:
-            raise Refusal(400, f"the tensor is ragged or holds non-numbers ({str(error)[:200]})") from error
-        if array.ndim > MAX_TENSOR_DEPTH:
-            raise Refusal(400, f"the tensor has {array.ndim} dimensions; at most {MAX_TENSOR_DEPTH} are accepted")
-
-    def _check_split(self, payload: Any) -> None:
-        if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
-            raise Refusal(400, 'dataframe_split must be {"columns": [...], "data": [[...], ...]}')
-        columns = payload.get("columns")
-        data = payload["data"]
-        _check_row_count(len(data))
-        if not isinstance(columns, list) or not all(isinstance(name, str) for name in columns):
-            raise Refusal(400, "dataframe_split needs \"columns\": a list of column names")
-        counts = Counter(columns)
-        repeated = sorted(name for name, _ in self.columns if counts[name] > 1)
-        if repeated:
-            raise Refusal(400, f"dataframe_split names the model column(s) {repeated} more than once")
-        position = {name: index for index, name in enumerate(columns)}
-        for row, values in enumerate(data):
-            if not isinstance(values, list) or len(values) != len(columns):
-                raise Refusal(400, f"row {row} of dataframe_split must be a list of {len(columns)} values")
-            for name, kind in self.columns:
-                if name in position:
-                    _check_value(values[position[name]], kind, name, row)
-
-    def _check_records(self, payload: Any) -> None:
-        if not isinstance(payload, list):
-            raise Refusal(400, "records must be a list of objects, one per row")
-        _check_row_count(len(payload))
-        for row, record in enumerate(payload):
-            if not isinstance(record, dict):
-                raise Refusal(400, f"row {row} must be an object mapping column names to values")
-            for name, kind in self.columns:
-                if name not in record:
-                    raise Refusal(400, f"row {row} lacks the column {name!r}")
-                _check_value(record[name], kind, name, row)
-
-    def _check_columnar(self, payload: dict) -> None:
-        lengths = {len(values) for values in payload.values() if isinstance(values, list)}
-        _check_row_count(max(lengths, default=0))
-        for name, kind in self.columns:
-            values = payload.get(name)
-            if not isinstance(values, list):
-                raise Refusal(400, f"the request lacks the column {name!r} (a list of values)")
-            for row, value in enumerate(values):
-                _check_value(value, kind, name, row)
-
-
-def _check_row_count(rows: int) -> None:
-    if rows > MAX_ROWS:
-        raise Refusal(413, f"the request holds {rows} rows; at most {MAX_ROWS} are scored per request: split it")
-
-
-def _check_value(value: Any, kind: str, column: str, row: int) -> None:
-    """Refuse a JSON value MLflow would silently cast for a column of MLflow type ``kind``."""
-    if kind == "boolean":
-        if not isinstance(value, bool):
-            shown = "a missing value (null)" if value is None else f"{value!r}"
-            raise Refusal(400, f"column {column!r} is boolean: row {row} holds {shown}; send true or false")
-    elif kind in NUMBER_TYPES:
-        if isinstance(value, bool) or isinstance(value, (str, list, dict)):
-            raise Refusal(400, f"column {column!r} takes numbers: row {row} holds {value!r}")
-        if kind in INTEGER_TYPES and value is None:
-            raise Refusal(400, f"column {column!r} held integers in fit: row {row} holds a missing value (null); "
-                               "anomvae scores complete rows only")
-        if kind in INTEGER_TYPES and isinstance(value, (int, float)) and not _is_int64(value):
-            raise Refusal(400, f"column {column!r} held integers in fit and takes integers: row {row} holds "
-                               f"{value!r}, which the model's schema would truncate or wrap; send a whole number "
-                               "within the int64 range")
-    elif kind == "string" and not (value is None or value != value or isinstance(value, str)):  # NaN: missing
-        raise Refusal(400, f"column {column!r} takes text: row {row} holds {value!r}; send it as a JSON string")
-
-
-def _is_int64(value: int | float) -> bool:
-    """Whether a JSON number is a whole number that int64 holds (MLflow casts ``long`` columns to int64)."""
-    if isinstance(value, int):
-        return -2**63 <= value < 2**63
-    return math.isfinite(value) and value.is_integer() and -2.0**63 <= value < 2.0**63
 
 
 class RequestGuard:
@@ -293,6 +154,9 @@ class RequestGuard:
             return {"type": "http.request", "body": body, "more_body": False}
 
         guarded = _TraceFreeSend(send)
+        # MLflow compares the media type as sent: hand it the canonical lower-case one.
+        headers = [(name, value) for name, value in scope["headers"] if name.lower() != b"content-type"]
+        scope = {**scope, "headers": [*headers, (b"content-type", content_type.encode("latin-1"))]}
         try:
             await self.app(scope, replay, guarded)
         except Exception:  # never a trace or a dropped connection for the client
@@ -303,10 +167,11 @@ class RequestGuard:
     async def _checked_body(self, scope: Scope, receive: Receive) -> tuple[bytes, str, Any]:
         """The body, the ``Content-Type`` header and the decoded JSON (None for CSV and Parquet)."""
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
-        content_type = headers.get("content-type", "")
-        media_type = content_type.split(";")[0].strip().lower()
-        if media_type not in (JSON, CSV, PARQUET):
-            raise Refusal(415, f"Content-Type must be {JSON}, {CSV} or {PARQUET}; got {media_type or 'none'!r}")
+        sent_type, _, parameters = headers.get("content-type", "").partition(";")
+        media_type = MEDIA_TYPES.get(sent_type.strip().lower())
+        if media_type is None:
+            raise Refusal(415, f"Content-Type must be {JSON}, {CSV} or {PARQUET}; got {sent_type.strip() or 'none'!r}")
+        content_type = media_type + (f";{parameters}" if parameters else "")
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             raise Refusal(413, f"the request body is {declared} bytes; at most {self.max_body_bytes} are accepted")
@@ -329,6 +194,7 @@ class RequestGuard:
             self.types.check(document)
         elif media_type == CSV:
             _check_row_count(body.count(b"\n") - 1)
+            self.types.check_csv(body)
         return body, content_type, document
 
 

@@ -14,12 +14,9 @@ a SQLite store ``mlflow.db`` in the working directory is used.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
-import warnings
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -30,10 +27,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from .. import report
 from ..metrics import alarm_rates
-from ..persistence import load
-from ..thresholds import FixedScore, ThresholdStrategy
 from . import autologging, plots, pyfunc, run_metadata
 from ._mlflow import use_default_tracking_uri
+from .promotion import promote
 from .pyfunc import DEFAULT_ALIAS
 from .serving_inputs import input_columns
 
@@ -300,128 +296,4 @@ def fit_and_log(
     )
 
 
-def promote(
-    model_name: str,
-    *,
-    threshold=None,
-    version: int | str | None = None,
-    alias: str = DEFAULT_ALIAS,
-):
-    """Move ``alias`` to a version of ``model_name``, with a new threshold if given.
-
-    With a ``threshold``, the source version's detector gets that threshold
-    (:meth:`~anomvae.base.BaseDeepDetector.set_threshold`, calibrated on the
-    reference scores stored with the model; the weights are untouched, no
-    retraining) and is logged with the same input example and options as a
-    new version, which then gets the alias. The new version is tagged
-    ``threshold_origin`` and ``source_version``; it is logged into the
-    source version's training run as ``model-v<new version>``, so
-    ``runs:/<run id>/model`` still loads the model that run trained.
-
-    Parameters
-    ----------
-    model_name : str
-        A registered model.
-    threshold : float or ThresholdStrategy, optional
-        A number is the new threshold on the ``score`` scale (higher = more
-        anomalous, :class:`~anomvae.thresholds.FixedScore`); a strategy such
-        as ``FalsePositiveRate(0.001)`` is recalibrated.
-    version : int or str, optional
-        Source version; by default the one ``alias`` points at, or the
-        latest version when the alias is not set yet.
-    alias : str, default="champion"
-
-    Returns
-    -------
-    mlflow.entities.model_registry.ModelVersion
-        The version the alias now points at.
-    """
-    from mlflow.artifacts import download_artifacts
-    from mlflow.models import Model
-
-    strategy = None
-    if threshold is not None:
-        strategy = threshold if isinstance(threshold, ThresholdStrategy) else FixedScore(threshold)
-    use_default_tracking_uri()
-    client = mlflow.MlflowClient()
-    source = _source_version(client, model_name, version, alias)
-    if strategy is None:
-        client.set_registered_model_alias(model_name, alias, source.version)
-        return client.get_model_version(model_name, source.version)
-
-    local = Path(download_artifacts(f"models:/{model_name}/{source.version}"))
-    model = Model.load(local)
-    flavor = model.flavors["python_function"]
-    detector = load(local / flavor["artifacts"][pyfunc.DETECTOR_ARTIFACT]["path"], device="cpu")
-    config = flavor.get("config", {})
-    previous = -detector.offset_
-    if hasattr(detector, "threshold_"):
-        detector.set_threshold(strategy)
-    elif isinstance(strategy, FixedScore):
-        detector.offset_ = -float(strategy.value)
-    else:
-        raise ValueError(
-            f"version {source.version} of {model_name!r} was saved without reference scores; "
-            "give the new threshold as a number"
-        )
-    if hasattr(detector, "threshold_") and detector.threshold_.expected_rate >= 0.5:
-        warnings.warn(
-            f"threshold {-detector.offset_:.6g} flags {detector.threshold_.expected_rate:.0%} of the reference "
-            f"rows stored with version {source.version}; most normal rows will raise alarms",
-            UserWarning, stacklevel=2,
-        )
-    # Logged into the source version's training run, so the new version links to that run in the UI,
-    # under a name of its own: runs:/<id>/model keeps meaning the model that run trained.
-    next_version = 1 + max(int(v.version) for v in client.search_model_versions(f"name = '{model_name}'"))
-    source_run = mlflow.start_run(run_id=source.run_id) if source.run_id and mlflow.active_run() is None \
-        else contextlib.nullcontext()
-    with source_run, _quiet_config_params():
-        info = pyfunc.log_model(
-            detector,
-            f"model-v{next_version}",
-            registered_model_name=model_name,
-            input_example=model.load_input_example(local),
-            top_features=config.get("top_features", pyfunc.DEFAULT_TOP_FEATURES),
-            image_format=config.get("image_format", "tensor"),
-            alias=alias,
-            tags={
-                "threshold_origin": f"promoted from version {source.version} "
-                                    f"(threshold {previous:.6g} -> {-detector.offset_:.6g}); not retrained",
-                "source_version": str(source.version),
-                **({"run_id": source.run_id} if source.run_id else {}),
-            },
-        )
-    return client.get_model_version(model_name, str(info.registered_model_version))
-
-
-@contextlib.contextmanager
-def _quiet_config_params():
-    """Silence MLflow's warning that the promoted model's config params differ from the run's.
-
-    ``log_model`` logs the model config (file digests) as run params, which
-    cannot change; the run keeps those of the model it trained, as it should.
-    """
-    logger = logging.getLogger("mlflow.models.model")
-
-    def keep(record: logging.LogRecord) -> bool:
-        return "Failed to log model config as params" not in record.getMessage()
-
-    logger.addFilter(keep)
-    try:
-        yield
-    finally:
-        logger.removeFilter(keep)
-
-
-def _source_version(client, model_name: str, version, alias: str):
-    from mlflow.exceptions import MlflowException
-
-    if version is not None:
-        return client.get_model_version(model_name, str(version))
-    try:
-        return client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
-        versions = client.search_model_versions(f"name = '{model_name}'")
-        if not versions:
-            raise ValueError(f"no registered model {model_name!r} with any version") from None
-        return max(versions, key=lambda candidate: int(candidate.version))
+__all__ = ["TrainingRun", "fit_and_log", "flat_params", "log_training", "next_steps", "promote", "training_metrics"]
