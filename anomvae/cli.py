@@ -279,6 +279,8 @@ def _run_serve(args) -> int:
 
     if not 0 < args.max_body_mb < float("inf"):
         raise ValueError(f"--max-body-mb must be a positive finite number, got {args.max_body_mb}")
+    print(f"anomvae serve: loading {args.model_uri}; POST http://{args.host}:{args.port}/invocations "
+          "once loaded (Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
         serve(args.model_uri, args.host, args.port, args.workers, int(args.max_body_mb * 1024 * 1024), args.threads)
     except MlflowException as error:

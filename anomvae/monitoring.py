@@ -229,7 +229,8 @@ class MonitoringReport:
             ))
         if self.update_recommended:
             lines.append(f"  RECOMMENDATION: at least {self.moved_share:.0%} of the rows moved (95% confidence); "
-                         "if this is the new normal, update the model with detector.partial_fit(batch)")
+                         "if this is the new normal, update the model (detector.partial_fit(batch) in Python) "
+                         "or retrain it with anomvae train")
         lines.append(
             "  ALARMS: " + "; ".join(self.alarms) if self.alarms
             else f"  no alarm at significance {self.significance}"
