@@ -29,7 +29,7 @@ class AnomalyVAESVDD(BaseDeepDetector):
 
     When to choose it: when a compact one-class description of the normal
     codes is wanted (the distance to ``c`` is an interpretable score). On the
-    confirmation half of the shared tables (3 seeds) it scored 0.871 mean
+    confirmation half of the shared tables (3 seeds) it scored 0.872 mean
     ROC-AUC with clean training data and 0.717 with contaminated data, against
     PyOD's AutoEncoder (0.907, 0.771) and VAE (0.896, 0.829); on ten ADBench
     tables never used for tuning (issue 11, 3 seeds, clean data) 0.755,
