@@ -228,6 +228,9 @@ class TrainingEngine:
         optimizers = {name: adam([group.parameter], self.learning_rate) for name, group in groups.items()}
         history: dict[str, list[float]] = defaultdict(list)
         best_loss, best_state, stale_epochs = math.inf, None, 0
+        # Decided across ranks: a rank whose shard left it no held-out rows still joins each
+        # validation pass (with nothing to add), or the others would wait for it forever.
+        validating = self._any_rows(validation, train.device)
 
         for epoch in self._epochs():
             scorer.train()
@@ -254,13 +257,12 @@ class TrainingEngine:
             logs = epoch_means(logged, n_rows, self.sync)
             self._check_finite(logs, epoch)
 
-            if validation is not None and len(validation):
-                logs["val_loss"] = self._validation_loss(scorer, validation)
+            if validating:
+                logs["val_loss"] = self._validation_loss(scorer, validation, train.device)
                 self._check_finite({"val_loss": logs["val_loss"]}, epoch)
             self._record(history, epoch, logs)
 
-            if (validation is not None and len(validation) and self.patience is not None
-                    and epoch >= scorer.early_stopping_start):
+            if validating and self.patience is not None and epoch >= scorer.early_stopping_start:
                 if best_state is None or logs["val_loss"] < best_loss - 1e-4 * abs(best_loss):
                     best_loss, stale_epochs = logs["val_loss"], 0
                     best_state = copy.deepcopy(scorer.state_dict())
@@ -320,13 +322,20 @@ class TrainingEngine:
                 return
             yield phase
 
-    def _validation_loss(self, scorer: Scorer, validation: Tensor) -> float:
+    def _any_rows(self, validation: Tensor | None, device: torch.device) -> bool:
+        """Whether any rank holds validation rows."""
+        rows = 0 if validation is None else len(validation)
+        return self.sync.sum(torch.tensor([float(rows)], device=device)).item() > 0
+
+    def _validation_loss(self, scorer: Scorer, validation: Tensor | None, device: torch.device) -> float:
+        """Mean validation loss over every rank's held-out rows (a rank may hold none)."""
         scorer.eval()
-        total = torch.zeros(2, device=validation.device)
-        with torch.no_grad(), autocast(validation.device, scorer.matmul_dtype):
-            for batch in self._batches(validation, shuffle=False):
-                total[0] += scorer.validation_loss(batch).float() * len(batch)
-        total[1] = len(validation)
+        total = torch.zeros(2, device=device)
+        if validation is not None and len(validation):
+            with torch.no_grad(), autocast(device, scorer.matmul_dtype):
+                for batch in self._batches(validation, shuffle=False):
+                    total[0] += scorer.validation_loss(batch).float() * len(batch)
+            total[1] = len(validation)
         loss, rows = self.sync.sum(total).tolist()
         return loss / rows
 

@@ -60,6 +60,34 @@ def test_two_gloo_processes_train_one_model_as_good_as_a_single_process_fit(shar
     assert distributed.reference_scores_.shape == (400,) and distributed.reference_source_ == "held-out"
 
 
+SMALL_SHARD_SCRIPT = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    import torch.distributed as dist
+    from anomvae import AnomalyVAE
+    from anomvae.parallel import fit_distributed
+
+    rank = int(os.environ["RANK"])
+    rows = np.load(sys.argv[1])["train"]
+    shard = rows[:600] if rank == 0 else rows[600:606]  # 6 rows: no held-out row on rank 1
+    detector = fit_distributed(AnomalyVAE(epochs=3, random_state=0), shard)
+    np.save(f"{sys.argv[2]}/small-offset-{rank}.npy", detector.offset_)
+    dist.barrier()
+    dist.destroy_process_group()
+""")
+
+
+def test_a_rank_without_held_out_rows_does_not_hang_the_others(shared):
+    # Review finding: the rank with no validation rows skipped the validation all-reduce,
+    # and the other rank waited in it forever.
+    (shared / "small.py").write_text(SMALL_SHARD_SCRIPT)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+              str(shared / "small.py"), str(shared / "data.npz"), str(shared)]
+    result = subprocess.run(launch, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert np.load(shared / "small-offset-0.npy") == np.load(shared / "small-offset-1.npy")
+
+
 def test_fit_distributed_outside_a_launcher_says_how_to_launch(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR"):
         monkeypatch.delenv(name, raising=False)

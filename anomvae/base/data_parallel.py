@@ -35,10 +35,13 @@ class DataParallelMixin:
         ``_calibrate_threshold`` does; the per-feature baseline is rank 0's.
         """
         everything = sync.gather(training_scores)
-        if held_out is None:
-            reference, source = everything, "training"
+        # Every rank gathers, with or without held-out rows of its own (a small shard may have
+        # none): a rank skipping a collective would leave the others waiting in it forever.
+        held_out_scores = sync.gather(training_scores[held_out] if held_out is not None else training_scores[:0])
+        if held_out_scores.size:
+            reference, source = held_out_scores, "held-out"
         else:
-            reference, source = sync.gather(training_scores[held_out]), "held-out"
+            reference, source = everything, "training"
         if strategy.needs_clean_reference:
             fitted = strategy.calibrate(reference, source=source, random_state=seed)
         else:

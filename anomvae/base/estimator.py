@@ -13,6 +13,7 @@ method, :meth:`BaseDeepDetector._make_scorer`.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from numbers import Integral
 
@@ -192,9 +193,13 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
             out_of_fold = calibration.cross_fitted_scores(
                 self, data.reference, strategy.folds, seed, training_scores
             )
-        self._calibrate_threshold(strategy, data.reference, training_scores, data.held_out, seed, out_of_fold)
-        if sync.world_size > 1:
-            self._calibrate_on_union(strategy, training_scores, data.held_out, seed, sync)
+        if sync.world_size == 1:
+            self._calibrate_threshold(strategy, data.reference, training_scores, data.held_out, seed, out_of_fold)
+            return
+        with warnings.catch_warnings():  # this rank's own calibration is replaced by the union's just below
+            warnings.simplefilter("ignore", calibration.ThresholdWarning)
+            self._calibrate_threshold(strategy, data.reference, training_scores, data.held_out, seed, out_of_fold)
+        self._calibrate_on_union(strategy, training_scores, data.held_out, seed, sync)
 
     def _in_memory_data(self, encoded, encoder, image, random_state, device) -> TrainingData:
         """Split encoded rows into training and held-out tensors (``validation_fraction``)."""
