@@ -138,6 +138,22 @@ def test_promote_warns_when_the_threshold_flags_most_reference_rows(trained, lab
         tracking.promote(MODEL_NAME, threshold=lowest - 1.0, version=result.version, alias="everything")
 
 
+@pytest.mark.parametrize("alias", ["latest", "v1", "bad alias!", ""])
+def test_an_alias_the_registry_refuses_is_refused_before_anything_is_trained(alias, labelled):
+    # Review finding: `mlflow run ... -P alias=latest` trained, logged and registered a version,
+    # then failed on the alias, leaving versions without one.
+    X, y = labelled
+    detector = anomvae.AnomalyVAE(epochs=1, random_state=0)
+    client = mlflow.MlflowClient()
+    before = len(client.search_model_versions(f"name = '{MODEL_NAME}'"))
+    with pytest.raises(ValueError, match="cannot be used"):
+        tracking.fit_and_log(detector, X, y, registered_model_name=MODEL_NAME, alias=alias)
+    assert not hasattr(detector, "scorer_")
+    with pytest.raises(ValueError, match="cannot be used"):
+        tracking.promote(MODEL_NAME, threshold=1.0, alias=alias)
+    assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == before
+
+
 def test_promote_refuses_a_non_finite_threshold(trained):
     with pytest.raises(ValueError, match="finite number"):
         tracking.promote(MODEL_NAME, threshold=float("nan"))

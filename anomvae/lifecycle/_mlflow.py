@@ -9,7 +9,26 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
-__all__ = ["existing_tracking_uri", "use_default_tracking_uri"]
+__all__ = ["check_alias", "existing_tracking_uri", "use_default_tracking_uri"]
+
+
+def check_alias(alias: str) -> None:
+    """Refuse an alias the model registry would refuse, before anything is trained or registered.
+
+    Raises
+    ------
+    ValueError
+        For an empty alias, characters MLflow does not allow, or a reserved
+        name (``latest``, ``v<number>``).
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_alias_name, _validate_model_alias_name_reserved
+
+    try:
+        _validate_model_alias_name(alias)
+        _validate_model_alias_name_reserved(alias)
+    except MlflowException as error:
+        raise ValueError(f"alias {alias!r} cannot be used: {error.message}") from None
 
 
 def use_default_tracking_uri() -> str:

@@ -17,7 +17,7 @@ import mlflow
 from ..persistence import load
 from ..thresholds import FixedScore, ThresholdStrategy
 from . import pyfunc
-from ._mlflow import use_default_tracking_uri
+from ._mlflow import check_alias, use_default_tracking_uri
 from .pyfunc import DEFAULT_ALIAS
 
 
@@ -63,6 +63,7 @@ def promote(
     strategy = None
     if threshold is not None:
         strategy = threshold if isinstance(threshold, ThresholdStrategy) else FixedScore(threshold)
+    check_alias(alias)
     use_default_tracking_uri()
     client = mlflow.MlflowClient()
     source = _source_version(client, model_name, version, alias)

@@ -47,7 +47,7 @@ from ..persistence import load
 from ..request_scoring import model_specific_columns, scores_and_contributions, top_feature_columns
 from ..version import __version__
 from . import packaging, serving_inputs
-from ._mlflow import use_default_tracking_uri
+from ._mlflow import check_alias, use_default_tracking_uri
 
 SCORE = "score"
 IS_ANOMALY = "is_anomaly"
@@ -302,8 +302,13 @@ def log_model(
     ------
     RuntimeError
         When the parity check fails; nothing is registered then.
+    ValueError
+        For an alias the registry refuses (``latest``, ``v3``, ...): checked
+        before anything is logged.
     """
     check_is_fitted(detector)
+    if registered_model_name and alias is not None:
+        check_alias(alias)
     use_default_tracking_uri()
     if image_format not in serving_inputs.IMAGE_FORMATS:
         raise ValueError(f"image_format must be one of {serving_inputs.IMAGE_FORMATS}, got {image_format!r}")

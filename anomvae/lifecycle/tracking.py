@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 from .. import report
 from ..metrics import alarm_rates
 from . import autologging, plots, pyfunc, run_metadata
-from ._mlflow import use_default_tracking_uri
+from ._mlflow import check_alias, use_default_tracking_uri
 from .promotion import promote
 from .pyfunc import DEFAULT_ALIAS
 from .serving_inputs import input_columns
@@ -261,6 +261,8 @@ def fit_and_log(
     """
     from mlflow.environment_variables import MLFLOW_RUN_ID
 
+    if registered_model_name and alias is not None:
+        check_alias(alias)  # before the fit, not after it and the registration
     use_default_tracking_uri()
     experiment_id = None
     if experiment_name is not None and mlflow.active_run() is None and not MLFLOW_RUN_ID.get():
