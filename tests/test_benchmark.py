@@ -164,6 +164,44 @@ def test_cli_bench_subcommand_reports_a_missing_folder(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("arguments, message", [
+    (["--seeds", "0"], "--seeds must be at least 1"),
+    (["--detectors", ""], "no detector named"),
+    (["--max-rows", "0"], "--max-rows must be at least 2"),
+    (["--datasets", "nosuch"], "matches none of the 1 tabular datasets"),
+    (["--rows", "5"], "belong to --suite throughput"),
+])
+def test_bench_refuses_arguments_it_could_only_fail_on_or_ignore(csv_dataset, tmp_path, capsys, arguments, message):
+    from anomvae.cli import main
+
+    base = ["bench", "--data", str(csv_dataset), "--detectors", "KNN", "--out", str(tmp_path / "r"), "--quiet"]
+    assert main([*base, *arguments]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_speed_suite_refuses_options_it_does_not_read(tmp_path, capsys):
+    from anomvae.cli import main
+
+    assert main(["bench", "--suite", "speed", "--rows", "500", "--epochs", "1", "--out", str(tmp_path)]) == 2
+    assert "does not take --epochs, --rows" in capsys.readouterr().err
+
+
+def test_a_detector_named_twice_runs_once():
+    assert [d.name for d in select_detectors("KNN,PyOD-KNN,KNN")] == ["PyOD-KNN"]
+
+
+def test_resume_refuses_runs_made_with_other_settings(csv_dataset, tmp_path):
+    # Review finding: --resume reused --epochs 1 runs under a --epochs 60 command line.
+    out = tmp_path / "results"
+    settings = dict(detectors="PyOD-KNN", seeds=1, threads=1, out=out, plots=False, progress=False)
+    run_benchmark("tabular", csv_dataset, epochs=1, **settings)
+    assert run_benchmark("tabular", csv_dataset, epochs=1, resume=True, **settings)["records"]
+    with pytest.raises(ValueError, match="holds runs made with"):
+        run_benchmark("tabular", csv_dataset, epochs=60, resume=True, **settings)
+    with pytest.raises(ValueError, match="holds runs made with"):
+        run_benchmark("tabular", csv_dataset, epochs=1, max_rows=100, resume=True, **settings)
+
+
 def test_parallel_workers_give_the_same_results_in_job_order(csv_dataset, tmp_path):
     task = TableTask("blobs", str(csv_dataset / "blobs.csv"))
     jobs = [Job(task, name, seed, "semi-supervised", None)

@@ -17,7 +17,7 @@ from typing import Any
 from .detectors import select_detectors
 from .protocols import MAX_ROWS, PROTOCOLS, check_protocol, contaminated_protocol
 from .report import write_report
-from .runner import job_key, make_jobs, read_journal, run_jobs
+from .runner import job_key, job_settings, make_jobs, read_journal, run_jobs
 from .speed import run_speed_benchmark
 from .suites import SUITES, discover_tasks
 from .throughput import ROWS, WIDTHS, run_throughput_benchmark
@@ -99,6 +99,10 @@ def run_benchmark(
         raise ValueError(f"the {suite} suite needs --data, a folder of datasets")
     check_protocol(protocol)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise ValueError(f"--seeds must be at least 1, got {seeds}")
+    if max_rows is not None and max_rows < 2:
+        raise ValueError(f"--max-rows must be at least 2, got {max_rows}")
     tasks = discover_tasks(suite, data, datasets)
     chosen = select_detectors(detectors)
     planned = make_jobs(tasks, chosen, seed_list, protocol, max_rows, {"epochs": epochs})
@@ -108,6 +112,7 @@ def run_benchmark(
     if not resume:
         journal.unlink(missing_ok=True)
     done = {job_key(record): record for record in read_journal(journal)}
+    _check_resumed_settings(planned, done, journal)
     pending = sorted((job for job in planned if job_key(job) not in done), key=lambda job: job.task.cost())
     started = time.time()
     run_jobs(pending, timeout=timeout, threads=threads, progress=progress, journal=journal,
@@ -123,6 +128,20 @@ def run_benchmark(
     }
     files = write_report(records, config, out, plots=plots)
     return {"records": records, "files": files}
+
+
+def _check_resumed_settings(planned: list, done: dict, journal: Path) -> None:
+    """Refuse to resume from runs made with another row cap or other overrides (their figures would be relabelled).
+
+    Records journalled before settings were recorded carry none and are taken as they are.
+    """
+    for job in planned:
+        record = done.get(job_key(job))
+        if record is not None and "settings" in record and record["settings"] != job_settings(job):
+            raise ValueError(
+                f"--resume: {journal} holds runs made with {record['settings']}, and this command asks for "
+                f"{job_settings(job)}; use another --out, or run without --resume to start afresh"
+            )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -168,6 +187,7 @@ def run_from_arguments(arguments: argparse.Namespace, argv: list[str] | None = N
     ``argv``, the full command line, is recorded in the report (``sys.argv`` by default).
     """
     try:
+        _check_suite_options(arguments)
         result = run_benchmark(
             arguments.suite, arguments.data, detectors=arguments.detectors,
             datasets=arguments.datasets, seeds=arguments.seeds, protocol=_protocol(arguments),
@@ -189,6 +209,30 @@ def run_from_arguments(arguments: argparse.Namespace, argv: list[str] | None = N
               + (f", {first['error']}" if first.get("error") else ""), file=sys.stderr)
         return 1
     return 0
+
+
+SUITE_OPTIONS = {
+    "speed": {"threads", "out", "quiet", "no_plots", "resume", "timeout", "jobs"},
+    "throughput": {"threads", "out", "quiet", "no_plots", "resume", "timeout", "jobs", "epochs", "widths", "rows"},
+}
+"""Options the fixed-protocol suites read; giving them any other is refused rather than ignored."""
+
+
+def _check_suite_options(arguments: argparse.Namespace) -> None:
+    if arguments.suite not in SUITE_OPTIONS:
+        if arguments.widths is not None or arguments.rows is not None:
+            raise ValueError("--widths and --rows belong to --suite throughput")
+        return
+    defaults = argparse.ArgumentParser()
+    add_arguments(defaults)
+    given = sorted(
+        name for name, value in vars(arguments).items()
+        if name not in SUITE_OPTIONS[arguments.suite] and name != "suite"
+        and hasattr(defaults.parse_args([]), name) and value != getattr(defaults.parse_args([]), name)
+    )
+    if given:
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise ValueError(f"--suite {arguments.suite} runs a fixed protocol and does not take {options}")
 
 
 def _integers(text: str) -> list[int]:

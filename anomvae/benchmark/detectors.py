@@ -148,9 +148,12 @@ def select_detectors(names: str | list[str] | None) -> list[Detector]:
     for name in names:
         key = name if name in known else f"PyOD-{name}"
         if key in known:
-            chosen.append(known[key])
+            if known[key] not in chosen:  # named twice: run once
+                chosen.append(known[key])
         else:
             unknown.append(name)
     if unknown:
         raise ValueError(f"unknown detector(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    if not chosen:
+        raise ValueError(f"no detector named; known: {', '.join(known)}")
     return chosen

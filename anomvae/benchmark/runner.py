@@ -264,7 +264,7 @@ def run_jobs(
             outcome = local.worker.run(job, timeout)
         else:
             outcome = execute(job)
-        record = {**identity, **outcome, "wall_seconds": time.perf_counter() - started}
+        record = {**identity, **outcome, "settings": job_settings(job), "wall_seconds": time.perf_counter() - started}
         with lock:
             finished += 1
             if journal is not None:
@@ -292,6 +292,11 @@ def make_jobs(tasks: list, detectors: list[Detector], seeds: list[int], protocol
         Job(task, detector.name, seed, protocol, max_rows, dict(overrides or {}))
         for task in tasks for seed in seeds for detector in detectors
     ]
+
+
+def job_settings(job: Job) -> dict[str, Any]:
+    """The options a run was made with besides its key: the row cap and the detectors' overrides."""
+    return {"max_rows": job.max_rows, **job.overrides}
 
 
 def job_key(job_or_record) -> tuple:

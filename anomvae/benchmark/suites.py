@@ -195,11 +195,14 @@ def discover_tasks(suite: str, data: str | Path, datasets: str | list[str] | Non
             tasks += _table_tasks(sub)
     else:
         raise ValueError(f"suite must be 'tabular' or 'images' here, got {suite!r}")
+    if not tasks:
+        raise ValueError(f"no {suite} datasets found in {folder}")
+    found = len(tasks)
     if datasets in PARTS:
         tasks = [task for task in tasks if task.name in PARTS[datasets]]
     elif datasets:
         wanted = datasets.split(",") if isinstance(datasets, str) else list(datasets)
         tasks = [task for task in tasks if any(w.strip() and w.strip() in task.name for w in wanted)]
     if not tasks:
-        raise ValueError(f"no {suite} datasets found in {folder}")
+        raise ValueError(f"--datasets {datasets!r} matches none of the {found} {suite} datasets in {folder}")
     return tasks
