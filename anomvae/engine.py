@@ -120,7 +120,9 @@ class TrainingEngine:
     stepped. When a validation tensor is given, training stops after
     ``patience`` epochs without improvement and the best weights are restored;
     both count only from the end of the scorer's warm-up
-    (:attr:`~anomvae.scorer.Scorer.early_stopping_start`).
+    (:attr:`~anomvae.scorer.Scorer.early_stopping_start`). After ``fit``,
+    ``kept_epoch`` and ``kept_steps`` say which epoch's weights were kept and
+    after how many mini-batch steps.
 
     Parameters
     ----------
@@ -231,6 +233,7 @@ class TrainingEngine:
         # Decided across ranks: a rank whose shard left it no held-out rows still joins each
         # validation pass (with nothing to add), or the others would wait for it forever.
         validating = self._any_rows(validation, train.device)
+        steps, self.kept_epoch, self.kept_steps = 0, 0, 0
 
         for epoch in self._epochs():
             scorer.train()
@@ -240,6 +243,7 @@ class TrainingEngine:
             n_rows = 0
             for batch in self.sync.common_steps(self._batches(train, shuffle=True), train.device):
                 n_rows += len(batch)
+                steps += 1
                 for phase in self._phases(scorer, batch):
                     group = groups[phase.optimizer]
                     if phase.backward is None:
@@ -266,12 +270,15 @@ class TrainingEngine:
                 if best_state is None or logs["val_loss"] < best_loss - 1e-4 * abs(best_loss):
                     best_loss, stale_epochs = logs["val_loss"], 0
                     best_state = copy.deepcopy(scorer.state_dict())
+                    self.kept_epoch, self.kept_steps = epoch + 1, steps
                 else:
                     stale_epochs += 1
                     if stale_epochs >= self.patience:
                         break
         if best_state is not None:
             scorer.load_state_dict(best_state)
+        else:
+            self.kept_epoch, self.kept_steps = len(history["epoch"]), steps
         return dict(history)
 
     def _epochs(self) -> Iterator[int]:

@@ -16,6 +16,11 @@ DISCRIMINATOR_WIN_ACCURACY = 0.99
 the game outright (Larsen et al. 2016 balance their VAE-GAN to avoid it)."""
 
 
+MIN_TRAINED_STEPS = 10
+"""Weights kept after fewer mini-batch steps than this, while later epochs ran, are barely
+trained: on a table under one batch early stopping may keep epoch 1 (14_glass, 92 rows)."""
+
+
 class TrainingHealthWarning(UserWarning):
     """A fitted model shows a known failure mode (collapse, constant scores)."""
 
@@ -41,6 +46,14 @@ def assess(diagnostics: dict[str, float], training_scores: np.ndarray) -> list[s
         problems.append(
             f"posterior collapse: the mean KL is {diagnostics['mean_kl']:.2g} nats, the latent "
             "code carries no information about the input; lower beta or latent_dim"
+        )
+    kept_steps, kept_epoch = diagnostics.get("kept_after_steps", np.inf), diagnostics.get("kept_epoch", 0)
+    if kept_steps < MIN_TRAINED_STEPS and diagnostics.get("epochs_run", 0) > kept_epoch:
+        problems.append(
+            f"barely trained: early stopping kept the weights of epoch {kept_epoch} of "
+            f"{diagnostics['epochs_run']}, {kept_steps} optimiser step(s) from initialisation, because the "
+            "held-out loss rose after it; to train longer on so few rows set patience=None (AnomalyVAE: "
+            "or min_batches_per_epoch=15), or fit on more rows"
         )
     if diagnostics.get("embedding_spread", np.inf) < HYPERSPHERE_COLLAPSE_SPREAD:
         problems.append(

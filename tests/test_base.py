@@ -222,3 +222,19 @@ def test_health_warning_for_constant_data(fast_params):
     with pytest.warns(TrainingHealthWarning, match="constant scores|posterior collapse"):
         detector = AnomalyVAE(**fast_params).fit(np.ones((100, 4)))
     assert detector.health_warnings_
+
+
+def test_barely_trained_weights_kept_by_early_stopping_are_reported():
+    # Review finding: on 92 rows of 14_glass early stopping kept epoch 1 (one optimiser step)
+    # without a word; the rule reads the kept epoch and the steps before it.
+    from anomvae.health import assess
+
+    rows = np.random.default_rng(0).normal(size=(50, 3))
+    barely = {"kept_epoch": 1, "kept_after_steps": 1, "epochs_run": 11}
+    assert any("barely trained" in problem for problem in assess(barely, rows[:, 0]))
+    assert not assess({"kept_epoch": 1, "kept_after_steps": 1, "epochs_run": 1}, rows[:, 0]), "epochs=1 was asked for"
+    assert not assess({"kept_epoch": 30, "kept_after_steps": 30, "epochs_run": 40}, rows[:, 0])
+    detector = AnomalyVAE(epochs=20, random_state=0).fit(rows)
+    assert {"kept_epoch", "kept_after_steps", "epochs_run"} <= set(detector.diagnostics_)
+    assert detector.diagnostics_["epochs_run"] == len(detector.history_["epoch"])
+

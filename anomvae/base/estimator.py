@@ -237,7 +237,9 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
             ))
             history = engine.fit(scorer, data.train, data.validation)
             sample = data.train if isinstance(data.train, torch.Tensor) else data.train.sample()
-            diagnostics = scorer.diagnostics(lambda: torch.split(sample, 4096))
+            diagnostics = {**scorer.diagnostics(lambda: torch.split(sample, 4096)),
+                           "kept_epoch": engine.kept_epoch, "kept_after_steps": engine.kept_steps,
+                           "epochs_run": len(history["epoch"])}
         self.scorer_ = prepare_for_inference(scorer, device)
         self.encoder_ = data.encoder
         self.input_shape_ = data.input_shape
