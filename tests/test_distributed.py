@@ -41,12 +41,17 @@ def shared(tmp_path_factory):
     return folder
 
 
-def test_two_gloo_processes_train_one_model_as_good_as_a_single_process_fit(shared):
-    (shared / "train.py").write_text(SCRIPT)
+def torchrun(folder, name: str, script: str) -> None:
+    """Run ``script`` as ``folder/name`` in two gloo processes on ``folder/data.npz``; it must succeed."""
+    (folder / name).write_text(script)
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-              str(shared / "train.py"), str(shared / "data.npz"), str(shared)]
+              str(folder / name), str(folder / "data.npz"), str(folder)]
     result = subprocess.run(launch, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_two_gloo_processes_train_one_model_as_good_as_a_single_process_fit(shared):
+    torchrun(shared, "train.py", SCRIPT)
 
     assert sorted(path.name for path in shared.glob("*.safetensors")) == ["model.safetensors"]
     assert np.load(shared / "offset-0.npy") == np.load(shared / "offset-1.npy")
@@ -80,11 +85,7 @@ SMALL_SHARD_SCRIPT = textwrap.dedent("""
 def test_a_rank_without_held_out_rows_does_not_hang_the_others(shared):
     # Review finding: the rank with no validation rows skipped the validation all-reduce,
     # and the other rank waited in it forever.
-    (shared / "small.py").write_text(SMALL_SHARD_SCRIPT)
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-              str(shared / "small.py"), str(shared / "data.npz"), str(shared)]
-    result = subprocess.run(launch, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
+    torchrun(shared, "small.py", SMALL_SHARD_SCRIPT)
     assert np.load(shared / "small-offset-0.npy") == np.load(shared / "small-offset-1.npy")
 
 
