@@ -28,13 +28,17 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 def model_rows(detector, frame: pd.DataFrame, leave_out=()) -> pd.DataFrame:
     """``frame`` without the ``leave_out`` columns that are not model inputs, in the model's column order.
 
-    A model fitted on a DataFrame knows its columns by name; when the
+    A ``leave_out`` column the frame lacks is a ``ValueError``. A model
+    fitted on a DataFrame knows its columns by name; when the
     remaining columns are exactly those, in another order, they are put
     back in the training order, as MLflow's schema does for the served
     model. Any other difference is left for ``score_samples`` to refuse.
     """
     from .lifecycle.serving_inputs import input_columns
 
+    missing = [column for column in leave_out if column not in frame.columns]
+    if missing:
+        raise ValueError(f"--keep names column(s) {missing} that the input does not have")
     model_columns = input_columns(detector)
     rows = frame.drop(columns=[column for column in leave_out if str(column) not in set(model_columns)])
     by_name = {str(column): column for column in rows.columns}
@@ -128,14 +132,8 @@ def score_table(
 
     if isinstance(top_features, bool) or not isinstance(top_features, int) or top_features < 0:
         raise ValueError(f"--top-features must be a non-negative integer, got {top_features!r}")
-    if keep:
-        missing = [column for column in keep if column not in frame.columns]
-        if missing:
-            raise ValueError(f"--keep names column(s) {missing} that the input does not have")
-        passthrough = frame[keep]
-    else:
-        passthrough = frame
     features = model_rows(detector, frame, keep or ())
+    passthrough = frame[keep] if keep else frame
     try:
         scores, contributions = scores_and_contributions(detector, features, contributions=top_features > 0)
     except ValueError as error:

@@ -185,9 +185,6 @@ def monitor_batch(model: str, batch_path: str, significance: float, n_top_featur
     """
     detector = load_detector(model)
     frame = read_table(batch_path, detector)
-    missing = [column for column in keep or () if column not in frame.columns]
-    if missing:
-        raise ValueError(f"--keep names column(s) {missing} that the input does not have")
     frame = model_rows(detector, frame, [*(keep or ()), *(["label"] if "label" in frame.columns else [])])
     if not log_to_mlflow:
         return monitor(detector, frame, significance=significance, n_top_features=n_top_features,

@@ -21,14 +21,20 @@ def label_values(values, where: str) -> np.ndarray:
         If a value is missing, fractional or not 0 or 1; ``where`` names the column or file.
     """
     array = np.asarray(values)
+    if array.dtype.kind in "OUS":  # text read from a CSV file: "1", "0", "True", "false"
+        words = {"true": "1", "false": "0"}
+        array = np.asarray([words.get(str(value).strip().lower(), value) for value in array.ravel()], dtype=object)
     try:
         numbers = array.astype(np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: labels must be 0 (normal) or 1 (anomaly), got {array.dtype} values") from None
+        shown = str(next(value for value in array.ravel() if str(value).strip() not in ("0", "1", "0.0", "1.0")))
+        raise ValueError(f"{where}: labels must be 0 (normal) or 1 (anomaly), or true/false; got {shown!r}") from None
     bad = ~np.isin(numbers, (0.0, 1.0))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{where}: labels must be 0 (normal) or 1 (anomaly); row {row} holds {array.ravel()[row]!r}")
+        value = array.ravel()[row]
+        shown = value.item() if hasattr(value, "item") else value
+        raise ValueError(f"{where}: labels must be 0 (normal) or 1 (anomaly); row {row} holds {shown!r}")
     return numbers.astype(int).ravel()
 
 

@@ -183,6 +183,8 @@ class TrainingEngine:
         self.generator = generator
         self.verbose = verbose
         self.callbacks = list(callbacks or [])
+        self.kept_epoch = 0
+        self.kept_steps = 0
         self.sync = sync
 
     def fit(
@@ -233,6 +235,9 @@ class TrainingEngine:
         # Decided across ranks: a rank whose shard left it no held-out rows still joins each
         # validation pass (with nothing to add), or the others would wait for it forever.
         validating = self._any_rows(validation, train.device)
+        # Rank 0's warm-up for every rank: a scorer may size it from its own shard, and ranks that
+        # stopped at different epochs would leave the others waiting in a collective.
+        stopping_start = self.sync.broadcast(scorer.early_stopping_start)
         steps, self.kept_epoch, self.kept_steps = 0, 0, 0
 
         for epoch in self._epochs():
@@ -266,7 +271,7 @@ class TrainingEngine:
                 self._check_finite({"val_loss": logs["val_loss"]}, epoch)
             self._record(history, epoch, logs)
 
-            if validating and self.patience is not None and epoch >= scorer.early_stopping_start:
+            if validating and self.patience is not None and epoch >= stopping_start:
                 if best_state is None or logs["val_loss"] < best_loss - 1e-4 * abs(best_loss):
                     best_loss, stale_epochs = logs["val_loss"], 0
                     best_state = copy.deepcopy(scorer.state_dict())

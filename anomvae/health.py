@@ -31,7 +31,10 @@ def assess(diagnostics: dict[str, float], training_scores: np.ndarray) -> list[s
     Parameters
     ----------
     diagnostics : dict
-        Figures from :meth:`anomvae.scorer.Scorer.diagnostics`.
+        Figures from :meth:`anomvae.scorer.Scorer.diagnostics`, plus the
+        engine's ``kept_epoch`` and ``kept_steps`` (the epoch whose weights
+        early stopping kept, and the mini-batch steps up to it, those of the
+        fit before an update included) and ``epochs_run``.
     training_scores : ndarray
         Anomaly scores of the training rows.
     """
@@ -47,7 +50,7 @@ def assess(diagnostics: dict[str, float], training_scores: np.ndarray) -> list[s
             f"posterior collapse: the mean KL is {diagnostics['mean_kl']:.2g} nats, the latent "
             "code carries no information about the input; lower beta or latent_dim"
         )
-    kept_steps, kept_epoch = diagnostics.get("kept_after_steps", np.inf), diagnostics.get("kept_epoch", 0)
+    kept_steps, kept_epoch = diagnostics.get("kept_steps", np.inf), diagnostics.get("kept_epoch", 0)
     if kept_steps < MIN_TRAINED_STEPS and diagnostics.get("epochs_run", 0) > kept_epoch:
         problems.append(
             f"barely trained: early stopping kept the weights of epoch {kept_epoch} of "

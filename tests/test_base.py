@@ -1,5 +1,7 @@
 """The outlier contract and input handling of the shared base estimator."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -230,11 +232,38 @@ def test_barely_trained_weights_kept_by_early_stopping_are_reported():
     from anomvae.health import assess
 
     rows = np.random.default_rng(0).normal(size=(50, 3))
-    barely = {"kept_epoch": 1, "kept_after_steps": 1, "epochs_run": 11}
+    barely = {"kept_epoch": 1, "kept_steps": 1, "epochs_run": 11}
     assert any("barely trained" in problem for problem in assess(barely, rows[:, 0]))
-    assert not assess({"kept_epoch": 1, "kept_after_steps": 1, "epochs_run": 1}, rows[:, 0]), "epochs=1 was asked for"
-    assert not assess({"kept_epoch": 30, "kept_after_steps": 30, "epochs_run": 40}, rows[:, 0])
+    assert not assess({"kept_epoch": 1, "kept_steps": 1, "epochs_run": 1}, rows[:, 0]), "epochs=1 was asked for"
+    assert not assess({"kept_epoch": 30, "kept_steps": 30, "epochs_run": 40}, rows[:, 0])
     detector = AnomalyVAE(epochs=20, random_state=0).fit(rows)
-    assert {"kept_epoch", "kept_after_steps", "epochs_run"} <= set(detector.diagnostics_)
+    assert {"kept_epoch", "kept_steps", "epochs_run"} <= set(detector.diagnostics_)
     assert detector.diagnostics_["epochs_run"] == len(detector.history_["epoch"])
+
+
+@pytest.mark.needs_shared_data
+def test_a_barely_trained_fit_on_a_tiny_table_warns(shared_data):
+    from anomvae import TrainingHealthWarning
+    from anomvae.datasets import load_npz, semi_supervised_split
+
+    X, y = load_npz(shared_data / "tabular" / "14_glass.npz")
+    train, _ = semi_supervised_split(y, random_state=0)
+    with pytest.warns(TrainingHealthWarning, match="barely trained: early stopping kept the weights of epoch 1"):
+        detector = AnomalyVAE(random_state=0).fit(X[train])
+    assert detector.diagnostics_["kept_steps"] == 1 < detector.diagnostics_["epochs_run"]
+
+
+def test_an_update_counts_the_steps_of_the_fit_before_it():
+    # Review finding: partial_fit counted only the update's steps and called a trained model barely trained.
+    from anomvae import TrainingHealthWarning
+
+    rng = np.random.default_rng(0)
+    detector = AnomalyVAE(epochs=20, random_state=0).fit(rng.normal(size=(1000, 4)))
+    before = detector.diagnostics_["kept_steps"]
+    for seed in range(4):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", TrainingHealthWarning)
+            detector.set_params(random_state=seed).partial_fit(rng.normal(size=(60, 4)))
+        assert detector.diagnostics_["kept_steps"] > before
+        before = detector.diagnostics_["kept_steps"]
 

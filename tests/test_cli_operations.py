@@ -102,6 +102,17 @@ def test_columns_are_matched_by_name_wherever_ids_stand_and_in_any_order(tmp_pat
                  "-o", str(tmp_path / "report.html")]) == 0
 
 
+def test_report_reads_true_false_labels_and_names_a_missing_keep_column(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    rows = pd.DataFrame(rng.normal(size=(200, 3)), columns=["a", "b", "c"])
+    anomvae.AnomalyVAE(**FAST).fit(rows).save(tmp_path / "model.safetensors")
+    rows.head(40).assign(is_fraud=[True, False] * 20).to_csv(tmp_path / "labelled.csv", index=False)
+    model, data = str(tmp_path / "model.safetensors"), str(tmp_path / "labelled.csv")
+    assert main(["report", model, data, "--label-column", "is_fraud", "-o", str(tmp_path / "r.html")]) == 0
+    assert main(["report", model, data, "--label-column", "is_fraud", "--keep", "nope"]) == 2
+    assert "--keep names column(s) ['nope']" in capsys.readouterr().err
+
+
 def test_score_refuses_a_missing_keep_column_and_an_unknown_model(registered, capsys):
     _, _, folder, _ = registered
     assert main(["score", str(folder / "model.safetensors"), str(folder / "batch.csv"), "--keep", "nope"]) == 2

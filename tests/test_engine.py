@@ -103,12 +103,15 @@ def test_early_stopping_waits_for_the_warm_up_and_never_restores_its_weights():
     torch.manual_seed(0)
     train, validation = torch.randn(128, 3), torch.randn(64, 3)
     scorer = WarmingUp()
-    history = make_engine(epochs=40, patience=2, learning_rate=0.05).fit(scorer, train, validation)
+    engine = make_engine(epochs=40, patience=2, learning_rate=0.05)
+    history = engine.fit(scorer, train, validation)
     # Without the warm-up rule, epoch 1 would be best and training would stop at epoch 3.
     assert len(history["epoch"]) >= WarmingUp.early_stopping_start + 2
     kept = min(history["val_loss"][WarmingUp.early_stopping_start:])
     with torch.no_grad():
         assert scorer.validation_loss(validation).item() == pytest.approx(kept, rel=1e-5)
+    assert history["val_loss"][engine.kept_epoch - 1] == kept
+    assert engine.kept_steps == engine.kept_epoch * 128 // 16  # eight batches of 16 per epoch
 
 
 def test_a_fit_that_ends_inside_the_warm_up_keeps_its_last_weights():

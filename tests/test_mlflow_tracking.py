@@ -114,6 +114,9 @@ def test_promote_registers_a_new_threshold_without_retraining(trained, labelled,
     ]
     assert weights[0]["sha256"] == weights[1]["sha256"]
 
+    names = [logged.name for logged in mlflow.search_logged_models(
+        filter_string=f"source_run_id = '{result.run_id}'", output_format="list")]
+    assert "model" in names and any(name.startswith(f"model-from-v{result.version}-") for name in names)
     trained_in_run = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model").predict(X)
     np.testing.assert_array_equal(trained_in_run["is_anomaly"], old["is_anomaly"])  # still the trained model
 

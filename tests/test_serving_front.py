@@ -135,6 +135,20 @@ def test_refusals_name_the_problem_without_repeating_the_request(guarded):
     assert status == 400 and "lacks the model column(s) ['amount']" in message and len(message) < 200
 
 
+def test_a_null_param_means_the_models_default(guarded):
+    detector, frame, url = guarded
+    rows = frame.head(3)
+    body = json.dumps({**json.loads(split(rows)), "params": {"threshold": None, "top_features": None}})
+    connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=60)
+    try:
+        status, answer = send(connection, body, JSON_HEADERS)
+    finally:
+        connection.close()
+    assert status == 200, answer[:500]
+    flags = [row["is_anomaly"] for row in json.loads(answer)["predictions"]]
+    assert flags == list(detector.predict(rows) == -1)
+
+
 def test_model_refusals_lose_their_stack_trace(guarded):
     _, frame, url = guarded
     connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=60)
@@ -196,11 +210,13 @@ def test_params_the_model_does_not_take_are_refused(params, pattern):
     with pytest.raises(Refusal, match=pattern):
         types.check({"dataframe_records": [{"amount": 0.1}], "params": params})
     types.check({"dataframe_records": [{"amount": 0.1}], "params": {"threshold": 2, "top_features": 0}})
+    types.check({"dataframe_records": [{"amount": 0.1}], "params": {"threshold": None}})  # null: the default
 
 
 @pytest.mark.parametrize("csv, pattern", [
     ("amount,count,flag\nTrue,1,true\n", "column 'amount' takes numbers: row 0 holds 'True'"),
     ("amount,count,flag\n0.1,3.7,true\n", "column 'count' takes whole numbers"),
+    ("amount,count,flag\n0.1,,true\n", "column 'count' takes whole numbers, none missing"),
     ("amount,count,flag\n0.1,1,yes\n", "column 'flag' takes true or false: row 0 holds 'yes'"),
     ("amount,flag\n0.1,true\n", r"lacks the model column\(s\) \['count'\]"),
     ("amount,count,flag\n", "holds no rows"),
@@ -209,7 +225,7 @@ def test_csv_values_mlflow_would_cast_are_refused(csv, pattern):
     types = ColumnTypes([("amount", "double"), ("count", "long"), ("flag", "boolean")])
     with pytest.raises(Refusal, match=pattern):
         types.check_csv(csv.encode())
-    types.check_csv(b"flag,count,amount,id\nTRUE,2,,x\nfalse,-3,nan,y\n")  # missing numbers: the model names them
+    types.check_csv(b"flag,count,amount,id\nTRUE,2,,x\nfalse,-3,nan,y\n")  # missing floats: the model names them
 
 
 def test_integer_columns_take_whole_numbers_written_as_floats():

@@ -121,6 +121,16 @@ def test_early_stopping_waits_for_the_mixture():
     assert len(detector.history_["epoch"]) >= min(detector.epochs, start + detector.patience)
 
 
+def test_an_update_of_a_fitted_mixture_does_not_wait_for_a_warm_up(segments):
+    # Review finding: partial_fit sat through the warm-up again (55 epochs against 11), though the
+    # mixture was fitted and the objective no longer switches.
+    rows, _ = segments
+    detector = AnomalyVaDE(n_components=3, random_state=0).fit(rows[:700])
+    assert detector.scorer_.early_stopping_start > 0
+    detector.partial_fit(rows[700:])
+    assert detector.scorer_.early_stopping_start == 0
+
+
 def test_bad_input_is_refused_with_a_clear_error(fitted):
     with pytest.raises(ValueError, match="n_components"):
         AnomalyVaDE(n_components=0).fit(np.zeros((10, 2)))

@@ -215,8 +215,12 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
 
     def _train_and_calibrate(self, build_scorer: Callable[[], Scorer], data: TrainingData, strategy,
                              seed: int, device: torch.device, started: float,
-                             sync: Synchroniser = LOCAL):
-        """Train ``build_scorer()`` with the shared engine, then score, calibrate and check health."""
+                             sync: Synchroniser = LOCAL, steps_before: int = 0):
+        """Train ``build_scorer()`` with the shared engine, then score, calibrate and check health.
+
+        ``steps_before``: optimiser steps the scorer had already taken (an update by
+        ``partial_fit``), counted in the ``kept_steps`` diagnostic.
+        """
         with seeded(seed, device):
             scorer = build_scorer()
             scorer.matmul_dtype = self._matmul_dtype(scorer, device)
@@ -238,7 +242,7 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
             history = engine.fit(scorer, data.train, data.validation)
             sample = data.train if isinstance(data.train, torch.Tensor) else data.train.sample()
             diagnostics = {**scorer.diagnostics(lambda: torch.split(sample, 4096)),
-                           "kept_epoch": engine.kept_epoch, "kept_after_steps": engine.kept_steps,
+                           "kept_epoch": engine.kept_epoch, "kept_steps": steps_before + engine.kept_steps,
                            "epochs_run": len(history["epoch"])}
         self.scorer_ = prepare_for_inference(scorer, device)
         self.encoder_ = data.encoder

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from .. import thresholds
+from .. import health, thresholds
 from .._sklearn import fit_context
 from ..device import resolve_device
 
@@ -91,6 +91,8 @@ class IncrementalMixin:
         self._train_and_calibrate(
             lambda: copy.deepcopy(fitted).to(device=device, dtype=torch.float32).train(),
             data, strategy, seed, device, started,
+            # A model saved before kept_steps was recorded counts as trained.
+            steps_before=int(getattr(self, "diagnostics_", {}).get("kept_steps", health.MIN_TRAINED_STEPS)),
         )
         self.history_ = _appended(previous_history, self.history_)
         return self

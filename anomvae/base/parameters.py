@@ -141,7 +141,8 @@ feature_names_in_ : ndarray of str
 history_ : dict of list
     Per-epoch training losses and validation loss.
 health_warnings_ : list of str
-    Problems found after training (posterior collapse, constant scores).
+    Problems found after training (posterior collapse, constant scores,
+    weights kept barely trained by early stopping).
 training_time_ : float
     Seconds spent in ``fit``.
 precision_ : {"float32", "bfloat16"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import warnings
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def promote(
     retraining) and is logged with the same input example and options as a
     new version, which then gets the alias. The new version is tagged
     ``threshold_origin`` and ``source_version``; it is logged into the
-    source version's training run as ``model-v<new version>``, so
+    source version's training run as ``model-from-v<source>-<time>``, so
     ``runs:/<run id>/model`` still loads the model that run trained.
 
     Parameters
@@ -93,14 +94,15 @@ def promote(
             UserWarning, stacklevel=2,
         )
     # Logged into the source version's training run, so the new version links to that run in the UI,
-    # under a name of its own: runs:/<id>/model keeps meaning the model that run trained.
-    next_version = 1 + max(int(v.version) for v in client.search_model_versions(f"name = '{model_name}'"))
+    # under a name of its own: runs:/<id>/model keeps meaning the model that run trained. (Not named
+    # after the new version number, which is only known once registered.)
+    logged_name = f"model-from-v{source.version}-{time.strftime('%Y%m%d-%H%M%S')}"
     source_run = mlflow.start_run(run_id=source.run_id) if source.run_id and mlflow.active_run() is None \
         else contextlib.nullcontext()
     with source_run, _quiet_config_params():
         info = pyfunc.log_model(
             detector,
-            f"model-v{next_version}",
+            logged_name,
             registered_model_name=model_name,
             input_example=model.load_input_example(local),
             top_features=config.get("top_features", pyfunc.DEFAULT_TOP_FEATURES),

@@ -121,7 +121,7 @@ class AnomalyDetectorModel(PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         # The DataFrame hint makes MLflow use the signature given at logging
         # time instead of inferring one; tensor image models get an ndarray.
-        params = params or {}
+        params = {name: value for name, value in (params or {}).items() if value is not None}  # null: default
         try:
             return score_frame(
                 self.detector,

@@ -104,6 +104,8 @@ class ColumnTypes:
         if unknown:
             raise Refusal(400, f"unknown param(s) {unknown}; this model takes {sorted(self.params)}")
         for name, value in params.items():
+            if value is None:  # not given: the model's default applies
+                continue
             kind = self.params[name]
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if kind in INTEGER_TYPES and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
@@ -124,7 +126,7 @@ class ColumnTypes:
             frame = pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False)
         except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
             raise Refusal(400, f"the request CSV cannot be read: {str(error)[:200]}") from error
-        _check_row_count(len(frame))
+        check_row_count(len(frame))
         missing = [name for name, _ in self.columns if name not in frame.columns]
         if missing:
             raise Refusal(400, f"the request CSV lacks the model column(s) {missing}")
@@ -140,9 +142,9 @@ class ColumnTypes:
                 missing_value = text.str.lower().isin(["", "nan", "-nan", "+nan"])
                 bad = numbers.isna() & ~missing_value
                 wanted = "numbers"
-                if kind in INTEGER_TYPES:
-                    bad |= numbers.notna() & ~(np.isfinite(numbers) & (numbers % 1 == 0))
-                    wanted = "whole numbers (it held integers in fit)"
+                if kind in INTEGER_TYPES:  # MLflow cannot hold a missing value in an int64 column
+                    bad |= missing_value | (numbers.notna() & ~(np.isfinite(numbers) & (numbers % 1 == 0)))
+                    wanted = "whole numbers, none missing (it held integers in fit)"
             else:
                 continue
             if bad.any():
@@ -152,7 +154,7 @@ class ColumnTypes:
     def _check_tensor(self, payload: Any) -> None:
         if not isinstance(payload, list):
             raise Refusal(400, "this model takes a tensor: send {\"inputs\": [[...], ...]}")
-        _check_row_count(len(payload))
+        check_row_count(len(payload))
         try:
             array = np.asarray(payload, dtype=np.float64)
         except (ValueError, TypeError, RecursionError) as error:
@@ -165,7 +167,7 @@ class ColumnTypes:
             raise Refusal(400, 'dataframe_split must be {"columns": [...], "data": [[...], ...]}')
         columns = payload.get("columns")
         data = payload["data"]
-        _check_row_count(len(data))
+        check_row_count(len(data))
         if not isinstance(columns, list) or not all(isinstance(name, str) for name in columns):
             raise Refusal(400, "dataframe_split needs \"columns\": a list of column names")
         counts = Counter(columns)
@@ -188,7 +190,7 @@ class ColumnTypes:
     def _check_records(self, payload: Any) -> None:
         if not isinstance(payload, list):
             raise Refusal(400, "records must be a list of objects, one per row")
-        _check_row_count(len(payload))
+        check_row_count(len(payload))
         if not payload and self.columns:
             raise Refusal(400, "the request holds no rows")
         for row, record in enumerate(payload):
@@ -201,7 +203,7 @@ class ColumnTypes:
 
     def _check_columnar(self, payload: dict) -> None:
         lengths = {len(values) for values in payload.values() if isinstance(values, list)}
-        _check_row_count(max(lengths, default=0))
+        check_row_count(max(lengths, default=0))
         if not max(lengths, default=0) and self.columns:
             raise Refusal(400, "the request holds no rows")
         for name, kind in self.columns:
@@ -212,7 +214,8 @@ class ColumnTypes:
                 _check_value(value, kind, name, row)
 
 
-def _check_row_count(rows: int) -> None:
+def check_row_count(rows: int) -> None:
+    """Refuse (413) a request of more than :data:`MAX_ROWS` rows."""
     if rows > MAX_ROWS:
         raise Refusal(413, f"the request holds {rows} rows; at most {MAX_ROWS} are scored per request: split it")
 

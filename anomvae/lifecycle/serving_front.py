@@ -56,7 +56,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .serving_checks import MAX_ROWS, ColumnTypes, Refusal, _check_row_count
+from .serving_checks import MAX_ROWS, ColumnTypes, Refusal, check_row_count
 
 __all__ = ["MAX_BODY_BYTES", "MAX_ROWS", "ColumnTypes", "Refusal", "RequestGuard", "parse_json"]
 
@@ -193,7 +193,7 @@ class RequestGuard:
             document = parse_json(body)
             self.types.check(document)
         elif media_type == CSV:
-            _check_row_count(body.count(b"\n") - 1)
+            check_row_count(body.count(b"\n") - 1)
             self.types.check_csv(body)
         return body, content_type, document
 

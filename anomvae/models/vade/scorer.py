@@ -85,11 +85,13 @@ class VaDEScorer(Scorer):
         if self.warmup_epochs is None:
             steps_per_epoch = math.ceil(context.n_train / self.batch_size)
             self.warmup_epochs = max(10, math.ceil(WARMUP_STEPS / steps_per_epoch))
+        self._stopping_start = 0 if self.mixture_fitted.item() else self.warmup_epochs
 
     @property
     def early_stopping_start(self) -> int:
-        """Early stopping judges the weights once the mixture prior is fitted (resolved in ``on_fit_start``)."""
-        return self.warmup_epochs or 0
+        """Early stopping judges the weights once the mixture prior is fitted (set in ``on_fit_start``:
+        0 for an update of a fitted mixture, whose objective does not switch)."""
+        return getattr(self, "_stopping_start", 0)
 
     def on_epoch_start(self, epoch: int, batches: BatchSource) -> None:
         if self.mixture_fitted.item():
