@@ -20,6 +20,10 @@ from .distributed import DataParallel
 from .streaming import SAMPLE_ROWS, is_streamed
 
 
+RANK_LOCAL_PARAMETERS = ("random_state", "device", "verbose")
+"""Parameters a rank may set for itself: the seed (rank 0's is used), its device, its progress bar."""
+
+
 def init_process_group() -> None:
     """Join the process group ``torchrun`` (or ``TorchDistributor``) describes in the environment.
 
@@ -76,6 +80,13 @@ def fit_distributed(estimator, X, *, group=None):
     Returns
     -------
     estimator
+
+    Raises
+    ------
+    ValueError
+        On every rank, naming the rank that differs, when the ranks' shards
+        do not have the same columns (names, order, numeric/boolean/text
+        kinds) or width, or their estimators not the same parameters.
     """
     if is_streamed(X):
         raise TypeError("fit_distributed takes this rank's rows in memory; read your shard of the "
@@ -86,8 +97,41 @@ def fit_distributed(estimator, X, *, group=None):
     if not isinstance(seed, (int, np.integer)):
         seed = int(np.random.default_rng().integers(np.iinfo(np.int32).max))
     estimator.set_params(random_state=int(sync.broadcast(seed)))
+    _check_same_setup(estimator, X, sync)
     sample = _gathered_sample(X, sync)
     return estimator._keeping_state_on_error(estimator._fit, X, sync, sample)
+
+
+def _setup(estimator, X) -> dict:
+    """What every rank's fit must agree on: the estimator's parameters and the shard's columns."""
+    params = {name: repr(value) for name, value in estimator.get_params(deep=False).items()
+              if name not in RANK_LOCAL_PARAMETERS}
+    if isinstance(X, pd.DataFrame):
+        kinds = {"b": "boolean", "i": "number", "u": "number", "f": "number"}
+        columns = [f"{name} ({kinds.get(dtype.kind, 'text')})" for name, dtype in X.dtypes.items()]
+    else:
+        columns = [f"array of shape (n, {', '.join(map(str, np.shape(X)[1:]))})"]
+    return {"parameters": params, "columns": columns}
+
+
+def _check_same_setup(estimator, X, sync: DataParallel) -> None:
+    """Refuse, on every rank at once, a fit whose ranks differ in parameters or columns."""
+    setups: list = [None] * sync.world_size
+    dist.all_gather_object(setups, _setup(estimator, X), group=sync.group)
+    first = setups[0]
+    for rank, setup in enumerate(setups[1:], start=1):
+        differences = [
+            f"{name}: {first['parameters'].get(name)} on rank 0, {setup['parameters'].get(name)} on rank {rank}"
+            for name in sorted(set(first["parameters"]) | set(setup["parameters"]))
+            if first["parameters"].get(name) != setup["parameters"].get(name)
+        ]
+        if first["columns"] != setup["columns"]:
+            differences.append(f"columns: {first['columns']} on rank 0, {setup['columns']} on rank {rank}")
+        if differences:
+            raise ValueError(
+                "fit_distributed: every rank must fit the same estimator on shards with the same columns; "
+                + "; ".join(differences)[:1000]
+            )
 
 
 def _gathered_sample(X, sync: DataParallel):

@@ -97,6 +97,41 @@ def test_unequal_shards_train_to_the_end_on_every_rank(shared, name, second, est
     assert np.load(shared / f"{name}-offset-0.npy") == np.load(shared / f"{name}-offset-1.npy")
 
 
+MISMATCHED = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    import pandas as pd
+    import torch.distributed as dist
+    from anomvae import AnomalyVAE
+    from anomvae.parallel import fit_distributed
+
+    rank = int(os.environ["RANK"])
+    rows = pd.DataFrame(np.load(sys.argv[1])["train"][:400], columns=list("abcdefgh"))
+    if rank == 1:
+        rows = {change}
+    try:
+        fit_distributed(AnomalyVAE(epochs=2, latent_dim={latent}, random_state=0), rows)
+    except ValueError as error:
+        open(f"{{sys.argv[2]}}/{name}-error-{{rank}}.txt", "w").write(str(error))
+    dist.barrier()
+    dist.destroy_process_group()
+""")
+
+
+@pytest.mark.parametrize("name, change, latent, message", [
+    ("extra", "rows.assign(extra=1.0)", "2", "columns: ["),
+    ("order", "rows[list(reversed(rows.columns))]", "2", "columns: ["),
+    ("params", "rows", "3 if rank == 1 else 2", "latent_dim: 2 on rank 0, 3 on rank 1"),
+])
+def test_ranks_that_differ_are_refused_on_every_rank_naming_the_difference(shared, name, change, latent, message):
+    # Review finding: an extra column on one rank gave a NaN error about that column on both,
+    # reordered columns a gloo "connection closed", another latent_dim a state_dict size mismatch.
+    torchrun(shared, f"{name}.py", MISMATCHED.format(change=change, latent=latent, name=name))
+    for rank in (0, 1):
+        error = (shared / f"{name}-error-{rank}.txt").read_text()
+        assert "every rank must fit the same estimator" in error and message in error
+
+
 def test_fit_distributed_outside_a_launcher_says_how_to_launch(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR"):
         monkeypatch.delenv(name, raising=False)
