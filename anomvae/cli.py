@@ -227,8 +227,11 @@ def _run_train(args) -> int:
     config = load_config(args.config)
     config["tracking"]["enabled"] &= not args.no_tracking
     for key in ("registered_model_name", "alias", "experiment", "run_name"):
-        if getattr(args, key):
-            config["tracking"][key] = getattr(args, key)
+        value = getattr(args, key)
+        if value is not None and not value.strip():
+            raise ValueError(f"--{key.replace('_', '-')} must not be empty")
+        if value is not None:
+            config["tracking"][key] = value
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     report = train(config, args.output, progress=progress)
     report["wall_seconds"] = round(time.perf_counter() - started, 2)

@@ -200,3 +200,11 @@ def test_bench_exits_1_when_every_run_failed(tmp_path, capsys):
     status = main(["bench", "--suite", "tabular", "--data", str(data), "--detectors", "KNN", "--quiet",
                    "--no-plots", "--out", str(tmp_path / "out")])
     assert status == 1 and "every run failed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--registered-model-name", "--alias", "--experiment", "--run-name"])
+def test_an_empty_tracking_option_is_refused_not_replaced_by_the_default(config, option, capsys):
+    # Review finding: mlflow run -P registered_model_name='' registered the model as 'anomvae'.
+    assert main(["train", "--config", str(config), option, ""]) == 2
+    assert f"{option} must not be empty" in capsys.readouterr().err
+
