@@ -121,6 +121,32 @@ def test_early_stopping_waits_for_the_mixture():
     assert len(detector.history_["epoch"]) >= min(detector.epochs, start + detector.patience)
 
 
+def test_components_that_coincide_over_two_segments_are_parted():
+    # Review finding: three clear segments of 450 rows came out as two cohorts (sizes 0 / 169 / 281):
+    # two components met while the codes still overlapped and EM kept them identical.
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0, 0, 0], [8, 8, 0, 0], [-8, 8, 5, 0]])
+    labels = rng.integers(0, 3, 450)
+    rows = centres[labels] + rng.normal(size=(450, 4))
+    detector = AnomalyVaDE(n_components=3, random_state=0).fit(rows)
+    assert adjusted_rand_score(labels, detector.predict_cohort(rows)) > 0.95
+
+
+def test_the_split_test_leaves_surplus_components_on_one_segment_alone():
+    from anomvae.models.vade.mixture_fit import split_coincident
+    from anomvae.models.vade.network import GaussianMixturePrior
+
+    prior = GaussianMixturePrior(2, 2)
+    prior.assign(np.array([0.5, 0.5]), np.zeros((2, 2)), np.ones((2, 2)))
+    one_segment = torch.randn(400, 2, generator=torch.Generator().manual_seed(0))
+    assert split_coincident(prior, one_segment, torch.full((400, 2), 0.01), seed=0) == 0
+    two_segments = torch.cat([one_segment[:200] - 4, one_segment[200:] + 4])
+    assert split_coincident(prior, two_segments, torch.full((400, 2), 0.01), seed=0) == 1
+    assert sorted(prior.means[:, 0].round().tolist()) == [-4.0, 4.0]
+
+
 def test_an_update_of_a_fitted_mixture_does_not_wait_for_a_warm_up(segments):
     # Review finding: partial_fit sat through the warm-up again (55 epochs against 11), though the
     # mixture was fitted and the objective no longer switches.

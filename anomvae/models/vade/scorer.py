@@ -13,7 +13,7 @@ from ...nn.posterior import codes_and_errors, decoded_mean, posterior_diagnostic
 from ...nn.vae_losses import gaussian_kl, row_reconstruction_nll, sum_per_row, trimmed_mean
 from ...nn.vae_network import VAENetwork
 from ...scorer import BatchSource, FitContext, Phase, Scorer
-from .mixture_fit import MAX_MIXTURE_CODES, fit_mixture, mixture_step
+from .mixture_fit import MAX_MIXTURE_CODES, fit_mixture, mixture_step, split_coincident
 from .losses import mixture_kl
 from .network import GaussianMixturePrior
 
@@ -95,7 +95,9 @@ class VaDEScorer(Scorer):
 
     def on_epoch_start(self, epoch: int, batches: BatchSource) -> None:
         if self.mixture_fitted.item():
-            mixture_step(self.prior, *self._posteriors(batches()))
+            posteriors = self._posteriors(batches())
+            mixture_step(self.prior, *posteriors)
+            split_coincident(self.prior, *posteriors, seed=epoch)
         elif epoch >= self.warmup_epochs:
             self._fit_mixture(batches())
         self.mixture_active = bool(self.mixture_fitted.item())
