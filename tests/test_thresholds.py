@@ -356,3 +356,23 @@ def test_every_estimator_calibrates_saves_and_monitors_thresholds(estimator_clas
     np.testing.assert_allclose(loaded.p_values(outliers), detector.p_values(outliers))
     report = anomvae.monitor(loaded.set_threshold(Contamination(0.05)), outliers)
     assert report.n_rows == len(outliers) and report.expected_rate == 0.05
+
+
+def test_peaks_over_threshold_calibrates_at_the_smallest_reference_it_accepts():
+    # Review finding: at 200-230 reference rows the bootstrap's tied resamples raised, so a plain
+    # 2,000-row fit (200 held-out rows) failed although check_reference_size had accepted it.
+    strategy = PeaksOverThreshold(0.005)
+    strategy.check_reference_size(200)
+    for seed in range(5):
+        fitted = strategy.calibrate(np.random.default_rng(seed).exponential(size=200), random_state=seed)
+        assert np.isfinite(fitted.value)
+        assert fitted.confidence_interval is None or fitted.confidence_interval[0] <= fitted.confidence_interval[1]
+
+
+@pytest.mark.parametrize("strategy", [FalsePositiveRate(np.float32(0.05)), FixedScore(np.float64(2.5)),
+                                      PeaksOverThreshold(np.float64(0.01), tail_fraction=np.float32(0.1))])
+def test_numpy_scalar_parameters_become_python_numbers_so_the_model_saves(strategy):
+    # Review finding: FalsePositiveRate(np.float32(0.05)) fitted, then save() failed (float32 not JSON).
+    described = strategy.to_dict()
+    assert json.loads(json.dumps(described)) == described
+    assert all(not isinstance(value, np.generic) for value in described.values())

@@ -77,3 +77,19 @@ class PeaksOverThreshold(ThresholdStrategy):
 
     def expected_rate(self, scores, value):
         return float(self.rate)
+
+    def _bootstrap_values(self, scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Thresholds of the resamples that keep ``min_exceedances`` distinct excesses.
+
+        Resampling with replacement repeats scores, so a reference just large
+        enough (``min_exceedances / tail_fraction`` rows) often leaves fewer
+        scores strictly above the resample's quantile; those resamples are
+        skipped rather than failing the fit. None left: no interval.
+        """
+        values = []
+        for _ in range(self.n_bootstrap):
+            resample = scores[rng.integers(0, scores.size, scores.size)]
+            initial = np.quantile(resample, 1.0 - self.tail_fraction)
+            if np.count_nonzero(resample > initial) >= self.min_exceedances:
+                values.append(self.threshold_value(resample))
+        return np.array(values)

@@ -112,6 +112,10 @@ class ThresholdStrategy:
             _STRATEGIES[cls.method] = cls
 
     def __post_init__(self):
+        for parameter in fields(self):  # NumPy scalars as Python numbers: to_dict() is JSON, as saved files need
+            value = getattr(self, parameter.name)
+            if isinstance(value, np.generic):
+                object.__setattr__(self, parameter.name, value.item())
         _check_rate("confidence", self.confidence, 0.0, 1.0, high_closed=False)
         if isinstance(self.n_bootstrap, bool) or not isinstance(self.n_bootstrap, (int, np.integer)):
             raise TypeError(f"n_bootstrap must be an int, got {type(self.n_bootstrap).__name__}")
@@ -159,9 +163,10 @@ class ThresholdStrategy:
         interval = None
         if self.n_bootstrap:
             resampled = self._bootstrap_values(scores, np.random.default_rng(random_state))
-            tail = (1.0 - self.confidence) / 2.0
-            low, high = np.quantile(resampled, [tail, 1.0 - tail])
-            interval = (float(low), float(high))
+            if resampled.size:
+                tail = (1.0 - self.confidence) / 2.0
+                low, high = np.quantile(resampled, [tail, 1.0 - tail])
+                interval = (float(low), float(high))
         expected = float(self.expected_rate(scores, value))
         n_effective = self.effective_size(scores)
         return FittedThreshold(
