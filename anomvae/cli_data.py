@@ -66,6 +66,9 @@ def read_table(path: str | Path, detector=None) -> pd.DataFrame:
     model fitted on an array, which has no column names), so ids and other
     columns may stand anywhere. Parquet files carry their own types.
     """
+    if getattr(detector, "is_image_", False):
+        raise ValueError("this is an image model: the command line reads tables; score images from Python "
+                         "(detector.score_samples(images), anomvae.report.write_report(detector, images, y, path))")
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":

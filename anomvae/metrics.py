@@ -23,17 +23,29 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 
-def _anomaly_labels(y) -> np.ndarray:
+def check_labels(y) -> np.ndarray:
+    """Labels as ints, 1 for anomalies and 0 for normal rows (booleans accepted).
+
+    Raises
+    ------
+    ValueError
+        For any other value (scikit-learn's +1/-1, text), saying how to convert.
+    """
     labels = np.asarray(y).ravel()
     values = set(np.unique(labels).tolist())
     if not values <= {0, 1}:
         raise ValueError(
-            f"labels must be 1 for anomalies and 0 for normal rows, got values {sorted(values)}; "
+            f"labels must be 1 for anomalies and 0 for normal rows, got values {sorted(values, key=str)[:10]}; "
             "for scikit-learn's +1/-1 convention pass (y == -1).astype(int)"
         )
-    if len(values) < 2:
-        raise ValueError("ranking needs both anomalies (y = 1) and normal rows (y = 0) in the fold")
     return labels.astype(int)
+
+
+def _anomaly_labels(y) -> np.ndarray:
+    labels = check_labels(y)
+    if len(set(labels.tolist())) < 2:
+        raise ValueError("ranking needs both anomalies (y = 1) and normal rows (y = 0) in the fold")
+    return labels
 
 
 def alarm_rates(anomaly_scores, threshold: float, y) -> dict[str, float]:
@@ -104,4 +116,4 @@ def outlier_average_precision(estimator, X, y) -> float:
 SCORERS = {"outlier_roc_auc": outlier_roc_auc, "outlier_average_precision": outlier_average_precision}
 """By name, for ``scoring=SCORERS`` (several metrics at once, with ``refit=`` one of the names)."""
 
-__all__ = ["SCORERS", "alarm_rates", "outlier_average_precision", "outlier_roc_auc"]
+__all__ = ["SCORERS", "alarm_rates", "check_labels", "outlier_average_precision", "outlier_roc_auc"]

@@ -3,7 +3,8 @@
 One page a person can read without MLflow: the data, the threshold in force
 and how it was set, the score distribution (split by label when labels are
 known), precision/recall/F1 and confusion counts at the threshold, the most
-anomalous rows with the features driving them and their p-values, the
+anomalous rows with the features driving them and their p-values (tabular
+models; an image model gets its per-pixel contribution map instead), the
 per-feature contributions, the loss curves and any health warnings.
 
 Figures are PNGs inlined as ``data:`` URIs and the styling is inline CSS:
@@ -28,6 +29,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from sklearn.utils.validation import check_is_fitted
 
+from .metrics import check_labels
 from .request_scoring import explained_positions
 
 TOP_ROWS = 20
@@ -67,13 +69,14 @@ def build_report(detector, X, y=None, *, title: str | None = None, top_rows: int
     Raises
     ------
     ValueError
-        When ``y`` does not have one label per row.
+        When ``y`` does not have one label per row, or holds values other
+        than 0/1 (or booleans).
     """
     from .lifecycle import plots  # matplotlib, loaded only to draw
 
     check_is_fitted(detector)
     scores = -detector.score_samples(X)
-    labels = None if y is None else np.asarray(y).astype(int).ravel()
+    labels = None if y is None else check_labels(y)
     if labels is not None and len(labels) != len(scores):
         raise ValueError(f"y has {len(labels)} labels for {len(scores)} rows")
     threshold = float(-detector.offset_)

@@ -113,6 +113,16 @@ def test_report_reads_true_false_labels_and_names_a_missing_keep_column(tmp_path
     assert "--keep names column(s) ['nope']" in capsys.readouterr().err
 
 
+def test_the_cli_says_image_models_are_scored_from_python(tmp_path, capsys):
+    # Review finding: each error sent the user to the other input form (2-d rows, then images).
+    images = np.random.default_rng(0).integers(0, 255, size=(40, 8, 8), dtype=np.uint8)
+    anomvae.AnomalyVAE(**FAST).fit(images).save(tmp_path / "images.safetensors")
+    np.savez(tmp_path / "batch.npz", X=images[:5].reshape(5, -1))
+    for command in ("score", "monitor", "report"):
+        assert main([command, str(tmp_path / "images.safetensors"), str(tmp_path / "batch.npz")]) == 2
+        assert "image model: the command line reads tables" in capsys.readouterr().err
+
+
 def test_score_refuses_a_missing_keep_column_and_an_unknown_model(registered, capsys):
     _, _, folder, _ = registered
     assert main(["score", str(folder / "model.safetensors"), str(folder / "batch.csv"), "--keep", "nope"]) == 2

@@ -63,6 +63,18 @@ def test_report_without_labels_has_no_classification_section(labelled):
     assert 'id="confusion"' not in page and 'id="top-rows"' in page
 
 
+@pytest.mark.parametrize("convert, message", [
+    (lambda y: np.where(y == 1, -1, 1), "for scikit-learn's +1/-1 convention"),
+    (lambda y: np.where(y == 1, "anomaly", "normal"), "got values ['anomaly', 'normal']"),
+])
+def test_report_labels_other_than_0_and_1_get_a_clear_error(labelled, convert, message):
+    # Review finding: these raised sklearn's "Target is multiclass" or int("normal") from deep inside.
+    detector, rows, labels = labelled
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_report(detector, rows, convert(np.asarray(labels)))
+    assert 'id="confusion"' in build_report(detector, rows, np.asarray(labels) == 1)  # booleans are fine
+
+
 def test_cli_report_reads_a_csv_with_the_model_schema(tmp_path):
     rng = np.random.default_rng(3)
     rows = pd.DataFrame({"amount": rng.normal(size=120), "branch": rng.choice(["01", "02", "10"], 120)})
