@@ -309,7 +309,9 @@ class ImageScaler:
     fitted on [0, 1] floats are divided by 255 (what ``uint8`` means in
     ``fit`` and in the PNG form), and fractional pixels within [0, 1] scored by
     a model fitted on non-negative pixels beyond 1 (0-255) are refused (they
-    would read as a black image).
+    would read as a black image), as are ``uint8`` pixels scored by a model
+    fitted on a wider integer range (16-bit) and integer pixels beyond 255
+    scored by a model fitted on 8-bit images.
     """
 
     def __init__(self) -> None:
@@ -344,6 +346,7 @@ class ImageScaler:
             )
         if batch.dtype == np.uint8 and (self.low, self.high) == (0.0, 1.0):
             return (batch / 255.0).astype(np.float32)
+        self._refuse_another_integer_scale(batch)
         pixel_scale = self.low >= 0.0 and self.high >= 2.0  # a fit on non-negative pixels beyond [0, 1], e.g. 0-255
         if pixel_scale and batch.dtype.kind == "f" and batch.size and float(batch.max()) <= 1.0:
             if np.any(batch != np.round(batch)):
@@ -354,6 +357,21 @@ class ImageScaler:
                 )
         scaled = (batch.astype(np.float64) - self.low) / (self.high - self.low)
         return np.clip(scaled, 0.0, 1.0).astype(np.float32)
+
+    def _refuse_another_integer_scale(self, batch: np.ndarray) -> None:
+        """Integer pixels on another scale than fit's: 8-bit against a wider fit, or beyond 8 bits against an 8-bit one."""
+        if batch.dtype.kind not in "iu" or not batch.size:
+            return
+        if batch.dtype == np.uint8 and self.high > 255.0:
+            raise ValueError(
+                f"uint8 images (0-255) but the model was fitted on pixels in [{self.low:g}, {self.high:g}]: "
+                "pass them on the scale of fit"
+            )
+        if (self.low, self.high) == (0.0, 255.0) and int(batch.max()) > 255:
+            raise ValueError(
+                f"image pixels reach {int(batch.max())} but the model was fitted on 8-bit images (0-255): "
+                "pass them on the scale of fit"
+            )
 
     def to_config(self) -> dict[str, Any]:
         """JSON-serialisable state."""
