@@ -20,24 +20,36 @@ trained on a contaminated feed would.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 
+LABEL_WORDS = {"1": 1, "0": 0, "1.0": 1, "0.0": 0, "true": 1, "false": 0}
+"""Text labels read as numbers (as a CSV delivers them), case and surrounding spaces ignored."""
+
+
 def check_labels(y) -> np.ndarray:
-    """Labels as ints, 1 for anomalies and 0 for normal rows (booleans accepted).
+    """Labels as ints, 1 for anomalies and 0 for normal rows.
+
+    Accepted: 0/1 numbers, booleans, and the text of :data:`LABEL_WORDS`.
 
     Raises
     ------
     ValueError
-        For any other value (scikit-learn's +1/-1, text), saying how to convert.
+        For a missing label or any other value (scikit-learn's +1/-1, words
+        such as "anomaly"), saying how to convert.
     """
-    labels = np.asarray(y).ravel()
-    values = set(np.unique(labels).tolist())
+    raw = np.asarray(y, dtype=object).ravel()
+    if any(value is None or (not isinstance(value, str) and bool(pd.isna(value))) for value in raw):
+        raise ValueError("labels must not be missing: give every row 1 (anomaly) or 0 (normal)")
+    labels = np.array([LABEL_WORDS.get(value.strip().lower(), value) if isinstance(value, str) else value
+                       for value in raw], dtype=object)
+    values = set(labels.tolist())
     if not values <= {0, 1}:
-        raise ValueError(
-            f"labels must be 1 for anomalies and 0 for normal rows, got values {sorted(values, key=str)[:10]}; "
-            "for scikit-learn's +1/-1 convention pass (y == -1).astype(int)"
-        )
+        shown = sorted(values - {0, 1}, key=str)[:10]
+        hint = ("for scikit-learn's +1/-1 convention pass (y == -1).astype(int)" if values & {-1}
+                else "map your labels to 1 for anomalies and 0 for normal rows")
+        raise ValueError(f"labels must be 1 for anomalies and 0 for normal rows (or true/false), got {shown}; {hint}")
     return labels.astype(int)
 
 

@@ -84,9 +84,9 @@ def fit_distributed(estimator, X, *, group=None):
     Raises
     ------
     ValueError
-        On every rank, naming the rank that differs, when the ranks' shards
-        do not have the same columns (names, order, numeric/boolean/text
-        kinds) or width, or their estimators not the same parameters.
+        On every rank, naming the difference, when the ranks' shards do not
+        have the same columns (names and order) or width, or their estimators
+        not the same parameters (other than :data:`RANK_LOCAL_PARAMETERS`).
     """
     if is_streamed(X):
         raise TypeError("fit_distributed takes this rank's rows in memory; read your shard of the "
@@ -103,15 +103,36 @@ def fit_distributed(estimator, X, *, group=None):
 
 
 def _setup(estimator, X) -> dict:
-    """What every rank's fit must agree on: the estimator's parameters and the shard's columns."""
-    params = {name: repr(value) for name, value in estimator.get_params(deep=False).items()
+    """What every rank's fit must agree on: the estimator's parameters and the shard's columns.
+
+    Parameters are compared as values (a list equals a tuple, a NumPy number
+    the Python one), columns by name and order (their kinds are checked by
+    ``fit`` itself on the gathered sample).
+    """
+    params = {name: _comparable(value) for name, value in estimator.get_params(deep=False).items()
               if name not in RANK_LOCAL_PARAMETERS}
     if isinstance(X, pd.DataFrame):
-        kinds = {"b": "boolean", "i": "number", "u": "number", "f": "number"}
-        columns = [f"{name} ({kinds.get(dtype.kind, 'text')})" for name, dtype in X.dtypes.items()]
+        columns = [repr(name) for name in X.columns]
     else:
         columns = [f"array of shape (n, {', '.join(map(str, np.shape(X)[1:]))})"]
     return {"parameters": params, "columns": columns}
+
+
+def _same(left, right) -> bool:
+    """Equal parameter values; objects that cannot be compared (no ``__eq__``) count as equal."""
+    try:
+        return bool(left == right) or type(left).__eq__ is object.__eq__
+    except (TypeError, ValueError):
+        return True
+
+
+def _comparable(value):
+    """``value`` with lists as tuples and NumPy scalars as Python numbers, so equal settings compare equal."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_comparable(item) for item in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _check_same_setup(estimator, X, sync: DataParallel) -> None:
@@ -121,9 +142,9 @@ def _check_same_setup(estimator, X, sync: DataParallel) -> None:
     first = setups[0]
     for rank, setup in enumerate(setups[1:], start=1):
         differences = [
-            f"{name}: {first['parameters'].get(name)} on rank 0, {setup['parameters'].get(name)} on rank {rank}"
+            f"{name}: {first['parameters'].get(name)!r} on rank 0, {setup['parameters'].get(name)!r} on rank {rank}"
             for name in sorted(set(first["parameters"]) | set(setup["parameters"]))
-            if first["parameters"].get(name) != setup["parameters"].get(name)
+            if not _same(first["parameters"].get(name), setup["parameters"].get(name))
         ]
         if first["columns"] != setup["columns"]:
             differences.append(f"columns: {first['columns']} on rank 0, {setup['columns']} on rank {rank}")

@@ -310,8 +310,9 @@ class ImageScaler:
     ``fit`` and in the PNG form), and fractional pixels within [0, 1] scored by
     a model fitted on non-negative pixels beyond 1 (0-255) are refused (they
     would read as a black image), as are ``uint8`` pixels scored by a model
-    fitted on a wider integer range (16-bit) and integer pixels beyond 255
-    scored by a model fitted on 8-bit images.
+    fitted on pixels beyond 511 (16-bit) and integer pixels beyond 255 scored
+    by a model fitted on 0-255; integer pixels of another type on the 0-255
+    scale are read like ``uint8`` by a model fitted on [0, 1].
     """
 
     def __init__(self) -> None:
@@ -344,7 +345,7 @@ class ImageScaler:
                 f"images have shape {tuple(batch.shape[1:])} (channels, height, width) but the "
                 f"model was fitted on {self.shape}"
             )
-        if batch.dtype == np.uint8 and (self.low, self.high) == (0.0, 1.0):
+        if self._eight_bit_against_unit_fit(batch):
             return (batch / 255.0).astype(np.float32)
         self._refuse_another_integer_scale(batch)
         pixel_scale = self.low >= 0.0 and self.high >= 2.0  # a fit on non-negative pixels beyond [0, 1], e.g. 0-255
@@ -358,18 +359,24 @@ class ImageScaler:
         scaled = (batch.astype(np.float64) - self.low) / (self.high - self.low)
         return np.clip(scaled, 0.0, 1.0).astype(np.float32)
 
+    def _eight_bit_against_unit_fit(self, batch: np.ndarray) -> bool:
+        """Integer pixels on the 0-255 scale (uint8, or a wider integer type beyond 1) for a [0, 1] fit."""
+        if (self.low, self.high) != (0.0, 1.0) or batch.dtype.kind not in "iu" or not batch.size:
+            return False
+        return batch.dtype == np.uint8 or (int(batch.min()) >= 0 and 1 < int(batch.max()) <= 255)
+
     def _refuse_another_integer_scale(self, batch: np.ndarray) -> None:
-        """Integer pixels on another scale than fit's: 8-bit against a wider fit, or beyond 8 bits against an 8-bit one."""
+        """Integer pixels on another scale than fit's: 8-bit against a 16-bit fit, or beyond 8 bits against 0-255."""
         if batch.dtype.kind not in "iu" or not batch.size:
             return
-        if batch.dtype == np.uint8 and self.high > 255.0:
+        if batch.dtype == np.uint8 and self.high > 511.0:  # well past 8 bits, not a float fit's overshoot
             raise ValueError(
                 f"uint8 images (0-255) but the model was fitted on pixels in [{self.low:g}, {self.high:g}]: "
                 "pass them on the scale of fit"
             )
         if (self.low, self.high) == (0.0, 255.0) and int(batch.max()) > 255:
             raise ValueError(
-                f"image pixels reach {int(batch.max())} but the model was fitted on 8-bit images (0-255): "
+                f"image pixels reach {int(batch.max())} but the model was fitted on pixels in [0, 255]: "
                 "pass them on the scale of fit"
             )
 

@@ -134,12 +134,16 @@ def test_a_batch_on_the_other_pixel_scale_is_read_or_refused_never_clipped():
     with pytest.raises(ValueError, match="got a list; pass a numpy array"):
         on_255.score_samples(list(images[:2]))
     # Review finding: 16-bit and 8-bit integer scales were silently rescaled or clipped into another image.
-    with pytest.raises(ValueError, match="reach 25[0-9]0 but the model was fitted on 8-bit images"):
+    with pytest.raises(ValueError, match="reach 25[0-9]0 but the model was fitted on pixels in \\[0, 255\\]"):
         on_255.score_samples(images.astype(np.int32) * 10)
     on_16_bit = tiny(AnomalyVAE).fit(images.astype(np.int16) * 16)
     with pytest.raises(ValueError, match="uint8 images \(0-255\) but the model was fitted on pixels in \[0, 40"):
         on_16_bit.score_samples(images)
     np.testing.assert_array_equal(on_255.score_samples(images.astype(np.int64)), on_255.score_samples(images))
+    np.testing.assert_allclose(on_unit.score_samples(images.astype(np.int64)), on_unit.score_samples(images), rtol=1e-6)
+    from anomvae.preprocessing import ImageScaler
+    overshoot = ImageScaler().fit(np.linspace(-2.0, 258.3, 36).reshape(1, 1, 6, 6))  # a float fit past 255
+    assert overshoot.transform(images).shape == images.shape  # uint8 still read, not refused
 
 
 def test_float_images_outside_unit_range_are_scaled_with_the_fit_range():

@@ -79,12 +79,14 @@ class PeaksOverThreshold(ThresholdStrategy):
         return float(self.rate)
 
     def _bootstrap_values(self, scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Thresholds of the resamples that keep ``min_exceedances`` distinct excesses.
+        """Thresholds of the resamples that keep ``min_exceedances`` scores strictly above their quantile.
 
         Resampling with replacement repeats scores, so a reference just large
         enough (``min_exceedances / tail_fraction`` rows) often leaves fewer
         scores strictly above the resample's quantile; those resamples are
-        skipped rather than failing the fit. None left: no interval.
+        skipped rather than failing the fit. The survivors are a selected
+        set, so when fewer than half survive no interval is given (an empty
+        result) rather than a biased one.
         """
         values = []
         for _ in range(self.n_bootstrap):
@@ -92,4 +94,4 @@ class PeaksOverThreshold(ThresholdStrategy):
             initial = np.quantile(resample, 1.0 - self.tail_fraction)
             if np.count_nonzero(resample > initial) >= self.min_exceedances:
                 values.append(self.threshold_value(resample))
-        return np.array(values)
+        return np.array(values) if 2 * len(values) >= self.n_bootstrap else np.array([])

@@ -114,7 +114,9 @@ class ThresholdStrategy:
     def __post_init__(self):
         for parameter in fields(self):  # NumPy scalars as Python numbers: to_dict() is JSON, as saved files need
             value = getattr(self, parameter.name)
-            if isinstance(value, np.generic):
+            if isinstance(value, np.floating) and value.dtype.itemsize < 8:  # float32 0.05 stays 0.05
+                object.__setattr__(self, parameter.name, float(str(value)))
+            elif isinstance(value, np.generic):
                 object.__setattr__(self, parameter.name, value.item())
         _check_rate("confidence", self.confidence, 0.0, 1.0, high_closed=False)
         if isinstance(self.n_bootstrap, bool) or not isinstance(self.n_bootstrap, (int, np.integer)):

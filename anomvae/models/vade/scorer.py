@@ -38,7 +38,9 @@ class VaDEScorer(Scorer):
     the paper's start); from then on the networks are trained on the
     reconstruction NLL plus :func:`~.losses.mixture_kl`, and the mixture
     takes one exact EM step (:func:`~.mixture_fit.mixture_step`) at the start
-    of every epoch and once more at the end. If training ends before the
+    of every epoch, followed by a split step for components that coincide
+    over two clusters (:func:`~.mixture_fit.split_coincident`), and one EM
+    step more at the end. If training ends before the
     mixture was fitted, or early stopping restores weights from before it,
     it is fitted to the final codes in :meth:`on_train_end`; either way it
     matches the final weights.
