@@ -44,7 +44,7 @@ class AnomalyVaDE(BaseDeepDetector):
         development tables (``benchmarks/results/vade.md``) mean ROC-AUC was
         0.772 with 1 component, 0.788 with 3, 0.791 with 5 and 0.791 with 10,
         hence 5 (measured before early stopping waited for the warm-up; 5
-        components now 0.803). The cost is ``O(K * latent_dim)`` per row.
+        components now 0.799). The cost is ``O(K * latent_dim)`` per row.
     scoring : {"reconstruction+prior", "prior", "reconstruction"}, default="reconstruction+prior"
         Anomaly score, all deterministic (at the posterior mean).
         ``"prior"`` is ``-log p(z)`` under the mixture at the posterior mean:
