@@ -41,12 +41,19 @@ def shared(tmp_path_factory):
     return folder
 
 
+GLOO_TEARDOWN_ABORT = "terminate called without an active exception"
+"""What a gloo process prints when a C++ thread outlives it at exit. Seen once in about ten
+loaded runs, after the script's own work; a launch that ends so is run once more."""
+
+
 def torchrun(folder, name: str, script: str) -> None:
     """Run ``script`` as ``folder/name`` in two gloo processes on ``folder/data.npz``; it must succeed."""
     (folder / name).write_text(script)
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
               str(folder / name), str(folder / "data.npz"), str(folder)]
     result = subprocess.run(launch, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0 and GLOO_TEARDOWN_ABORT in result.stderr:
+        result = subprocess.run(launch, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
 
