@@ -10,6 +10,7 @@ import pandas as pd
 from pandas._libs.parsers import STR_NA_VALUES  # pandas' default missing-value markers
 
 from .datasets import embedded_default, shared_data_dir
+from .metrics import LABEL_WORDS
 
 
 def label_values(values, where: str) -> np.ndarray:
@@ -22,8 +23,8 @@ def label_values(values, where: str) -> np.ndarray:
     """
     array = np.asarray(values)
     if array.dtype.kind in "OUS":  # text read from a CSV file: "1", "0", "True", "false"
-        words = {"true": "1", "false": "0"}
-        array = np.asarray([words.get(str(value).strip().lower(), value) for value in array.ravel()], dtype=object)
+        array = np.asarray([LABEL_WORDS.get(str(value).strip().lower(), value) for value in array.ravel()],
+                           dtype=object)
     try:
         numbers = array.astype(np.float64)
     except (TypeError, ValueError):
