@@ -62,17 +62,25 @@ class PeaksOverThreshold(ThresholdStrategy):
                 "calibrate on more rows (in fit: raise validation_fraction), or lower min_exceedances"
             )
 
-    def threshold_value(self, scores):
+    def _excesses(self, scores: np.ndarray) -> tuple[float, np.ndarray]:
+        """The tail quantile of ``scores`` and the excesses of the scores strictly above it."""
         initial = float(np.quantile(scores, 1.0 - self.tail_fraction))
-        excesses = scores[scores > initial] - initial
+        return initial, scores[scores > initial] - initial
+
+    def threshold_value(self, scores):
+        initial, excesses = self._excesses(scores)
         if excesses.size < self.min_exceedances:
             raise ValueError(
                 f"peaks over threshold found {excesses.size} reference scores above the "
                 f"{1 - self.tail_fraction:.3g} quantile, fewer than min_exceedances="
                 f"{self.min_exceedances}; supply more reference rows or raise tail_fraction"
             )
+        return self._tail_threshold(initial, excesses, scores.size)
+
+    def _tail_threshold(self, initial: float, excesses: np.ndarray, n: int) -> float:
+        """The score exceeded by ``rate`` of ``n`` rows under the generalised Pareto fit of the excesses."""
         shape, _, scale = genpareto.fit(excesses, floc=0.0)
-        tail_probability = self.rate * scores.size / excesses.size
+        tail_probability = self.rate * n / excesses.size
         return initial + float(genpareto.isf(tail_probability, shape, loc=0.0, scale=scale))
 
     def expected_rate(self, scores, value):
@@ -91,7 +99,7 @@ class PeaksOverThreshold(ThresholdStrategy):
         values = []
         for _ in range(self.n_bootstrap):
             resample = scores[rng.integers(0, scores.size, scores.size)]
-            initial = np.quantile(resample, 1.0 - self.tail_fraction)
-            if np.count_nonzero(resample > initial) >= self.min_exceedances:
-                values.append(self.threshold_value(resample))
+            initial, excesses = self._excesses(resample)
+            if excesses.size >= self.min_exceedances:
+                values.append(self._tail_threshold(initial, excesses, resample.size))
         return np.array(values) if 2 * len(values) >= self.n_bootstrap else np.array([])
