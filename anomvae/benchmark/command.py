@@ -223,12 +223,13 @@ def _check_suite_options(arguments: argparse.Namespace) -> None:
         if arguments.widths is not None or arguments.rows is not None:
             raise ValueError("--widths and --rows belong to --suite throughput")
         return
-    defaults = argparse.ArgumentParser()
-    add_arguments(defaults)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    defaults = vars(parser.parse_args([]))
     given = sorted(
         name for name, value in vars(arguments).items()
         if name not in SUITE_OPTIONS[arguments.suite] and name != "suite"
-        and hasattr(defaults.parse_args([]), name) and value != getattr(defaults.parse_args([]), name)
+        and name in defaults and value != defaults[name]
     )
     if given:
         options = ", ".join("--" + name.replace("_", "-") for name in given)
