@@ -56,9 +56,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .serving_checks import MAX_ROWS, ColumnTypes, Refusal, check_row_count
+from .serving_checks import ColumnTypes, Refusal, check_row_count
 
-__all__ = ["MAX_BODY_BYTES", "MAX_ROWS", "ColumnTypes", "Refusal", "RequestGuard", "parse_json"]
+__all__ = ["MAX_BODY_BYTES", "RequestGuard", "parse_json"]
 
 LOGGER = logging.getLogger(__name__)
 
