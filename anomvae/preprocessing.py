@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .finite import check_finite, describe_rows
 from .schema import BOOLEAN, CATEGORY, NUMERIC, as_float64, fit_kind
 
 VALUE_LIMIT = 1e6
@@ -26,40 +27,6 @@ SCALINGS = ("standard", "robust", "minmax", "none")
 NUMBER_LIKE = {"floating", "integer", "mixed-integer-float", "decimal", "boolean", "empty"}
 """What :func:`pandas.api.types.infer_dtype` says of an object column holding only
 numbers (missing values aside); such a column scores like its numeric dtype."""
-
-
-def _describe_rows(mask: np.ndarray, first_row: int = 0) -> str:
-    rows = np.flatnonzero(mask) + first_row
-    shown = ", ".join(str(row) for row in rows[:5])
-    more = f", ... ({len(rows)} rows in all)" if len(rows) > 5 else ""
-    return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
-
-
-def check_finite(values: np.ndarray, columns: list[str] | None = None, first_row: int = 0) -> None:
-    """Raise ``ValueError`` naming the rows and columns holding NaN or infinity.
-
-    Parameters
-    ----------
-    values : ndarray of shape (n, d) or (n, ...)
-    columns : list of str, optional
-        Column names used in the message; positions are used otherwise.
-    first_row : int
-        Position of ``values``' first row in the caller's input.
-    """
-    if values.size == 0:
-        return
-    flat = values.reshape(len(values), -1)
-    for kind, test in (("NaN", np.isnan), ("infinity", np.isinf)):
-        bad = test(flat)
-        if bad.any():
-            bad_columns = np.flatnonzero(bad.any(axis=0))
-            names = [columns[i] if columns else str(i) for i in bad_columns[:5]]
-            raise ValueError(
-                f"Input X contains {kind} in {_describe_rows(bad.any(axis=1), first_row)}, "
-                f"column{'s' if len(bad_columns) > 1 else ''} {', '.join(names)}"
-                f"{' ...' if len(bad_columns) > 5 else ''}; anomvae needs finite values: "
-                "impute or drop them before fitting or scoring"
-            )
 
 
 def _scale_statistics(values: np.ndarray, scaling: str) -> tuple[np.ndarray, np.ndarray]:
@@ -272,7 +239,7 @@ def _checked_values(series: pd.Series, column: str, kind: str, first_row: int = 
         if bad.any():
             raise TypeError(
                 f"column {column!r} was boolean in fit but now holds {float(values[bad][0])!r} "
-                f"({_describe_rows(bad, first_row)}); send true/false"
+                f"({describe_rows(bad, first_row)}); send true/false"
             )
     return values
 
@@ -281,7 +248,7 @@ def _check_no_missing(series: pd.Series, column: str, first_row: int = 0) -> Non
     if series.isna().any():
         raise ValueError(
             f"Input X contains NaN in categorical column {column!r} "
-            f"({_describe_rows(series.isna().to_numpy(), first_row)}); fill it with an explicit category"
+            f"({describe_rows(series.isna().to_numpy(), first_row)}); fill it with an explicit category"
         )
 
 

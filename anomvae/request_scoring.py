@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .inference import map_batches
-from .preprocessing import check_finite
+from .finite import check_finite
 
 UNSEEN_CONTEXT = "unseen_context"
 COHORT = "cohort"

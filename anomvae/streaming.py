@@ -34,7 +34,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .preprocessing import MAX_CATEGORIES, check_finite
+from .finite import check_finite
+from .preprocessing import MAX_CATEGORIES
 from .training_data import TrainingData
 
 SAMPLE_ROWS = 50_000

@@ -116,6 +116,14 @@ def test_wrong_image_inputs_are_refused(estimator_class):
         detector.predict(rng.random((4, 192)))
 
 
+def test_a_nan_pixel_is_named_by_its_channel_and_position():
+    detector = tiny(AnomalyVAE, epochs=1).fit(np.random.default_rng(0).random((20, 3, 8, 8)))
+    images = np.random.default_rng(1).random((4, 3, 8, 8))
+    images[2, 1, 5, 6] = np.nan
+    with pytest.raises(ValueError, match=r"NaN in row 2, pixel \(1, 5, 6\)"):
+        detector.score_samples(images)
+
+
 def test_tabular_model_refuses_images():
     detector = AnomalyVAE(epochs=1, random_state=0).fit(np.random.default_rng(0).normal(size=(20, 4)))
     with pytest.raises(ValueError, match="tabular"):

@@ -17,7 +17,8 @@ import torch
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..inference import map_batches
-from ..preprocessing import ImageScaler, TabularEncoder, check_finite
+from ..finite import check_finite
+from ..preprocessing import ImageScaler, TabularEncoder
 from ..schema import check_not_masked
 
 

@@ -28,7 +28,7 @@ import io
 import numpy as np
 import pandas as pd
 
-from ..preprocessing import check_finite
+from ..finite import check_finite
 
 IMAGE_COLUMN = "image"
 IMAGE_FORMATS = ("tensor", "png")
