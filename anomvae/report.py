@@ -30,6 +30,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from sklearn.utils.validation import check_is_fitted
 
 from .metrics import check_labels
+from .thresholds import conformal_p_values
 from .request_scoring import explained_positions
 
 TOP_ROWS = 20
@@ -72,16 +73,42 @@ def build_report(detector, X, y=None, *, title: str | None = None, top_rows: int
         When ``y`` does not have one label per row, or holds values other
         than 0/1 (or booleans).
     """
+    check_is_fitted(detector)
+    return report_from_scores(detector, X, detector.anomaly_score(X), detector.feature_scores(X), y,
+                              title=title, top_rows=top_rows)
+
+
+def report_from_scores(detector, X, scores, contributions, y=None, *, title: str | None = None,
+                       top_rows: int = TOP_ROWS) -> str:
+    """:func:`build_report` from scores already computed, so that a caller scores ``X`` once.
+
+    Parameters
+    ----------
+    detector : BaseDeepDetector
+        The fitted detector that scored ``X``.
+    X : array-like, DataFrame or image batch
+        The rows reported on.
+    scores : array-like of shape (n_rows,)
+        ``detector.anomaly_score(X)`` (higher = more anomalous).
+    contributions : array-like
+        ``detector.feature_scores(X)``.
+    y, title, top_rows
+        As in :func:`build_report`.
+
+    Returns
+    -------
+    str
+        A complete HTML document.
+    """
     from .lifecycle import plots  # matplotlib, loaded only to draw
 
-    check_is_fitted(detector)
-    scores = -detector.score_samples(X)
+    scores = np.asarray(scores, dtype=np.float64)
     labels = None if y is None else check_labels(y)
     if labels is not None and len(labels) != len(scores):
         raise ValueError(f"y has {len(labels)} labels for {len(scores)} rows")
     threshold = float(-detector.offset_)
     flagged = scores > threshold
-    contributions = np.asarray(detector.feature_scores(X), dtype=np.float64)
+    contributions = np.asarray(contributions, dtype=np.float64)
     names = _feature_names(detector, contributions)
     title = title or f"{type(detector).__name__} anomaly report"
     sections = [
@@ -212,7 +239,8 @@ def _classification_section(labels: np.ndarray, flagged: np.ndarray) -> str:
 
 def _top_rows_section(detector, X, scores, contributions, names, top_rows: int) -> str:
     order = np.argsort(-scores, kind="stable")[:top_rows]
-    p_values = detector.p_values(X)[order] if hasattr(detector, "reference_scores_") else np.full(len(order), np.nan)
+    p_values = (conformal_p_values(detector.reference_scores_, scores[order]) if hasattr(detector, "reference_scores_")
+                else np.full(len(order), np.nan))
     index = X.index[order] if isinstance(X, pd.DataFrame) else order
     candidates = explained_positions(names, detector)
     rows = []

@@ -70,6 +70,19 @@ def test_run_holds_params_epoch_losses_final_metrics_and_plots(trained):
     assert plots == {"plots/loss_curves.png", "plots/score_histogram.png", "plots/feature_contributions.png"}
 
 
+def test_log_training_scores_the_training_and_evaluation_rows_once_each(mlflow_store, labelled, monkeypatch):
+    X, y = labelled
+    detector = anomvae.AnomalyVAE(**FAST).fit(X.iloc[:200])
+    calls = []
+    for name in ("anomaly_score", "score_samples", "feature_scores"):
+        method = getattr(detector, name)
+        monkeypatch.setattr(detector, name, lambda rows, _method=method, _name=name:
+                            calls.append((_name, len(rows))) or _method(rows))
+    tracking.log_training(detector, X.iloc[:200], y[:200], validation=(X.iloc[200:], y[200:]))
+    assert sorted(calls) == [("anomaly_score", 80), ("anomaly_score", 200),
+                             ("feature_scores", 80), ("feature_scores", 200)]
+
+
 def test_a_threshold_that_cannot_honour_its_rate_is_tagged(mlflow_store, labelled):
     X, _ = labelled
     with pytest.warns(anomvae.calibration.ThresholdWarning):

@@ -111,8 +111,10 @@ def training_metrics(detector, X, y=None, prefix: str = "") -> dict[str, float]:
     prefix : str
         Prepended to every metric name (e.g. ``"eval_"``).
     """
-    scores = detector.anomaly_score(X)
-    threshold = -detector.offset_
+    return _score_metrics(detector.anomaly_score(X), -detector.offset_, y, prefix)
+
+
+def _score_metrics(scores: np.ndarray, threshold: float, y, prefix: str) -> dict[str, float]:
     metrics = {"flag_rate": float(np.mean(scores > threshold))}
     metrics.update({f"score_q{round(100 * q):02d}": float(np.quantile(scores, q)) for q in SCORE_QUANTILES})
     if y is not None:
@@ -168,10 +170,11 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
             for key, values in detector.history_.items() if key != "epoch"
             for epoch, value in zip(detector.history_["epoch"], values)
         ]
+        train_scores = detector.anomaly_score(X)
         final = {
             "threshold": float(-detector.offset_),
             "training_time_s": float(detector.training_time_),
-            **training_metrics(detector, X, y, prefix="train_"),
+            **_score_metrics(train_scores, -detector.offset_, y, "train_"),
             **{f"diagnostics_{key}": float(value) for key, value in detector.diagnostics_.items()
                if isinstance(value, (int, float)) and math.isfinite(value)},
         }
@@ -187,27 +190,31 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
             tags["threshold_warnings"] = "; ".join(fitted.warnings) or "none"
             final.update(run_metadata.threshold_figures(fitted))
             tags["threshold_method"] = fitted.to_dict()["method"]
+        report_rows = (X, train_scores, y)
         if validation is not None:
-            final.update(training_metrics(detector, *validation, prefix="eval_"))
+            report_rows = (validation[0], detector.anomaly_score(validation[0]), validation[1])
+            final.update(_score_metrics(report_rows[1], -detector.offset_, validation[1], "eval_"))
         metrics += [Metric(key, value, now, 0) for key, value in final.items()]
         client.log_batch(run_id, params=params)
         for start in range(0, len(metrics), LOG_BATCH_SIZE):
             client.log_batch(run_id, metrics=metrics[start : start + LOG_BATCH_SIZE])
         mlflow.set_tags(tags)
-        _log_figures(detector, X, y)
-        report_rows = (X, y) if validation is None else validation
-        mlflow.log_text(report.build_report(detector, *report_rows, title=run.info.run_name), REPORT_ARTIFACT)
+        contributions = np.asarray(detector.feature_scores(X), dtype=np.float64)
+        _log_figures(detector, train_scores, contributions, y)
+        rows, scores, labels = report_rows
+        if validation is not None:
+            contributions = detector.feature_scores(rows)
+        mlflow.log_text(report.report_from_scores(detector, rows, scores, contributions, labels,
+                                                  title=run.info.run_name), REPORT_ARTIFACT)
     return run_id
 
 
-def _log_figures(detector, X, y) -> None:
-    scores = detector.anomaly_score(X)
+def _log_figures(detector, scores: np.ndarray, contributions: np.ndarray, y) -> None:
     mlflow.log_figure(plots.loss_curves(detector.history_), "plots/loss_curves.png")
     mlflow.log_figure(
         plots.score_histogram(scores, -detector.offset_, None if y is None else np.asarray(y)),
         "plots/score_histogram.png",
     )
-    contributions = np.asarray(detector.feature_scores(X), dtype=np.float64)
     names = [] if detector.is_image_ else input_columns(detector)
     mlflow.log_figure(plots.feature_contributions(contributions, names), "plots/feature_contributions.png")
 
