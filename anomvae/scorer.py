@@ -29,9 +29,10 @@ class FitContext:
     Attributes
     ----------
     n_train : int
-        Training rows (the validation rows excluded), e.g. for estimators
-        weighted by the data-set size such as minibatch-weighted sampling
-        (Chen et al., "Isolating Sources of Disentanglement in VAEs", 2018).
+        Training rows (the validation rows excluded) of every process of a
+        data-parallel fit together, e.g. for estimators weighted by the
+        data-set size such as minibatch-weighted sampling (Chen et al.,
+        "Isolating Sources of Disentanglement in VAEs", 2018).
     n_validation : int
         Held-out rows; 0 without a validation split.
     input_shape : tuple of int
@@ -43,6 +44,10 @@ class FitContext:
         For tabular rows, the encoded positions of each input column (one
         position for a numeric column, one per category for a one-hot
         encoded one), in input-column order; empty for images.
+    world_size : int
+        Processes of a data-parallel fit (1 otherwise): each optimiser step
+        sees a batch from every process, so an epoch takes about
+        ``n_train / (batch_size * world_size)`` steps.
     """
 
     n_train: int
@@ -50,6 +55,7 @@ class FitContext:
     input_shape: tuple[int, ...]
     is_image: bool
     column_slices: tuple[slice, ...] = ()
+    world_size: int = 1
 
 
 @dataclass

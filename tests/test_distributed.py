@@ -85,6 +85,7 @@ UNEQUAL_SHARDS = textwrap.dedent("""
     shard = rows[:first] if rank == 0 else rows[first:first + second]
     detector = fit_distributed(estimator, shard)
     np.save(f"{{sys.argv[2]}}/{name}-offset-{{rank}}.npy", detector.offset_)
+    np.save(f"{{sys.argv[2]}}/{name}-warmup-{{rank}}.npy", getattr(detector.scorer_, "warmup_epochs", -1))
     dist.barrier()
     dist.destroy_process_group()
 """)
@@ -102,6 +103,9 @@ UNEQUAL_SHARDS = textwrap.dedent("""
 def test_unequal_shards_train_to_the_end_on_every_rank(shared, name, second, estimator):
     torchrun(shared, f"{name}.py", UNEQUAL_SHARDS.format(first=600, second=second, estimator=estimator, name=name))
     assert np.load(shared / f"{name}-offset-0.npy") == np.load(shared / f"{name}-offset-1.npy")
+    # Review finding: VaDE's warm-up also came from each rank's shard, so its mixture was fitted
+    # at a different epoch on each rank; it now counts the training rows of both ranks.
+    assert np.load(shared / f"{name}-warmup-0.npy") == np.load(shared / f"{name}-warmup-1.npy")
 
 
 MISMATCHED = textwrap.dedent("""

@@ -235,9 +235,11 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
                 verbose=bool(self.verbose) and sync.rank == 0,
                 sync=sync,
             )
+            n_train = int(sync.sum(torch.tensor([data.n_train], device=device)).item())
             scorer.on_fit_start(FitContext(
-                n_train=data.n_train, n_validation=data.n_validation, input_shape=data.input_shape,
+                n_train=n_train, n_validation=data.n_validation, input_shape=data.input_shape,
                 is_image=data.image, column_slices=() if data.image else tuple(data.encoder.column_slices()),
+                world_size=sync.world_size,
             ))
             history = engine.fit(scorer, data.train, data.validation)
             sample = data.train if isinstance(data.train, torch.Tensor) else data.train.sample()

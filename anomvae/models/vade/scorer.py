@@ -83,9 +83,10 @@ class VaDEScorer(Scorer):
         return len(self.prior.log_weights)
 
     def on_fit_start(self, context: FitContext) -> None:
-        """Turn ``warmup_epochs=None`` into epochs from the training size."""
+        """Turn ``warmup_epochs=None`` into epochs from the training size (of all processes together,
+        so that every process of a data-parallel fit fits its mixture at the same epoch)."""
         if self.warmup_epochs is None:
-            steps_per_epoch = math.ceil(context.n_train / self.batch_size)
+            steps_per_epoch = math.ceil(context.n_train / (self.batch_size * context.world_size))
             self.warmup_epochs = max(10, math.ceil(WARMUP_STEPS / steps_per_epoch))
         self._stopping_start = 0 if self.mixture_fitted.item() else self.warmup_epochs
 
