@@ -29,6 +29,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -83,18 +84,27 @@ THRESHOLD_KEY = "anomvae.threshold_strategy"
 
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:
     """Parameters as JSON values; a RandomState instance cannot be saved and becomes None."""
-    converted = {}
-    for name, value in params.items():
-        if isinstance(value, ThresholdStrategy):
-            value = {THRESHOLD_KEY: value.to_dict()}
-        elif isinstance(value, tuple):
-            value = list(value)
-        elif isinstance(value, torch.device):
-            value = str(value)
-        elif value is not None and not isinstance(value, (str, int, float, bool, list, dict)):
-            value = None
-        converted[name] = value
-    return converted
+    return {name: _json_value(value) for name, value in params.items()}
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` as JSON: numpy scalars as Python numbers (at any depth; a float32 as the decimal it
+    prints as, 0.1 rather than 0.10000000149011612), tuples as lists."""
+    if isinstance(value, ThresholdStrategy):
+        return {THRESHOLD_KEY: value.to_dict()}
+    if isinstance(value, np.floating):
+        return float(str(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, list)):
+        return [_json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {_json_value(key): _json_value(item) for key, item in value.items()}
+    if isinstance(value, torch.device):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return None
 
 
 def _python_params(params: dict[str, Any]) -> dict[str, Any]:

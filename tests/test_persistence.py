@@ -30,6 +30,21 @@ def test_round_trip_gives_identical_scores_and_threshold(fitted, tmp_path):
     assert loaded.history_ == detector.history_
 
 
+def test_numpy_typed_parameters_are_saved_as_python_numbers(blobs, tmp_path):
+    # Review finding: np.int64 latent_dim was saved as None (the file then "did not fit" its weights),
+    # a numpy int inside hidden_dims made save raise, np.float32 contamination was lost.
+    normal, _ = blobs
+    detector = AnomalyVAE(epochs=np.int64(2), latent_dim=np.int64(3), hidden_dims=(np.int64(8),),
+                          contamination=np.float32(0.1), random_state=np.int64(0)).fit(normal[:60])
+    detector.save(tmp_path / "model.safetensors")
+    loaded = anomvae.load(tmp_path / "model.safetensors")
+    assert {key: loaded.get_params()[key] for key in ("epochs", "latent_dim", "hidden_dims", "contamination",
+                                                      "random_state")} == {
+        "epochs": 2, "latent_dim": 3, "hidden_dims": [8], "contamination": 0.1, "random_state": 0}
+    np.testing.assert_array_equal(loaded.score_samples(normal), detector.score_samples(normal))
+    loaded.partial_fit(normal[:60])
+
+
 def test_dataframe_model_keeps_columns_and_categories(tmp_path, fast_params):
     frame = pd.DataFrame({"a": np.arange(50.0), "kind": ["x", "y"] * 25})
     detector = AnomalyVAE(**fast_params).fit(frame)
