@@ -279,6 +279,8 @@ TRAINING_VARIANTS: dict[str, tuple[type, dict]] = {
     "t10-es100": (_with_scorer(_LateEarlyStoppingVAEScorer, min_steps=100, batch_rows=128), {"trim_fraction": 0.1, **ONE_PASS}),
     "t10-es300": (_with_scorer(_LateEarlyStoppingVAEScorer, min_steps=300, batch_rows=128), {"trim_fraction": 0.1, **ONE_PASS}),
     # latent distances kept proportional to input distances (Sammon stress); t10-eager is its control
+    "t10-lr0.003": (AnomalyVAE, {"trim_fraction": 0.1, "learning_rate": 0.003, **ONE_PASS}),
+    "t10-lr0.0003": (AnomalyVAE, {"trim_fraction": 0.1, "learning_rate": 0.0003, **ONE_PASS}),
     "t10-stress1": (_with_scorer(_DistancePreservingVAEScorer, weight=1.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
     "t10-stress10": (_with_scorer(_DistancePreservingVAEScorer, weight=10.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
     "t10-stress100": (_with_scorer(_DistancePreservingVAEScorer, weight=100.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
