@@ -174,9 +174,10 @@ class TrainingEngine:
         callbacks: list[EpochCallback] | None = None,
         sync: Synchroniser = LOCAL,
     ) -> None:
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.min_batches = min_batches
+        # int(): a numpy integer is a valid parameter value, but torch.split refuses it
+        self.epochs = int(epochs)
+        self.batch_size = int(batch_size)
+        self.min_batches = int(min_batches)
         self.learning_rate = learning_rate
         self.patience = patience
         self.gradient_clip = gradient_clip

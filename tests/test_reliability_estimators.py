@@ -224,3 +224,13 @@ def test_constant_columns_train_fine_and_constant_data_warns(estimator_class, ro
     assert np.all(np.isfinite(detector.score_samples(rows.assign(d=0.0))))
     with pytest.warns(TrainingHealthWarning, match="constant scores"):
         estimator_class(**SETTINGS).fit(np.ones((64, 3)))
+
+
+def test_numpy_integer_parameters_train_and_booleans_are_refused(estimator_class, rows):
+    # Review finding: batch_size=np.int64(128) passed validation, then torch.split refused it
+    # after the first epoch; latent_dim=True passed as an int and crashed inside torch.
+    for validation_fraction in (0.1, 0.0):
+        quiet_fit(estimator_class(epochs=np.int64(2), batch_size=np.int32(64), patience=np.int64(3),
+                                  validation_fraction=validation_fraction, random_state=0), rows)
+    with pytest.raises(ValueError, match="'batch_size' parameter .* Got True"):
+        estimator_class(batch_size=True).fit(rows)
