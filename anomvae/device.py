@@ -26,7 +26,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
     Raises
     ------
     ValueError
-        If the string names no device, or names CUDA on a machine without it.
+        If the string names no device, a device other than the CPU or CUDA
+        (``"mps"``, ``"meta"``, ...), CUDA on a machine without it, or a CUDA
+        device number the machine does not have.
     """
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -36,10 +38,20 @@ def resolve_device(device: str | torch.device) -> torch.device:
         raise ValueError(
             f"device={device!r} is not a device; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
         ) from error
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(
+            f"device={device!r}: anomvae trains on 'cpu' or 'cuda' devices only; "
+            "expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        )
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device={device!r} asks for CUDA but torch sees no CUDA device; "
             "use device='auto' to fall back to the CPU"
+        )
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device={device!r}: torch sees {torch.cuda.device_count()} CUDA device(s), "
+            f"numbered from 0"
         )
     return resolved
 
