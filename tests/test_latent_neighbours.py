@@ -103,3 +103,11 @@ def test_the_default_is_the_trimmed_reconstruction_plus_latent_density_rule():
     params = AnomalyVAE().get_params()
     assert params["scoring"] == "reconstruction+knn"
     assert params["trim_fraction"] == 0.1
+
+
+def test_a_lone_training_row_is_a_clear_error_naming_validation_fraction():
+    # Review finding: 2 rows with validation_fraction=0.5 failed with "need at least 2 reference points".
+    rows = np.random.default_rng(0).normal(size=(2, 4))
+    with pytest.raises(ValueError, match="at least 2 training rows, got 1 .* validation_fraction"):
+        AnomalyVAE(epochs=2, validation_fraction=0.5, random_state=0).fit(rows)
+    AnomalyVAE(epochs=2, validation_fraction=0.5, scoring="reconstruction", random_state=0).fit(rows)

@@ -65,7 +65,19 @@ def reference_and_scales(codes: Tensor, errors: Tensor, k: int) -> tuple[Tensor,
     score_scales : Tensor of shape (2,), float32
         Medians of the errors and of the leave-one-out distances, floored at
         :data:`SCALE_FLOORS`.
+
+    Raises
+    ------
+    ValueError
+        With fewer than two reference rows: a lone training row has no
+        neighbour to scale the term by.
     """
+    if len(codes) < 2:
+        raise ValueError(
+            f"the latent kNN term of the score needs at least 2 training rows, got {len(codes)} after the "
+            "validation split; pass more rows, a smaller validation_fraction, or a scoring rule without "
+            "'knn' (e.g. scoring='reconstruction')"
+        )
     distance = kth_neighbour_distance(codes, codes, k, exclude_self=True)
     floors = torch.tensor(SCALE_FLOORS, device=codes.device)
     return codes.float(), torch.maximum(torch.stack([errors.median(), distance.median()]).float(), floors)
