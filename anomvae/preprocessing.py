@@ -168,7 +168,7 @@ class TabularEncoder:
         columns = [column for _, column, _ in numeric]
         block = np.empty((len(X), len(numeric)), dtype=np.float64)
         for position, (source, column, kind) in enumerate(numeric):
-            block[:, position] = _checked_values(X.iloc[:, source], column, kind, first_row)
+            block[:, position] = checked_values(X.iloc[:, source], column, kind, first_row)
         check_finite(block, columns, first_row)
         return block
 
@@ -215,7 +215,7 @@ def _holds_booleans(series: pd.Series) -> bool:
     )
 
 
-def _checked_values(series: pd.Series, column: str, kind: str, first_row: int = 0) -> np.ndarray:
+def checked_values(series: pd.Series, column: str, kind: str, first_row: int = 0) -> np.ndarray:
     """A numeric or boolean column's scoring values as float64.
 
     A boolean column takes only 0/1 (``True``/``False``); a numeric column

@@ -24,7 +24,7 @@ from reliability_matrix import (
 )
 
 from anomvae.cli import main
-from anomvae import registry
+from anomvae import AnomalyVAE, registry
 
 ESTIMATORS = sorted(registry.estimators().values(), key=lambda cls: cls.__name__)
 SETTINGS = {"epochs": 5, "batch_size": 64, "random_state": 0}
@@ -112,3 +112,22 @@ def test_docs_hold_the_matrix_the_tests_run():
 def test_every_case_has_an_outcome_for_some_interface():
     assert all(case.outcomes for case in CASES)
     assert len({case_id(case) for case in CASES}) == len(CASES)
+
+
+def test_a_model_without_categorical_columns_checks_each_column_against_its_kind():
+    # Review finding: without a categorical column, DataFrames skipped the per-column checks:
+    # 5 in a boolean column, True or "0.5" in a numeric one were silently read as numbers.
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({"a": rng.normal(size=120), "b": rng.normal(size=120)})
+    with_flag = AnomalyVAE(epochs=2, random_state=0).fit(rows.assign(flag=rng.random(120) > 0.5))
+    with pytest.raises(TypeError, match="column 'flag' was boolean in fit but now holds 5.0"):
+        with_flag.score_samples(rows.head(3).assign(flag=[5, 0, 1]))
+    np.testing.assert_array_equal(with_flag.score_samples(rows.head(3).assign(flag=[1, 0, 1])),
+                                  with_flag.score_samples(rows.head(3).assign(flag=[True, False, True])))
+    numeric = AnomalyVAE(epochs=2, random_state=0).fit(rows)
+    with pytest.raises(TypeError, match="column 'a' was numeric in fit but now holds booleans"):
+        numeric.score_samples(rows.head(2).assign(a=[True, False]))
+    with pytest.raises(TypeError, match="column 'a' was numeric in fit but now holds non-numeric values"):
+        numeric.score_samples(rows.head(2).assign(a=["0.5", "1.5"]))
+    np.testing.assert_array_equal(numeric.score_samples(rows.head(2).assign(a=np.array([1.0, 2.0], dtype=object))),
+                                  numeric.score_samples(rows.head(2).assign(a=[1.0, 2.0])))

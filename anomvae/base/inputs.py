@@ -18,8 +18,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..inference import map_batches
 from ..finite import check_finite
-from ..preprocessing import ImageScaler, TabularEncoder
-from ..schema import check_not_masked
+from ..preprocessing import ImageScaler, TabularEncoder, checked_values
+from ..schema import BOOLEAN, NUMERIC, check_not_masked
 
 
 def is_image_batch(X: Any) -> bool:
@@ -73,6 +73,15 @@ class InputEncodingMixin:
             validate_data(self, X, skip_check_array=True, reset=False)
             _check_rows(len(X), minimum=1)
             return X
+        if isinstance(X, pd.DataFrame) and (BOOLEAN in self.encoder_.kinds or not _all_numeric(X)):
+            # Booleans, text or objects: each column checked against its kind in fit (a numeric
+            # column refuses True and "0.5", a boolean one refuses 5), as with categorical models.
+            validate_data(self, X, skip_check_array=True, reset=False)
+            _check_rows(len(X), minimum=1)
+            if BOOLEAN in self.encoder_.kinds:
+                return X
+            for position, column in enumerate(X.columns):
+                checked_values(X.iloc[:, position], str(column), NUMERIC)
         return self._numeric_array(X, reset=False)
 
     def _map_rows(self, method: str, X) -> np.ndarray:
