@@ -147,6 +147,21 @@ def test_pyfunc_flags_unseen_context(mlflow_store):
     assert named and all(set(column) <= {"amount", "items"} for column in named)  # never the context column
 
 
+def test_integer_column_labels_work_for_unseen_context_checks_and_logging(mlflow_store):
+    # Review finding: context=[0] on a frame labelled 0, 1, 2 raised KeyError '0' in
+    # unseen_context_rows, unseen_context="raise" and log_model (the pyfunc's unseen check).
+    train, test, _ = merchants(n=400)
+    labelled = train.set_axis(range(train.shape[1]), axis=1)
+    new = test.head(4).set_axis(range(train.shape[1]), axis=1)
+    position = list(train.columns).index("merchant")
+    new.iloc[1, position] = "never-seen"
+    detector = AnomalyCVAE(context=[position], **FAST).fit(labelled)
+    assert detector.unseen_context_rows(new).tolist() == [False, True, False, False]
+    with pytest.raises(ValueError, match="never seen in fit"):
+        AnomalyCVAE(context=[position], unseen_context="raise", **FAST).fit(labelled).anomaly_score(new)
+    anomvae.log_model(detector, name="model")
+
+
 def test_context_contrast_adds_to_the_conditional_score_except_under_the_unknown_context():
     train, test, _ = merchants(n=600)
     new = test.head(8).copy()

@@ -258,7 +258,7 @@ default="reconstruction+knn+contrast"
         for column in self.context_columns_:
             name = column if isinstance(column, str) else self.encoder_.columns[column]
             if name in self.encoder_.categories:
-                values = data[name].astype(str)
+                values = self._column_text(data, name)
                 new = ~values.isin(self.encoder_.categories[name])
                 if new.any():
                     unseen[name] = sorted(set(values[new]))
@@ -278,8 +278,12 @@ default="reconstruction+knn+contrast"
         flags = np.zeros(len(data), dtype=bool)
         if isinstance(data, pd.DataFrame):
             for name in self._unseen_values(data):
-                flags |= ~data[name].astype(str).isin(self.encoder_.categories[name]).to_numpy()
+                flags |= ~self._column_text(data, name).isin(self.encoder_.categories[name]).to_numpy()
         return flags
+
+    def _column_text(self, data: pd.DataFrame, name: str) -> pd.Series:
+        """Column ``name`` of ``data`` as text, read by position (the frame's labels may be ints)."""
+        return data.iloc[:, self.encoder_.columns.index(name)].astype(str)
 
     def _fitted_state(self):
         return {**super()._fitted_state(), "context_columns_": list(self.context_columns_)}
