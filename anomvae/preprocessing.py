@@ -30,11 +30,13 @@ numbers (missing values aside); such a column scores like its numeric dtype."""
 
 
 def _scale_statistics(values: np.ndarray, scaling: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column (centre, scale) for ``scaling``; zero scales become one.
+    """Per-column (centre, scale) for ``scaling``; the scales of constant columns become one.
 
     Columns are divided by their largest magnitude before means, variances and
     ranges are taken, so values up to float64's limit (1e308) give finite
-    statistics instead of an overflowing variance.
+    statistics instead of an overflowing variance. A column is constant when
+    its spread is under 1e-12 of its magnitude (rounding noise), whatever its
+    unit: a column measured in farads still varies.
     """
     magnitude = np.max(np.abs(values), axis=0) if len(values) else np.ones(values.shape[1])
     magnitude = np.where(magnitude > 0, magnitude, 1.0)
@@ -49,7 +51,7 @@ def _scale_statistics(values: np.ndarray, scaling: str) -> tuple[np.ndarray, np.
         centre, scale = values.min(axis=0), (unit.max(axis=0) - unit.min(axis=0)) * magnitude
     else:
         centre, scale = np.zeros(values.shape[1]), np.ones(values.shape[1])
-    scale = np.where(np.isfinite(scale) & (scale > 1e-12), scale, 1.0)
+    scale = np.where(np.isfinite(scale) & (scale > 1e-12 * magnitude), scale, 1.0)
     return centre.astype(np.float64), scale.astype(np.float64)
 
 

@@ -200,6 +200,19 @@ def test_failed_fit_leaves_previous_model_unchanged(blobs, fast_params):
     np.testing.assert_array_equal(detector.score_samples(normal), before)
 
 
+def test_a_column_in_tiny_units_is_scaled_not_dropped_as_constant():
+    # Review finding: a column whose spread is under 1e-12 in absolute terms (farads, metres of
+    # particle sizes) got scale 1, so every value encoded to about 0 and its anomalies were invisible.
+    rng = np.random.default_rng(0)
+    a, c = rng.normal(size=300), 2 + rng.normal(size=300)
+    scores = []
+    for unit in (1.0, 1e-13):
+        detector = AnomalyVAE(epochs=5, random_state=0).fit(np.column_stack([a, c * unit]))
+        scores.append(detector.score_samples(np.array([[0.0, 2 * unit], [0.0, 60 * unit]])))
+    np.testing.assert_allclose(scores[1], scores[0], rtol=1e-6)
+    assert scores[1][1] < scores[1][0] - 100
+
+
 def test_invalid_parameters_are_named(blobs):
     with pytest.raises(ValueError, match="latent_dim"):
         AnomalyVAE(latent_dim=0).fit(blobs[0])
