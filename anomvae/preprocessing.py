@@ -269,7 +269,10 @@ def _fit_categories(series: pd.Series, column: str) -> list[str]:
 class ImageScaler:
     """Map image batches to float32 pixels in [0, 1] of shape ``(N, C, H, W)``.
 
-    ``uint8`` images are divided by 255. Float images already in [0, 1] are
+    ``uint8`` images, and integer images whose pixels all lie in 0-255, are
+    divided by 255 (whatever their dtype, the same pixels give the same
+    model, and a pixel brighter than any in training stays brighter). Float
+    images already in [0, 1] are
     kept; other float images are min-max scaled with the range seen in
     ``fit``, and values outside that range are clipped at scoring time.
 
@@ -298,7 +301,9 @@ class ImageScaler:
         """Learn the image shape and pixel range."""
         batch = self.as_batch(X)
         self.shape = tuple(int(s) for s in batch.shape[1:])
-        if batch.dtype == np.uint8:
+        eight_bit = batch.dtype == np.uint8 or (
+            batch.dtype.kind in "iu" and int(batch.min()) >= 0 and int(batch.max()) <= 255)
+        if eight_bit:
             self.low, self.high = 0.0, 255.0
         else:
             low, high = float(batch.min()), float(batch.max())

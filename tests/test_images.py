@@ -124,6 +124,25 @@ def test_a_nan_pixel_is_named_by_its_channel_and_position():
         detector.score_samples(images)
 
 
+def test_two_or_four_channels_last_are_refused_and_empty_images_named():
+    # Review finding: (N, 16, 16, 4) RGBA was read as 16 channels of 16 x 4 pixels.
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="channels-last"):
+        AnomalyVAE(epochs=1).fit(rng.integers(0, 256, (20, 16, 16, 4), dtype=np.uint8))
+    with pytest.raises(ValueError, match="hold no pixels"):
+        AnomalyVAE(epochs=1).fit(np.zeros((12, 1, 0, 6)))
+
+
+def test_integer_images_on_the_eight_bit_scale_fit_like_uint8():
+    # Review finding: int64 pixels in 0-179 were min-max scaled to their training range, so
+    # a pixel of 255 read like the training maximum, and the dtype changed the model.
+    pixels = np.random.default_rng(0).integers(0, 180, (30, 1, 8, 8), dtype=np.uint8)
+    eight_bit = tiny(AnomalyVAE, epochs=2).fit(pixels)
+    wide = tiny(AnomalyVAE, epochs=2).fit(pixels.astype(np.int64))
+    assert (wide.encoder_.low, wide.encoder_.high) == (0.0, 255.0)
+    np.testing.assert_array_equal(wide.score_samples(pixels.astype(np.int64)), eight_bit.score_samples(pixels))
+
+
 def test_tabular_model_refuses_images():
     detector = AnomalyVAE(epochs=1, random_state=0).fit(np.random.default_rng(0).normal(size=(20, 4)))
     with pytest.raises(ValueError, match="tabular"):

@@ -128,12 +128,15 @@ class InputEncodingMixin:
         images = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
         if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
             raise TypeError(f"images must hold integers or floats, got dtype {images.dtype}")
-        if images.ndim == 4 and images.shape[1] not in (1, 3) and images.shape[-1] in (1, 3):
+        if images.ndim == 4 and (images.shape[1] not in (1, 3) and images.shape[-1] in (1, 3)
+                                 or images.shape[1] > 4 and images.shape[-1] in (2, 4)):
             raise ValueError(
                 f"images of shape {images.shape} look channels-last; anomvae expects (N, C, H, W): "
                 "use images.transpose(0, 3, 1, 2)"
             )
         _check_rows(len(images), minimum=minimum_rows)
+        if 0 in images.shape[1:]:
+            raise ValueError(f"images of shape {images.shape} hold no pixels")
         if np.issubdtype(images.dtype, np.floating):
             check_finite(images)
         return images
