@@ -75,6 +75,12 @@ class PeaksOverThreshold(ThresholdStrategy):
                 f"{1 - self.tail_fraction:.3g} quantile, fewer than min_exceedances="
                 f"{self.min_exceedances}; supply more reference rows or raise tail_fraction"
             )
+        if self.rate * scores.size >= excesses.size:
+            raise ValueError(
+                f"peaks over threshold: rate={self.rate:g} asks for {self.rate * scores.size:g} of the "
+                f"{scores.size} reference scores, but only {excesses.size} lie strictly above the "
+                f"{1 - self.tail_fraction:.3g} quantile (tied scores); raise tail_fraction or lower the rate"
+            )
         return self._tail_threshold(initial, excesses, scores.size)
 
     def _tail_threshold(self, initial: float, excesses: np.ndarray, n: int) -> float:
@@ -100,6 +106,6 @@ class PeaksOverThreshold(ThresholdStrategy):
         for _ in range(self.n_bootstrap):
             resample = scores[rng.integers(0, scores.size, scores.size)]
             initial, excesses = self._excesses(resample)
-            if excesses.size >= self.min_exceedances:
+            if excesses.size >= self.min_exceedances and self.rate * resample.size < excesses.size:
                 values.append(self._tail_threshold(initial, excesses, resample.size))
         return np.array(values) if 2 * len(values) >= self.n_bootstrap else np.array([])
