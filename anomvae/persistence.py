@@ -38,6 +38,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import registry
 from .device import resolve_device
 from .inference import prepare_for_inference
+from .python_values import python_scalars
 from .rng import untouched_global_rng
 from .thresholds import ThresholdStrategy, strategy_from_dict
 from .version import __version__
@@ -88,14 +89,11 @@ def _json_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _json_value(value: Any) -> Any:
-    """``value`` as JSON: numpy scalars as Python numbers (at any depth; a float32 as the decimal it
-    prints as, 0.1 rather than 0.10000000149011612), tuples as lists."""
+    """``value`` as JSON: numpy scalars as Python numbers at any depth (:func:`python_scalars`), tuples as lists."""
     if isinstance(value, ThresholdStrategy):
         return {THRESHOLD_KEY: value.to_dict()}
-    if isinstance(value, np.floating):
-        return float(str(value))
     if isinstance(value, np.generic):
-        return value.item()
+        return python_scalars(value)
     if isinstance(value, (tuple, list)):
         return [_json_value(item) for item in value]
     if isinstance(value, dict):

@@ -86,6 +86,12 @@ def test_peaks_over_threshold_refuses_too_short_tails():
         PeaksOverThreshold(0.01).calibrate(np.arange(50.0))
     with pytest.raises(ValueError, match="rate"):
         PeaksOverThreshold(0.2, tail_fraction=0.1)
+    # Review finding: tied scores left fewer scores above the quantile than the rate asks for,
+    # and the Pareto fit returned a NaN threshold that flagged nothing.
+    tied = np.r_[np.full(930, 1.0), np.random.default_rng(0).gamma(2, size=70) + 2]
+    with pytest.raises(ValueError, match="only 70 lie strictly above the 0.9 quantile"):
+        PeaksOverThreshold(0.08, tail_fraction=0.1).calibrate(tied)
+    assert np.isfinite(PeaksOverThreshold(0.05, tail_fraction=0.1).calibrate(tied, random_state=0).value)
 
 
 @pytest.mark.parametrize("method", ["karch", "iqr", "mad", "zscore"])
@@ -376,3 +382,10 @@ def test_numpy_scalar_parameters_become_python_numbers_so_the_model_saves(strate
     described = strategy.to_dict()
     assert json.loads(json.dumps(described)) == described
     assert all(not isinstance(value, np.generic) for value in described.values())
+
+
+def test_numpy_values_inside_pythresh_options_become_python_numbers():
+    # Review finding: options={"random_state": np.int64(47)} fitted, then save failed inside json.
+    strategy = PyThresh("ocsvm", options={"random_state": np.int64(47), "nu": np.float32(0.1)})
+    assert strategy.options == {"random_state": 47, "nu": 0.1}
+    json.dumps(strategy.to_dict())

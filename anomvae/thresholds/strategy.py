@@ -21,6 +21,8 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.stats import beta
 
+from ..python_values import python_scalars
+
 REFERENCE_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 0.999)
 """Levels of the quantiles kept in :class:`ReferenceSummary`."""
 
@@ -113,11 +115,7 @@ class ThresholdStrategy:
 
     def __post_init__(self):
         for parameter in fields(self):  # NumPy scalars as Python numbers: to_dict() is JSON, as saved files need
-            value = getattr(self, parameter.name)
-            if isinstance(value, np.floating) and value.dtype.itemsize < 8:  # float32 0.05 stays 0.05
-                object.__setattr__(self, parameter.name, float(str(value)))
-            elif isinstance(value, np.generic):
-                object.__setattr__(self, parameter.name, value.item())
+            object.__setattr__(self, parameter.name, python_scalars(getattr(self, parameter.name)))
         _check_rate("confidence", self.confidence, 0.0, 1.0, high_closed=False)
         if isinstance(self.n_bootstrap, bool) or not isinstance(self.n_bootstrap, (int, np.integer)):
             raise TypeError(f"n_bootstrap must be an int, got {type(self.n_bootstrap).__name__}")
@@ -162,6 +160,8 @@ class ThresholdStrategy:
         """
         scores = _as_scores(scores)
         value = float(self.threshold_value(scores))
+        if not math.isfinite(value):
+            raise ValueError(f"{self!r} found no finite threshold on these {scores.size} scores")
         interval = None
         if self.n_bootstrap:
             resampled = self._bootstrap_values(scores, np.random.default_rng(random_state))
