@@ -111,3 +111,16 @@ def test_a_folder_with_a_file_that_is_not_parquet_is_refused_naming_it(tmp_path)
     (tmp_path / "README.txt").write_text("notes")
     with pytest.raises(ValueError, match="folder holding only Parquet files.*README.txt"):
         AnomalyVAE(epochs=1).fit(tmp_path)
+
+
+def test_only_fit_takes_streamed_data_and_the_other_methods_say_so(parquet_dir, train):
+    # Review finding: partial_fit on a Parquet path said "X is an array holding text", on a list of
+    # DataFrames "Found array with dim 3", set_threshold on a callable "has no len()".
+    detector = AnomalyVAE(epochs=2, random_state=0).fit(parquet_dir)
+    chunks = [train.iloc[:100], train.iloc[100:200]]
+    calls = [lambda: detector.partial_fit(parquet_dir), lambda: detector.partial_fit(chunks),
+             lambda: anomvae.monitor(detector, chunks), lambda: detector.score_samples(lambda: iter(chunks)),
+             lambda: detector.set_threshold(detector.threshold_.strategy, lambda: iter(chunks))]
+    for call in calls:
+        with pytest.raises(TypeError, match="only fit trains on streamed data"):
+            call()

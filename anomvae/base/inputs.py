@@ -20,6 +20,7 @@ from ..inference import map_batches
 from ..finite import check_finite
 from ..preprocessing import ImageScaler, TabularEncoder, checked_values
 from ..schema import BOOLEAN, NUMERIC, check_not_masked
+from ..streaming import is_streamed
 
 
 def is_image_batch(X: Any) -> bool:
@@ -49,6 +50,7 @@ class InputEncodingMixin:
     def _validated(self, X):
         """Check ``X`` against what ``fit`` saw; return it ready for chunked encoding."""
         check_is_fitted(self)
+        _refuse_streamed(X)
         if self.is_image_:
             if not is_image_batch(X):
                 kind = (f"an input with {X.ndim} dimensions" if hasattr(X, "ndim")
@@ -170,6 +172,22 @@ def encode_frame(encoder: TabularEncoder, frame: pd.DataFrame, position: int) ->
         return encoder.transform(values)
     except (TypeError, ValueError) as error:
         raise type(error)(f"streamed chunk {position}: {error}") from error
+
+
+def _refuse_streamed(X) -> None:
+    """Only ``fit`` reads streamed data; scoring, ``partial_fit``, ``monitor`` and ``set_threshold`` take rows."""
+    if isinstance(X, (np.ndarray, pd.DataFrame, torch.Tensor)):
+        return
+    try:
+        streamed = is_streamed(X)
+    except TypeError:  # a one-shot iterator
+        streamed = True
+    if streamed:
+        raise TypeError(
+            f"only fit trains on streamed data (a path, a Parquet dataset, DataFrame chunks or a callable); "
+            f"got a {type(X).__name__}: scoring, partial_fit, monitor and set_threshold take rows in memory, "
+            "e.g. pandas.read_parquet(path) or pandas.concat(chunks)"
+        )
 
 
 def _all_numeric(frame: pd.DataFrame) -> bool:

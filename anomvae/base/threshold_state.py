@@ -107,7 +107,6 @@ class ThresholdStateMixin:
                 "threshold must be a strategy from anomvae.thresholds (e.g. FalsePositiveRate(0.01)), "
                 f"got {type(threshold).__name__}"
             )
-        threshold.check_reference_size(len(self._reference()) if X_reference is None else len(X_reference))
         if X_reference is None:
             reference, source = self._reference(), self.reference_source_
             baseline = self.reference_feature_scores_
@@ -115,6 +114,7 @@ class ThresholdStateMixin:
             reference, source = self.anomaly_score(X_reference), "supplied"
             head = X_reference.iloc if isinstance(X_reference, pd.DataFrame) else X_reference
             baseline = self._feature_baseline(self._map_rows("feature_scores", head[:FEATURE_BASELINE_ROWS]))
+        threshold.check_reference_size(len(reference))
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         fitted = threshold.calibrate(reference, source=source, random_state=int(seed))
         self._set_threshold_state(fitted, reference, source, baseline)
