@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -320,8 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     -------
     int
         Exit status: 0 on success, 1 when ``monitor --fail-on-alarm`` raised
-        an alarm, 2 on bad input (the message is printed to standard error),
-        141 when the reader of standard output closed it (``| head``).
+        an alarm, 2 on bad input, an unreadable or unwritable path, or a
+        request MLflow refused (the message is printed to standard error), 3
+        on any other failure (with its traceback), 141 when the reader of
+        standard output closed it (``| head``).
     """
     args = build_parser().parse_args(argv)
     if args.command == "bench":
@@ -333,9 +336,15 @@ def main(argv: list[str] | None = None) -> int:
         # The reader closed the pipe: stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, OSError) as error:
         print(f"anomvae {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:  # never exit 1, which monitor --fail-on-alarm reserves for an alarm
+        if type(error).__name__ == "MlflowException":  # a refused URI, name or request: the caller's to fix
+            print(f"anomvae {args.command}: error: {error}", file=sys.stderr)
+            return 2
+        traceback.print_exc()
+        return 3
 
 
 if __name__ == "__main__":

@@ -183,6 +183,28 @@ def test_monitor_appends_to_one_run_per_registered_model(registered, capsys):
     assert mlflow.active_run() is None
 
 
+def test_monitoring_runs_never_mix_two_models_and_take_quoted_names(registered, tmp_path, capsys):
+    # Review finding: runs:/<id>/model URIs and every file named model.safetensors shared one
+    # monitoring run; a quote in a file or run name crashed MLflow's filter with exit code 1.
+    from anomvae.lifecycle.monitoring_runs import monitored_name
+
+    names = {monitored_name(uri) for uri in ("runs:/0123abcd/model", "runs:/ffff9999/model",
+                                             str(tmp_path / "a" / "model.safetensors"),
+                                             str(tmp_path / "b" / "model.safetensors"))}
+    assert len(names) == 4
+    _, _, folder, _ = registered
+    batch = folder / "monitor-quoted.csv"
+    pd.read_csv(folder / "batch.csv").drop(columns=["id", "ts"]).to_csv(batch, index=False)
+    uri = f"models:/{MODEL_NAME}/1"
+    for _ in range(2):
+        assert main(["monitor", uri, str(batch), "--log-to-mlflow", "--monitoring-run", "bob's run"]) == 0
+    runs = mlflow.search_runs(search_all_experiments=True, filter_string="attributes.run_name = \"bob's run\"",
+                              output_format="list")
+    assert len(runs) == 1
+    assert main(["monitor", uri, str(batch), "--json", str(tmp_path)]) == 2  # a folder: an error, not 1 (alarm)
+    assert "error" in capsys.readouterr().err
+
+
 def test_train_progress_experiment_and_run_name(tmp_path, mlflow_store):
     frame = pd.DataFrame(np.random.default_rng(0).normal(size=(120, 3)), columns=["x", "y", "z"])
     frame.to_csv(tmp_path / "sensors.csv", index=False)

@@ -2,7 +2,7 @@
 
 ``anomvae monitor --log-to-mlflow`` resumes the run tagged for the model
 (``models:/card-fraud@champion`` and ``models:/card-fraud/3`` share the
-run of ``card-fraud``; a model file has the run of its file name), or the
+run of ``card-fraud``; see :func:`monitored_name` for run URIs and files), or the
 run the user names, and :func:`anomvae.monitor` appends its metrics at the
 next step. The runs live in the ``anomvae-monitoring`` experiment unless
 ``MLFLOW_EXPERIMENT_NAME``/``MLFLOW_EXPERIMENT_ID`` say otherwise.
@@ -11,6 +11,7 @@ next step. The runs live in the ``anomvae-monitoring`` experiment unless
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 from pathlib import Path
 
@@ -21,11 +22,33 @@ MONITORED_TAG = "anomvae.monitored_model"
 
 
 def monitored_name(model: str) -> str:
-    """The name monitoring runs are keyed on: the registered model's name, else the file's stem."""
-    match = re.match(r"models:/([^/@]+)", model)
-    if match:
-        return match.group(1)
-    return Path(model.rstrip("/")).stem or model
+    """The name monitoring runs are keyed on, one per model.
+
+    A registered model's name (its versions and aliases share the run); for a
+    ``runs:/<id>/<path>`` URI, the run id and the artifact's name; for a file,
+    its stem and a digest of its absolute path (two ``model.safetensors`` in
+    different folders are different models). Characters other than letters,
+    digits, ``.``, ``_`` and ``-`` become ``_``.
+    """
+    registered = re.match(r"models:/([^/@]+)", model)
+    if registered:
+        return registered.group(1)
+    logged = re.match(r"runs:/([^/]+)/(.+)", model)
+    if logged:
+        key = f"{logged.group(1)}-{Path(logged.group(2).rstrip('/')).name}"
+    else:
+        path = Path(model.removeprefix("file://").rstrip("/")).resolve()
+        key = f"{path.stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", key)
+
+
+def _quoted(value: str) -> str:
+    """``value`` as a string literal of an MLflow filter."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ValueError(f"a monitoring run name may hold ' or \" but not both, got {value!r}")
 
 
 def _experiment_id() -> str:
@@ -57,7 +80,7 @@ def monitoring_run(model: str, run_name: str | None = None):
     name = run_name or f"monitor-{key}"
     found = mlflow.search_runs(
         [experiment_id],
-        filter_string=f"attributes.run_name = '{name}'",
+        filter_string=f"attributes.run_name = {_quoted(name)}",
         order_by=["attributes.start_time ASC"],
         max_results=1,
         output_format="list",
