@@ -33,12 +33,14 @@ on the held-out rows) are addressed, each by measurement
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 
 import numpy as np
 from sklearn.base import clone
 
+from .inference import map_batches
 from .thresholds import Contamination, ThresholdStrategy
 from .thresholds.robust import RobustFalsePositiveRate, contamination_mask, log_scale
 from .thresholds.strategy import rate_interval
@@ -55,7 +57,7 @@ class ThresholdWarning(UserWarning):
 
 
 def cross_fitted_scores(estimator, encoded: np.ndarray, folds: int, seed: int,
-                        final_scores: np.ndarray) -> np.ndarray:
+                        final_scores: np.ndarray, start=None) -> np.ndarray:
     """Out-of-fold anomaly scores of every row of ``encoded``, on the final model's scale.
 
     Each of ``folds`` clones of ``estimator`` (same parameters, inputs already
@@ -89,6 +91,10 @@ def cross_fitted_scores(estimator, encoded: np.ndarray, folds: int, seed: int,
         Seeds the fold assignment and each clone.
     final_scores : ndarray of shape (n,)
         The final model's anomaly scores of ``encoded``.
+    start : BaseDeepDetector, optional
+        For an update by ``partial_fit``: the fitted estimator before it. Each
+        fold model is then a copy of it updated on the other folds (the same
+        number of gradient steps), as the final model was updated on all rows.
 
     Returns
     -------
@@ -101,22 +107,30 @@ def cross_fitted_scores(estimator, encoded: np.ndarray, folds: int, seed: int,
     in_sample_medians = np.empty(folds, dtype=np.float64)
     for fold in range(folds):
         inside = assignment == fold
-        model = clone(estimator).set_params(
-            threshold=Contamination(0.1, n_bootstrap=0), scaling="none", verbose=False,
-            random_state=int(rng.integers(np.iinfo(np.int32).max)),
+        fold_seed = int(rng.integers(np.iinfo(np.int32).max))
+        model = (clone(estimator) if start is None else copy.deepcopy(start)).set_params(
+            threshold=Contamination(0.1, n_bootstrap=0), verbose=False, random_state=fold_seed,
             # As many gradient steps as the final model takes on all rows: an under-trained
             # fold model scores high, and the threshold would then flag nothing.
             epochs=math.ceil(estimator.epochs * len(encoded) / int((~inside).sum())),
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model.fit(encoded[~inside])
-        scores[inside] = -model.score_samples(encoded[inside])
-        in_sample_medians[fold] = np.median(-model.score_samples(encoded[~inside]))
+            if start is None:
+                model.set_params(scaling="none").fit(encoded[~inside])
+            else:
+                model._fold_update(encoded[~inside], fold_seed)
+        scores[inside] = _encoded_scores(model, encoded[inside])
+        in_sample_medians[fold] = np.median(_encoded_scores(model, encoded[~inside]))
     final_median = float(np.median(final_scores))
     if final_median > 0 and np.all(in_sample_medians > 0):
         scores *= final_median / in_sample_medians[assignment]
     return scores
+
+
+def _encoded_scores(model, encoded: np.ndarray) -> np.ndarray:
+    """``model``'s anomaly scores of rows already encoded (by the fold models' common encoder)."""
+    return map_batches(model.scorer_.anomaly_score, encoded, model.scorer_.device, dtype=model.scorer_.dtype)
 
 
 def should_cross_fit(strategy: ThresholdStrategy, n_rows: int, n_held_out: int, image: bool) -> bool:

@@ -179,19 +179,22 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
         )
 
     def _calibrate(self, strategy, data: TrainingData, training_scores: np.ndarray, seed: int,
-                   sync: Synchroniser) -> None:
+                   sync: Synchroniser, cross_fit_start=None) -> None:
         """Set the threshold from the held-out rows, cross-fitted scores or, across ranks, their union.
 
         Cross-fitting (:mod:`anomvae.calibration`) refits clones on the
-        in-memory rows, so it is skipped for streamed and distributed fits,
-        whose held-out sets are large enough anyway.
+        in-memory reference rows (a streamed fit's in-memory sample), so it
+        is skipped for distributed fits, whose held-out sets are large enough
+        anyway. ``cross_fit_start``: for an
+        update by ``partial_fit``, the estimator as it was before it, which the
+        fold models start from.
         """
         out_of_fold = None
         if (sync.world_size == 1 and isinstance(data.reference, np.ndarray)
                 and calibration.should_cross_fit(strategy, len(data.reference), data.n_validation, data.image)
                 and self._cross_fit_calibration()):
             out_of_fold = calibration.cross_fitted_scores(
-                self, data.reference, strategy.folds, seed, training_scores
+                self, data.reference, strategy.folds, seed, training_scores, start=cross_fit_start
             )
         if sync.world_size == 1:
             self._calibrate_threshold(strategy, data.reference, training_scores, data.held_out, seed, out_of_fold)
@@ -215,11 +218,12 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
 
     def _train_and_calibrate(self, build_scorer: Callable[[], Scorer], data: TrainingData, strategy,
                              seed: int, device: torch.device, started: float,
-                             sync: Synchroniser = LOCAL, steps_before: int = 0):
+                             sync: Synchroniser = LOCAL, steps_before: int = 0, cross_fit_start=None):
         """Train ``build_scorer()`` with the shared engine, then score, calibrate and check health.
 
         ``steps_before``: optimiser steps the scorer had already taken (an update by
-        ``partial_fit``), counted in the ``kept_steps`` diagnostic.
+        ``partial_fit``), counted in the ``kept_steps`` diagnostic; ``cross_fit_start``:
+        the estimator before that update (:meth:`_calibrate`).
         """
         with seeded(seed, device):
             scorer = build_scorer()
@@ -257,7 +261,7 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
         training_scores = self._checked_scores(
             map_batches(self.scorer_.anomaly_score, data.reference, self.scorer_.device, dtype=self.scorer_.dtype)
         )
-        self._calibrate(strategy, data, training_scores, seed, sync)
+        self._calibrate(strategy, data, training_scores, seed, sync, cross_fit_start)
         self.diagnostics_ = diagnostics
         self.health_warnings_ = health.assess(self.diagnostics_, training_scores)
         if sync.rank == 0:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from .. import health, thresholds
+from .. import calibration, health, thresholds
 from .._sklearn import fit_context
 from ..device import resolve_device
 
@@ -87,15 +87,37 @@ class IncrementalMixin:
         strategy.check_reference_size(
             data.n_validation if strategy.needs_clean_reference and data.n_validation else len(encoded)
         )
+        self._update_encoded(encoded, data, strategy, seed, device, started)
+        return self
+
+    def _update_encoded(self, encoded: np.ndarray, data, strategy, seed: int, device, started: float) -> None:
+        """Train the fitted scorer further on ``data`` (rows ``encoded``) and recalibrate on them.
+
+        Cross-fitted calibration scores of a small update come from copies of
+        the model as it was *before* the update, each updated on the other
+        folds, as the final model was updated on all rows (fresh models would
+        describe a weaker model and set the threshold too high).
+        """
         fitted, previous_history = self.scorer_, self.history_
+        cross_fits = (calibration.should_cross_fit(strategy, len(encoded), data.n_validation, data.image)
+                      and self._cross_fit_calibration())
+        before = copy.deepcopy(self) if cross_fits else None
         self._train_and_calibrate(
             lambda: copy.deepcopy(fitted).to(device=device, dtype=torch.float32).train(),
             data, strategy, seed, device, started,
             # A model saved before kept_steps was recorded counts as trained.
             steps_before=int(getattr(self, "diagnostics_", {}).get("kept_steps", health.MIN_TRAINED_STEPS)),
+            cross_fit_start=before,
         )
         self.history_ = _appended(previous_history, self.history_)
-        return self
+
+    def _fold_update(self, encoded: np.ndarray, seed: int) -> None:
+        """Update on encoded rows with a quick threshold: a fold model of :meth:`_update_encoded`."""
+        device = resolve_device(self.device)
+        random_state = np.random.RandomState(seed)
+        data = self._in_memory_data(encoded, self.encoder_, self.is_image_, random_state, device)
+        strategy = thresholds.resolve(self.threshold, self.contamination)
+        self._update_encoded(encoded, data, strategy, seed, device, time.perf_counter())
 
 
 def _appended(before: dict[str, list[float]], after: dict[str, list[float]]) -> dict[str, list[float]]:
