@@ -30,6 +30,10 @@ BROAD_SHIFT_CONFIDENCE = 0.95
 """Confidence of the lower bound on the moved share (:func:`moved_share_lower_bound`)."""
 
 
+KS_MIN_ROWS = 2
+"""Fewest batch rows on which the KS test may raise a drift alarm; a single row is ``predict``'s business."""
+
+
 def moved_share_lower_bound(ks_statistic: float, n_rows: int, confidence: float = BROAD_SHIFT_CONFIDENCE) -> float:
     """A lower confidence bound on the share of a batch's rows whose scores moved.
 
@@ -112,8 +116,10 @@ class MonitoringReport:
 
     @property
     def ks_alarm(self) -> bool:
-        """KS significant at ``significance / 2`` (half the level: two drift tests share it)."""
-        return self.ks_p_value < self.significance / 2
+        """KS significant at ``significance / 2`` (half the level: two drift tests share it), on at
+        least :data:`KS_MIN_ROWS` rows: one row is not a distribution, however far out it lies (its
+        exact p-value, about ``2 / (n_reference + 1)``, falls under 0.005 for references over 400 rows)."""
+        return self.n_rows >= KS_MIN_ROWS and self.ks_p_value < self.significance / 2
 
     @property
     def psi_alarm(self) -> bool:

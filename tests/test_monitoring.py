@@ -100,6 +100,14 @@ def test_psi_of_a_handful_of_rows_is_too_few_rows_not_an_alarm(detector):
     assert "psi" not in report.metrics()
 
 
+def test_one_row_however_far_out_raises_no_drift_alarm(detector):
+    # Review finding: with 800 reference rows one far row had KS p = 2/801 < 0.005, a "drift" alarm.
+    far = normal_rows(1, seed=9) * 50
+    report = anomvae.monitor(detector, far)
+    assert not report.drift_alarm and report.ks_statistic == 1.0
+    assert detector.predict(far)[0] == -1
+
+
 def test_alarm_text_names_the_statistic_that_fired(detector):
     report = anomvae.monitor(detector, drifted(normal_rows(1000, seed=9)))
     assert any("KS test" in alarm for alarm in report.alarms)
