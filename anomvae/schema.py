@@ -102,7 +102,16 @@ def _is_time_dtype(dtype) -> bool:
         pd.api.types.is_datetime64_any_dtype(dtype)
         or pd.api.types.is_timedelta64_dtype(dtype)
         or isinstance(dtype, (pd.PeriodDtype, pd.IntervalDtype))
+        or isinstance(dtype, pd.ArrowDtype) and _arrow_temporal(dtype)
     )
+
+
+def _arrow_temporal(dtype: pd.ArrowDtype) -> bool:
+    """Arrow durations and times of day too (``read_parquet(dtype_backend="pyarrow")``), which
+    pandas calls neither datetime nor timedelta; an ArrowDtype implies pyarrow is installed."""
+    import pyarrow.types
+
+    return pyarrow.types.is_temporal(dtype.pyarrow_dtype)
 
 
 def _time_message(column: str, kind) -> str:

@@ -78,7 +78,11 @@ def test_object_column_of_python_booleans_is_boolean():
     pd.Series(list(pd.date_range("2024-01-01", periods=50).date), dtype=object),
     pd.Series(pd.date_range("2024-01-01", periods=50).strftime("%Y-%m-%d").tolist(), dtype=object),
     pd.Series(pd.date_range("2024-01-01", periods=50, freq="h").strftime("%Y-%m-%dT%H:%M:%SZ").tolist(), dtype="str"),
-], ids=["datetime64", "timedelta64", "datetime-tz", "period", "date-objects", "date-text", "datetime-text"])
+    # Review finding: Arrow durations and times of day were one-hot encoded as categories.
+    pd.Series(pd.array(pd.to_timedelta(np.arange(50), unit="s"), dtype="duration[ns][pyarrow]")),
+    pd.Series(pd.array(pd.date_range("2024-01-01", periods=50, freq="min").time, dtype="time64[us][pyarrow]")),
+], ids=["datetime64", "timedelta64", "datetime-tz", "period", "date-objects", "date-text", "datetime-text",
+        "arrow-duration", "arrow-time"])
 def test_time_columns_are_refused_naming_the_column(column):
     frame = pd.DataFrame({"when": column, "x": np.arange(50.0)})
     with pytest.raises(TypeError, match="column 'when' holds dates, times or durations"):
