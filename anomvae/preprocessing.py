@@ -155,7 +155,7 @@ class TabularEncoder:
             if kind == CATEGORY:
                 series = X.iloc[:, position]
                 _check_no_missing(series, column, first_row)
-                values = series.astype(str).to_numpy()
+                values = category_text(series, self.categories[column]).to_numpy()
                 one_hot = values[:, None] == np.asarray(self.categories[column])[None, :]
                 blocks.append(np.column_stack([one_hot, ~one_hot.any(axis=1)]))
             else:
@@ -244,6 +244,37 @@ def checked_values(series: pd.Series, column: str, kind: str, first_row: int = 0
                 f"({describe_rows(bad, first_row)}); send true/false"
             )
     return values
+
+
+def category_text(series: pd.Series, categories: list[str]) -> pd.Series:
+    """A categorical column's values as the text they are matched on against ``categories`` (fit's).
+
+    Numbers are matched as text (``str``), so a category fitted from the
+    integers ``1, 2`` would not know the float ``1.0`` (a column turned float
+    by a merge that introduced a missing value), nor one fitted from floats
+    the integer ``1``: an integral number whose text is not a known category
+    is matched by its other spelling when that one is known.
+    """
+    text = series.astype(str)
+    unknown = ~text.isin(categories).to_numpy()
+    if unknown.any():
+        positions = np.flatnonzero(unknown)
+        other = pd.Series([_other_spelling(value) for value in series.astype(object).iloc[positions]], dtype=object)
+        known = other.isin(categories).to_numpy()
+        if known.any():
+            text = text.copy()
+            text.iloc[positions[known]] = other[known].to_numpy()
+    return text
+
+
+def _other_spelling(value) -> str | None:
+    """``"1"`` for 1.0 and ``"1.0"`` for 1; None for text, booleans and fractional numbers."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    number = float(value)
+    if not number.is_integer():
+        return None
+    return str(number) if isinstance(value, (int, np.integer)) else str(int(number))
 
 
 def _check_no_missing(series: pd.Series, column: str, first_row: int = 0) -> None:

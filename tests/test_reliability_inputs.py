@@ -131,3 +131,17 @@ def test_a_model_without_categorical_columns_checks_each_column_against_its_kind
         numeric.score_samples(rows.head(2).assign(a=["0.5", "1.5"]))
     np.testing.assert_array_equal(numeric.score_samples(rows.head(2).assign(a=np.array([1.0, 2.0], dtype=object))),
                                   numeric.score_samples(rows.head(2).assign(a=[1.0, 2.0])))
+
+
+def test_integral_numbers_in_a_categorical_column_match_their_other_spelling():
+    # Review finding: a category fitted from the integers 1, 2, 3 read the same ids as floats
+    # (after a merge that introduced NaN elsewhere) as unseen categories, silently.
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=150), "c": pd.Categorical(rng.choice([1, 2, 3], 150))})
+    detector = AnomalyVAE(epochs=2, random_state=0).fit(frame)
+    rows = frame.head(5)
+    expected = detector.score_samples(rows)
+    np.testing.assert_array_equal(detector.score_samples(rows.assign(c=rows["c"].astype(float))), expected)
+    np.testing.assert_array_equal(detector.score_samples(rows.assign(c=rows["c"].astype(int))), expected)
+    encoded = detector.encoder_.transform(rows.assign(c=pd.Series([1.5, 7.0, 2.0, 3, "x"], dtype=object)))
+    assert encoded[:, -1].tolist() == [1, 1, 0, 0, 1]  # the "unseen" indicator: 1.5, 7.0 and "x" only

@@ -12,6 +12,7 @@ from ..._sklearn import Interval, StrOptions
 from ...base import BaseDeepDetector
 from ...base.parameters import estimator_init
 from ...nn import build_decoder, build_encoder
+from ...preprocessing import category_text
 from .context import ContextLayout
 from .network import ConditionalVAENetwork
 from .scorer import SCORINGS, CVAEScorer
@@ -283,7 +284,7 @@ default="reconstruction+knn+contrast"
 
     def _column_text(self, data: pd.DataFrame, name: str) -> pd.Series:
         """Column ``name`` of ``data`` as text, read by position (the frame's labels may be ints)."""
-        return data.iloc[:, self.encoder_.columns.index(name)].astype(str)
+        return category_text(data.iloc[:, self.encoder_.columns.index(name)], self.encoder_.categories[name])
 
     def _fitted_state(self):
         return {**super()._fitted_state(), "context_columns_": list(self.context_columns_)}
