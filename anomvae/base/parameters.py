@@ -128,9 +128,12 @@ threshold_ : FittedThreshold
     rate, calibration-score summary and bootstrap confidence interval.
 reference_scores_ : ndarray
     Sorted anomaly scores of the held-out rows (the training rows when
-    ``validation_fraction=0``), the reference of ``p_values``.
+    ``validation_fraction=0``; the cross-fitted out-of-fold scores of every
+    training row when the default threshold cross-fits a small training
+    set), the reference of ``p_values``.
 reference_source_ : str
-    ``"held-out"``, ``"training"`` or ``"supplied"`` (by ``set_threshold``).
+    ``"held-out"``, ``"training"``, ``"out-of-fold"`` or ``"supplied"`` (by
+    ``set_threshold``).
 reference_feature_scores_ : ndarray
     Mean per-feature score of the reference rows: the baseline against
     which :func:`anomvae.monitor` ranks the features driving alarms.

@@ -149,7 +149,7 @@ class ThresholdStrategy:
         Parameters
         ----------
         scores : array-like of shape (n,)
-        source : {"held-out", "training", "supplied"}, default="supplied"
+        source : {"held-out", "training", "out-of-fold", "supplied"}, default="supplied"
             Where the scores come from, recorded in the result.
         random_state : int, Generator or None
             Seeds the bootstrap.
