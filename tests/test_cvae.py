@@ -80,6 +80,10 @@ def test_cyclic_hour_sits_next_to_midnight():
     probe = pd.DataFrame({"hour": [23, 0, 12, 12], "load": [5.0, 5.0, 0.0, 5.0]})
     scores = detector.anomaly_score(probe)
     assert scores[3] > max(scores[:3])
+    # Review finding: hour + 24 lost its context's credibility factor (a float32 rounding of the
+    # angle crossed the key resolution); the angle now comes from the hour modulo the period.
+    later = detector.anomaly_score(frame.head(30).assign(hour=frame["hour"].head(30) + 24))
+    np.testing.assert_allclose(later, detector.anomaly_score(frame.head(30)), atol=1e-4)
 
 
 @pytest.mark.parametrize("params, message", [
@@ -88,7 +92,10 @@ def test_cyclic_hour_sits_next_to_midnight():
     ({"context": ["merchant", "amount", "items"]}, "all of them context"),
     ({"context": ["amount"], "cyclic": {"items": 24}}, "also be listed in context"),
     ({"context": ["merchant"], "cyclic": {"merchant": 24}}, "must be numeric"),
-    ({"context": ["amount"], "cyclic": {"amount": -1}}, "positive number"),
+    ({"context": ["amount"], "cyclic": {"amount": -1}}, "positive finite number"),
+    # Review finding: an infinite period made the context constant, 1e-300 a NaN loss.
+    ({"context": ["amount"], "cyclic": {"amount": float("inf")}}, "positive finite number"),
+    ({"context": ["amount"], "cyclic": {"amount": 1e-300}}, "positive finite number"),
 ])
 def test_bad_context_is_refused_in_fit(params, message):
     train, _, _ = merchants(n=100)

@@ -78,7 +78,8 @@ class ContextLayout(nn.Module):
             positions = self.cyclic[:, 0].long()
             values = values.index_fill(1, positions, 0.0)
             raw = batch[:, positions] * self.cyclic[:, 2] + self.cyclic[:, 1]
-            phase = 2 * math.pi * raw / self.cyclic[:, 3]
+            # the remainder first: h and h + period give the same angle, not two roundings of it
+            phase = 2 * math.pi * torch.remainder(raw, self.cyclic[:, 3]) / self.cyclic[:, 3]
             angles = [torch.sin(phase), torch.cos(phase)]
         vector = torch.cat([values, *angles, torch.zeros_like(batch[:, :1])], dim=1)
         flag = torch.zeros_like(vector)

@@ -224,8 +224,12 @@ default="reconstruction+knn+contrast"
                 raise ValueError(f"cyclic column {name!r} must also be listed in context")
             if encoder.kinds[position] == "category":
                 raise ValueError(f"cyclic column {name!r} must be numeric, it is categorical")
-            if isinstance(period, bool) or not isinstance(period, Real) or not period > 0:
-                raise ValueError(f"the period of cyclic column {name!r} must be a positive number, got {period!r}")
+            if (isinstance(period, bool) or not isinstance(period, Real) or not period > 0
+                    or not np.isfinite(np.float32(period)) or np.float32(period) == 0):
+                raise ValueError(
+                    f"the period of cyclic column {name!r} must be a positive finite number "
+                    f"(within float32's range, 1e-38 to 3e38), got {period!r}"
+                )
 
     def _make_scorer(self, input_shape, image):
         hidden_dims, latent_dim = self._architecture(input_shape)
