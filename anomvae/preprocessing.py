@@ -278,10 +278,12 @@ def _other_spelling(value) -> str | None:
 
 
 def _check_no_missing(series: pd.Series, column: str, first_row: int = 0) -> None:
-    if series.isna().any():
+    """Refuse NaN and empty text, which a CSV or JSON door reads as missing: every door agrees."""
+    missing = (series.isna() | series.astype(object).eq("")).to_numpy()
+    if missing.any():
         raise ValueError(
-            f"Input X contains NaN in categorical column {column!r} "
-            f"({describe_rows(series.isna().to_numpy(), first_row)}); fill it with an explicit category"
+            f"Input X contains NaN or empty text in categorical column {column!r} "
+            f"({describe_rows(missing, first_row)}); fill it with an explicit category"
         )
 
 

@@ -122,7 +122,7 @@ def test_cli_refuses_an_empty_text_cell_as_missing(tmp_path, capsys):
     frame.loc[3, "branch"] = None
     frame.to_csv(source, index=False)
     assert main(["score", str(model), str(source)]) == 2
-    assert "NaN in categorical column 'branch'" in capsys.readouterr().err
+    assert "NaN or empty text in categorical column 'branch'" in capsys.readouterr().err
 
 
 def test_huge_python_int_is_a_value_error():
