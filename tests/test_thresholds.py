@@ -389,3 +389,13 @@ def test_numpy_values_inside_pythresh_options_become_python_numbers():
     strategy = PyThresh("ocsvm", options={"random_state": np.int64(47), "nu": np.float32(0.1)})
     assert strategy.options == {"random_state": 47, "nu": 0.1}
     json.dumps(strategy.to_dict())
+
+
+def test_a_pythresh_method_missing_its_extras_names_them():
+    # Review finding: "meta" imports scikit-lego only when it evaluates: a bare ModuleNotFoundError.
+    import importlib.util
+
+    if importlib.util.find_spec("sklego") is not None:
+        pytest.skip("scikit-lego is installed here, so 'meta' has its extras")
+    with pytest.raises(ImportError, match="extra dependencies"):
+        PyThresh("meta", n_bootstrap=0).calibrate(np.random.default_rng(0).normal(size=500))

@@ -61,16 +61,16 @@ class PyThresh(ThresholdStrategy):
         try:
             module = importlib.import_module(f"pythresh.thresholds.{self.name}")
         except ImportError as error:
-            raise ImportError(
-                f"PyThresh method {self.name!r} could not be imported ({error}); install "
-                "pythresh, and for 'clust', 'cpd' or 'meta' its extra dependencies"
-            ) from error
+            raise ImportError(_missing_message(self.name, error)) from error
         return getattr(module, self.name.upper())(**self.options)
 
     def threshold_value(self, scores):
         if scores.min() == scores.max():  # nothing to separate; PyThresh would divide by zero
             return float(scores.max())
-        labels = np.asarray(self._thresholder().eval(scores)).astype(bool)
+        try:
+            labels = np.asarray(self._thresholder().eval(scores)).astype(bool)
+        except ModuleNotFoundError as error:  # some thresholders import their extras only here
+            raise ImportError(_missing_message(self.name, error)) from error
         if not labels.any():
             return float(scores.max())
         lowest_outlier = scores[labels].min()
@@ -79,3 +79,8 @@ class PyThresh(ThresholdStrategy):
 
     def expected_rate(self, scores, value):
         return float(np.mean(scores > value))
+
+
+def _missing_message(name: str, error: ImportError) -> str:
+    return (f"PyThresh method {name!r} could not be imported ({error}); install "
+            "pythresh, and for 'clust', 'cpd' or 'meta' its extra dependencies")
