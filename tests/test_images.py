@@ -133,6 +133,14 @@ def test_two_or_four_channels_last_are_refused_and_empty_images_named():
         AnomalyVAE(epochs=1).fit(np.zeros((12, 1, 0, 6)))
 
 
+def test_a_list_of_images_is_an_image_batch():
+    # Review finding: a list of (C, H, W) arrays failed with "Found array with dim 4, while dim <= 2".
+    images = [np.random.default_rng(seed).random((1, 8, 8)) for seed in range(20)]
+    detector = tiny(AnomalyVAE, epochs=1).fit(images)
+    assert detector.is_image_
+    np.testing.assert_array_equal(detector.score_samples(images[:3]), detector.score_samples(np.stack(images[:3])))
+
+
 def test_integer_images_on_the_eight_bit_scale_fit_like_uint8():
     # Review finding: int64 pixels in 0-179 were min-max scaled to their training range, so
     # a pixel of 255 read like the training maximum, and the dtype changed the model.

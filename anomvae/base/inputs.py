@@ -24,7 +24,9 @@ from ..streaming import is_streamed
 
 
 def is_image_batch(X: Any) -> bool:
-    """True for arrays of shape ``(N, H, W)`` or ``(N, C, H, W)``."""
+    """True for arrays of shape ``(N, H, W)`` or ``(N, C, H, W)``, and lists of ``(H, W)`` or ``(C, H, W)`` images."""
+    if isinstance(X, (list, tuple)) and X and not isinstance(X[0], pd.DataFrame):
+        return getattr(X[0], "ndim", 0) in (2, 3)
     return not isinstance(X, pd.DataFrame) and getattr(X, "ndim", 0) in (3, 4)
 
 
