@@ -166,8 +166,7 @@ def test_a_batch_on_the_other_pixel_scale_is_read_or_refused_never_clipped():
     on_unit = tiny(AnomalyVAE).fit(images.astype(np.float32) / 255)
     np.testing.assert_allclose(on_unit.score_samples(images), on_unit.score_samples(images.astype(np.float32) / 255),
                                rtol=1e-6)
-    with pytest.raises(ValueError, match="got a list; pass a numpy array"):
-        on_255.score_samples(list(images[:2]))
+    np.testing.assert_array_equal(on_255.score_samples(list(images[:2])), on_255.score_samples(images[:2]))
     # Review finding: 16-bit and 8-bit integer scales were silently rescaled or clipped into another image.
     with pytest.raises(ValueError, match="reach 25[0-9]0 but the model was fitted on pixels in \\[0, 255\\]"):
         on_255.score_samples(images.astype(np.int32) * 10)
