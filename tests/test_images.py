@@ -133,6 +133,19 @@ def test_two_or_four_channels_last_are_refused_and_empty_images_named():
         AnomalyVAE(epochs=1).fit(np.zeros((12, 1, 0, 6)))
 
 
+def test_a_bright_spot_in_a_wide_integer_image_is_scored_and_flagged_not_refused():
+    # Review finding: uint16 frames with training pixels under 256 sat on the 0-255 scale, and
+    # a frame with a hot spot of 3000 was then refused as "another scale" instead of flagged.
+    rng = np.random.default_rng(0)
+    frames = rng.integers(100, 200, (200, 1, 8, 8)).astype(np.uint16)
+    detector = tiny(AnomalyVAE, epochs=5).fit(frames)
+    hot = frames[:5].copy()
+    hot[:, 0, 3:5, 3:5] = 3000
+    assert (detector.predict(hot) == -1).sum() >= 3
+    with pytest.raises(ValueError, match="median"):
+        detector.predict(frames[:5] * 16)  # a whole frame on a 12-bit scale is refused
+
+
 def test_a_list_of_images_is_an_image_batch():
     # Review finding: a list of (C, H, W) arrays failed with "Found array with dim 4, while dim <= 2".
     images = [np.random.default_rng(seed).random((1, 8, 8)) for seed in range(20)]
@@ -168,14 +181,14 @@ def test_a_batch_on_the_other_pixel_scale_is_read_or_refused_never_clipped():
                                rtol=1e-6)
     np.testing.assert_array_equal(on_255.score_samples(list(images[:2])), on_255.score_samples(images[:2]))
     # Review finding: 16-bit and 8-bit integer scales were silently rescaled or clipped into another image.
-    with pytest.raises(ValueError, match="reach 25[0-9]0 but the model was fitted on pixels in \\[0, 255\\]"):
+    with pytest.raises(ValueError, match="reach 25[0-9]0 .* but the model was fitted on pixels in \\[0, 255\\]"):
         on_255.score_samples(images.astype(np.int32) * 10)
     on_16_bit = tiny(AnomalyVAE).fit(images.astype(np.int16) * 16)
     with pytest.raises(ValueError, match="uint8 images \(0-255\) but the model was fitted on pixels in \[0, 40"):
         on_16_bit.score_samples(images)
     np.testing.assert_array_equal(on_255.score_samples(images.astype(np.int64)), on_255.score_samples(images))
     np.testing.assert_allclose(on_unit.score_samples(images.astype(np.int64)), on_unit.score_samples(images), rtol=1e-6)
-    from anomvae.preprocessing import ImageScaler
+    from anomvae.image_scaler import ImageScaler
     overshoot = ImageScaler().fit(np.linspace(-2.0, 258.3, 36).reshape(1, 1, 6, 6))  # a float fit past 255
     assert overshoot.transform(images).shape == images.shape  # uint8 still read, not refused
 

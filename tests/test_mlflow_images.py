@@ -11,7 +11,7 @@ from conftest import FAST
 
 import anomvae
 from anomvae.lifecycle import serving_inputs
-from anomvae.preprocessing import ImageScaler
+from anomvae.image_scaler import ImageScaler
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 Tabular rows (arrays or DataFrames) are checked with scikit-learn's
 ``validate_data`` and encoded by a :class:`~anomvae.preprocessing.TabularEncoder`;
 image batches are checked here and scaled by an
-:class:`~anomvae.preprocessing.ImageScaler`. Whatever door the data comes
+:class:`~anomvae.image_scaler.ImageScaler`. Whatever door the data comes
 through, these checks decide what is accepted.
 """
 
@@ -18,7 +18,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..inference import map_batches
 from ..finite import check_finite
-from ..preprocessing import ImageScaler, TabularEncoder, checked_values
+from ..image_scaler import ImageScaler
+from ..preprocessing import TabularEncoder, checked_values
 from ..schema import BOOLEAN, NUMERIC, check_not_masked
 from ..streaming import is_streamed
 

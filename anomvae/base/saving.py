@@ -14,7 +14,8 @@ import torch
 
 from ..inference import prepare_for_inference
 from .. import persistence
-from ..preprocessing import ImageScaler, TabularEncoder
+from ..image_scaler import ImageScaler
+from ..preprocessing import TabularEncoder
 from ..scorer import Scorer
 from ..thresholds import FittedThreshold
 

@@ -1,0 +1,117 @@
+"""Image batches as the networks read them: float32 pixels in [0, 1], shape ``(N, C, H, W)``.
+
+The scaler serialises to plain JSON (``to_config`` / ``from_config``) so a
+saved model needs no pickle to rebuild it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class ImageScaler:
+    """Map image batches to float32 pixels in [0, 1] of shape ``(N, C, H, W)``.
+
+    ``uint8`` images, and integer images whose pixels all lie in 0-255, are
+    divided by 255 (a uint16 or int64 copy of uint8 pixels gives the same
+    model as they do, and a pixel brighter than any in training stays
+    brighter). Float images already in [0, 1] are kept; other float images are min-max scaled with the range seen in
+    ``fit``, and values outside that range are clipped at scoring time.
+
+    A batch on the other common pixel scale than fit's is read or refused,
+    never clipped into another image: ``uint8`` pixels scored by a model
+    fitted on [0, 1] floats are divided by 255 (what ``uint8`` means in
+    ``fit`` and in the PNG form), and fractional pixels within [0, 1] scored by
+    a model fitted on non-negative pixels beyond 1 (0-255) are refused (they
+    would read as a black image), as are ``uint8`` pixels scored by a model
+    fitted on pixels beyond 511 (16-bit) and integer images mostly beyond 255
+    (their median) scored by a model fitted on 0-255; a few pixels beyond 255
+    are read as the brightest pixel fit knew (an anomaly, flagged, not
+    refused); integer pixels of another type on the 0-255
+    scale are read like ``uint8`` by a model fitted on [0, 1].
+    """
+
+    def __init__(self) -> None:
+        self.shape: tuple[int, ...] = ()
+        self.low = 0.0
+        self.high = 1.0
+
+    @staticmethod
+    def as_batch(X: np.ndarray) -> np.ndarray:
+        """Add the channel axis to ``(N, H, W)`` batches."""
+        return X[:, None] if X.ndim == 3 else X
+
+    def fit(self, X: np.ndarray) -> ImageScaler:
+        """Learn the image shape and pixel range."""
+        batch = self.as_batch(X)
+        self.shape = tuple(int(s) for s in batch.shape[1:])
+        eight_bit = batch.dtype == np.uint8 or (
+            batch.dtype.kind in "iu" and int(batch.min()) >= 0 and int(batch.max()) <= 255)
+        if eight_bit:
+            self.low, self.high = 0.0, 255.0
+        else:
+            low, high = float(batch.min()), float(batch.max())
+            inside_unit = low >= 0.0 and high <= 1.0
+            self.low, self.high = (0.0, 1.0) if inside_unit else (low, max(high, low + 1e-12))
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Scale a batch; raise ``ValueError`` if its shape differs from fit's."""
+        batch = self.as_batch(X)
+        if tuple(batch.shape[1:]) != self.shape:
+            raise ValueError(
+                f"images have shape {tuple(batch.shape[1:])} (channels, height, width) but the "
+                f"model was fitted on {self.shape}"
+            )
+        if self._eight_bit_against_unit_fit(batch):
+            return (batch / 255.0).astype(np.float32)
+        self._refuse_another_integer_scale(batch)
+        pixel_scale = self.low >= 0.0 and self.high >= 2.0  # a fit on non-negative pixels beyond [0, 1], e.g. 0-255
+        if pixel_scale and batch.dtype.kind == "f" and batch.size and float(batch.max()) <= 1.0:
+            if np.any(batch != np.round(batch)):
+                raise ValueError(
+                    f"image pixels lie in [0, 1] but the model was fitted on pixels in "
+                    f"[{self.low:g}, {self.high:g}]: multiply them by {self.high - self.low:g} "
+                    "(or pass the uint8 images)"
+                )
+        scaled = (batch.astype(np.float64) - self.low) / (self.high - self.low)
+        return np.clip(scaled, 0.0, 1.0).astype(np.float32)
+
+    def _eight_bit_against_unit_fit(self, batch: np.ndarray) -> bool:
+        """Integer pixels on the 0-255 scale (uint8, or a wider integer type beyond 1) for a [0, 1] fit."""
+        if (self.low, self.high) != (0.0, 1.0) or batch.dtype.kind not in "iu" or not batch.size:
+            return False
+        return batch.dtype == np.uint8 or (int(batch.min()) >= 0 and 1 < int(batch.max()) <= 255)
+
+    def _refuse_another_integer_scale(self, batch: np.ndarray) -> None:
+        """Integer pixels on another scale than fit's: 8-bit against a 16-bit fit, or mostly beyond 8 bits against 0-255."""
+        if batch.dtype.kind not in "iu" or not batch.size:
+            return
+        if batch.dtype == np.uint8 and self.high > 511.0:  # well past 8 bits, not a float fit's overshoot
+            raise ValueError(
+                f"uint8 images (0-255) but the model was fitted on pixels in [{self.low:g}, {self.high:g}]: "
+                "pass them on the scale of fit"
+            )
+        if (self.low, self.high) == (0.0, 255.0) and int(batch.max()) > 255:
+            # An image mostly beyond 255 is on another scale; a few bright pixels are what an anomaly looks like.
+            medians = np.median(batch.reshape(len(batch), -1), axis=1)
+            if (medians > 255).any():
+                row = int(np.argmax(medians > 255))
+                raise ValueError(
+                    f"image pixels reach {int(batch.max())} (image {row}: median {medians[row]:g}) but the "
+                    "model was fitted on pixels in [0, 255]: pass them on the scale of fit"
+                )
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-serialisable state."""
+        return {"shape": list(self.shape), "low": self.low, "high": self.high}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ImageScaler:
+        """Rebuild a scaler saved by :meth:`to_config`."""
+        scaler = cls()
+        scaler.shape = tuple(config["shape"])
+        scaler.low, scaler.high = float(config["low"]), float(config["high"])
+        return scaler
