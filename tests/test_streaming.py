@@ -124,3 +124,15 @@ def test_only_fit_takes_streamed_data_and_the_other_methods_say_so(parquet_dir, 
     for call in calls:
         with pytest.raises(TypeError, match="only fit trains on streamed data"):
             call()
+
+
+def test_a_later_chunk_with_booleans_in_a_numeric_column_is_refused(monkeypatch):
+    # Review finding: chunks outside the in-memory sample were read with to_numpy(float64), so
+    # True or "0.5" in a numeric column trained as 1.0 / 0.5 while scoring the same rows refused them.
+    monkeypatch.setattr(streaming, "SAMPLE_ROWS", 100)
+    rng = np.random.default_rng(0)
+    chunks = [pd.DataFrame(rng.normal(size=(100, 3)), columns=list("abc")) for _ in range(5)]
+    chunks[3] = chunks[3].astype({"a": object})
+    chunks[3].iloc[7, 0] = True
+    with pytest.raises(TypeError, match="column 'a' was numeric in fit but now holds booleans"):
+        AnomalyVAE(epochs=2, random_state=0).fit(chunks)

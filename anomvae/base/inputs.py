@@ -170,6 +170,9 @@ def encode_frame(encoder: TabularEncoder, frame: pd.DataFrame, position: int) ->
     try:
         if "category" in encoder.kinds or "boolean" in encoder.kinds:
             return encoder.transform(frame)
+        if not _all_numeric(frame):  # True or "0.5" in a numeric column: refused, as when scoring
+            for index, column in enumerate(frame.columns):
+                checked_values(frame.iloc[:, index], str(column), NUMERIC)
         values = frame.to_numpy(dtype=np.float64)
         check_finite(values, [str(column) for column in frame.columns])
         return encoder.transform(values)
