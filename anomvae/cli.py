@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"anomvae {args.command}: error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # never exit 1, which monitor --fail-on-alarm reserves for an alarm
-        if type(error).__name__ == "MlflowException":  # a refused URI, name or request: the caller's to fix
+        if any(cls.__name__ == "MlflowException" for cls in type(error).__mro__):  # a refused URI, name or request
             print(f"anomvae {args.command}: error: {error}", file=sys.stderr)
             return 2
         traceback.print_exc()

@@ -68,7 +68,8 @@ def _add_monitor_parser(commands) -> None:
                         help="append the figures as the next step of the model's monitoring run "
                              "(MLFLOW_TRACKING_URI, else ./mlflow.db)")
     parser.add_argument("--monitoring-run", metavar="NAME",
-                        help="MLflow run to append to (default: monitor-<registered model or file name>)")
+                        help="MLflow run to append to (default: monitor-<registered model>, "
+                             "monitor-<run id>-<artifact> or monitor-<file stem>-<path digest>)")
     parser.add_argument("--fail-on-alarm", action="store_true",
                         help="exit with status 1 when an alarm is raised")
 

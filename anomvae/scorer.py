@@ -34,7 +34,7 @@ class FitContext:
         data-set size such as minibatch-weighted sampling (Chen et al.,
         "Isolating Sources of Disentanglement in VAEs", 2018).
     n_validation : int
-        Held-out rows; 0 without a validation split.
+        This process's held-out rows; 0 without a validation split.
     input_shape : tuple of int
         Shape of one encoded row: ``(n_encoded,)`` for tabular rows,
         ``(C, H, W)`` for images.

@@ -205,6 +205,40 @@ def test_monitoring_runs_never_mix_two_models_and_take_quoted_names(registered, 
     assert "error" in capsys.readouterr().err
 
 
+def test_exit_codes_keep_1_for_alarms_only(monkeypatch, capsys):
+    # Review finding: MlflowException subclasses (RestException from a tracking server) and other
+    # failures exited 1, which --fail-on-alarm reserves for an alarm.
+    from mlflow.exceptions import RestException
+
+    import anomvae.cli as cli
+
+    def refused(args):
+        raise RestException({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no model card-fraud"})
+
+    def broken(args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(cli.COMMANDS, "score", refused)
+    assert main(["score", "m.safetensors", "x.csv"]) == 2
+    assert "no model card-fraud" in capsys.readouterr().err
+    monkeypatch.setitem(cli.COMMANDS, "score", broken)
+    assert main(["score", "m.safetensors", "x.csv"]) == 3
+    assert "RuntimeError: boom" in capsys.readouterr().err
+
+
+def test_a_file_monitored_before_runs_were_keyed_per_file_keeps_its_run(mlflow_store):
+    from anomvae.lifecycle import monitoring_runs
+
+    experiment = monitoring_runs._experiment_id()
+    with mlflow.start_run(experiment_id=experiment, run_name="monitor-legacy",
+                          tags={"anomvae.model_source": "/srv/a/legacy.safetensors"}) as run:
+        legacy = run.info.run_id
+    with monitoring_runs.monitoring_run("/srv/a/legacy.safetensors") as run:
+        assert run.info.run_id == legacy
+    with monitoring_runs.monitoring_run("/srv/b/legacy.safetensors") as run:
+        assert run.info.run_id != legacy and run.info.run_name.startswith("monitor-legacy-")
+
+
 def test_train_progress_experiment_and_run_name(tmp_path, mlflow_store):
     frame = pd.DataFrame(np.random.default_rng(0).normal(size=(120, 3)), columns=["x", "y", "z"])
     frame.to_csv(tmp_path / "sensors.csv", index=False)

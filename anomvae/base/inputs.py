@@ -66,7 +66,7 @@ class InputEncodingMixin:
         if is_image_batch(X):
             raise ValueError(
                 f"this model was fitted on tabular rows of {self.n_features_in_} features; "
-                f"got an image batch of shape {X.shape}"
+                f"got an image batch of shape {np.shape(X)}"
             )
         if "category" in self.encoder_.kinds:
             if not isinstance(X, pd.DataFrame):

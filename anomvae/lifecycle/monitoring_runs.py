@@ -78,13 +78,12 @@ def monitoring_run(model: str, run_name: str | None = None):
     experiment_id = _experiment_id()
     key = monitored_name(model)
     name = run_name or f"monitor-{key}"
-    found = mlflow.search_runs(
-        [experiment_id],
-        filter_string=f"attributes.run_name = {_quoted(name)}",
-        order_by=["attributes.start_time ASC"],
-        max_results=1,
-        output_format="list",
-    )
+    found = _first_run(experiment_id, f"attributes.run_name = {_quoted(name)}")
+    if not found and run_name is None and not model.startswith("models:/"):
+        # A run of the same source under the name it had before runs were keyed per model file.
+        legacy = f"monitor-{Path(model.rstrip('/')).stem}"
+        found = _first_run(experiment_id, f"attributes.run_name = {_quoted(legacy)} "
+                                          f"and tags.`anomvae.model_source` = {_quoted(model)}")
     if found:
         with mlflow.start_run(run_id=found[0].info.run_id) as run:
             yield run
@@ -92,3 +91,8 @@ def monitoring_run(model: str, run_name: str | None = None):
     with mlflow.start_run(experiment_id=experiment_id, run_name=name,
                           tags={MONITORED_TAG: key, "anomvae.model_source": model}) as run:
         yield run
+
+
+def _first_run(experiment_id: str, filter_string: str) -> list:
+    return mlflow.search_runs([experiment_id], filter_string=filter_string, order_by=["attributes.start_time ASC"],
+                              max_results=1, output_format="list")
