@@ -155,8 +155,10 @@ class TabularEncoder:
             if kind == CATEGORY:
                 series = X.iloc[:, position]
                 _check_no_missing(series, column, first_row)
-                values = category_text(series, self.categories[column]).to_numpy()
-                one_hot = values[:, None] == np.asarray(self.categories[column])[None, :]
+                known = np.asarray(self.categories[column])
+                one_hot = series.astype(str).to_numpy()[:, None] == known[None, :]
+                if not one_hot.any(axis=1).all():  # unseen text: try the other spelling of integral numbers
+                    one_hot = category_text(series, self.categories[column]).to_numpy()[:, None] == known[None, :]
                 blocks.append(np.column_stack([one_hot, ~one_hot.any(axis=1)]))
             else:
                 blocks.append(numeric[:, numeric_index : numeric_index + 1])
@@ -279,7 +281,9 @@ def _other_spelling(value) -> str | None:
 
 def _check_no_missing(series: pd.Series, column: str, first_row: int = 0) -> None:
     """Refuse NaN and empty text, which a CSV or JSON door reads as missing: every door agrees."""
-    missing = (series.isna() | series.astype(object).eq("")).to_numpy()
+    missing = series.isna().to_numpy()
+    if not pd.api.types.is_numeric_dtype(series):
+        missing = missing | series.eq("").to_numpy(dtype=bool, na_value=False)
     if missing.any():
         raise ValueError(
             f"Input X contains NaN or empty text in categorical column {column!r} "
