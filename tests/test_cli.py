@@ -208,3 +208,20 @@ def test_an_empty_tracking_option_is_refused_not_replaced_by_the_default(config,
     assert main(["train", "--config", str(config), option, ""]) == 2
     assert f"{option} must not be empty" in capsys.readouterr().err
 
+
+
+def test_scoring_an_npz_with_a_model_fitted_on_an_array_raises_no_feature_name_warning(tmp_path):
+    # Review finding: the .npz door names its columns x0, x1, ...; sklearn then warned twice that
+    # "X has feature names, but AnomalyVaDE was fitted without feature names".
+    import warnings
+
+    from anomvae import AnomalyVaDE
+
+    rows = np.random.default_rng(0).normal(size=(300, 4))
+    AnomalyVaDE(epochs=3, random_state=0).fit(rows).save(tmp_path / "vade.safetensors")
+    np.savez(tmp_path / "rows.npz", X=rows[:10])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert main(["score", str(tmp_path / "vade.safetensors"), str(tmp_path / "rows.npz"),
+                     "-o", str(tmp_path / "out.csv")]) == 0
+    assert list(pd.read_csv(tmp_path / "out.csv").columns[-3:]) == ["score", "is_anomaly", "cohort"]
