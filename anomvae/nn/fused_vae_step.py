@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .blocks import LOGVAR_RANGE, GaussianEncoder
-from .vae_losses import MIN_NOISE_VARIANCE
+from .vae_losses import MIN_NOISE_VARIANCE, trimmed_rows
 from .vae_network import VAENetwork
 
 LIKELIHOODS = ("gaussian", "calibrated")
@@ -135,7 +135,7 @@ class FusedVAEStep:
             self.variance, reconstruction_offset = 1.0, 0.0
         # Per-row loss, up to the constant offsets: the ranking the trimmed mean keeps rows by.
         row_loss = torch.add(row_squared_error, row_kl, alpha=self.beta * self.variance).mul_(0.5 / self.variance)
-        keep = n - int(self.trim_fraction * n)
+        keep = n - trimmed_rows(self.trim_fraction, n)
         if keep == n:
             self.row_weights = torch.full((n, 1), 1.0 / n, dtype=x.dtype)
         else:

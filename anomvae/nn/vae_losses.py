@@ -99,10 +99,37 @@ def trimmed_mean(values: Tensor, fraction: float) -> Tensor:
     -------
     Tensor of shape ()
     """
-    keep = len(values) - int(fraction * len(values))
+    keep = len(values) - trimmed_rows(fraction, len(values))
     if keep == len(values):
         return values.mean()
     return values.topk(keep, largest=False, sorted=False).values.mean()
+
+
+def calibrated_variance(squared_errors: list[Tensor]) -> Tensor:
+    """The calibrated decoder's variance over many rows: the mean of ``squared_errors``, floored.
+
+    What :func:`calibrated_gaussian_nll` sets from one training batch, taken
+    instead over the training rows once training ends, so that the ``"elbo"``
+    and ``"iwae"`` scores do not hang on the last batch (which may be one row).
+
+    Parameters
+    ----------
+    squared_errors : list of Tensor
+        Squared reconstruction errors of chunks of rows, any shapes.
+
+    Returns
+    -------
+    Tensor of shape (1,), float32
+    """
+    total = sum(float(part.double().sum()) for part in squared_errors)
+    count = sum(part.numel() for part in squared_errors)
+    return torch.tensor([max(total / max(count, 1), MIN_NOISE_VARIANCE)])
+
+
+def trimmed_rows(fraction: float, n: int) -> int:
+    """``floor(fraction * n)``, the rows a trimmed loss leaves out, robust to the float product's rounding
+    (``0.29 * 100`` is ``28.999999999999996``: 29 rows, not 28)."""
+    return int(math.floor(fraction * n + 1e-9))
 
 
 def sum_per_row(values: Tensor) -> Tensor:

@@ -79,11 +79,11 @@ default="reconstruction+knn+contrast"
         after flooring it at its 5% quantile on the training rows, so that
         a row far from all training data, which both models find unusual,
         is not made to look normal. On ``benchmarks/contextual.py`` the
-        contrast raised contextual ROC-AUC from 0.834 to 0.899 on the
+        contrast raised contextual ROC-AUC from 0.834 to 0.900 on the
         development part (PyOD KNN on one-hot context: 0.878) and from
-        0.871 to 0.928 on the confirmation part (KNN: 0.894); global
-        ROC-AUC went from 0.759 to 0.773 on development but fell from
-        0.921 to 0.853 on confirmation (AnomalyVAE: 0.904). Use
+        0.871 to 0.929 on the confirmation part (KNN: 0.894); global
+        ROC-AUC went from 0.759 to 0.771 on development but fell from
+        0.921 to 0.854 on confirmation (AnomalyVAE: 0.904). Use
         ``scoring="reconstruction+knn"`` (or weight 0) where ordinary
         outliers matter more than rows carrying another context's values.
     trim_fraction : float in [0, 0.5), default=0.1

@@ -14,7 +14,7 @@ from ...nn.latent_density import (
     take_saved_reference_shape,
 )
 from ...nn.posterior import active_units
-from ...nn.vae_losses import calibrated_gaussian_nll, gaussian_kl, sum_per_row, trimmed_mean
+from ...nn.vae_losses import calibrated_gaussian_nll, calibrated_variance, gaussian_kl, sum_per_row, trimmed_mean
 from ...scorer import BatchSource, Phase, Scorer
 from .context import ContextLayout
 from .context_scale import context_keys, credibility_factors, row_factors
@@ -196,11 +196,18 @@ class CVAEScorer(Scorer):
 
         The reference codes, the score scales and the contrast's scale and
         floor all come from one :func:`reference_rows` sample and one
-        posterior pass over it given the context.
+        posterior pass over it given the context. So does the decoder variance
+        of the negative ELBOs (the ``"elbo"`` score and the contrast): the
+        mean squared error of the reconstructions decoded from the posterior
+        means, as those scores decode them
+        (:func:`~anomvae.nn.vae_losses.calibrated_variance`); during training
+        it was each batch's, and the last batch may be one row.
         """
+        chunks = reference_rows(train).split(4096)
+        posteriors = [self._posterior(chunk) for chunk in chunks]
+        features = ~self.layout.context_mask
+        self.noise_variance.copy_(calibrated_variance([squared[:, features] for _, _, squared in posteriors]))
         if self.scoring in KNN_SCORINGS:
-            chunks = reference_rows(train).split(4096)
-            posteriors = [self._posterior(chunk) for chunk in chunks]
             codes = torch.cat([mean for mean, _, _ in posteriors])
             errors = torch.cat([sum_per_row(squared.double()) for _, _, squared in posteriors])
             self.reference_codes, self.score_scales = reference_and_scales(codes, errors, self.n_neighbors)

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from ...scorer import BatchSource, FitContext, Phase, Scorer
 from ...nn.vae_losses import (
+    calibrated_variance,
     gaussian_kl,
     importance_weighted_nll,
     negative_elbo,
@@ -20,6 +21,7 @@ from ...nn.latent_density import (
     reconstruction_plus_knn,
     reference_and_scales,
     reference_codes_and_errors,
+    reference_rows,
     take_saved_reference_shape,
 )
 from ...nn.posterior import codes_and_errors, decoded_mean, posterior_diagnostics
@@ -39,7 +41,8 @@ class VAEScorer(Scorer):
     likelihood : {"gaussian", "calibrated", "bernoulli"}
         ``"calibrated"`` is a Gaussian whose shared variance is set to the
         batch's mean squared error at every step (Rybkin et al., ICML 2021);
-        the last training value is kept for the ``"elbo"`` and ``"iwae"`` scores.
+        the ``"elbo"`` and ``"iwae"`` scores use its value over the training
+        rows once training ends (:func:`~anomvae.nn.vae_losses.calibrated_variance`).
     scoring : {"reconstruction", "elbo", "iwae", "reconstruction+knn"}
         ``"reconstruction"``: squared error of the reconstruction decoded from
         the posterior mean. ``"elbo"``: negative ELBO averaged over the fixed
@@ -133,10 +136,12 @@ class VAEScorer(Scorer):
         (:mod:`anomvae.nn.latent_density`).
         """
         self._fused = None  # it holds the last batch's activations, which no saved model needs
-        if self.scoring != "reconstruction+knn":
-            return
-        codes, reconstruction = reference_codes_and_errors(self.network, train, self.likelihood)
-        self.reference_codes, self.score_scales = reference_and_scales(codes, reconstruction, self.n_neighbors)
+        if self.scoring == "reconstruction+knn":
+            codes, reconstruction = reference_codes_and_errors(self.network, train, self.likelihood)
+            self.reference_codes, self.score_scales = reference_and_scales(codes, reconstruction, self.n_neighbors)
+        if self.likelihood == "calibrated":  # last: its draws do not move the kNN reference sample
+            self.noise_variance.copy_(calibrated_variance(
+                [(chunk - self.network(chunk)[0]).pow(2) for chunk in reference_rows(train).split(4096)]))
 
     def anomaly_score(self, batch: Tensor) -> Tensor:
         if self.scoring == "reconstruction":
