@@ -150,7 +150,8 @@ class VAEScorer(Scorer):
             codes, reconstruction = codes_and_errors(self.network, batch, self.likelihood)
             return reconstruction_plus_knn(reconstruction, codes, self.reference_codes, self.score_scales,
                                            self.n_neighbors)
-        mean, log_variance = self.network.encode(batch)
+        # float32 from here: under bfloat16 products the KL, the draws and the prior stay element-wise float32
+        mean, log_variance = (part.float() for part in self.network.encode(batch))
         if self.scoring == "iwae":
             return importance_weighted_nll(
                 batch, self.network.decode, mean, log_variance, self.score_noise, self.likelihood,
