@@ -63,7 +63,8 @@ def reference_and_scales(codes: Tensor, errors: Tensor, k: int) -> tuple[Tensor,
     -------
     reference_codes : Tensor of shape (m, latent), float32
     score_scales : Tensor of shape (2,), float32
-        Medians of the errors and of the leave-one-out distances, floored at
+        Medians of the errors and of the leave-one-out distances (torch's
+        lower median: of an even count, the smaller middle value), floored at
         :data:`SCALE_FLOORS`.
 
     Raises
