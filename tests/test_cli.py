@@ -225,3 +225,14 @@ def test_scoring_an_npz_with_a_model_fitted_on_an_array_raises_no_feature_name_w
         assert main(["score", str(tmp_path / "vade.safetensors"), str(tmp_path / "rows.npz"),
                      "-o", str(tmp_path / "out.csv")]) == 0
     assert list(pd.read_csv(tmp_path / "out.csv").columns[-3:]) == ["score", "is_anomaly", "cohort"]
+
+
+def test_a_missing_value_in_an_array_models_x_frame_is_named_like_any_nan():
+    # Review finding: dropping the x0, x1, ... names by converting to an array left pd.NA in an
+    # object array ("float() argument must be ... not 'NAType'"); the frame keeps its nullable reading.
+    from anomvae import AnomalyVAE
+
+    detector = AnomalyVAE(epochs=2, random_state=0).fit(np.random.default_rng(0).normal(size=(100, 2)))
+    rows = pd.DataFrame({"x0": pd.array([1, None, 3], dtype="Int64"), "x1": [1.0, 2.0, 3.0]})
+    with pytest.raises(ValueError, match="contains NaN in row 1, column 0"):
+        detector.score_samples(rows)

@@ -89,7 +89,9 @@ class InputEncodingMixin:
                 checked_values(X.iloc[:, position], str(column), NUMERIC)
         if (isinstance(X, pd.DataFrame) and not hasattr(self, "feature_names_in_")
                 and [str(column) for column in X.columns] == [f"x{i}" for i in range(self.n_features_in_)]):
-            X = X.to_numpy()  # the doors' names for a model fitted on an array: no feature-name warning
+            # the doors' names for a model fitted on an array: dropped (no feature-name warning), the frame
+            # kept so that sklearn still reads nullable columns' pd.NA as NaN
+            X = X.set_axis(range(X.shape[1]), axis=1)
         return self._numeric_array(X, reset=False)
 
     def _map_rows(self, method: str, X) -> np.ndarray:
