@@ -29,7 +29,8 @@ class ImageScaler:
     fitted on pixels beyond 511 (16-bit) and integer images mostly beyond 255
     (their median) scored by a model fitted on 0-255; a few pixels beyond 255
     are read as the brightest pixel fit knew (an anomaly, flagged, not
-    refused); integer pixels of another type on the 0-255
+    refused), except in images of one or two pixels, which the median judges
+    as a whole; integer pixels of another type on the 0-255
     scale are read like ``uint8`` by a model fitted on [0, 1].
     """
 

@@ -228,3 +228,14 @@ def test_monitor_never_names_a_context_column_as_a_driver():
     detector = AnomalyCVAE(context=["merchant"], **FAST).fit(train)
     report = anomvae.monitor(detector, test, n_top_features=3)
     assert report.top_features and {feature.name for feature in report.top_features} <= {"amount", "items"}
+
+
+def test_the_decoder_variance_is_the_reference_rows_feature_error_not_the_last_batchs():
+    # Review finding: the variance behind the contrast was the last training batch's, possibly one row.
+    train, _, _ = merchants(n=1000)  # 900 training rows: a last batch of 4 rows at batch size 128
+    detector = AnomalyCVAE(context=["merchant"], epochs=10, random_state=0).fit(train)
+    scorer = detector.scorer_
+    encoded = torch.as_tensor(detector.encoder_.transform(train), dtype=torch.float32)
+    with torch.no_grad():
+        squared = scorer._posterior(reference_rows(encoded))[2][:, ~scorer.layout.context_mask]
+    assert float(scorer.noise_variance) == pytest.approx(squared.mean().item(), rel=0.05)

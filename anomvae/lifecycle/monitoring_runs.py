@@ -79,11 +79,13 @@ def monitoring_run(model: str, run_name: str | None = None):
     key = monitored_name(model)
     name = run_name or f"monitor-{key}"
     found = _first_run(experiment_id, f"attributes.run_name = {_quoted(name)}")
-    if not found and run_name is None and not model.startswith("models:/"):
-        # A run of the same source under the name it had before runs were keyed per model file.
+    if not found and run_name is None and not model.startswith(("models:/", "runs:/")):
+        # A run of the same file under the name it had before runs were keyed per model file, whose
+        # source tag holds the path as typed then: as typed now, or resolved.
         legacy = f"monitor-{Path(model.rstrip('/')).stem}"
-        found = _first_run(experiment_id, f"attributes.run_name = {_quoted(legacy)} "
-                                          f"and tags.`anomvae.model_source` = {_quoted(model)}")
+        for source in dict.fromkeys([model, str(Path(model.removeprefix("file://")).resolve())]):
+            found = found or _first_run(experiment_id, f"attributes.run_name = {_quoted(legacy)} "
+                                                       f"and tags.`anomvae.model_source` = {_quoted(source)}")
     if found:
         with mlflow.start_run(run_id=found[0].info.run_id) as run:
             yield run

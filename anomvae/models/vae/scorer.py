@@ -41,8 +41,9 @@ class VAEScorer(Scorer):
     likelihood : {"gaussian", "calibrated", "bernoulli"}
         ``"calibrated"`` is a Gaussian whose shared variance is set to the
         batch's mean squared error at every step (Rybkin et al., ICML 2021);
-        the ``"elbo"`` and ``"iwae"`` scores use its value over the training
-        rows once training ends (:func:`~anomvae.nn.vae_losses.calibrated_variance`).
+        the ``"elbo"`` and ``"iwae"`` scores use its value over a random sample
+        of up to 1,024 training rows once training ends
+        (:func:`~anomvae.nn.vae_losses.calibrated_variance`).
     scoring : {"reconstruction", "elbo", "iwae", "reconstruction+knn"}
         ``"reconstruction"``: squared error of the reconstruction decoded from
         the posterior mean. ``"elbo"``: negative ELBO averaged over the fixed
