@@ -238,6 +238,13 @@ def _with_scorer(scorer_class: type, **attributes) -> type:
     return _Variant
 
 
+def _default_hidden(n_features: int, widen: int = 1, extra_layer: bool = False) -> tuple[int, ...]:
+    """The default tabular hidden widths (:func:`anomvae.nn.default_architecture`), each ``widen`` times
+    wider, with a third layer of a quarter of the first when ``extra_layer``."""
+    first = widen * default_architecture(n_features)[0][0]
+    return (first, first // 2, first // 4) if extra_layer else (first, first // 2)
+
+
 ONE_PASS = {"min_batches_per_epoch": 1}
 """Every epoch one pass over the training rows (AnomalyVAE's default), pinned so
 that the variants' journals replay whatever the default becomes."""
@@ -279,6 +286,11 @@ TRAINING_VARIANTS: dict[str, tuple[type, dict]] = {
     "t10-es100": (_with_scorer(_LateEarlyStoppingVAEScorer, min_steps=100, batch_rows=128), {"trim_fraction": 0.1, **ONE_PASS}),
     "t10-es300": (_with_scorer(_LateEarlyStoppingVAEScorer, min_steps=300, batch_rows=128), {"trim_fraction": 0.1, **ONE_PASS}),
     # latent distances kept proportional to input distances (Sammon stress); t10-eager is its control
+    "t10-wide": (AnomalyVAE, {"trim_fraction": 0.1, "hidden_dims": lambda d: _default_hidden(d, widen=2), **ONE_PASS}),
+    "t10-deep": (AnomalyVAE, {"trim_fraction": 0.1, "hidden_dims": lambda d: _default_hidden(d, extra_layer=True),
+                              **ONE_PASS}),
+    "t10-wide-deep": (AnomalyVAE, {"trim_fraction": 0.1,
+                                   "hidden_dims": lambda d: _default_hidden(d, widen=2, extra_layer=True), **ONE_PASS}),
     "t10-lr0.003": (AnomalyVAE, {"trim_fraction": 0.1, "learning_rate": 0.003, **ONE_PASS}),
     "t10-lr0.0003": (AnomalyVAE, {"trim_fraction": 0.1, "learning_rate": 0.0003, **ONE_PASS}),
     "t10-stress1": (_with_scorer(_DistancePreservingVAEScorer, weight=1.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
@@ -289,10 +301,15 @@ TRAINING_VARIANTS: dict[str, tuple[type, dict]] = {
 
 
 def _scaled(detector: AnomalyVAE, X: np.ndarray) -> torch.Tensor:
-    """``X`` as the detector's network sees it: its variant's input transform, then its encoder."""
+    """``X`` as the detector's network sees it: its variant's input transform, then its encoder.
+
+    float32 for a model scored with bfloat16 products (``precision_``): its weights are float32, and
+    the script's own rules run the network outside the estimator's autocast.
+    """
     if hasattr(detector, "input_transform_"):
         X = detector.input_transform_.transform(X)
-    return torch.as_tensor(detector.encoder_.transform(X), dtype=detector.scorer_.dtype)
+    dtype = torch.float32 if detector.scorer_.dtype == torch.bfloat16 else detector.scorer_.dtype
+    return torch.as_tensor(detector.encoder_.transform(X), dtype=dtype)
 
 
 def codes_and_errors(detector: AnomalyVAE, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
