@@ -124,6 +124,8 @@ def test_a_model_without_categorical_columns_checks_each_column_against_its_kind
         with_flag.score_samples(rows.head(3).assign(flag=[5, 0, 1]))
     np.testing.assert_array_equal(with_flag.score_samples(rows.head(3).assign(flag=[1, 0, 1])),
                                   with_flag.score_samples(rows.head(3).assign(flag=[True, False, True])))
+    with pytest.raises(TypeError, match="column 'flag' was boolean in fit but now holds 5.0"):
+        with_flag.score_samples(np.array([[0.1, 0.2, 5.0]]))  # an array is checked the same way
     numeric = AnomalyVAE(epochs=2, random_state=0).fit(rows)
     with pytest.raises(TypeError, match="column 'a' was numeric in fit but now holds booleans"):
         numeric.score_samples(rows.head(2).assign(a=[True, False]))

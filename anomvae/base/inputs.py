@@ -92,7 +92,10 @@ class InputEncodingMixin:
             # the doors' names for a model fitted on an array: dropped (no feature-name warning), the frame
             # kept so that sklearn still reads nullable columns' pd.NA as NaN
             X = X.set_axis(range(X.shape[1]), axis=1)
-        return self._numeric_array(X, reset=False)
+        values = self._numeric_array(X, reset=False)
+        if BOOLEAN in self.encoder_.kinds:  # an array for a model with boolean columns: 0/1 checked there too
+            return pd.DataFrame(values, columns=self.encoder_.columns)
+        return values
 
     def _map_rows(self, method: str, X) -> np.ndarray:
         """Validate ``X``, then encode it and evaluate the scorer's ``method`` batch by batch.
