@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from ...scorer import BatchSource, Phase, Scorer
+from ...scorer import BatchSource, FitContext, Phase, Scorer
 from ...nn.vae_losses import gaussian_kl, reconstruction_nll, sum_per_row
 from ...nn.posterior import decoded_mean, posterior_diagnostics
 from .losses import centre_distance, clamp_centre
@@ -57,7 +57,9 @@ class VAESVDDScorer(Scorer):
         svdd_weight * distance). ``"distance"``: distance of the posterior
         mean to ``c`` (Deep SVDD's score).
     warmup_epochs : int
-        Epochs of VAE-only training before ``c`` is frozen.
+        Epochs of VAE-only training before ``c`` is frozen. An update of a
+        fitted scorer (``partial_fit``) keeps its ``c`` and trains with the
+        hypersphere term from its first epoch.
     """
 
     def __init__(self, network: VAESVDDNetwork, *, latent_dim: int, beta: float, likelihood: str,
@@ -74,16 +76,30 @@ class VAESVDDScorer(Scorer):
         self.warmup_epochs = warmup_epochs
         self.compacting = warmup_epochs == 0
         self.register_buffer("centre", torch.zeros(latent_dim))
+        self.register_buffer("centre_frozen", torch.zeros(1))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.setdefault(prefix + "centre_frozen", torch.ones(1))  # saved before the flag: trained
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def on_fit_start(self, context: FitContext) -> None:
+        """Note whether ``c`` is already frozen (an update by ``partial_fit``): no second warm-up."""
+        self._updating = bool(self.centre_frozen.item())
 
     def on_epoch_start(self, epoch: int, batches: BatchSource) -> None:
+        if getattr(self, "_updating", False):
+            self.compacting = True
+            return
         if epoch <= self.warmup_epochs:
             self.centre.copy_(clamp_centre(self.mean_embedding(batches), CENTRE_EPS))
         self.compacting = epoch >= self.warmup_epochs
+        if self.compacting:
+            self.centre_frozen.fill_(1.0)
 
     @property
     def early_stopping_start(self) -> int:
-        """Early stopping judges the weights once the hypersphere term is on."""
-        return self.warmup_epochs
+        """Early stopping judges the weights once the hypersphere term is on (at once in an update)."""
+        return 0 if getattr(self, "_updating", False) else self.warmup_epochs
 
     def mean_embedding(self, batches: BatchSource) -> Tensor:
         """Mean posterior mean over the training data."""
