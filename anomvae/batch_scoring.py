@@ -29,10 +29,11 @@ def model_rows(detector, frame: pd.DataFrame, leave_out=()) -> pd.DataFrame:
     """``frame`` without the ``leave_out`` columns that are not model inputs, in the model's column order.
 
     A ``leave_out`` column the frame lacks is a ``ValueError``. A model
-    fitted on a DataFrame knows its columns by name; when the
-    remaining columns are exactly those, in another order, they are put
-    back in the training order, as MLflow's schema does for the served
-    model. Any other difference is left for ``score_samples`` to refuse.
+    fitted on a DataFrame knows its columns by name, one fitted on an array
+    as ``x0, x1, ...``; when the remaining columns are exactly those, in
+    another order, they are put back in the training order, as MLflow's
+    schema does for the served model. Any other difference is left for
+    ``score_samples`` to refuse.
     """
     from .lifecycle.serving_inputs import input_columns
 
@@ -42,7 +43,8 @@ def model_rows(detector, frame: pd.DataFrame, leave_out=()) -> pd.DataFrame:
     model_columns = input_columns(detector)
     rows = frame.drop(columns=[column for column in leave_out if str(column) not in set(model_columns)])
     by_name = {str(column): column for column in rows.columns}
-    if (hasattr(detector, "feature_names_in_") and len(by_name) == rows.shape[1]
+    # Named columns (or the x0, x1, ... of a model fitted on an array), reordered: put back in order.
+    if (len(by_name) == rows.shape[1]
             and list(by_name) != model_columns and sorted(by_name) == sorted(model_columns)):
         rows = rows[[by_name[column] for column in model_columns]]
     return rows

@@ -236,3 +236,16 @@ def test_a_missing_value_in_an_array_models_x_frame_is_named_like_any_nan():
     rows = pd.DataFrame({"x0": pd.array([1, None, 3], dtype="Int64"), "x1": [1.0, 2.0, 3.0]})
     with pytest.raises(ValueError, match="contains NaN in row 1, column 0"):
         detector.score_samples(rows)
+
+
+def test_an_array_models_x_columns_in_another_order_are_matched_by_name(tmp_path):
+    # Review finding: the CLI scored x2,x1,x0 by position (each value as the wrong feature, no error)
+    # while REST and the pyfunc matched the names.
+    from anomvae import AnomalyVAE
+
+    rows = np.random.default_rng(0).normal(size=(300, 3))
+    detector = AnomalyVAE(epochs=3, random_state=0).fit(rows)
+    detector.save(tmp_path / "m.safetensors")
+    pd.DataFrame(rows[:3], columns=["x0", "x1", "x2"])[["x2", "x1", "x0"]].to_csv(tmp_path / "r.csv", index=False)
+    assert main(["score", str(tmp_path / "m.safetensors"), str(tmp_path / "r.csv"), "-o", str(tmp_path / "o.csv")]) == 0
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "o.csv")["score"], detector.anomaly_score(rows[:3]), rtol=1e-6)
