@@ -270,7 +270,16 @@ def category_text(series: pd.Series, categories: list[str]) -> pd.Series:
 
 
 def _other_spelling(value) -> str | None:
-    """``"1"`` for 1.0 and ``"1.0"`` for 1; None for text, booleans and fractional numbers."""
+    """``"1"`` for 1.0 or the text ``"1.0"`` (a CSV cell), ``"1.0"`` for 1 or ``"1"``; None for other
+    text, booleans and fractional numbers."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        if not number.is_integer():
+            return None
+        return str(int(number)) if value.strip() != str(int(number)) else str(number)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         return None
     number = float(value)

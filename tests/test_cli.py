@@ -249,3 +249,19 @@ def test_an_array_models_x_columns_in_another_order_are_matched_by_name(tmp_path
     pd.DataFrame(rows[:3], columns=["x0", "x1", "x2"])[["x2", "x1", "x0"]].to_csv(tmp_path / "r.csv", index=False)
     assert main(["score", str(tmp_path / "m.safetensors"), str(tmp_path / "r.csv"), "-o", str(tmp_path / "o.csv")]) == 0
     np.testing.assert_allclose(pd.read_csv(tmp_path / "o.csv")["score"], detector.anomaly_score(rows[:3]), rtol=1e-6)
+
+
+def test_integer_categories_written_as_floats_score_the_same_natively_and_from_csv(tmp_path):
+    # Review finding: a category column turned float (2.0) matched category "2" natively, but the
+    # CSV cell "2.0" was read as text and scored as an unseen category by anomvae score.
+    from anomvae import AnomalyVAE
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=200), "icat": pd.Categorical(rng.choice([1, 2, 3], 200))})
+    detector = AnomalyVAE(epochs=3, random_state=0).fit(frame)
+    detector.save(tmp_path / "m.safetensors")
+    floats = frame.head(4).assign(icat=frame["icat"].head(4).astype(float))
+    floats.to_csv(tmp_path / "r.csv", index=False)
+    assert main(["score", str(tmp_path / "m.safetensors"), str(tmp_path / "r.csv"), "-o", str(tmp_path / "o.csv")]) == 0
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "o.csv")["score"], detector.anomaly_score(frame.head(4)),
+                               rtol=1e-6)
