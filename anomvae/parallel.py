@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 
 from .distributed import DataParallel
+from .python_values import comparable_setting, same_setting
 from .streaming import SAMPLE_ROWS, is_streamed
 
 
@@ -109,30 +110,13 @@ def _setup(estimator, X) -> dict:
     the Python one), columns by name and order (their kinds are checked by
     ``fit`` itself on the gathered sample).
     """
-    params = {name: _comparable(value) for name, value in estimator.get_params(deep=False).items()
+    params = {name: comparable_setting(value) for name, value in estimator.get_params(deep=False).items()
               if name not in RANK_LOCAL_PARAMETERS}
     if isinstance(X, pd.DataFrame):
         columns = [repr(name) for name in X.columns]
     else:
         columns = [f"array of shape (n, {', '.join(map(str, np.shape(X)[1:]))})"]
     return {"parameters": params, "columns": columns}
-
-
-def _same(left, right) -> bool:
-    """Equal parameter values; objects that cannot be compared (no ``__eq__``) count as equal."""
-    try:
-        return bool(left == right) or type(left).__eq__ is object.__eq__
-    except (TypeError, ValueError):
-        return True
-
-
-def _comparable(value):
-    """``value`` with lists as tuples and NumPy scalars as Python numbers, so equal settings compare equal."""
-    if isinstance(value, (list, tuple)):
-        return tuple(_comparable(item) for item in value)
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _check_same_setup(estimator, X, sync: DataParallel) -> None:
@@ -144,7 +128,7 @@ def _check_same_setup(estimator, X, sync: DataParallel) -> None:
         differences = [
             f"{name}: {first['parameters'].get(name)!r} on rank 0, {setup['parameters'].get(name)!r} on rank {rank}"
             for name in sorted(set(first["parameters"]) | set(setup["parameters"]))
-            if not _same(first["parameters"].get(name), setup["parameters"].get(name))
+            if not same_setting(first["parameters"].get(name), setup["parameters"].get(name))
         ]
         if first["columns"] != setup["columns"]:
             differences.append(f"columns: {first['columns']} on rank 0, {setup['columns']} on rank {rank}")

@@ -224,6 +224,7 @@ def load(path: str | os.PathLike, device: str = "auto"):
             scorer = build()
         scorer.load_state_dict(tensors)
         estimator._restore_fitted_state(state, prepare_for_inference(scorer, target))
+        estimator._note_built_parameters()
     except ModelFormatError as error:
         raise ModelFormatError(f"{path}: {error}") from error
     except Exception as error:  # anything a crafted description provokes is a format error

@@ -1,4 +1,4 @@
-"""NumPy scalars as Python numbers, for parameters that are written out as JSON."""
+"""Parameter values made comparable and writable: NumPy scalars as Python numbers, settings compared."""
 
 from __future__ import annotations
 
@@ -24,3 +24,20 @@ def python_scalars(value: Any) -> Any:
     if isinstance(value, dict):
         return {python_scalars(key): python_scalars(item) for key, item in value.items()}
     return value
+
+
+def comparable_setting(value: Any) -> Any:
+    """``value`` with lists as tuples and NumPy scalars as Python numbers, so equal settings compare equal."""
+    if isinstance(value, (list, tuple)):
+        return tuple(comparable_setting(item) for item in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def same_setting(left: Any, right: Any) -> bool:
+    """Equal parameter values; objects that cannot be compared (no ``__eq__``) count as equal."""
+    try:
+        return bool(left == right) or type(left).__eq__ is object.__eq__
+    except (TypeError, ValueError):
+        return True

@@ -144,13 +144,14 @@ def test_ranks_that_differ_are_refused_on_every_rank_naming_the_difference(share
 
 
 def test_setups_that_differ_only_in_form_or_rank_local_settings_agree():
-    from anomvae.parallel import _comparable, _same, _setup
+    from anomvae.parallel import _setup
+    from anomvae.python_values import comparable_setting, same_setting
 
     rows = np.zeros((5, 3))
     first = _setup(AnomalyVAE(hidden_dims=(64, 32), contamination=0.1, device="cuda:0"), rows)
     second = _setup(AnomalyVAE(hidden_dims=[64, 32], contamination=np.float64(0.1), device="cuda:1", verbose=True), rows)
-    assert all(_same(first["parameters"][name], second["parameters"][name]) for name in first["parameters"])
-    assert not _same(_comparable(2), _comparable(np.int64(3)))
+    assert all(same_setting(first["parameters"][name], second["parameters"][name]) for name in first["parameters"])
+    assert not same_setting(comparable_setting(2), comparable_setting(np.int64(3)))
 
 
 def test_fit_distributed_outside_a_launcher_says_how_to_launch(monkeypatch):

@@ -173,10 +173,12 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
             data.n_validation if strategy.needs_clean_reference and data.n_validation
             else data.n_train + data.n_validation
         )
-        return self._train_and_calibrate(
+        fitted = self._train_and_calibrate(
             lambda: self._make_scorer(data.input_shape, data.image).to(device),
             data, strategy, seed, device, started, sync,
         )
+        self._note_built_parameters()
+        return fitted
 
     def _calibrate(self, strategy, data: TrainingData, training_scores: np.ndarray, seed: int,
                    sync: Synchroniser, cross_fit_start=None) -> None:

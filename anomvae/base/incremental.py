@@ -66,10 +66,15 @@ class IncrementalMixin:
         ------
         ValueError, TypeError
             When ``X`` does not match what ``fit`` saw (features, columns,
-            image shape) or holds non-finite values.
+            image shape) or holds non-finite values, or when a parameter
+            built into the fitted model (e.g. ``scoring``, ``beta``) was
+            changed by ``set_params`` since ``fit``: the update would keep
+            the old value. Training settings (``epochs``, ``learning_rate``,
+            ``threshold``, ...) may change.
         """
         if not hasattr(self, "scorer_"):
             return self.fit(X)
+        self._refuse_changed_build("partial_fit")
         return self._keeping_state_on_error(self._update, X)
 
     @fit_context(prefer_skip_nested_validation=True)

@@ -16,6 +16,7 @@ from ..inference import prepare_for_inference
 from .. import persistence
 from ..image_scaler import ImageScaler
 from ..preprocessing import TabularEncoder
+from ..python_values import comparable_setting, same_setting
 from ..scorer import Scorer
 from ..thresholds import FittedThreshold
 
@@ -24,14 +25,54 @@ PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 """The values of a saved ``precision_`` and the :attr:`~anomvae.scorer.Scorer.matmul_dtype` each restores."""
 
 
+UPDATABLE_PARAMETERS = frozenset({
+    "epochs", "batch_size", "learning_rate", "patience", "gradient_clip", "min_batches_per_epoch",
+    "validation_fraction", "threshold", "contamination", "precision", "fused_step", "device", "random_state",
+    "verbose", "unseen_context",
+})
+"""Parameters read anew by every ``fit``, ``partial_fit`` or scoring call. The others are built into
+the fitted networks and scorer: changed after ``fit`` they take effect only by refitting."""
+
+
 class SavingMixin:
     """The fitted state of an estimator as JSON, and its restoration."""
+
+    def _note_built_parameters(self) -> None:
+        """Remember the parameters the fitted model was built with (after ``fit`` and ``load``)."""
+        self._built_parameters = {name: copy.deepcopy(value) for name, value in self.get_params(deep=False).items()
+                                  if name not in UPDATABLE_PARAMETERS}
+
+    def _refuse_changed_build(self, action: str) -> None:
+        """Refuse ``action`` when a parameter built into the fitted model was changed by ``set_params`` since.
+
+        Saving would describe a model the weights do not belong to, and
+        ``partial_fit`` would silently keep the old value.
+        """
+        built = getattr(self, "_built_parameters", None)
+        if built is None:
+            return
+        current = self.get_params(deep=False)
+        changed = [name for name, value in built.items()
+                   if not same_setting(comparable_setting(value), comparable_setting(current.get(name)))]
+        if changed:
+            shown = ", ".join(f"{name}: {built[name]!r} in fit, {current.get(name)!r} now" for name in changed)
+            raise ValueError(
+                f"cannot {action}: parameter(s) changed by set_params since fit ({shown}); they are built into "
+                "the fitted model, which still uses the values of fit: refit to use the new ones, or set them back"
+            )
 
     def save(self, path) -> None:
         """Write the fitted model to ``path`` (safetensors weights + JSON config).
 
         Load it with :func:`anomvae.load`; no pickle is involved.
+
+        Raises
+        ------
+        ValueError
+            When a parameter built into the fitted model (e.g. ``scoring``,
+            ``latent_dim``) was changed by ``set_params`` since ``fit``.
         """
+        self._refuse_changed_build("save")
         persistence.save(self, path)
 
     def _fitted_state(self) -> dict[str, Any]:
