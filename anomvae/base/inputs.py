@@ -85,8 +85,7 @@ class InputEncodingMixin:
             _check_rows(len(X), minimum=1)
             if BOOLEAN in self.encoder_.kinds:
                 return X
-            for position, column in enumerate(X.columns):
-                checked_values(X.iloc[:, position], str(column), NUMERIC)
+            _check_numeric_columns(X)
         if (isinstance(X, pd.DataFrame) and not hasattr(self, "feature_names_in_")
                 and [str(column) for column in X.columns] == [f"x{i}" for i in range(self.n_features_in_)]):
             # the doors' names for a model fitted on an array: dropped (no feature-name warning), the frame
@@ -179,8 +178,7 @@ def encode_frame(encoder: TabularEncoder, frame: pd.DataFrame, position: int) ->
         if "category" in encoder.kinds or "boolean" in encoder.kinds:
             return encoder.transform(frame)
         if not _all_numeric(frame):  # True or "0.5" in a numeric column: refused, as when scoring
-            for index, column in enumerate(frame.columns):
-                checked_values(frame.iloc[:, index], str(column), NUMERIC)
+            _check_numeric_columns(frame)
         values = frame.to_numpy(dtype=np.float64)
         check_finite(values, [str(column) for column in frame.columns])
         return encoder.transform(values)
@@ -202,6 +200,12 @@ def _refuse_streamed(X) -> None:
             f"got a {type(X).__name__}: scoring, partial_fit, monitor and set_threshold take rows in memory, "
             "e.g. pandas.read_parquet(path) or pandas.concat(chunks)"
         )
+
+
+def _check_numeric_columns(frame: pd.DataFrame) -> None:
+    """Refuse booleans and text in a frame for a model of numeric columns (:func:`checked_values`)."""
+    for position, column in enumerate(frame.columns):
+        checked_values(frame.iloc[:, position], str(column), NUMERIC)
 
 
 def _all_numeric(frame: pd.DataFrame) -> bool:
