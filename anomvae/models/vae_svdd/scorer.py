@@ -75,6 +75,7 @@ class VAESVDDScorer(Scorer):
         self.scoring = scoring
         self.warmup_epochs = warmup_epochs
         self.compacting = warmup_epochs == 0
+        self._updating = False  # set by on_fit_start: True when c was frozen by an earlier fit
         self.register_buffer("centre", torch.zeros(latent_dim))
         self.register_buffer("centre_frozen", torch.zeros(1))
 
@@ -87,7 +88,7 @@ class VAESVDDScorer(Scorer):
         self._updating = bool(self.centre_frozen.item())
 
     def on_epoch_start(self, epoch: int, batches: BatchSource) -> None:
-        if getattr(self, "_updating", False):
+        if self._updating:
             self.compacting = True
             return
         if epoch <= self.warmup_epochs:
@@ -99,7 +100,7 @@ class VAESVDDScorer(Scorer):
     @property
     def early_stopping_start(self) -> int:
         """Early stopping judges the weights once the hypersphere term is on (at once in an update)."""
-        return 0 if getattr(self, "_updating", False) else self.warmup_epochs
+        return 0 if self._updating else self.warmup_epochs
 
     def mean_embedding(self, batches: BatchSource) -> Tensor:
         """Mean posterior mean over the training data."""
