@@ -190,22 +190,21 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
             tags["threshold_warnings"] = "; ".join(fitted.warnings) or "none"
             final.update(run_metadata.threshold_figures(fitted))
             tags["threshold_method"] = fitted.to_dict()["method"]
-        report_rows = (X, train_scores, y)
         if validation is not None:
-            report_rows = (validation[0], detector.anomaly_score(validation[0]), validation[1])
-            final.update(_score_metrics(report_rows[1], -detector.offset_, validation[1], "eval_"))
+            eval_rows, eval_labels = validation
+            eval_scores = detector.anomaly_score(eval_rows)
+            final.update(_score_metrics(eval_scores, -detector.offset_, eval_labels, "eval_"))
         metrics += [Metric(key, value, now, 0) for key, value in final.items()]
         client.log_batch(run_id, params=params)
         for start in range(0, len(metrics), LOG_BATCH_SIZE):
             client.log_batch(run_id, metrics=metrics[start : start + LOG_BATCH_SIZE])
         mlflow.set_tags(tags)
-        contributions = np.asarray(detector.feature_scores(X), dtype=np.float64)
-        _log_figures(detector, train_scores, contributions, y)
-        rows, scores, labels = report_rows
-        if validation is not None:
-            contributions = detector.feature_scores(rows)
-        mlflow.log_text(report.report_from_scores(detector, rows, scores, contributions, labels,
-                                                  title=run.info.run_name), REPORT_ARTIFACT)
+        train_contributions = np.asarray(detector.feature_scores(X), dtype=np.float64)
+        _log_figures(detector, train_scores, train_contributions, y)
+        # The report is of the evaluation rows when there are some, else of the training rows.
+        reported = ((X, train_scores, train_contributions, y) if validation is None
+                    else (eval_rows, eval_scores, detector.feature_scores(eval_rows), eval_labels))
+        mlflow.log_text(report.report_from_scores(detector, *reported, title=run.info.run_name), REPORT_ARTIFACT)
     return run_id
 
 
