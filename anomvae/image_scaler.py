@@ -17,8 +17,9 @@ class ImageScaler:
     ``uint8`` images, and integer images whose pixels all lie in 0-255, are
     divided by 255 (a uint16 or int64 copy of uint8 pixels gives the same
     model as they do, and a pixel brighter than any in training stays
-    brighter). Float images already in [0, 1] are kept; other float images are min-max scaled with the range seen in
-    ``fit``, and values outside that range are clipped at scoring time.
+    brighter). Float images already in [0, 1] are kept; other float images
+    are min-max scaled with the range seen in ``fit``, and values outside
+    that range are clipped at scoring time.
 
     A batch on the other common pixel scale than fit's is read or refused,
     never clipped into another image: ``uint8`` pixels scored by a model
