@@ -82,6 +82,9 @@ def description_digest(document: dict[str, Any]) -> str:
 THRESHOLD_KEY = "anomvae.threshold_strategy"
 """Marks a saved ``threshold`` parameter (a strategy from :mod:`anomvae.thresholds`)."""
 
+DICT_ITEMS_KEY = "anomvae.dict_items"
+"""Marks a saved dict parameter with keys JSON cannot keep (``cyclic={0: 24}``), written as key-value pairs."""
+
 
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:
     """Parameters as JSON values; a RandomState instance cannot be saved and becomes None."""
@@ -97,7 +100,9 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, (tuple, list)):
         return [_json_value(item) for item in value]
     if isinstance(value, dict):
-        return {_json_value(key): _json_value(item) for key, item in value.items()}
+        if all(isinstance(key, str) for key in value):
+            return {key: _json_value(item) for key, item in value.items()}
+        return {DICT_ITEMS_KEY: [[_json_value(key), _json_value(item)] for key, item in value.items()]}
     if isinstance(value, torch.device):
         return str(value)
     if value is None or isinstance(value, (str, int, float, bool)):
@@ -107,11 +112,16 @@ def _json_value(value: Any) -> Any:
 
 def _python_params(params: dict[str, Any]) -> dict[str, Any]:
     """Inverse of :func:`_json_params` for the values it can restore."""
-    return {
-        name: strategy_from_dict(value[THRESHOLD_KEY])
-        if isinstance(value, dict) and THRESHOLD_KEY in value else value
-        for name, value in params.items()
-    }
+    return {name: _python_value(value) for name, value in params.items()}
+
+
+def _python_value(value: Any) -> Any:
+    """Inverse of :func:`_json_value` for a threshold strategy and a dict with non-text keys."""
+    if isinstance(value, dict) and THRESHOLD_KEY in value:
+        return strategy_from_dict(value[THRESHOLD_KEY])
+    if isinstance(value, dict) and DICT_ITEMS_KEY in value:
+        return {key: item for key, item in value[DICT_ITEMS_KEY]}
+    return value
 
 
 def save(estimator, path: str | os.PathLike) -> None:

@@ -86,6 +86,18 @@ def test_cyclic_hour_sits_next_to_midnight():
     np.testing.assert_allclose(later, detector.anomaly_score(frame.head(30)), atol=1e-4)
 
 
+def test_cyclic_column_given_by_position_keeps_its_key_through_save(tmp_path):
+    # Left undone in stop 26: JSON turned the key 0 of cyclic={0: 24} into "0", so the loaded
+    # model's get_params() no longer equalled the fitted one's.
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({0: rng.integers(0, 24, 200).astype(float), 1: rng.normal(size=200)})
+    detector = AnomalyCVAE(context=[0], cyclic={0: 24}, **FAST).fit(frame)
+    detector.save(tmp_path / "cyclic.safetensors")
+    loaded = load(tmp_path / "cyclic.safetensors", device="cpu")
+    assert loaded.get_params()["cyclic"] == {0: 24}
+    np.testing.assert_array_equal(loaded.score_samples(frame), detector.score_samples(frame))
+
+
 @pytest.mark.parametrize("params, message", [
     ({"context": ["nope"]}, "not a column"),
     ({"context": [5]}, "out of range"),
