@@ -5,7 +5,10 @@ On a machine with CUDA, for 30 and 512 features:
 1. fit the default AnomalyVAE on the GPU (the engine trains under autocast there);
 2. score with :func:`anomvae.inference.map_batches`, once as is and once
    through a scorer that refuses batches above 1,000 rows with
-   ``torch.OutOfMemoryError``: the halve-and-retry path must give the same scores;
+   ``torch.OutOfMemoryError``: the halve-and-retry path must give the same scores
+   within the tolerance below (the latent distances come from matrix products,
+   which round differently at other batch sizes: 5e-4 at scores near 2 was
+   seen on one CI CPU);
 3. save the GPU model, load it on the CPU, and compare the CPU scores with the
    GPU's;
 4. log it as an MLflow pyfunc model (a SQLite tracking store in a temporary
@@ -16,7 +19,7 @@ On a machine with CUDA, for 30 and 512 features:
 
 Without CUDA the same steps run on the CPU in a tiny configuration (``--tiny``
 is then implied), which the test suite runs so that the script cannot rot.
-Scores may differ between devices by ``--rtol`` (relative, default 1e-3) plus
+Scores may differ (between devices, or between batch sizes) by ``--rtol`` (relative, default 1e-3) plus
 ``--atol`` (default 1e-3); any larger difference, or any failed step, makes the
 exit status 1. ``--time-cap`` seconds (default 480) bound the whole run: the
 throughput sweeps stop early near it and the run is aborted with status 2 at it.
@@ -114,7 +117,7 @@ def correctness(width: int, device: torch.device, settings: dict, tolerance: tup
     retried = map_batches(oom_scorer(model.scorer_.anomaly_score), encoded, model.scorer_.device,
                           dtype=model.scorer_.dtype)
     ok &= report(f"{width} features: scoring after simulated out-of-memory errors",
-                 *close(native, retried, 0.0, 0.0))
+                 *close(native, retried, *tolerance))
     path = folder / f"model-{width}.safetensors"
     model.save(path)
     on_cpu = load(path, device="cpu")
