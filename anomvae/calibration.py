@@ -73,10 +73,11 @@ def cross_fitted_scores(estimator, encoded: np.ndarray, folds: int, seed: int,
     Each clone's out-of-fold scores are therefore divided by the median of its
     own scores of the rows it was fitted on, and the pooled ratios multiplied
     by the median of ``final_scores``, the final model's scores of the rows it
-    was fitted on: the folds are combined as in cross-conformal prediction
-    (Vovk, "Cross-conformal predictors", Annals of Mathematics and Artificial
-    Intelligence 2015), each fold ranked against its own model's scale, without
-    keeping the clones for scoring. Scores that are not all positive (negative
+    was fitted on (medians over distinct rows, :func:`distinct_median`): the
+    folds are combined as in cross-conformal prediction (Vovk, "Cross-conformal
+    predictors", Annals of Mathematics and Artificial Intelligence 2015), each
+    fold ranked against its own model's scale, without keeping the clones for
+    scoring. Scores that are not all positive (negative
     ELBOs) are pooled as they are.
 
     Parameters
@@ -121,11 +122,25 @@ def cross_fitted_scores(estimator, encoded: np.ndarray, folds: int, seed: int,
             else:
                 model._fold_update(encoded[~inside], fold_seed)
         scores[inside] = _encoded_scores(model, encoded[inside])
-        in_sample_medians[fold] = np.median(_encoded_scores(model, encoded[~inside]))
-    final_median = float(np.median(final_scores))
+        in_sample_medians[fold] = distinct_median(_encoded_scores(model, encoded[~inside]), encoded[~inside])
+    final_median = distinct_median(final_scores, encoded)
     if final_median > 0 and np.all(in_sample_medians > 0):
         scores *= final_median / in_sample_medians[assignment]
     return scores
+
+
+def distinct_median(scores: np.ndarray, rows: np.ndarray) -> float:
+    """Median of ``scores`` with each distinct row of ``rows`` counted once.
+
+    A row repeated over half the table would otherwise *be* the median, and a
+    model's scale would then be the score of that one row: near the floor of
+    every term for a row the model reconstructs exactly, so that the other
+    rows' out-of-fold scores could not be put on the final model's scale (a
+    review found thresholds flagging every distinct row, or none, at 90%
+    duplicates). Without repeated rows this is the plain median.
+    """
+    _, first = np.unique(rows, axis=0, return_index=True)
+    return float(np.median(scores[first]))
 
 
 def _encoded_scores(model, encoded: np.ndarray) -> np.ndarray:

@@ -126,6 +126,22 @@ def test_the_default_fence_sets_aside_planted_rows_just_past_the_tail():
     assert at_five.value >= planted.min()
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_row_repeated_over_most_of_the_table_does_not_set_the_scale(seed):
+    # 95 distinct normal rows, 5 planted ones and one normal row 900 more times: with plain
+    # medians that row's score was every model's scale and the fence's centre, and the
+    # threshold flagged 5% of the normal rows (seed 0) or no planted row (seed 1).
+    frame, planted = transactions(seed=seed, n=100, n_planted=5)
+    normal = np.setdiff1d(np.arange(100), planted)
+    X = pd.concat([frame] + [frame.iloc[[normal[0]]]] * 900, ignore_index=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThresholdWarning)
+        flagged = AnomalyVAE(random_state=seed).fit(X).predict(X) == -1
+    is_planted = np.isin(np.arange(len(X)), planted)
+    assert flagged[~is_planted].mean() < 0.02
+    assert flagged[is_planted].mean() >= 0.6
+
+
 def test_setting_a_few_scores_aside_keeps_the_target_rate_by_interpolating():
     # 200 calibration scores, 10 set aside: 190 kept need position 189.09 of 190, between two
     # order statistics; taking the next whole one would be the largest kept score (rate 1/191).

@@ -62,8 +62,9 @@ def contamination_mask(scores: np.ndarray, fence: float) -> np.ndarray:
         All False when the scores have no spread.
     """
     logged = log_scale(scores)
-    centre = np.median(logged)
-    spread = 1.4826 * np.median(np.abs(logged - centre))
+    distinct = np.unique(logged)  # a row repeated over half the table would otherwise be the bulk
+    centre = np.median(distinct)
+    spread = 1.4826 * np.median(np.abs(distinct - centre))
     if not spread > 0:
         return np.zeros(scores.shape, dtype=bool)
     return (logged - centre) / spread > fence
