@@ -152,7 +152,7 @@ def psi_test(reference, batch, bins: int = PSI_BINS, draws: int = PSI_NULL_DRAWS
 
 
 def flag_count_p_value(n_flagged: int, n_rows: int, threshold) -> float:
-    """Two-sided p-value of ``n_flagged`` alarms among ``n_rows`` normal rows.
+    """Two-sided p-value of ``n_flagged`` alarms among ``n_rows`` rows like the calibration rows.
 
     A threshold at the ``k``-th smallest of ``n`` calibration scores lets a
     Beta(n + 1 - k, k) share of normal rows through (over calibration sets), so
@@ -160,12 +160,23 @@ def flag_count_p_value(n_flagged: int, n_rows: int, threshold) -> float:
     its parameters are ``expected_rate * (n + 1)`` and the rest of ``n + 1``.
     ``n`` is the calibration rows the order statistic was taken over (those
     not set aside as contamination).
+
+    When calibration rows were set aside, whether they were anomalies or a
+    heavy normal tail is unknown, so the null hypothesis is composite: a
+    count is too high only if it is too high even when they were normal (the
+    law of :attr:`~anomvae.thresholds.FittedThreshold.upper_expected_rate`:
+    the set-aside rows count as alarms among all ``n_all + 1``), and too low
+    only if it is too low even when they were anomalies (the law above). With
+    none set aside the two laws are one.
     """
-    expected = threshold.expected_rate
-    n_reference = threshold.reference.n * (1.0 - (threshold.estimated_contamination or 0.0))
-    alarms = max(expected * (n_reference + 1), 1e-9)
-    law = stats.betabinom(n_rows, alarms, max(n_reference + 1 - alarms, 1e-9))
-    return float(min(1.0, 2 * min(law.cdf(n_flagged), law.sf(n_flagged - 1))))
+    share = threshold.estimated_contamination or 0.0
+    n_all = float(threshold.reference.n)
+    n_kept = n_all * (1.0 - share)
+    alarms = max(threshold.expected_rate * (n_kept + 1), 1e-9)
+    lower = stats.betabinom(n_rows, alarms, max(n_kept + 1 - alarms, 1e-9))
+    alarms_upper = alarms + n_all * share
+    upper = stats.betabinom(n_rows, alarms_upper, max(n_all + 1 - alarms_upper, 1e-9))
+    return float(min(1.0, 2 * min(lower.cdf(n_flagged), upper.sf(n_flagged - 1))))
 
 
 __all__ = [

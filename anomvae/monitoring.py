@@ -61,6 +61,11 @@ class MonitoringReport:
     n_rows, n_flagged : int
     flag_rate, expected_rate : float
         Observed share of flagged rows, and the share the threshold expects on normal data.
+    upper_expected_rate : float
+        The share expected if the calibration rows the threshold set aside as
+        contamination were normal (:attr:`~anomvae.thresholds.FittedThreshold.upper_expected_rate`);
+        ``expected_rate`` when none was set aside. A flag rate between the two
+        raises no alarm.
     flag_rate_p_value : float
         Two-sided test of ``n_flagged`` against the threshold's calibration: the
         number of normal rows of a batch above a threshold set at an order
@@ -96,6 +101,7 @@ class MonitoringReport:
     n_flagged: int
     flag_rate: float
     expected_rate: float
+    upper_expected_rate: float
     flag_rate_p_value: float
     ks_statistic: float
     ks_p_value: float
@@ -141,9 +147,8 @@ class MonitoringReport:
         """One readable line per alarm raised, naming the statistic that fired; empty when none."""
         raised = []
         if self.flag_rate_alarm:
-            direction = "above" if self.flag_rate > self.expected_rate else "below"
             raised.append(
-                f"flag rate {self.flag_rate:.2%} is {direction} the expected {self.expected_rate:.2%} "
+                f"flag rate {self.flag_rate:.2%} is {self._expected_text(above=self.flag_rate > self.expected_rate)} "
                 f"(beta-binomial p = {self.flag_rate_p_value:.2g} < {self.significance:g})"
             )
         if self.ks_alarm:
@@ -157,6 +162,14 @@ class MonitoringReport:
                 f"(p = {self.psi_p_value:.2g} < {self.significance / 2:g})"
             )
         return raised
+
+    def _expected_text(self, above: bool | None = None) -> str:
+        """"above the expected 1.00%", or with a range when calibration rows were set aside."""
+        direction = "" if above is None else ("above " if above else "below ")
+        if self.upper_expected_rate > self.expected_rate:
+            return (f"{direction}the expected {self.expected_rate:.2%}-{self.upper_expected_rate:.2%} (the upper "
+                    "figure if the calibration rows set aside as contamination were normal)")
+        return f"{direction}the expected {self.expected_rate:.2%}"
 
     def _psi_text(self) -> str:
         if self.psi is None:
@@ -189,6 +202,7 @@ class MonitoringReport:
         return {
             "flag_rate": self.flag_rate,
             "expected_rate": self.expected_rate,
+            "upper_expected_rate": self.upper_expected_rate,
             "flag_rate_p_value": self.flag_rate_p_value,
             "n_rows": float(self.n_rows),
             "n_flagged": float(self.n_flagged),
@@ -216,8 +230,8 @@ class MonitoringReport:
             f"Monitoring report: {self.n_rows} rows; threshold {threshold['method']} "
             f"flags anomaly scores > {threshold['value']:.4g}; reference: "
             f"{self.n_reference} {self.reference_source} rows",
-            f"  flag rate    {self.flag_rate:.2%} ({self.n_flagged} rows), expected "
-            f"{self.expected_rate:.2%}, beta-binomial p = {self.flag_rate_p_value:.2g}",
+            f"  flag rate    {self.flag_rate:.2%} ({self.n_flagged} rows), {self._expected_text()}, "
+            f"beta-binomial p = {self.flag_rate_p_value:.2g}",
             f"  score drift  KS D = {self.ks_statistic:.3f} (p = {self.ks_p_value:.2g}), "
             + self._psi_text(),
             "  scores       " + ", ".join(
@@ -325,6 +339,7 @@ def monitor(
         n_flagged=n_flagged,
         flag_rate=n_flagged / scores.size,
         expected_rate=expected,
+        upper_expected_rate=threshold.upper_expected_rate,
         flag_rate_p_value=flag_count_p_value(n_flagged, scores.size, threshold),
         ks_statistic=float(ks.statistic),
         ks_p_value=float(ks.pvalue),

@@ -10,8 +10,9 @@ import pytest
 import anomvae
 from anomvae import AnomalyVAE
 from anomvae.cli import main
-from anomvae.drift import psi_test
+from anomvae.drift import flag_count_p_value, psi_test
 from anomvae.monitoring import PSI_MAJOR, population_stability_index
+from anomvae.calibration import RobustFalsePositiveRate
 from anomvae.thresholds import FalsePositiveRate, FixedScore
 
 COLUMNS = [f"f{i}" for i in range(6)]
@@ -113,6 +114,38 @@ def test_alarm_text_names_the_statistic_that_fired(detector):
     assert any("KS test" in alarm for alarm in report.alarms)
     assert any("PSI" in alarm for alarm in report.alarms)
     assert any("flag rate" in alarm for alarm in report.alarms)
+
+
+def test_flag_rate_between_the_stated_rate_and_the_set_aside_share_raises_no_alarm():
+    # Review finding: on clean lognormal data the fence set 2% of the calibration rows aside, normal
+    # rows were then flagged at 2.4% against a stated 1%, and monitor alarmed on clean batches.
+    rng = np.random.default_rng(0)
+    scores = np.exp(rng.normal(0.0, 1.0, 1000))
+    scores[:30] *= 1e4
+    fitted = RobustFalsePositiveRate(0.01, folds=0).calibrate(scores)
+    assert fitted.estimated_contamination == pytest.approx(0.03)
+    assert fitted.upper_expected_rate == pytest.approx(0.03 + 0.97 * fitted.expected_rate)
+    assert "alarm rate up to 0.04" in str(fitted)
+    assert flag_count_p_value(30, 1000, fitted) > 0.5  # as many flagged as the calibration rows
+    assert flag_count_p_value(10, 1000, fitted) > 0.5  # the stated rate: the set-aside rows were anomalies
+    assert flag_count_p_value(80, 1000, fitted) < 1e-3
+    assert flag_count_p_value(0, 5000, fitted) < 1e-3
+    clean = FalsePositiveRate(0.01).calibrate(scores[30:])
+    assert clean.upper_expected_rate == clean.expected_rate
+    assert flag_count_p_value(30, 1000, clean) < 1e-3
+
+
+def test_alarm_text_gives_the_expected_range_when_calibration_rows_were_set_aside(detector):
+    flagged = copy.deepcopy(detector)
+    flagged.threshold_ = RobustFalsePositiveRate(0.05, folds=0).calibrate(
+        np.r_[detector.reference_scores_, np.full(40, 1e6)], source="held-out")
+    flagged.offset_ = flagged.threshold_.offset
+    report = anomvae.monitor(flagged, drifted(normal_rows(1000, seed=9)))
+    assert report.upper_expected_rate > report.expected_rate
+    line = next(alarm for alarm in report.alarms if "flag rate" in alarm)
+    assert f"above the expected {report.expected_rate:.2%}-{report.upper_expected_rate:.2%}" in line
+    assert "set aside as contamination" in str(report)
+    assert report.metrics()["upper_expected_rate"] == report.upper_expected_rate
 
 
 def test_population_stability_index():

@@ -291,6 +291,22 @@ class FittedThreshold:
         """The threshold on the ``score_samples`` scale (``offset_`` of the detector)."""
         return -self.value
 
+    @property
+    def upper_expected_rate(self) -> float:
+        """Share of rows flagged if every calibration row set aside as contamination was normal.
+
+        ``c + (1 - c) * expected_rate`` for an :attr:`estimated_contamination`
+        ``c``; :attr:`expected_rate` when none was set aside. The rows set
+        aside all score above the threshold, and no score alone tells planted
+        anomalies from a heavy normal tail: on clean data whose tail the
+        fence cuts (lognormal amounts, a review's example: 2.0% set aside),
+        normal rows are flagged at about this rate (2.4% there), not at
+        :attr:`expected_rate`. :func:`anomvae.monitor` accepts any flag rate
+        between the two.
+        """
+        share = self.estimated_contamination or 0.0
+        return share + (1.0 - share) * self.expected_rate
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable description, for saving and for MLflow."""
         return {
@@ -336,7 +352,8 @@ class FittedThreshold:
             spread = f" ({self.strategy.confidence:.0%} of calibrations: {low:.2g}-{high:.2g})"
         contamination = ""
         if self.estimated_contamination:
-            contamination = f"; {self.estimated_contamination:.1%} set aside as anomalies"
+            contamination = (f"; {self.estimated_contamination:.1%} set aside as anomalies (flagged too: alarm "
+                             f"rate up to {self.upper_expected_rate:.2g} if they were normal)")
         text = (
             f"{self.method}({params}): flag scores > {self.value:.4g}{interval}; expected alarm "
             f"rate {self.expected_rate:.4g}{spread}; calibrated on {self.reference.n} {self.source} "
