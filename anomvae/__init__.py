@@ -26,6 +26,7 @@ from .version import __version__
 _MLFLOW_ATTRIBUTES = {
     "log_model": ("lifecycle.pyfunc", "log_model"),
     "autolog": ("lifecycle.autologging", "autolog"),
+    "AutologWarning": ("lifecycle.autologging", "AutologWarning"),
     "tracking": ("lifecycle.tracking", None),
 }
 """Reached lazily, so that importing anomvae does not import MLflow: name -> (module, attribute)."""
@@ -48,6 +49,7 @@ __all__ = [
     "AnomalyVAEGAN",
     "AnomalyVAESVDD",
     "AnomalyVaDE",
+    "AutologWarning",
     "BaseDeepDetector",
     "NonFiniteLossError",
     "ThresholdWarning",

@@ -5,9 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import FAST
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 import anomvae
 from anomvae.lifecycle import tracking
+from anomvae.metrics import outlier_roc_auc
 
 
 @pytest.fixture
@@ -38,6 +40,32 @@ def test_fit_inside_an_active_run_logs_into_it(autologging, blobs):
     with mlflow.start_run() as run:
         anomvae.AnomalyVAEGAN(**FAST).fit(normal)
     assert mlflow.MlflowClient().get_run(run.info.run_id).data.params["estimator"] == "AnomalyVAEGAN"
+
+
+def test_grid_search_inside_an_active_run_logs_each_fit_as_a_child_run(autologging, blobs):
+    # Review finding: every fit logged into the one active run, the second candidate's params
+    # clashed, its fit raised, and GridSearchCV scored it NaN and picked the first.
+    normal, outliers = blobs
+    X = np.vstack([normal, outliers])
+    y = np.r_[np.zeros(len(normal)), np.ones(len(outliers))]
+    search = GridSearchCV(anomvae.AnomalyVAE(**FAST), {"latent_dim": [2, 3]}, scoring=outlier_roc_auc,
+                          cv=StratifiedKFold(2, shuffle=True, random_state=0))
+    with mlflow.start_run() as parent:
+        search.fit(X, y)
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+    children = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+                                  output_format="list")
+    assert len(children) == 4  # 2 candidates x 2 folds + the refit, the first of which went into the parent
+    assert {run.data.params["latent_dim"] for run in children} == {"2", "3"}
+
+
+def test_a_fit_that_cannot_be_logged_warns_and_still_fits(autologging, blobs):
+    normal, _ = blobs
+    with mlflow.start_run():
+        mlflow.log_param("latent_dim", "99")  # the user's own param: the fit's value clashes with it
+        with pytest.warns(anomvae.AutologWarning, match="could not log the fit"):
+            detector = anomvae.AnomalyVAE(latent_dim=2, **FAST).fit(normal)
+    assert hasattr(detector, "threshold_")
 
 
 def test_fit_and_log_is_not_logged_twice(autologging, blobs):

@@ -14,8 +14,17 @@ and, with ``log_models``, the model in anomvae's safe format
     anomvae.AnomalyVAE().fit(X)        # one MLflow run with params, metrics, report and model
     anomvae.autolog(disable=True)
 
-Fits made by :func:`anomvae.lifecycle.tracking.fit_and_log`, which logs by itself, and
-fits nested in another anomvae fit are not logged twice.
+An active run that already holds an autologged fit gets each further fit as
+a child run of its own (a grid search inside ``mlflow.start_run()``: one
+child run per fit), so that fits with other parameters never clash in one
+run. As in MLflow's own autologging, a failure to log warns
+(:class:`AutologWarning`) and never fails the fit. Fits made by
+:func:`anomvae.lifecycle.tracking.fit_and_log`, which logs by itself, and fits
+nested in another anomvae fit are not logged twice. The patch lives in the
+process that called :func:`autolog`: fits in worker processes
+(``GridSearchCV(n_jobs=2)``) are not logged. Inside a scikit-learn
+``Pipeline`` only the anomvae step's fit is seen, and the model logged is that
+step, which expects the rows the earlier steps produce.
 """
 
 from __future__ import annotations
@@ -23,8 +32,17 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import warnings
 
 from ..base import BaseDeepDetector
+
+AUTOLOG_TAG = "anomvae.autolog"
+"""Tag of a run that holds an autologged fit."""
+
+
+class AutologWarning(UserWarning):
+    """An autologged fit could not be logged to MLflow; the fit itself went through."""
+
 
 _LOGGING = contextvars.ContextVar("anomvae_autolog_active", default=False)
 _settings: dict = {}
@@ -75,16 +93,47 @@ def autolog(*, log_models: bool = True, registered_model_name: str | None = None
 
 def _log_fit(detector, fit, X, y) -> None:
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     from . import pyfunc, run_metadata, tracking
     from ._mlflow import use_default_tracking_uri
 
     use_default_tracking_uri()
-    with tracking._run(run_metadata.run_name(detector)) as run:
-        run_metadata.tag_experiment_for_training(run.info.experiment_id)
-        mlflow.set_tag("anomvae.autolog", "true")
+    with contextlib.ExitStack() as stack:
+        try:
+            run = stack.enter_context(_fit_run(run_metadata.run_name(detector)))
+            run_metadata.tag_experiment_for_training(run.info.experiment_id)
+            mlflow.set_tag(AUTOLOG_TAG, "true")
+        except MlflowException as error:
+            _warn(detector, "open a run", error)
+            fit(detector, X, y)
+            return
         fit(detector, X, y)
-        tracking.log_training(detector, X)
-        if _settings.get("log_models"):
-            pyfunc.log_model(detector, "model", input_example=X[: pyfunc.EXAMPLE_ROWS],
-                             registered_model_name=_settings.get("registered_model_name"))
+        try:
+            tracking.log_training(detector, X)
+            if _settings.get("log_models"):
+                pyfunc.log_model(detector, "model", input_example=X[: pyfunc.EXAMPLE_ROWS],
+                                 registered_model_name=_settings.get("registered_model_name"))
+        except MlflowException as error:
+            _warn(detector, "log the fit", error)
+
+
+@contextlib.contextmanager
+def _fit_run(run_name: str):
+    """The active run, a child run of it when it already holds an autologged fit, or a new run."""
+    import mlflow
+
+    from . import tracking
+
+    active = mlflow.active_run()
+    if active is not None and mlflow.get_run(active.info.run_id).data.tags.get(AUTOLOG_TAG) == "true":
+        with mlflow.start_run(run_name=run_name, nested=True) as child:
+            yield child
+        return
+    with tracking._run(run_name) as run:
+        yield run
+
+
+def _warn(detector, action: str, error: Exception) -> None:
+    warnings.warn(f"{type(detector).__name__}: anomvae.autolog could not {action} in MLflow, the fit is not "
+                  f"logged there: {error}", AutologWarning, stacklevel=4)
