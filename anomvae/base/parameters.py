@@ -76,8 +76,11 @@ learning_rate : float, default=1e-3
     Adam learning rate (of every optimiser of the scorer)."""),
     "validation_fraction": SharedParameter(0.1, [Interval(Real, 0, 1, closed="left")], """\
 validation_fraction : float, default=0.1
-    Share of the rows held out for early stopping and the ``"auto"``
-    threshold; 0 disables both."""),
+    Share of the rows held out for early stopping and threshold
+    calibration. 0 disables early stopping; a ``RobustFalsePositiveRate``
+    threshold (the default) is then cross-fitted where the estimator
+    cross-fits (``AnomalyVAE`` and ``AnomalyVAESVDD`` on tables of a size
+    ``docs/thresholds.md`` gives), and any other on the training scores."""),
     "patience": SharedParameter(10, [Interval(Integral, 1, None, closed="left"), None], """\
 patience : int or None, default=10
     Epochs without validation improvement before training stops; the best
@@ -103,9 +106,10 @@ contamination : "auto" or float in (0, 0.5], default="auto"
     "threshold": SharedParameter(None, [ThresholdStrategy, None], """\
 threshold : ThresholdStrategy or None, default=None
     How ``offset_`` is calibrated: a strategy from
-    :mod:`anomvae.thresholds` (``Contamination``, ``FalsePositiveRate``,
-    ``PeaksOverThreshold``, ``PyThresh``); ``None`` follows
-    ``contamination``. See ``docs/thresholds.md``."""),
+    :mod:`anomvae.thresholds` (``RobustFalsePositiveRate``,
+    ``FalsePositiveRate``, ``Contamination``, ``PeaksOverThreshold``,
+    ``PyThresh``, ``FixedScore``); ``None`` follows ``contamination``. See
+    ``docs/thresholds.md``."""),
     "device": SharedParameter("auto", [str, torch.device], """\
 device : str, default="auto"
     ``"auto"`` uses CUDA when available, else the CPU."""),
