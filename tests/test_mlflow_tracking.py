@@ -170,6 +170,57 @@ def test_an_alias_the_registry_refuses_is_refused_before_anything_is_trained(ali
     assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == before
 
 
+@pytest.mark.parametrize("name, message", [("team/fraud", "cannot contain '/'"), ("card@eu", "starts an alias"),
+                                           ("", "cannot be used")])
+def test_a_registered_model_name_the_registry_refuses_is_refused_before_anything_is_trained(name, message, labelled):
+    X, y = labelled
+    detector = anomvae.AnomalyVAE(epochs=1, random_state=0)
+    runs = len(mlflow.search_runs(search_all_experiments=True))
+    with pytest.raises(ValueError, match=message):
+        tracking.fit_and_log(detector, X, y, registered_model_name=name)
+    with pytest.raises(ValueError, match=message):
+        anomvae.autolog(registered_model_name=name)
+    assert not hasattr(detector, "scorer_")
+    assert len(mlflow.search_runs(search_all_experiments=True)) == runs
+
+
+@pytest.mark.parametrize("labels, validation, message", [
+    (np.full(280, -1), None, "pass \\(y == -1\\)"),
+    (np.zeros(279, dtype=int), None, "one label per row: 279 labels for 280 rows"),
+    (None, "not a pair", "pair \\(X_eval, y_eval\\)"),
+])
+def test_labels_that_do_not_fit_their_rows_are_refused_before_anything_is_trained(labels, validation, message,
+                                                                                   labelled):
+    X, _ = labelled
+    detector = anomvae.AnomalyVAE(epochs=1, random_state=0)
+    runs = len(mlflow.search_runs(search_all_experiments=True))
+    with pytest.raises((ValueError, TypeError), match=message):
+        tracking.fit_and_log(detector, X, labels, validation=validation)
+    assert not hasattr(detector, "scorer_")
+    assert len(mlflow.search_runs(search_all_experiments=True)) == runs
+
+
+def test_promote_inside_a_run_of_the_callers_logs_nothing_into_it(trained):
+    detector, result = trained
+    with mlflow.start_run(run_name="caller") as caller:
+        tracking.promote(MODEL_NAME, threshold=100.0, version=result.version, alias="inside")
+        assert mlflow.active_run().info.run_id == caller.info.run_id
+    assert mlflow.search_logged_models(filter_string=f"source_run_id = '{caller.info.run_id}'",
+                                       output_format="list") == []
+
+
+def test_promote_logs_into_a_new_run_when_the_training_run_was_deleted(mlflow_store, labelled):
+    X, y = labelled
+    name = "tracking-test-deleted-run"
+    trained = tracking.fit_and_log(anomvae.AnomalyVAE(**FAST), X, y, registered_model_name=name)
+    mlflow.MlflowClient().delete_run(trained.run_id)
+    promoted = tracking.promote(name, threshold=100.0)
+    run = mlflow.get_run(promoted.run_id)
+    assert run.info.run_name == f"promote-{name}-v{trained.version}"
+    assert run.data.tags["source_run_id"] == trained.run_id
+    assert mlflow.MlflowClient().get_model_version_by_alias(name, "champion").version == promoted.version
+
+
 def test_promote_refuses_a_non_finite_threshold(trained):
     with pytest.raises(ValueError, match="finite number"):
         tracking.promote(MODEL_NAME, threshold=float("nan"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
-__all__ = ["check_alias", "existing_tracking_uri", "use_default_tracking_uri"]
+__all__ = ["check_alias", "check_registered_model_name", "existing_tracking_uri", "use_default_tracking_uri"]
 
 
 def check_alias(alias: str) -> None:
@@ -29,6 +29,30 @@ def check_alias(alias: str) -> None:
         _validate_model_alias_name_reserved(alias)
     except MlflowException as error:
         raise ValueError(f"alias {alias!r} cannot be used: {error.message}") from None
+
+
+def check_registered_model_name(name: str) -> None:
+    """Refuse a registered model name before anything is trained, logged or registered.
+
+    Raises
+    ------
+    ValueError
+        For an empty name, one MLflow's registry refuses (``/``, ``:``, a
+        path that is not unique), or one holding ``@``, which ``models:/``
+        URIs read as the start of an alias (``models:/card@eu`` is version
+        alias ``eu`` of ``card``).
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_name
+
+    if not isinstance(name, str):
+        raise TypeError(f"registered model name must be a str, not {type(name).__name__}")
+    if "@" in name:
+        raise ValueError(f"registered model name {name!r} cannot be used: '@' starts an alias in models:/ URIs")
+    try:
+        _validate_model_name(name)
+    except MlflowException as error:
+        raise ValueError(f"registered model name {name!r} cannot be used: {error.message}") from None
 
 
 def use_default_tracking_uri() -> str:

@@ -77,6 +77,10 @@ def autolog(*, log_models: bool = True, registered_model_name: str | None = None
             BaseDeepDetector.fit = original
         _settings.clear()
         return
+    if registered_model_name is not None:
+        from ._mlflow import check_registered_model_name
+
+        check_registered_model_name(registered_model_name)
     original = original or BaseDeepDetector.fit
     _settings.update(original_fit=original, log_models=log_models, registered_model_name=registered_model_name)
 

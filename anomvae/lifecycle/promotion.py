@@ -38,7 +38,9 @@ def promote(
     new version, which then gets the alias. The new version is tagged
     ``threshold_origin`` and ``source_version``; it is logged into the
     source version's training run as ``model-from-v<source>-<time>``, so
-    ``runs:/<run id>/model`` still loads the model that run trained.
+    ``runs:/<run id>/model`` still loads the model that run trained (into a
+    new run ``promote-<name>-v<source>`` when that run was deleted; never
+    into a run the caller has open).
 
     Parameters
     ----------
@@ -97,9 +99,7 @@ def promote(
     # under a name of its own: runs:/<id>/model keeps meaning the model that run trained. (Not named
     # after the new version number, which is only known once registered.)
     logged_name = f"model-from-v{source.version}-{time.strftime('%Y%m%d-%H%M%S')}"
-    source_run = mlflow.start_run(run_id=source.run_id) if source.run_id and mlflow.active_run() is None \
-        else contextlib.nullcontext()
-    with source_run, _quiet_config_params():
+    with _promotion_run(client, model_name, source), _quiet_config_params():
         info = pyfunc.log_model(
             detector,
             logged_name,
@@ -112,7 +112,7 @@ def promote(
                 "threshold_origin": f"promoted from version {source.version} "
                                     f"(threshold {previous:.6g} -> {-detector.offset_:.6g}); not retrained",
                 "source_version": str(source.version),
-                **({"run_id": source.run_id} if source.run_id else {}),
+                "run_id": mlflow.active_run().info.run_id,
             },
         )
     return client.get_model_version(model_name, str(info.registered_model_version))
@@ -135,6 +135,30 @@ def _quiet_config_params():
         yield
     finally:
         logger.removeFilter(keep)
+
+
+def _promotion_run(client, model_name: str, source):
+    """The run a promoted version is logged into: the source version's training run, resumed.
+
+    Resumed as a nested run when the caller has a run of its own open, so
+    that nothing is logged into the caller's run. When the training run was
+    deleted (or the version has none), a new run
+    ``promote-<name>-v<source>`` tagged with the source takes its place.
+    """
+    from mlflow.exceptions import MlflowException
+
+    nested = mlflow.active_run() is not None
+    if source.run_id:
+        try:
+            alive = client.get_run(source.run_id).info.lifecycle_stage == "active"
+        except MlflowException:  # purged
+            alive = False
+        if alive:
+            return mlflow.start_run(run_id=source.run_id, nested=nested)
+    return mlflow.start_run(
+        run_name=f"promote-{model_name}-v{source.version}", nested=nested,
+        tags={"source_version": str(source.version), "source_run_id": source.run_id or "none"},
+    )
 
 
 def _source_version(client, model_name: str, version, alias: str):

@@ -47,7 +47,7 @@ from ..persistence import load
 from ..request_scoring import model_specific_columns, scores_and_contributions, top_feature_columns
 from ..version import __version__
 from . import packaging, serving_inputs
-from ._mlflow import check_alias, use_default_tracking_uri
+from ._mlflow import check_alias, check_registered_model_name, use_default_tracking_uri
 
 SCORE = "score"
 IS_ANOMALY = "is_anomaly"
@@ -303,12 +303,14 @@ def log_model(
     RuntimeError
         When the parity check fails; nothing is registered then.
     ValueError
-        For an alias the registry refuses (``latest``, ``v3``, ...): checked
-        before anything is logged.
+        For a registered model name or an alias the registry refuses
+        (``a/b``, ``latest``, ``v3``, ...): checked before anything is logged.
     """
     check_is_fitted(detector)
-    if registered_model_name and alias is not None:
-        check_alias(alias)
+    if registered_model_name is not None:
+        check_registered_model_name(registered_model_name)
+        if alias is not None:
+            check_alias(alias)
     use_default_tracking_uri()
     if image_format not in serving_inputs.IMAGE_FORMATS:
         raise ValueError(f"image_format must be one of {serving_inputs.IMAGE_FORMATS}, got {image_format!r}")

@@ -23,12 +23,12 @@ import mlflow
 import numpy as np
 from mlflow.entities import Metric, Param
 from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from .. import report
-from ..metrics import alarm_rates
+from ..metrics import alarm_rates, check_labels
 from . import autologging, plots, pyfunc, run_metadata
-from ._mlflow import check_alias, use_default_tracking_uri
+from ._mlflow import check_alias, check_registered_model_name, use_default_tracking_uri
 from .promotion import promote
 from .pyfunc import DEFAULT_ALIAS
 from .serving_inputs import input_columns
@@ -118,12 +118,28 @@ def _score_metrics(scores: np.ndarray, threshold: float, y, prefix: str) -> dict
     metrics = {"flag_rate": float(np.mean(scores > threshold))}
     metrics.update({f"score_q{round(100 * q):02d}": float(np.quantile(scores, q)) for q in SCORE_QUANTILES})
     if y is not None:
-        labels = np.asarray(y).astype(int)
+        labels = check_labels(y)
         if len(np.unique(labels)) == 2:
             metrics["roc_auc"] = float(roc_auc_score(labels, scores))
             metrics["average_precision"] = float(average_precision_score(labels, scores))
             metrics.update(alarm_rates(scores, threshold, labels))
     return {f"{prefix}{name}": value for name, value in metrics.items()}
+
+
+def _check_labelled(X, y, validation) -> None:
+    """Refuse labels that do not fit their rows, before anything is trained or logged."""
+    for rows, labels, where in ((X, y, "y"), *(() if validation is None else (_validation_pair(validation),))):
+        if labels is None:
+            continue
+        n_labels, n_rows = len(check_labels(labels)), _num_samples(rows)
+        if n_labels != n_rows:
+            raise ValueError(f"{where} must hold one label per row: {n_labels} labels for {n_rows} rows")
+
+
+def _validation_pair(validation) -> tuple[Any, Any, str]:
+    if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+        raise TypeError("validation must be a pair (X_eval, y_eval)")
+    return validation[0], validation[1], "validation's y_eval"
 
 
 def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = None) -> str:
@@ -159,6 +175,7 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
         The run id.
     """
     check_is_fitted(detector)
+    _check_labelled(X, y, validation)
     use_default_tracking_uri()
     with _run() as run:
         client = mlflow.MlflowClient()
@@ -267,8 +284,12 @@ def fit_and_log(
     """
     from mlflow.environment_variables import MLFLOW_RUN_ID
 
-    if registered_model_name and alias is not None:
-        check_alias(alias)  # before the fit, not after it and the registration
+    # Checked before the fit, not after it and the registration.
+    _check_labelled(X, y, validation)
+    if registered_model_name is not None:
+        check_registered_model_name(registered_model_name)
+        if alias is not None:
+            check_alias(alias)
     use_default_tracking_uri()
     experiment_id = None
     if experiment_name is not None and mlflow.active_run() is None and not MLFLOW_RUN_ID.get():
