@@ -163,6 +163,15 @@ def test_promote_names_the_store_and_creates_none(tmp_path, monkeypatch, capsys)
     assert not (tmp_path / "mlflow.db").exists()
 
 
+def test_serve_from_the_registry_names_the_missing_store_and_creates_none(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "anomvae.cli", "serve", "models:/card-fraud@champion"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                            env={key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"})
+    assert result.returncode == 2
+    assert "no MLflow tracking store" in result.stderr and str(tmp_path) in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 def test_promote_prints_the_store_it_used(registered, mlflow_store, capsys):
     assert main(["promote", MODEL_NAME]) == 0
     assert f"tracking store  {mlflow_store}" in capsys.readouterr().out

@@ -59,10 +59,19 @@ def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5001, workers: in
     Raises
     ------
     ValueError
-        If ``workers`` or ``threads`` is below 1.
+        If ``workers`` or ``threads`` is below 1, or ``model_uri`` names a
+        registry or run (``models:/``, ``runs:/``) while no tracking store is
+        there (:func:`~anomvae.lifecycle._mlflow.existing_tracking_uri`: no
+        empty ``mlflow.db`` is created to look in).
     """
     if workers < 1 or threads < 1:
         raise ValueError(f"workers and threads must be at least 1, got workers={workers}, threads={threads}")
+    if model_uri.startswith(("models:/", "runs:/")):
+        from mlflow.environment_variables import MLFLOW_TRACKING_URI
+
+        from ._mlflow import existing_tracking_uri
+
+        os.environ[MLFLOW_TRACKING_URI.name] = existing_tracking_uri()  # the workers' store too
     os.environ[MODEL_URI_VARIABLE] = model_uri
     os.environ[MAX_BODY_VARIABLE] = str(max_body_bytes)
     os.environ[THREADS_VARIABLE] = str(threads)
