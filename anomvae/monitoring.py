@@ -198,8 +198,14 @@ class MonitoringReport:
         return moved_share_lower_bound(self.ks_statistic, self.n_rows)
 
     def metrics(self) -> dict[str, float]:
-        """The numeric figures, as logged to MLflow (prefixed ``monitor.``)."""
+        """The numeric figures, as logged to MLflow (prefixed ``monitor.``).
+
+        ``threshold`` (on the anomaly-score scale) is among them, so that a
+        monitoring run shared by the versions of a registered model shows
+        where a promotion changed it.
+        """
         return {
+            "threshold": float(self.threshold["value"]),
             "flag_rate": self.flag_rate,
             "expected_rate": self.expected_rate,
             "upper_expected_rate": self.upper_expected_rate,

@@ -218,6 +218,8 @@ def test_active_mlflow_run_gets_a_time_series_of_metrics(detector, mlflow_store)
     assert sorted(entry.step for entry in history) == [0, 1]
     psi = mlflow.MlflowClient().get_metric_history(run.info.run_id, "monitor.psi")
     assert len(psi) == 2
+    thresholds = mlflow.MlflowClient().get_metric_history(run.info.run_id, "monitor.threshold")
+    assert [entry.value for entry in thresholds] == pytest.approx([-detector.offset_] * 2)
 
 
 def test_cli_monitor_prints_writes_json_and_fails_on_alarm(detector, tmp_path, capsys):
