@@ -68,6 +68,17 @@ def test_a_fit_that_cannot_be_logged_warns_and_still_fits(autologging, blobs):
     assert hasattr(detector, "threshold_")
 
 
+def test_an_artifact_store_that_refuses_writes_warns_and_still_fits(autologging, blobs, tmp_path):
+    # Review finding: an unwritable artifact location raised out of fit (only MLflow's own errors were caught).
+    normal, _ = blobs
+    (tmp_path / "a-file").write_text("")
+    experiment = mlflow.create_experiment("unwritable-artifacts", artifact_location=str(tmp_path / "a-file" / "art"))
+    with mlflow.start_run(experiment_id=experiment):
+        with pytest.warns(anomvae.AutologWarning, match="could not log the fit"):
+            detector = anomvae.AnomalyVAE(**FAST).fit(normal)
+    assert hasattr(detector, "threshold_")
+
+
 def test_fit_and_log_is_not_logged_twice(autologging, blobs):
     normal, _ = blobs
     result = tracking.fit_and_log(anomvae.AnomalyVAE(**FAST), normal, log_model=False)

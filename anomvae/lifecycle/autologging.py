@@ -14,11 +14,14 @@ and, with ``log_models``, the model in anomvae's safe format
     anomvae.AnomalyVAE().fit(X)        # one MLflow run with params, metrics, report and model
     anomvae.autolog(disable=True)
 
-An active run that already holds an autologged fit gets each further fit as
-a child run of its own (a grid search inside ``mlflow.start_run()``: one
-child run per fit), so that fits with other parameters never clash in one
-run. As in MLflow's own autologging, a failure to log warns
-(:class:`AutologWarning`) and never fails the fit. Fits made by
+The first fit inside an active run logs into it; an active run that already
+holds an autologged fit gets each further fit as a child run of its own (a
+grid search inside ``mlflow.start_run()``: the first fit in that run, every
+other in a child run), so that fits with other parameters never clash in
+one run. As in MLflow's own autologging, a failure to log (tracking server,
+artifact store) warns (:class:`AutologWarning`) and never fails the fit; an
+unreachable tracking server is retried for minutes first, unless
+``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` says otherwise. Fits made by
 :func:`anomvae.lifecycle.tracking.fit_and_log`, which logs by itself, and fits
 nested in another anomvae fit are not logged twice. The patch lives in the
 process that called :func:`autolog`: fits in worker processes
@@ -97,7 +100,6 @@ def autolog(*, log_models: bool = True, registered_model_name: str | None = None
 
 def _log_fit(detector, fit, X, y) -> None:
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     from . import pyfunc, run_metadata, tracking
     from ._mlflow import use_default_tracking_uri
@@ -108,7 +110,7 @@ def _log_fit(detector, fit, X, y) -> None:
             run = stack.enter_context(_fit_run(run_metadata.run_name(detector)))
             run_metadata.tag_experiment_for_training(run.info.experiment_id)
             mlflow.set_tag(AUTOLOG_TAG, "true")
-        except MlflowException as error:
+        except Exception as error:  # as MLflow's autologging: logging never fails the fit
             _warn(detector, "open a run", error)
             fit(detector, X, y)
             return
@@ -118,7 +120,7 @@ def _log_fit(detector, fit, X, y) -> None:
             if _settings.get("log_models"):
                 pyfunc.log_model(detector, "model", input_example=X[: pyfunc.EXAMPLE_ROWS],
                                  registered_model_name=_settings.get("registered_model_name"))
-        except MlflowException as error:
+        except Exception as error:  # an artifact store that refuses writes, a lost server
             _warn(detector, "log the fit", error)
 
 
