@@ -172,6 +172,16 @@ def test_serve_from_the_registry_names_the_missing_store_and_creates_none(tmp_pa
     assert not (tmp_path / "mlflow.db").exists()
 
 
+def test_a_tracking_uri_naming_a_missing_sqlite_file_is_refused_not_created(tmp_path, monkeypatch):
+    from anomvae.lifecycle._mlflow import existing_tracking_uri
+
+    missing = tmp_path / "typo.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{missing}")
+    with pytest.raises(ValueError, match="names a SQLite file that does not exist"):
+        existing_tracking_uri()
+    assert not missing.exists()
+
+
 def test_promote_prints_the_store_it_used(registered, mlflow_store, capsys):
     assert main(["promote", MODEL_NAME]) == 0
     assert f"tracking store  {mlflow_store}" in capsys.readouterr().out

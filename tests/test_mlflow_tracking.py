@@ -171,6 +171,7 @@ def test_an_alias_the_registry_refuses_is_refused_before_anything_is_trained(ali
 
 
 @pytest.mark.parametrize("name, message", [("team/fraud", "cannot contain '/'"), ("card@eu", "starts an alias"),
+                                           ("card?eu", "starts a query"), ("card\neu", "control character"),
                                            ("", "cannot be used")])
 def test_a_registered_model_name_the_registry_refuses_is_refused_before_anything_is_trained(name, message, labelled):
     X, y = labelled
@@ -188,10 +189,14 @@ def test_a_registered_model_name_the_registry_refuses_is_refused_before_anything
     (np.full(280, -1), None, "pass \\(y == -1\\)"),
     (np.zeros(279, dtype=int), None, "one label per row: 279 labels for 280 rows"),
     (None, "not a pair", "pair \\(X_eval, y_eval\\)"),
+    (np.zeros((140, 2), dtype=int), None, "one column of labels, got shape \\(140, 2\\)"),
+    (None, "wrong columns", "missing \\['f4'\\], extra \\[\\]"),
 ])
 def test_labels_that_do_not_fit_their_rows_are_refused_before_anything_is_trained(labels, validation, message,
                                                                                    labelled):
     X, _ = labelled
+    if validation == "wrong columns":
+        validation = (X.iloc[:20, :4], np.zeros(20, dtype=int))
     detector = anomvae.AnomalyVAE(epochs=1, random_state=0)
     runs = len(mlflow.search_runs(search_all_experiments=True))
     with pytest.raises((ValueError, TypeError), match=message):
@@ -217,8 +222,37 @@ def test_promote_logs_into_a_new_run_when_the_training_run_was_deleted(mlflow_st
     promoted = tracking.promote(name, threshold=100.0)
     run = mlflow.get_run(promoted.run_id)
     assert run.info.run_name == f"promote-{name}-v{trained.version}"
+    assert run.info.experiment_id == mlflow.get_run(trained.run_id).info.experiment_id
     assert run.data.tags["source_run_id"] == trained.run_id
     assert mlflow.MlflowClient().get_model_version_by_alias(name, "champion").version == promoted.version
+
+
+def test_text_labels_are_read_as_numbers_in_every_figure(mlflow_store, labelled, monkeypatch):
+    from anomvae.lifecycle import plots
+
+    X, y = labelled
+    seen = []
+    histogram = plots.score_histogram
+    monkeypatch.setattr(plots, "score_histogram", lambda *args: seen.append(args[2]) or histogram(*args))
+    tracking.fit_and_log(anomvae.AnomalyVAE(**FAST), X, pd.Series(y).map({0: "false", 1: "true"}),
+                         log_model=False)
+    np.testing.assert_array_equal(seen[0], y)
+
+
+def test_promote_works_from_another_experiment_and_with_a_quote_in_the_name(mlflow_store, labelled, monkeypatch):
+    # Review findings: MLflow refused to resume the training run while another experiment was
+    # active, and the version search broke on the quote.
+    from mlflow.tracking import fluent
+
+    X, y = labelled
+    name = "bob's model"
+    trained = tracking.fit_and_log(anomvae.AnomalyVAE(**FAST), X, y, registered_model_name=name, alias=None,
+                                   experiment_name="promote-source")
+    # What mlflow.set_experiment("promote-elsewhere") does in this process, set back afterwards.
+    monkeypatch.setattr(fluent, "_active_experiment_id", mlflow.create_experiment("promote-elsewhere"))
+    with mlflow.start_run():
+        promoted = tracking.promote(name, threshold=100.0)
+    assert promoted.run_id == trained.run_id and int(promoted.version) == trained.version + 1
 
 
 def test_promote_refuses_a_non_finite_threshold(trained):

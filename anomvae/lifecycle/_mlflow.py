@@ -4,12 +4,21 @@ Keeping them here means an MLflow upgrade that moves them breaks exactly
 one module.
 """
 
+import contextlib
+import unicodedata
 from pathlib import Path
 
 import mlflow
 from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
-__all__ = ["check_alias", "check_registered_model_name", "existing_tracking_uri", "use_default_tracking_uri"]
+__all__ = [
+    "check_alias",
+    "check_registered_model_name",
+    "default_experiment_id",
+    "existing_tracking_uri",
+    "resumed_run",
+    "use_default_tracking_uri",
+]
 
 
 def check_alias(alias: str) -> None:
@@ -38,17 +47,24 @@ def check_registered_model_name(name: str) -> None:
     ------
     ValueError
         For an empty name, one MLflow's registry refuses (``/``, ``:``, a
-        path that is not unique), or one holding ``@``, which ``models:/``
-        URIs read as the start of an alias (``models:/card@eu`` is version
-        alias ``eu`` of ``card``).
+        path that is not unique), or one that ``models:/`` URIs cannot carry:
+        ``@`` starts an alias (``models:/card@eu`` is alias ``eu`` of
+        ``card``), ``?`` a query, and control characters (a newline) are
+        dropped.
+    TypeError
+        For a name that is not a str.
     """
     from mlflow.exceptions import MlflowException
     from mlflow.utils.validation import _validate_model_name
 
     if not isinstance(name, str):
         raise TypeError(f"registered model name must be a str, not {type(name).__name__}")
-    if "@" in name:
-        raise ValueError(f"registered model name {name!r} cannot be used: '@' starts an alias in models:/ URIs")
+    for character, role in (("@", "starts an alias"), ("?", "starts a query")):
+        if character in name:
+            raise ValueError(f"registered model name {name!r} cannot be used: {character!r} {role} in models:/ URIs")
+    if any(unicodedata.category(character) == "Cc" for character in name):
+        raise ValueError(f"registered model name {name!r} cannot be used: it holds a control character, which "
+                         "models:/ URIs drop")
     try:
         _validate_model_name(name)
     except MlflowException as error:
@@ -85,4 +101,34 @@ def existing_tracking_uri() -> str:
             f"no MLflow tracking store: MLFLOW_TRACKING_URI is not set and {Path.cwd()} has no mlflow.db "
             "(set MLFLOW_TRACKING_URI, or run from the folder that holds mlflow.db)"
         )
-    return use_default_tracking_uri()
+    uri = use_default_tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise ValueError(f"no MLflow tracking store: the tracking URI {uri} names a SQLite file that does not exist")
+    return uri
+
+
+def default_experiment_id() -> str:
+    """The experiment a new run would go to: the active one, else MLflow's default."""
+    from mlflow.tracking.fluent import _get_experiment_id
+
+    return _get_experiment_id()
+
+
+@contextlib.contextmanager
+def resumed_run(run_id: str):
+    """Resume run ``run_id`` (nested when a run is active) whatever experiment is active.
+
+    MLflow refuses to resume a run of another experiment than the one set by
+    ``mlflow.set_experiment``; the check is lifted for this run only, and the
+    active experiment is set back afterwards.
+    """
+    from mlflow.tracking import fluent
+
+    active_experiment = fluent._active_experiment_id
+    fluent._active_experiment_id = None
+    try:
+        run = mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None)
+    finally:
+        fluent._active_experiment_id = active_experiment
+    with run:
+        yield run

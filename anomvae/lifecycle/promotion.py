@@ -18,7 +18,7 @@ import mlflow
 from ..persistence import load
 from ..thresholds import FixedScore, ThresholdStrategy
 from . import pyfunc
-from ._mlflow import check_alias, use_default_tracking_uri
+from ._mlflow import check_alias, default_experiment_id, resumed_run, use_default_tracking_uri
 from .pyfunc import DEFAULT_ALIAS
 
 
@@ -137,28 +137,36 @@ def _quiet_config_params():
         logger.removeFilter(keep)
 
 
+@contextlib.contextmanager
 def _promotion_run(client, model_name: str, source):
     """The run a promoted version is logged into: the source version's training run, resumed.
 
-    Resumed as a nested run when the caller has a run of its own open, so
-    that nothing is logged into the caller's run. When the training run was
-    deleted (or the version has none), a new run
-    ``promote-<name>-v<source>`` tagged with the source takes its place.
+    Resumed whatever experiment is active, and as a nested run when the caller
+    has a run of its own open, so that nothing is logged into the caller's
+    run. When the training run was deleted (or the version has none), a new
+    run ``promote-<name>-v<source>``, tagged with the source, takes its place,
+    in the training run's experiment when that is still known.
     """
     from mlflow.exceptions import MlflowException
 
-    nested = mlflow.active_run() is not None
+    experiment_id = None
     if source.run_id:
         try:
-            alive = client.get_run(source.run_id).info.lifecycle_stage == "active"
+            training_run = client.get_run(source.run_id)
+            experiment_id = training_run.info.experiment_id
+            alive = training_run.info.lifecycle_stage == "active"
         except MlflowException:  # purged
             alive = False
         if alive:
-            return mlflow.start_run(run_id=source.run_id, nested=nested)
-    return mlflow.start_run(
-        run_name=f"promote-{model_name}-v{source.version}", nested=nested,
+            with resumed_run(source.run_id) as run:
+                yield run
+            return
+    created = client.create_run(
+        experiment_id or default_experiment_id(), run_name=f"promote-{model_name}-v{source.version}",
         tags={"source_version": str(source.version), "source_run_id": source.run_id or "none"},
     )
+    with resumed_run(created.info.run_id) as run:
+        yield run
 
 
 def _source_version(client, model_name: str, version, alias: str):
@@ -169,7 +177,18 @@ def _source_version(client, model_name: str, version, alias: str):
     try:
         return client.get_model_version_by_alias(model_name, alias)
     except MlflowException:
-        versions = client.search_model_versions(f"name = '{model_name}'")
+        versions = [candidate for candidate in client.search_model_versions(_name_filter(model_name))
+                    if candidate.name == model_name]
         if not versions:
             raise ValueError(f"no registered model {model_name!r} with any version") from None
         return max(versions, key=lambda candidate: int(candidate.version))
+
+
+def _name_filter(model_name: str) -> str:
+    """A search filter matching ``model_name``, quoted as its own quotes allow (the caller keeps exact matches)."""
+    if "'" not in model_name:
+        return f"name = '{model_name}'"
+    if '"' not in model_name:
+        return f'name = "{model_name}"'
+    pattern = "".join("_" if character in "'\"%_" else character for character in model_name)
+    return f"name LIKE '{pattern}'"

@@ -127,19 +127,33 @@ def _score_metrics(scores: np.ndarray, threshold: float, y, prefix: str) -> dict
 
 
 def _check_labelled(X, y, validation) -> None:
-    """Refuse labels that do not fit their rows, before anything is trained or logged."""
-    for rows, labels, where in ((X, y, "y"), *(() if validation is None else (_validation_pair(validation),))):
+    """Refuse labels, or validation rows, that do not fit the training rows, before anything is trained or logged."""
+    pairs = [(X, y, "y")]
+    if validation is not None:
+        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+            raise TypeError("validation must be a pair (X_eval, y_eval)")
+        _check_same_columns(X, validation[0])
+        pairs.append((validation[0], validation[1], "validation's y_eval"))
+    for rows, labels, where in pairs:
         if labels is None:
             continue
+        shape = np.shape(labels)
+        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+            raise ValueError(f"{where} must be one column of labels, got shape {shape}")
         n_labels, n_rows = len(check_labels(labels)), _num_samples(rows)
         if n_labels != n_rows:
             raise ValueError(f"{where} must hold one label per row: {n_labels} labels for {n_rows} rows")
 
 
-def _validation_pair(validation) -> tuple[Any, Any, str]:
-    if not isinstance(validation, (tuple, list)) or len(validation) != 2:
-        raise TypeError("validation must be a pair (X_eval, y_eval)")
-    return validation[0], validation[1], "validation's y_eval"
+def _check_same_columns(X, X_eval) -> None:
+    """Validation rows must have the training rows' columns (names for tables, widths for arrays)."""
+    if hasattr(X, "columns") and hasattr(X_eval, "columns"):
+        missing = [str(name) for name in X.columns if name not in set(X_eval.columns)]
+        extra = [str(name) for name in X_eval.columns if name not in set(X.columns)]
+        if missing or extra:
+            raise ValueError(f"validation rows must have the training columns: missing {missing}, extra {extra}")
+    elif np.ndim(X) == 2 and np.ndim(X_eval) == 2 and np.shape(X)[1] != np.shape(X_eval)[1]:
+        raise ValueError(f"validation rows have {np.shape(X_eval)[1]} columns, the training rows {np.shape(X)[1]}")
 
 
 def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = None) -> str:
@@ -176,6 +190,9 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
     """
     check_is_fitted(detector)
     _check_labelled(X, y, validation)
+    y = None if y is None else check_labels(y)
+    if validation is not None and validation[1] is not None:
+        validation = (validation[0], check_labels(validation[1]))
     use_default_tracking_uri()
     with _run() as run:
         client = mlflow.MlflowClient()
