@@ -182,19 +182,30 @@ def monitor_batch(model: str, batch_path: str, significance: float, n_top_featur
     A ``label`` column that the model was not trained on (as in ``.npz``
     files) and the ``keep`` columns (ids, timestamps) are left out. With
     ``log_to_mlflow`` the figures are appended to the model's monitoring run
-    (see :mod:`anomvae.lifecycle.monitoring_runs`).
+    (see :mod:`anomvae.lifecycle.monitoring_runs`), with ``monitor.model_version``
+    beside them for a registry URI.
     """
-    detector = load_detector(model)
+    version = None
+    if log_to_mlflow and model.startswith("models:/"):
+        from .lifecycle._mlflow import existing_tracking_uri, registered_version
+
+        existing_tracking_uri()
+        version = registered_version(model)
+    # A registry URI is read at one version, the one logged beside the figures, even if its alias moves meanwhile.
+    detector = load_detector(model if version is None else f"models:/{version[0]}/{version[1]}")
     frame = read_table(batch_path, detector)
     frame = model_rows(detector, frame, [*(keep or ()), *(["label"] if "label" in frame.columns else [])])
     if not log_to_mlflow:
         return monitor(detector, frame, significance=significance, n_top_features=n_top_features,
                        log_to_mlflow=False)
-    from .lifecycle.monitoring_runs import monitoring_run as resume
+    from .lifecycle.monitoring_runs import log_model_version, monitoring_run as resume
 
     with resume(model, monitoring_run):
-        return monitor(detector, frame, significance=significance, n_top_features=n_top_features,
-                       log_to_mlflow=True)
+        report = monitor(detector, frame, significance=significance, n_top_features=n_top_features,
+                         log_to_mlflow=True)
+        if version is not None:
+            log_model_version(int(version[1]))
+        return report
 
 
 def write_report(model: str, data_path: str, output_path: str, *, label_column: str | None = None,

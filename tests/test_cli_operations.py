@@ -199,6 +199,8 @@ def test_monitor_appends_to_one_run_per_registered_model(registered, capsys):
     history = mlflow.MlflowClient().get_metric_history(runs[0].info.run_id, "monitor.flag_rate")
     assert [point.step for point in history] == [0, 1, 2]
     assert [point.timestamp for point in history] == sorted(point.timestamp for point in history)
+    versions = mlflow.MlflowClient().get_metric_history(runs[0].info.run_id, "monitor.model_version")
+    assert [(point.step, point.value) for point in versions] == [(0, 1.0), (1, 1.0), (2, 1.0)]
     assert mlflow.active_run() is None
 
 

@@ -16,6 +16,8 @@ __all__ = [
     "check_registered_model_name",
     "default_experiment_id",
     "existing_tracking_uri",
+    "model_name_filter",
+    "registered_version",
     "resumed_run",
     "use_default_tracking_uri",
 ]
@@ -132,3 +134,44 @@ def resumed_run(run_id: str):
         fluent._active_experiment_id = active_experiment
     with run:
         yield run
+
+
+def model_name_filter(model_name: str) -> str:
+    """A model-version search filter matching ``model_name``, quoted as its own quotes allow.
+
+    A name holding both kinds of quote is matched with ``LIKE`` and ``_`` in
+    their place, so callers keep the exact matches.
+    """
+    if "'" not in model_name:
+        return f"name = '{model_name}'"
+    if '"' not in model_name:
+        return f'name = "{model_name}"'
+    pattern = "".join("_" if character in "'\"%_" else character for character in model_name)
+    return f"name LIKE '{pattern}'"
+
+
+def registered_version(model_uri: str) -> tuple[str, str] | None:
+    """The registered model name and version a ``models:/`` URI names now (alias or ``latest`` resolved).
+
+    None for other sources, logged-model ids, stages, and URIs the registry
+    cannot resolve (loading the model then reports why).
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.artifact.utils.models import _parse_model_uri
+
+    if not model_uri.startswith("models:/"):
+        return None
+    try:
+        parsed = _parse_model_uri(model_uri)
+        if parsed.name is None or parsed.stage is not None:
+            return None
+        if parsed.version is not None:
+            return parsed.name, str(parsed.version)
+        client = mlflow.MlflowClient()
+        if parsed.alias is not None:
+            return parsed.name, str(client.get_model_version_by_alias(parsed.name, parsed.alias).version)
+        found = client.search_model_versions(model_name_filter(parsed.name))
+        versions = [int(candidate.version) for candidate in found if candidate.name == parsed.name]
+        return (parsed.name, str(max(versions))) if versions else None
+    except MlflowException:
+        return None

@@ -95,6 +95,17 @@ def monitoring_run(model: str, run_name: str | None = None):
         yield run
 
 
+def log_model_version(version: int) -> None:
+    """Log ``monitor.model_version`` at the active run's latest monitoring step.
+
+    The monitoring run of a registered model is shared by its versions, so
+    each step says which version produced its figures.
+    """
+    run_id = mlflow.active_run().info.run_id
+    history = mlflow.MlflowClient().get_metric_history(run_id, "monitor.flag_rate")
+    mlflow.log_metric("monitor.model_version", float(version), step=max((entry.step for entry in history), default=0))
+
+
 def _first_run(experiment_id: str, filter_string: str) -> list:
     return mlflow.search_runs([experiment_id], filter_string=filter_string, order_by=["attributes.start_time ASC"],
                               max_results=1, output_format="list")

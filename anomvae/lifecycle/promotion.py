@@ -18,7 +18,7 @@ import mlflow
 from ..persistence import load
 from ..thresholds import FixedScore, ThresholdStrategy
 from . import pyfunc
-from ._mlflow import check_alias, default_experiment_id, resumed_run, use_default_tracking_uri
+from ._mlflow import check_alias, default_experiment_id, model_name_filter, resumed_run, use_default_tracking_uri
 from .pyfunc import DEFAULT_ALIAS
 
 
@@ -177,18 +177,9 @@ def _source_version(client, model_name: str, version, alias: str):
     try:
         return client.get_model_version_by_alias(model_name, alias)
     except MlflowException:
-        versions = [candidate for candidate in client.search_model_versions(_name_filter(model_name))
+        versions = [candidate for candidate in client.search_model_versions(model_name_filter(model_name))
                     if candidate.name == model_name]
         if not versions:
             raise ValueError(f"no registered model {model_name!r} with any version") from None
         return max(versions, key=lambda candidate: int(candidate.version))
 
-
-def _name_filter(model_name: str) -> str:
-    """A search filter matching ``model_name``, quoted as its own quotes allow (the caller keeps exact matches)."""
-    if "'" not in model_name:
-        return f"name = '{model_name}'"
-    if '"' not in model_name:
-        return f'name = "{model_name}"'
-    pattern = "".join("_" if character in "'\"%_" else character for character in model_name)
-    return f"name LIKE '{pattern}'"
