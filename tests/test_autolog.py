@@ -68,15 +68,21 @@ def test_a_fit_that_cannot_be_logged_warns_and_still_fits(autologging, blobs):
     assert hasattr(detector, "threshold_")
 
 
-def test_an_artifact_store_that_refuses_writes_warns_and_still_fits(autologging, blobs, tmp_path):
+def test_an_artifact_store_that_refuses_writes_warns_and_still_fits(autologging, blobs, tmp_path, monkeypatch):
     # Review finding: an unwritable artifact location raised out of fit (only MLflow's own errors were caught).
     normal, _ = blobs
     (tmp_path / "a-file").write_text("")
     experiment = mlflow.create_experiment("unwritable-artifacts", artifact_location=str(tmp_path / "a-file" / "art"))
-    with mlflow.start_run(experiment_id=experiment):
+    with mlflow.start_run(experiment_id=experiment) as users_run:
         with pytest.warns(anomvae.AutologWarning, match="could not log the fit"):
             detector = anomvae.AnomalyVAE(**FAST).fit(normal)
+        assert mlflow.active_run().info.run_id == users_run.info.run_id  # the user's run is left open
     assert hasattr(detector, "threshold_")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", experiment)  # a run of autolog's own, in that experiment
+    with pytest.warns(anomvae.AutologWarning, match="could not log the fit"):
+        anomvae.AnomalyVAE(**FAST).fit(normal)
+    runs = mlflow.search_runs([experiment], order_by=["attributes.start_time DESC"], output_format="list")
+    assert [run.info.status for run in runs] == ["FAILED", "FINISHED"]  # autolog's run, then the user's
 
 
 def test_fit_and_log_is_not_logged_twice(autologging, blobs):

@@ -19,7 +19,8 @@ holds an autologged fit gets each further fit as a child run of its own (a
 grid search inside ``mlflow.start_run()``: the first fit in that run, every
 other in a child run), so that fits with other parameters never clash in
 one run. As in MLflow's own autologging, a failure to log (tracking server,
-artifact store) warns (:class:`AutologWarning`) and never fails the fit; an
+artifact store) warns (:class:`AutologWarning`), marks a run it opened
+FAILED, and never fails the fit; an
 unreachable tracking server is retried for minutes first, unless
 ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` says otherwise. Fits made by
 :func:`anomvae.lifecycle.tracking.fit_and_log`, which logs by itself, and fits
@@ -105,6 +106,8 @@ def _log_fit(detector, fit, X, y) -> None:
     from ._mlflow import use_default_tracking_uri
 
     use_default_tracking_uri()
+    users_run = mlflow.active_run()
+    failed_run = None
     with contextlib.ExitStack() as stack:
         try:
             run = stack.enter_context(_fit_run(run_metadata.run_name(detector)))
@@ -122,6 +125,11 @@ def _log_fit(detector, fit, X, y) -> None:
                                  registered_model_name=_settings.get("registered_model_name"))
         except Exception as error:  # an artifact store that refuses writes, a lost server
             _warn(detector, "log the fit", error)
+            if users_run is None or run.info.run_id != users_run.info.run_id:  # never end the user's own run
+                failed_run = run.info.run_id
+    if failed_run is not None:
+        with contextlib.suppress(Exception):  # the store may refuse this too; the warning has been given
+            mlflow.MlflowClient().set_terminated(failed_run, status="FAILED")
 
 
 @contextlib.contextmanager
