@@ -16,7 +16,8 @@ __all__ = [
     "check_registered_model_name",
     "default_experiment_id",
     "existing_tracking_uri",
-    "model_name_filter",
+    "filter_literal",
+    "latest_version",
     "registered_version",
     "resumed_run",
     "use_default_tracking_uri",
@@ -136,18 +137,25 @@ def resumed_run(run_id: str):
         yield run
 
 
-def model_name_filter(model_name: str) -> str:
-    """A model-version search filter matching ``model_name``, quoted as its own quotes allow.
+def filter_literal(value: str) -> str | None:
+    """``value`` as a string literal of an MLflow search filter; None when it holds both kinds of quote."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    return None
 
-    A name holding both kinds of quote is matched with ``LIKE`` and ``_`` in
-    their place, so callers keep the exact matches.
-    """
-    if "'" not in model_name:
-        return f"name = '{model_name}'"
-    if '"' not in model_name:
-        return f'name = "{model_name}"'
-    pattern = "".join("_" if character in "'\"%_" else character for character in model_name)
-    return f"name LIKE '{pattern}'"
+
+def latest_version(client, model_name: str):
+    """The highest-numbered version of registered model ``model_name``, or None when it has none."""
+    literal = filter_literal(model_name)
+    if literal is None:  # both quotes: match them with LIKE's one-character wildcard, keep exact names below
+        literal = "'" + "".join("_" if character in "'\"%_" else character for character in model_name) + "'"
+        found = client.search_model_versions(f"name LIKE {literal}")
+    else:
+        found = client.search_model_versions(f"name = {literal}")
+    versions = [candidate for candidate in found if candidate.name == model_name]
+    return max(versions, key=lambda candidate: int(candidate.version), default=None)
 
 
 def registered_version(model_uri: str) -> tuple[str, str] | None:
@@ -170,8 +178,7 @@ def registered_version(model_uri: str) -> tuple[str, str] | None:
         client = mlflow.MlflowClient()
         if parsed.alias is not None:
             return parsed.name, str(client.get_model_version_by_alias(parsed.name, parsed.alias).version)
-        found = client.search_model_versions(model_name_filter(parsed.name))
-        versions = [int(candidate.version) for candidate in found if candidate.name == parsed.name]
-        return (parsed.name, str(max(versions))) if versions else None
+        latest = latest_version(client, parsed.name)
+        return None if latest is None else (parsed.name, str(latest.version))
     except MlflowException:
         return None

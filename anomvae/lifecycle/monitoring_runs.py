@@ -17,6 +17,8 @@ from pathlib import Path
 
 import mlflow
 
+from ._mlflow import filter_literal, use_default_tracking_uri
+
 EXPERIMENT = "anomvae-monitoring"
 MONITORED_TAG = "anomvae.monitored_model"
 
@@ -44,11 +46,10 @@ def monitored_name(model: str) -> str:
 
 def _quoted(value: str) -> str:
     """``value`` as a string literal of an MLflow filter."""
-    if "'" not in value:
-        return f"'{value}'"
-    if '"' not in value:
-        return f'"{value}"'
-    raise ValueError(f"a monitoring run name may hold ' or \" but not both, got {value!r}")
+    literal = filter_literal(value)
+    if literal is None:
+        raise ValueError(f"a monitoring run name may hold ' or \" but not both, got {value!r}")
+    return literal
 
 
 def _experiment_id() -> str:
@@ -72,8 +73,6 @@ def monitoring_run(model: str, run_name: str | None = None):
     run_name : str, optional
         Use the run of this name instead (created when missing).
     """
-    from ._mlflow import use_default_tracking_uri
-
     use_default_tracking_uri()
     experiment_id = _experiment_id()
     key = monitored_name(model)

@@ -18,7 +18,7 @@ import mlflow
 from ..persistence import load
 from ..thresholds import FixedScore, ThresholdStrategy
 from . import pyfunc
-from ._mlflow import check_alias, default_experiment_id, model_name_filter, resumed_run, use_default_tracking_uri
+from ._mlflow import check_alias, default_experiment_id, latest_version, resumed_run, use_default_tracking_uri
 from .pyfunc import DEFAULT_ALIAS
 
 
@@ -177,9 +177,7 @@ def _source_version(client, model_name: str, version, alias: str):
     try:
         return client.get_model_version_by_alias(model_name, alias)
     except MlflowException:
-        versions = [candidate for candidate in client.search_model_versions(model_name_filter(model_name))
-                    if candidate.name == model_name]
-        if not versions:
+        latest = latest_version(client, model_name)
+        if latest is None:
             raise ValueError(f"no registered model {model_name!r} with any version") from None
-        return max(versions, key=lambda candidate: int(candidate.version))
-
+        return latest
