@@ -111,14 +111,15 @@ def training_metrics(detector, X, y=None, prefix: str = "") -> dict[str, float]:
     prefix : str
         Prepended to every metric name (e.g. ``"eval_"``).
     """
-    return _score_metrics(detector.anomaly_score(X), -detector.offset_, y, prefix)
+    labels = None if y is None else check_labels(y)
+    return _score_metrics(detector.anomaly_score(X), -detector.offset_, labels, prefix)
 
 
-def _score_metrics(scores: np.ndarray, threshold: float, y, prefix: str) -> dict[str, float]:
+def _score_metrics(scores: np.ndarray, threshold: float, labels: np.ndarray | None, prefix: str) -> dict[str, float]:
+    """The metrics of :func:`training_metrics`, from scores and labels already checked (:func:`check_labels`)."""
     metrics = {"flag_rate": float(np.mean(scores > threshold))}
     metrics.update({f"score_q{round(100 * q):02d}": float(np.quantile(scores, q)) for q in SCORE_QUANTILES})
-    if y is not None:
-        labels = check_labels(y)
+    if labels is not None:
         if len(np.unique(labels)) == 2:
             metrics["roc_auc"] = float(roc_auc_score(labels, scores))
             metrics["average_precision"] = float(average_precision_score(labels, scores))
@@ -126,30 +127,35 @@ def _score_metrics(scores: np.ndarray, threshold: float, y, prefix: str) -> dict
     return {f"{prefix}{name}": value for name, value in metrics.items()}
 
 
-def _check_labelled(X, y, validation) -> None:
-    """Refuse labels, or validation rows, that do not fit the training rows, before anything is trained or logged."""
-    pairs = [(X, y, "y")]
+def _checked_labels(X, y, validation) -> tuple:
+    """``y`` and ``validation`` with their labels as 0/1 ints (:func:`check_labels`), before anything is
+    trained or logged; refuses labels, or validation rows, that do not fit the training rows."""
     if validation is not None:
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
             raise TypeError("validation must be a pair (X_eval, y_eval)")
         _check_same_columns(X, validation[0])
-        pairs.append((validation[0], validation[1], "validation's y_eval"))
-    for rows, labels, where in pairs:
-        if labels is None:
-            continue
-        shape = np.shape(labels)
-        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
-            raise ValueError(f"{where} must be one column of labels, got shape {shape}")
-        n_labels, n_rows = len(check_labels(labels)), _num_samples(rows)
-        if n_labels != n_rows:
-            raise ValueError(f"{where} must hold one label per row: {n_labels} labels for {n_rows} rows")
+        validation = (validation[0], _labels_of(validation[0], validation[1], "validation's y_eval"))
+    return _labels_of(X, y, "y"), validation
+
+
+def _labels_of(rows, labels, where: str) -> np.ndarray | None:
+    if labels is None:
+        return None
+    shape = np.shape(labels)
+    if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+        raise ValueError(f"{where} must be one column of labels, got shape {shape}")
+    checked, n_rows = check_labels(labels), _num_samples(rows)
+    if len(checked) != n_rows:
+        raise ValueError(f"{where} must hold one label per row: {len(checked)} labels for {n_rows} rows")
+    return checked
 
 
 def _check_same_columns(X, X_eval) -> None:
     """Validation rows must have the training rows' columns (names for tables, widths for arrays)."""
     if hasattr(X, "columns") and hasattr(X_eval, "columns"):
-        missing = [str(name) for name in X.columns if name not in set(X_eval.columns)]
-        extra = [str(name) for name in X_eval.columns if name not in set(X.columns)]
+        training, validation = set(X.columns), set(X_eval.columns)
+        missing = [str(name) for name in X.columns if name not in validation]
+        extra = [str(name) for name in X_eval.columns if name not in training]
         if missing or extra:
             raise ValueError(f"validation rows must have the training columns: missing {missing}, extra {extra}")
     elif np.ndim(X) == 2 and np.ndim(X_eval) == 2 and np.shape(X)[1] != np.shape(X_eval)[1]:
@@ -189,10 +195,7 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
         The run id.
     """
     check_is_fitted(detector)
-    _check_labelled(X, y, validation)
-    y = None if y is None else check_labels(y)
-    if validation is not None and validation[1] is not None:
-        validation = (validation[0], check_labels(validation[1]))
+    y, validation = _checked_labels(X, y, validation)
     use_default_tracking_uri()
     with _run() as run:
         client = mlflow.MlflowClient()
@@ -301,8 +304,8 @@ def fit_and_log(
     """
     from mlflow.environment_variables import MLFLOW_RUN_ID
 
-    # Checked before the fit, not after it and the registration.
-    _check_labelled(X, y, validation)
+    # Checked before the fit, not after it and the registration (the labels are logged as given).
+    _checked_labels(X, y, validation)
     if registered_model_name is not None:
         check_registered_model_name(registered_model_name)
         if alias is not None:
