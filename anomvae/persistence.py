@@ -132,9 +132,17 @@ def save(estimator, path: str | os.PathLike) -> None:
     estimator : BaseDeepDetector
         A fitted estimator.
     path : str or path-like
-        Destination file; by convention it ends in ``.safetensors``.
+        Destination file; by convention it ends in ``.safetensors``. Missing
+        parent folders are created; an existing file is replaced.
+
+    Raises
+    ------
+    IsADirectoryError
+        When ``path`` is an existing folder.
     """
     check_is_fitted(estimator)
+    if Path(path).is_dir():
+        raise IsADirectoryError(f"cannot save to {path}: it is a folder; name a file, e.g. {Path(path) / 'model.safetensors'}")
     tensors = {
         name: value.detach().to("cpu", torch.float32).contiguous()
         for name, value in estimator.scorer_.state_dict().items()

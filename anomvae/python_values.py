@@ -36,7 +36,13 @@ def comparable_setting(value: Any) -> Any:
 
 
 def same_setting(left: Any, right: Any) -> bool:
-    """Equal parameter values; objects that cannot be compared (no ``__eq__``) count as equal."""
+    """Equal parameter values; objects that cannot be compared (no ``__eq__``) count as equal.
+
+    ``None`` (an "automatic" default) equals only ``None``: ``NoneType`` has no ``__eq__`` of its
+    own, so without this check ``None`` against any setting would count as equal.
+    """
+    if left is None or right is None:
+        return left is right
     try:
         return bool(left == right) or type(left).__eq__ is object.__eq__
     except (TypeError, ValueError):

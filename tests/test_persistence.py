@@ -135,3 +135,47 @@ def test_a_parameter_built_into_the_model_changed_after_fit_blocks_save_and_part
     detector.partial_fit(normal).save(tmp_path / "model.safetensors")
     loaded = anomvae.load(tmp_path / "model.safetensors")
     np.testing.assert_array_equal(loaded.score_samples(normal), detector.score_samples(normal))
+
+
+@pytest.mark.parametrize("estimator, change", [
+    (AnomalyVAE, {"latent_dim": 6}),
+    (AnomalyVAE, {"hidden_dims": (16, 8)}),
+    (anomvae.AnomalyVAEGAN, {"hidden_dims": (16, 8)}),
+])
+def test_a_shape_parameter_set_from_its_automatic_default_blocks_save_and_partial_fit(blobs, tmp_path, estimator,
+                                                                                      change):
+    # New-user finding: None ("automatic") counted as equal to any setting, so save wrote a file whose
+    # described network the weights did not fit, and partial_fit kept the old network.
+    normal, _ = blobs
+    detector = estimator(epochs=2, random_state=0).fit(normal)
+    detector.set_params(**change)
+    name = next(iter(change))
+    with pytest.raises(ValueError, match=f"{name}: None in fit"):
+        detector.save(tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match="cannot partial_fit"):
+        detector.partial_fit(normal)
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_a_changed_threshold_parameter_blocks_save_until_partial_fit_recalibrates(blobs, tmp_path):
+    # New-user finding: after set_params(contamination=0.3) the saved model stated contamination 0.3
+    # but kept the threshold calibrated for "auto" (about 1% flagged).
+    normal, _ = blobs
+    detector = AnomalyVAE(epochs=2, random_state=0).fit(normal)
+    detector.set_params(contamination=0.3)
+    with pytest.raises(ValueError, match="contamination: 'auto' in fit, 0.3 now.*partial_fit"):
+        detector.save(tmp_path / "model.safetensors")
+    detector.partial_fit(normal)  # recalibrates under the new parameter
+    detector.save(tmp_path / "model.safetensors")
+    loaded = anomvae.load(tmp_path / "model.safetensors")
+    assert loaded.contamination == 0.3
+    assert np.mean(loaded.predict(normal) == -1) == pytest.approx(0.3, abs=0.05)
+    loaded.set_threshold(anomvae.thresholds.FalsePositiveRate(0.05))  # recalibrates and sets the parameter
+    loaded.save(tmp_path / "model.safetensors")
+    assert anomvae.load(tmp_path / "model.safetensors").threshold == anomvae.thresholds.FalsePositiveRate(0.05)
+
+
+def test_saving_to_a_folder_is_a_clear_error(blobs, tmp_path):
+    detector = AnomalyVAE(epochs=1, random_state=0).fit(blobs[0])
+    with pytest.raises(IsADirectoryError, match="it is a folder"):
+        detector.save(tmp_path)

@@ -93,6 +93,7 @@ class IncrementalMixin:
             data.n_validation if strategy.needs_clean_reference and data.n_validation else len(encoded)
         )
         self._update_encoded(encoded, data, strategy, seed, device, started)
+        self._note_calibration_parameters()
         return self
 
     def _update_encoded(self, encoded: np.ndarray, data, strategy, seed: int, device, started: float) -> None:

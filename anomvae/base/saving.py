@@ -33,6 +33,10 @@ UPDATABLE_PARAMETERS = frozenset({
 """Parameters read anew by every ``fit``, ``partial_fit`` or scoring call. The others are built into
 the fitted networks and scorer: changed after ``fit`` they take effect only by refitting."""
 
+CALIBRATION_PARAMETERS = frozenset({"threshold", "contamination"})
+"""Updatable parameters the fitted threshold was calibrated with: ``partial_fit`` recalibrates with new
+values, but a model saved after changing them would state a threshold rule it was not calibrated by."""
+
 
 class SavingMixin:
     """The fitted state of an estimator as JSON, and its restoration."""
@@ -40,25 +44,37 @@ class SavingMixin:
     def _note_built_parameters(self) -> None:
         """Remember the parameters the fitted model was built with (after ``fit`` and ``load``)."""
         self._built_parameters = {name: copy.deepcopy(value) for name, value in self.get_params(deep=False).items()
-                                  if name not in UPDATABLE_PARAMETERS}
+                                  if name not in UPDATABLE_PARAMETERS or name in CALIBRATION_PARAMETERS}
+
+    def _note_calibration_parameters(self) -> None:
+        """Remember the threshold parameters after a recalibration (``partial_fit``, ``set_threshold``)."""
+        if hasattr(self, "_built_parameters"):
+            params = self.get_params(deep=False)
+            self._built_parameters.update({name: copy.deepcopy(params[name]) for name in CALIBRATION_PARAMETERS
+                                           if name in params})
 
     def _refuse_changed_build(self, action: str) -> None:
         """Refuse ``action`` when a parameter built into the fitted model was changed by ``set_params`` since.
 
-        Saving would describe a model the weights do not belong to, and
-        ``partial_fit`` would silently keep the old value.
+        Saving would describe a model the weights (or, for ``threshold`` and
+        ``contamination``, the threshold) do not belong to, and ``partial_fit``
+        would silently keep the old network; it recalibrates the threshold, so
+        it accepts new calibration parameters.
         """
         built = getattr(self, "_built_parameters", None)
         if built is None:
             return
         current = self.get_params(deep=False)
         changed = [name for name, value in built.items()
-                   if not same_setting(comparable_setting(value), comparable_setting(current.get(name)))]
+                   if not (action == "partial_fit" and name in CALIBRATION_PARAMETERS)
+                   and not same_setting(comparable_setting(value), comparable_setting(current.get(name)))]
         if changed:
             shown = ", ".join(f"{name}: {built[name]!r} in fit, {current.get(name)!r} now" for name in changed)
+            hint = ("refit (or partial_fit, which recalibrates the threshold) to use the new ones"
+                    if set(changed) <= CALIBRATION_PARAMETERS else "refit to use the new ones")
             raise ValueError(
                 f"cannot {action}: parameter(s) changed by set_params since fit ({shown}); they are built into "
-                "the fitted model, which still uses the values of fit: refit to use the new ones, or set them back"
+                f"the fitted model, which still uses the values of fit: {hint}, or set them back"
             )
 
     def save(self, path) -> None:
@@ -70,7 +86,11 @@ class SavingMixin:
         ------
         ValueError
             When a parameter built into the fitted model (e.g. ``scoring``,
-            ``latent_dim``) was changed by ``set_params`` since ``fit``.
+            ``latent_dim``) or its threshold (``threshold``,
+            ``contamination``) was changed by ``set_params`` since ``fit``
+            (or, for the threshold, since the last ``partial_fit``).
+        IsADirectoryError
+            When ``path`` is an existing folder.
         """
         self._refuse_changed_build("save")
         persistence.save(self, path)

@@ -119,6 +119,7 @@ class ThresholdStateMixin:
         fitted = threshold.calibrate(reference, source=source, random_state=int(seed))
         self._set_threshold_state(fitted, reference, source, baseline)
         self.threshold = threshold
+        self._note_calibration_parameters()
         return self
 
     def p_values(self, X) -> np.ndarray:
