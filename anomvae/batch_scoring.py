@@ -95,6 +95,7 @@ def score_table(
     frame: pd.DataFrame,
     *,
     keep: list[str] | None = None,
+    unscored: list[str] | tuple[str, ...] = (),
     top_features: int = 0,
     p_values: bool = False,
 ) -> pd.DataFrame:
@@ -110,6 +111,9 @@ def score_table(
         Columns copied to the output unchanged (ids, timestamps); those
         that are not model columns are left out of scoring, model columns
         are scored as well. Without it the output holds every input column.
+    unscored : list of str
+        Columns left out of scoring without being named in ``keep`` (a
+        ``label`` column): copied to the output when ``keep`` is not given.
     top_features : int
         Add ``top_feature_k`` and ``top_feature_k_score`` for the ``k`` most
         contributing columns, named as the served model names them.
@@ -134,7 +138,7 @@ def score_table(
 
     if isinstance(top_features, bool) or not isinstance(top_features, int) or top_features < 0:
         raise ValueError(f"--top-features must be a non-negative integer, got {top_features!r}")
-    features = model_rows(detector, frame, keep or ())
+    features = model_rows(detector, frame, [*(keep or ()), *unscored])
     passthrough = frame[keep] if keep else frame
     try:
         scores, contributions = scores_and_contributions(detector, features, contributions=top_features > 0)

@@ -27,6 +27,10 @@ from .monitoring import monitor
 from .report import write_report as write_html_report
 from .thresholds import Contamination, FalsePositiveRate, strategy_from_dict
 
+DROP_HINTED = ("looks like an identifier", "derive numeric features")
+"""Fit errors about a column that is not a feature (an id, a timestamp), which ``data.drop_columns`` leaves out."""
+
+
 def train(config: dict[str, Any], output: str | None = None, *, progress: bool = False) -> dict[str, Any]:
     """The main job: fit, pick the threshold, report, save.
 
@@ -57,8 +61,13 @@ def train(config: dict[str, Any], output: str | None = None, *, progress: bool =
         X_train, X_test, y_test = X.iloc[train_index], X.iloc[test_index], y[test_index]
     else:
         X_train, X_test, y_test = X, X, None
-    tracked = _fit(detector, X_train, None if y_test is None else (X_test, y_test), config["tracking"],
-                   dataset_name(config["data"]))
+    try:
+        tracked = _fit(detector, X_train, None if y_test is None else (X_test, y_test), config["tracking"],
+                       dataset_name(config["data"]))
+    except ValueError as error:
+        if any(text in str(error) for text in DROP_HINTED):
+            raise ValueError(f"{error} (in the config: data: {{drop_columns: [<column>]}})") from error
+        raise
     anomaly_score = detector.anomaly_score(X_test)
     report = {
         "model": name,
@@ -161,14 +170,19 @@ def score(model: str, input_path: str, output_path: str | None, *, keep: list[st
     input columns (only the ``keep`` columns when given) plus ``score`` (the
     anomaly score, higher = more anomalous, i.e. the estimator's ``anomaly_score``),
     ``is_anomaly`` and, when asked, the top features and p-values; see
-    :func:`anomvae.batch_scoring.score_table`. ``.parquet`` outputs are Parquet.
+    :func:`anomvae.batch_scoring.score_table`. A ``label`` column that is not
+    a model feature (as ``.npz`` files give, from ``y``) is not scored, as
+    ``monitor`` and ``report`` leave it out, and is copied like any other
+    input column. ``.parquet`` outputs are Parquet.
     """
     if output_path:
         folder = Path(output_path).parent
         if not folder.is_dir():
             raise ValueError(f"output folder {str(folder)!r} does not exist; create it or choose another path")
     detector = load_detector(model)
-    result = score_table(detector, read_table(input_path, detector), keep=keep, top_features=top_features,
+    frame = read_table(input_path, detector)
+    labels = "label" in frame.columns and "label" not in map(str, getattr(detector, "feature_names_in_", []))
+    result = score_table(detector, frame, keep=keep, unscored=["label"] if labels else [], top_features=top_features,
                          p_values=p_values)
     if output_path:
         write_table(result, output_path)

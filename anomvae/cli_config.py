@@ -8,7 +8,7 @@ import yaml
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "model": {"name": "AnomalyVAE", "params": {"random_state": 0}},
-    "data": {"source": "embedded", "label_column": None},
+    "data": {"source": "embedded", "label_column": None, "drop_columns": []},
     "output": "runs/model.safetensors",
     "tracking": {"enabled": True, "experiment": "anomvae", "registered_model_name": "anomvae", "alias": "champion",
                  "run_name": None},

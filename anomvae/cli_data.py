@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -122,13 +123,69 @@ def _shared_path(source: str) -> str:
 
 
 def training_data(data: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Features and optional labels (1 = anomaly) described by the ``data`` section."""
+    """Features and optional labels (1 = anomaly) described by the ``data`` section.
+
+    The ``drop_columns`` (ids, timestamps) and the ``label_column`` are left
+    out of the features. A CSV column of codes written with leading zeros
+    (``"007"``, ``"01"``) is read as text, as the scoring commands read it,
+    not as the numbers pandas would make of it.
+
+    Raises
+    ------
+    ValueError
+        When a named column is not in the table.
+    """
     if data["source"] == "embedded":
         return embedded_default()
-    frame = read_table(_shared_path(data["source"]))
-    label_column = data.get("label_column") or ("label" if Path(data["source"]).suffix == ".npz" else None)
+    source = _shared_path(data["source"])
+    frame = read_table(source)
+    if Path(source).suffix.lower() == ".csv":
+        frame = _codes_as_text(frame, source)
+    label_column = data.get("label_column") or ("label" if Path(source).suffix == ".npz" else None)
+    dropped = data.get("drop_columns") or []
+    if not isinstance(dropped, list) or not all(isinstance(name, str) for name in dropped):
+        raise ValueError(f"drop_columns must be a list of column names, e.g. [id, timestamp]; got {dropped!r}")
+    for key, names in (("label_column", [label_column] if label_column else []), ("drop_columns", dropped)):
+        missing = [name for name in names if name not in frame.columns]
+        if missing:
+            raise ValueError(f"{key}: {missing} not among the columns of {data['source']} ({list(frame.columns)})")
+    features = frame.drop(columns=[*dropped, *([label_column] if label_column else [])])
+    _warn_of_row_numbers(features)
     if label_column is None:
-        return frame, None
-    if label_column not in frame.columns:
-        raise ValueError(f"label_column {label_column!r} is not a column of {data['source']}")
-    return frame.drop(columns=[label_column]), label_values(frame[label_column], f"{data['source']}: {label_column!r}")
+        return features, None
+    return features, label_values(frame[label_column], f"{data['source']}: {label_column!r}")
+
+
+LEADING_ZERO = r"^\s*[+-]?0\d"
+"""A number written with a leading zero (``007``, ``-01``): a code whose text a numeric reading would lose."""
+
+
+def _codes_as_text(frame: pd.DataFrame, path: str) -> pd.DataFrame:
+    """``frame`` with the numeric columns that hold leading-zero codes read again as text."""
+    numeric = [column for column in frame.columns
+               if pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column])]
+    if not numeric:
+        return frame
+    text = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], usecols=numeric)
+    codes = [column for column in numeric if text[column].str.contains(LEADING_ZERO, na=False).any()]
+    return frame.assign(**{column: text[column] for column in codes}) if codes else frame
+
+
+def _warn_of_row_numbers(features: pd.DataFrame) -> None:
+    """Warn of integer columns that count the rows (0, 1, 2, ... or 1, 2, 3, ...): an index, not a feature.
+
+    A model trained on one would flag every later row, whose numbers lie
+    beyond the training range (``DataFrame.to_csv`` writes the index as an
+    ``Unnamed: 0`` column unless ``index=False``).
+    """
+    for column in features.columns:
+        values = features[column]
+        if len(values) > 2 and pd.api.types.is_integer_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            steps = np.diff(values.to_numpy())
+            if (steps == 1).all() and values.iloc[0] in (0, 1):
+                warnings.warn(
+                    f"column {column!r} counts the rows ({values.iloc[0]}, {values.iloc[1]}, ...): a row number "
+                    "or id rather than a feature? A model trained on it flags every later row; if so, list it "
+                    "under data: drop_columns in the config",
+                    UserWarning, stacklevel=2,
+                )

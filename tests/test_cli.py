@@ -162,6 +162,12 @@ def test_score_reads_an_npz_with_or_without_labels(config, table, tmp_path, caps
     np.savez(tmp_path / "unlabelled.npz", X=features[:50])
     assert main(["score", model, str(tmp_path / "unlabelled.npz"), "-o", str(tmp_path / "s.csv")]) == 0
     assert len(pd.read_csv(tmp_path / "s.csv")) == 50
+    # A labelled .npz (the shared data's form) scores as monitor and report take it: the label is copied, not scored.
+    np.savez(tmp_path / "labelled.npz", X=features[:50], y=frame["label"].to_numpy()[:50])
+    assert main(["score", model, str(tmp_path / "labelled.npz"), "-o", str(tmp_path / "l.csv")]) == 0
+    labelled = pd.read_csv(tmp_path / "l.csv")
+    assert list(labelled.columns[:5]) == ["x0", "x1", "x2", "x3", "label"]
+    np.testing.assert_allclose(labelled["score"], pd.read_csv(tmp_path / "s.csv")["score"], rtol=1e-6)
     np.savez(tmp_path / "no_x.npz", features=features)
     capsys.readouterr()
     assert main(["score", model, str(tmp_path / "no_x.npz")]) == 2
@@ -265,3 +271,44 @@ def test_integer_categories_written_as_floats_score_the_same_natively_and_from_c
     assert main(["score", str(tmp_path / "m.safetensors"), str(tmp_path / "r.csv"), "-o", str(tmp_path / "o.csv")]) == 0
     np.testing.assert_allclose(pd.read_csv(tmp_path / "o.csv")["score"], detector.anomaly_score(frame.head(4)),
                                rtol=1e-6)
+
+
+def test_train_reads_csv_codes_as_text_and_leaves_out_the_dropped_columns(tmp_path, capsys):
+    # New-user finding: read as numbers, the id "00001" passed the identifier check and the model
+    # flagged every row with a later id; codes "01", "02", "10" became the numbers 1, 2, 10.
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"id": [f"{i:05d}" for i in range(400)], "amount": rng.lognormal(3, 1, 400),
+                          "zip": rng.choice(["01", "02", "10"], 400)})
+    frame.to_csv(tmp_path / "tx.csv", index=False)
+    settings = {"model": {"name": "AnomalyVAE", "params": {"epochs": 3, "random_state": 0}},
+                "data": {"source": str(tmp_path / "tx.csv")}, "output": str(tmp_path / "m.safetensors"),
+                "tracking": {"enabled": False}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(settings))
+    assert main(["train", "--config", str(tmp_path / "c.yaml")]) == 2
+    error = capsys.readouterr().err
+    assert "'id' has" in error and "looks like an identifier" in error and "drop_columns" in error
+    settings["data"]["drop_columns"] = ["id"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(settings))
+    assert main(["train", "--config", str(tmp_path / "c.yaml")]) == 0
+    import anomvae
+
+    model = anomvae.load(tmp_path / "m.safetensors")
+    assert list(model.feature_names_in_) == ["amount", "zip"]
+    assert model.encoder_.categories["zip"] == ["01", "02", "10"]
+    for drop, message in (("id", "must be a list of column names"), (["idx"], "['idx'] not among the columns")):
+        settings["data"]["drop_columns"] = drop
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(settings))
+        capsys.readouterr()
+        assert main(["train", "--config", str(tmp_path / "c.yaml")]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_train_warns_of_a_column_that_counts_the_rows(tmp_path):
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"amount": rng.normal(size=200)}).to_csv(tmp_path / "tx.csv")  # the index as 'Unnamed: 0'
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "model": {"name": "AnomalyVAE", "params": {"epochs": 2, "random_state": 0}},
+        "data": {"source": str(tmp_path / "tx.csv")}, "output": str(tmp_path / "m.safetensors"),
+        "tracking": {"enabled": False}}))
+    with pytest.warns(UserWarning, match="'Unnamed: 0' counts the rows .*drop_columns"):
+        assert main(["train", "--config", str(tmp_path / "c.yaml")]) == 0
