@@ -218,3 +218,13 @@ def test_per_pixel_scores_point_at_the_defect():
     inside = maps[:, :3, :3].mean(axis=(1, 2))
     outside = maps[:, 4:, 4:].mean(axis=(1, 2))
     assert np.all(inside > 3 * outside)
+
+
+def test_a_list_of_row_chunks_is_not_silently_trained_as_images():
+    # New-user finding: a list of (100, 3) arrays became three 100x3 "images" with no word said, and
+    # chunks of different lengths failed inside numpy ("inhomogeneous shape").
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"must share one shape; got shapes \(50, 3\), \(100, 3\).*DataFrames"):
+        AnomalyVAE(epochs=1).fit([rng.normal(size=(100, 3)), rng.normal(size=(50, 3))])
+    with pytest.warns(UserWarning, match=r"list of 3 arrays of shape \(100, 3\) is read as 3 images"):
+        AnomalyVAE(epochs=1, random_state=0).fit([rng.normal(size=(100, 3)) for _ in range(3)])

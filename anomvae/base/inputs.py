@@ -9,6 +9,7 @@ through, these checks decide what is accepted.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,10 @@ from ..schema import BOOLEAN, NUMERIC, check_not_masked
 from ..streaming import is_streamed
 
 
+LOPSIDED = 10
+"""Images of a list whose one side is this many times the other look like chunks of table rows: fit warns."""
+
+
 def is_image_batch(X: Any) -> bool:
     """True for arrays of shape ``(N, H, W)`` or ``(N, C, H, W)``, and lists of ``(H, W)`` or ``(C, H, W)`` images."""
     if isinstance(X, (list, tuple)) and X and not isinstance(X[0], pd.DataFrame):
@@ -37,6 +42,13 @@ class InputEncodingMixin:
     def _fit_encoding(self, X) -> tuple[np.ndarray, TabularEncoder | ImageScaler, bool]:
         if is_image_batch(X):
             images = self._image_array(X)
+            if isinstance(X, (list, tuple)) and max(images.shape[-2:]) >= LOPSIDED * min(images.shape[-2:]):
+                warnings.warn(
+                    f"a list of {len(images)} arrays of shape {images.shape[1:]} is read as {len(images)} images "
+                    "(a list of 2-D arrays is an image batch); to fit chunks of table rows, pass them as "
+                    "DataFrames (streamed) or stack them into one array",
+                    UserWarning, stacklevel=3,
+                )
             scaler = ImageScaler().fit(images)
             self.n_features_in_ = int(np.prod(scaler.shape))
             return scaler.transform(images), scaler, True
@@ -137,6 +149,14 @@ class InputEncodingMixin:
     @staticmethod
     def _image_array(X, minimum_rows: int = 2) -> np.ndarray:
         check_not_masked(X)
+        if isinstance(X, (list, tuple)):
+            shapes = sorted({tuple(np.shape(image)) for image in X})
+            if len(shapes) > 1:
+                raise ValueError(
+                    f"a list of 2-D or 3-D arrays is read as a batch of images, which must share one shape; got "
+                    f"shapes {', '.join(map(str, shapes[:3]))}{' ...' if len(shapes) > 3 else ''}: for chunks of "
+                    "table rows, pass DataFrames (streamed) or stack them into one array"
+                )
         images = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
         if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
             raise TypeError(f"images must hold integers or floats, got dtype {images.dtype}")
