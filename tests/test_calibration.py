@@ -77,6 +77,23 @@ def test_the_default_rule_cross_fits_and_keeps_its_rate_on_a_small_training_set(
     assert np.mean(realised) <= 2 * detector.threshold_.expected_rate
 
 
+@pytest.mark.parametrize("n_rows", [5, 12])
+def test_a_tiny_training_set_is_cross_fitted_not_calibrated_on_one_held_out_row(n_rows):
+    # New-user finding: 10-19 rows held out one row, whose score was the threshold (stated rate 0.5;
+    # 70% of fresh normal rows flagged over three seeds), and 5-9 rows calibrated on in-sample scores.
+    rng = np.random.default_rng(1)
+    mixing = rng.normal(size=(3, 3))
+    train, fresh = rng.normal(size=(n_rows, 3)) @ mixing, rng.normal(size=(2000, 3)) @ mixing
+    realised = []
+    for seed in range(3):
+        with pytest.warns(ThresholdWarning, match="cannot be honoured with"):
+            detector = AnomalyVAE(random_state=seed).fit(train)
+        assert detector.threshold_.source == "out-of-fold"
+        assert detector.threshold_.expected_rate <= 1 / n_rows  # the fence may set one of a handful aside
+        realised.append(np.mean(detector.predict(fresh) == -1))
+    assert np.mean(realised) <= 2 * detector.threshold_.expected_rate
+
+
 def test_a_threshold_that_cannot_honour_its_rate_says_so():
     X = np.random.default_rng(0).normal(size=(50, 4))
     with pytest.warns(ThresholdWarning, match="cannot be honoured with 50 calibration"):
