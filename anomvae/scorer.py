@@ -156,7 +156,8 @@ class Scorer(nn.Module):
         raise NotImplementedError
 
     def feature_scores(self, batch: Tensor) -> Tensor:
-        """Per-feature (or per-pixel) contributions, same shape as ``batch``."""
+        """Per-feature (or per-pixel) anomaly evidence, same shape as ``batch``; on the scorer's own scale,
+        which need not sum to :meth:`anomaly_score`."""
         raise NotImplementedError
 
     def diagnostics(self, batches: BatchSource) -> dict[str, float]:

@@ -323,11 +323,18 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
         return np.where(self.decision_function(X) < 0, -1, 1)
 
     def feature_scores(self, X):
-        """Per-feature (tabular) or per-pixel (images) anomaly contributions.
+        """Per-feature (tabular) or per-pixel (images) anomaly evidence, to see *where* a row is unusual.
 
-        Higher means more anomalous. For DataFrame input the result is a
-        DataFrame with the input's columns and index; the scores of a one-hot
-        encoded categorical column are summed back into that column.
+        Higher means more anomalous. For the VAE family these are the squared
+        errors of the row's reconstruction, per standardised feature (each
+        scorer's docstring says what it returns). They rank the features of a
+        row, and compare with the training rows' (``reference_feature_scores_``),
+        but they are not a split of :meth:`anomaly_score`: the default score
+        divides the summed error by its training median and adds a latent
+        density term, so one feature's value can exceed the row's score. For
+        DataFrame input the result is a DataFrame with the input's columns and
+        index; the scores of a one-hot encoded categorical column are summed
+        back into that column.
 
         Returns
         -------
