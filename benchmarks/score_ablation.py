@@ -270,6 +270,9 @@ TRAINING_VARIANTS: dict[str, tuple[type, dict]] = {
     "t10-small-batch": (_SmallBatchVAE, {"trim_fraction": 0.1, **ONE_PASS}),
     "t10-mb15": (AnomalyVAE, {"trim_fraction": 0.1, "min_batches_per_epoch": 15}),
     "t10-mb30": (AnomalyVAE, {"trim_fraction": 0.1, "min_batches_per_epoch": 30}),
+    # more steps with a larger trimmed share: does trimming stop the extra steps learning training anomalies?
+    "t20-mb15": (AnomalyVAE, {"trim_fraction": 0.2, "min_batches_per_epoch": 15}),
+    "t30-mb15": (AnomalyVAE, {"trim_fraction": 0.3, "min_batches_per_epoch": 15}),
     # denoising training (eager step: the fused one has no corruption); t10-eager is its control
     "t10-eager": (AnomalyVAE, {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
     "t10-dn0.1": (_with_scorer(_DenoisingVAEScorer, noise_scale=0.1), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
