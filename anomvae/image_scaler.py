@@ -27,12 +27,13 @@ class ImageScaler:
     ``fit`` and in the PNG form), and fractional pixels within [0, 1] scored by
     a model fitted on non-negative pixels beyond 1 (0-255) are refused (they
     would read as a black image), as are ``uint8`` pixels scored by a model
-    fitted on pixels beyond 511 (16-bit) and integer images mostly beyond 255
-    (their median) scored by a model fitted on 0-255; a few pixels beyond 255
-    are read as the brightest pixel fit knew (an anomaly, flagged, not
-    refused), except in images of one or two pixels, which the median judges
-    as a whole; integer pixels of another type on the 0-255
-    scale are read like ``uint8`` by a model fitted on [0, 1].
+    fitted on pixels beyond 511 (16-bit), and, by a model fitted on 0-255,
+    integer images with a negative pixel or with most of their non-zero pixels
+    beyond 255 (a 16-bit copy of a digit on a black background, whose median
+    pixel is 0); a few pixels beyond 255 are read as the brightest pixel fit
+    knew (an anomaly, flagged, not refused), except in images of one or two
+    pixels, which are judged as a whole; integer pixels of another type on the
+    0-255 scale are read like ``uint8`` by a model fitted on [0, 1].
     """
 
     def __init__(self) -> None:
@@ -96,14 +97,26 @@ class ImageScaler:
                 f"uint8 images (0-255) but the model was fitted on pixels in [{self.low:g}, {self.high:g}]: "
                 "pass them on the scale of fit"
             )
-        if (self.low, self.high) == (0.0, 255.0) and int(batch.max()) > 255:
-            # An image mostly beyond 255 is on another scale; a few bright pixels are what an anomaly looks like.
-            medians = np.median(batch.reshape(len(batch), -1), axis=1)
-            if (medians > 255).any():
-                row = int(np.argmax(medians > 255))
+        if (self.low, self.high) != (0.0, 255.0):
+            return
+        if int(batch.min()) < 0:  # no 8-bit pixel is negative: a signed or centred scale
+            raise ValueError(
+                f"image pixels go down to {int(batch.min())} but the model was fitted on pixels in [0, 255]: "
+                "pass them on the scale of fit"
+            )
+        if int(batch.max()) > 255:
+            # An image whose lit pixels are mostly beyond 255 is on another scale (16-bit, or 12-bit); a few
+            # bright pixels are what an anomaly looks like. Lit, not all: on a black background (digits,
+            # parts on a dark table) the median pixel is 0 at any bit depth.
+            flat = batch.reshape(len(batch), -1)
+            beyond, lit = (flat > 255).sum(axis=1), (flat > 0).sum(axis=1)
+            rescaled = 2 * beyond > lit
+            if rescaled.any():
+                row = int(np.argmax(rescaled))
                 raise ValueError(
-                    f"image pixels reach {int(batch.max())} (image {row}: median {medians[row]:g}) but the "
-                    "model was fitted on pixels in [0, 255]: pass them on the scale of fit"
+                    f"image pixels reach {int(batch.max())} (image {row}: {int(beyond[row])} of its "
+                    f"{int(lit[row])} non-zero pixels beyond 255) but the model was fitted on pixels in "
+                    "[0, 255]: pass them on the scale of fit"
                 )
 
     def to_config(self) -> dict[str, Any]:

@@ -142,8 +142,24 @@ def test_a_bright_spot_in_a_wide_integer_image_is_scored_and_flagged_not_refused
     hot = frames[:5].copy()
     hot[:, 0, 3:5, 3:5] = 3000
     assert (detector.predict(hot) == -1).sum() >= 3
-    with pytest.raises(ValueError, match="median"):
+    with pytest.raises(ValueError, match="64 of its 64 non-zero pixels beyond 255"):
         detector.predict(frames[:5] * 16)  # a whole frame on a 12-bit scale is refused
+
+
+def test_a_sixteen_bit_copy_of_dark_background_images_is_refused_not_clipped():
+    # New-user finding: MNIST digits as uint16 (x257) were clipped to white, with 7x the flag rate and no word:
+    # the check compared each image's median pixel with 255, and a black background's median is 0.
+    rng = np.random.default_rng(0)
+    digits = np.zeros((60, 8, 8), dtype=np.uint8)
+    digits[:, 2:6, 3:5] = rng.integers(150, 256, (60, 4, 2))
+    detector = tiny(AnomalyVAE, epochs=2).fit(digits)
+    with pytest.raises(ValueError, match="non-zero pixels beyond 255.*fitted on pixels in \\[0, 255\\]"):
+        detector.predict(digits[:5].astype(np.uint16) * 257)
+    with pytest.raises(ValueError, match="go down to -128"):
+        detector.predict(digits[:5].astype(np.int16) - 128)
+    bright = digits[:5].astype(np.uint16)
+    bright[:, 0, 0] = 3000  # one hot pixel per image: an anomaly, scored
+    assert np.isfinite(detector.score_samples(bright)).all()
 
 
 def test_a_list_of_images_is_an_image_batch():

@@ -10,7 +10,7 @@ import pytest
 from conftest import FAST
 
 import anomvae
-from anomvae.lifecycle import serving_inputs
+from anomvae.lifecycle import serving_inputs, tracking
 from anomvae.image_scaler import ImageScaler
 
 
@@ -98,3 +98,18 @@ def test_image_model_scores_like_the_detector_through_pyfunc_and_rest(
     assert answer.status == 200, answer.response
     served = [row["score"] for row in json.loads(answer.response)["predictions"]]
     np.testing.assert_allclose(served, native, rtol=1e-12)
+
+
+@pytest.mark.parametrize("validation, message", [
+    (lambda images: images[:10, :6, :6], r"\(1, 6, 6\) against \(1, 8, 8\)"),
+    (lambda images: images[:10].reshape(10, -1), r"tabular rows against \(1, 8, 8\)"),
+])
+def test_validation_images_of_another_shape_are_refused_before_the_fit(mlflow_store, digits, validation, message):
+    # New-user finding: the shape was checked only when the fitted model scored the validation images,
+    # after the whole fit (and a FAILED run) had been paid for.
+    detector = anomvae.AnomalyVAE(epochs=1, random_state=0)
+    runs = len(mlflow.search_runs(search_all_experiments=True))
+    with pytest.raises(ValueError, match=message):
+        tracking.fit_and_log(detector, digits, validation=(validation(digits), np.zeros(10, dtype=int)))
+    assert not hasattr(detector, "scorer_")
+    assert len(mlflow.search_runs(search_all_experiments=True)) == runs

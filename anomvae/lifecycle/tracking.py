@@ -26,6 +26,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from .. import report
+from ..base.inputs import is_image_batch
 from ..metrics import alarm_rates, check_labels
 from . import autologging, plots, pyfunc, run_metadata
 from ._mlflow import check_alias, check_registered_model_name, use_default_tracking_uri
@@ -160,6 +161,19 @@ def _check_same_columns(X, X_eval) -> None:
             raise ValueError(f"validation rows must have the training columns: missing {missing}, extra {extra}")
     elif np.ndim(X) == 2 and np.ndim(X_eval) == 2 and np.shape(X)[1] != np.shape(X_eval)[1]:
         raise ValueError(f"validation rows have {np.shape(X_eval)[1]} columns, the training rows {np.shape(X)[1]}")
+    elif is_image_batch(X) or is_image_batch(X_eval):
+        training, validation = _image_shape(X), _image_shape(X_eval)
+        if training != validation:
+            raise ValueError(f"validation images must have the training images' shape (channels, height, width): "
+                             f"{validation or 'tabular rows'} against {training or 'tabular rows'}")
+
+
+def _image_shape(batch) -> tuple[int, ...] | None:
+    """Each image's ``(C, H, W)`` (one channel for an ``(N, H, W)`` batch), or None for tabular rows."""
+    if not is_image_batch(batch):
+        return None
+    shape = tuple(np.shape(batch)[1:])
+    return (1, *shape) if len(shape) == 2 else shape
 
 
 def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = None) -> str:
