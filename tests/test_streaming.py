@@ -136,3 +136,19 @@ def test_a_later_chunk_with_booleans_in_a_numeric_column_is_refused(monkeypatch)
     chunks[3].iloc[7, 0] = True
     with pytest.raises(TypeError, match="column 'a' was numeric in fit but now holds booleans"):
         AnomalyVAE(epochs=2, random_state=0).fit(chunks)
+
+
+def test_a_pyarrow_table_is_read_as_the_dataframe_it_holds():
+    # New-user finding: a Table with a text column went through numpy.asarray and failed with
+    # "holds text in a column that was numeric in fit"; a Parquet file or a dataset of it fitted fine.
+    import pyarrow as pa
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(300, 3)), columns=["a", "b", "c"]).assign(shop=rng.choice(["x", "y"], 300))
+    table = pa.Table.from_pandas(frame)
+    from_table = AnomalyVAE(epochs=2, random_state=0).fit(table)
+    from_frame = AnomalyVAE(epochs=2, random_state=0).fit(frame)
+    assert list(from_table.feature_names_in_) == ["a", "b", "c", "shop"]
+    np.testing.assert_array_equal(from_table.score_samples(table), from_frame.score_samples(frame))
+    np.testing.assert_array_equal(from_table.score_samples(table.to_batches()[0]),
+                                  from_frame.score_samples(frame)[:table.to_batches()[0].num_rows])

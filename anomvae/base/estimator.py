@@ -34,7 +34,7 @@ from ..scorer import FitContext, Scorer
 from ..training_data import TrainingData
 from .data_parallel import DataParallelMixin
 from .incremental import IncrementalMixin
-from .inputs import InputEncodingMixin, encode_frame
+from .inputs import InputEncodingMixin, arrow_as_frame, encode_frame
 from .parameters import compose_docstring, shared_constraints
 from .saving import SavingMixin
 from .threshold_state import ThresholdStateMixin
@@ -155,6 +155,7 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
     @fit_context(prefer_skip_nested_validation=True)
     def _fit(self, X, sync: Synchroniser = LOCAL, encoder_sample=None):
         started = time.perf_counter()
+        X = arrow_as_frame(X)
         random_state = check_random_state(self.random_state)
         device = resolve_device(self.device)
         strategy = thresholds.resolve(getattr(self, "threshold", None), self.contamination)

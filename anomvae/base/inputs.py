@@ -29,6 +29,18 @@ LOPSIDED = 10
 """Images of a list whose one side is this many times the other look like chunks of table rows: fit warns."""
 
 
+def arrow_as_frame(X: Any) -> Any:
+    """A pyarrow ``Table`` or ``RecordBatch`` as the DataFrame it holds; any other input as it is.
+
+    Read through ``numpy.asarray`` a table of mixed types became an object
+    array, and its text columns failed as numbers; as a DataFrame they are
+    categorical columns, as in a Parquet file or a pyarrow dataset.
+    """
+    if type(X).__module__.startswith("pyarrow") and type(X).__name__ in ("Table", "RecordBatch"):
+        return X.to_pandas()
+    return X
+
+
 def is_image_batch(X: Any) -> bool:
     """True for arrays of shape ``(N, H, W)`` or ``(N, C, H, W)``, and lists of ``(H, W)`` or ``(C, H, W)`` images."""
     if isinstance(X, (list, tuple)) and X and not isinstance(X[0], pd.DataFrame):
@@ -65,6 +77,7 @@ class InputEncodingMixin:
     def _validated(self, X):
         """Check ``X`` against what ``fit`` saw; return it ready for chunked encoding."""
         check_is_fitted(self)
+        X = arrow_as_frame(X)
         _refuse_streamed(X)
         if self.is_image_:
             if not is_image_batch(X):
