@@ -139,12 +139,18 @@ def _fit(detector, X_train, validation, tracking_config: dict[str, Any], dataset
 
 def promote_model(model_name: str, threshold, version: str | None, alias: str) -> str:
     """Run :func:`anomvae.tracking.promote`; the lines to print."""
+    import mlflow
     from mlflow.exceptions import MlflowException
 
     from .lifecycle._mlflow import existing_tracking_uri
     from .lifecycle.tracking import next_steps, promote
 
     store = existing_tracking_uri()
+    try:
+        mlflow.MlflowClient().get_model_version_by_alias(model_name, alias)
+        new_alias = False
+    except MlflowException:  # the alias names no version yet (or the model does not exist: promote says which)
+        new_alias = True
     try:
         promoted = promote(model_name, threshold=threshold, version=version, alias=alias)
     except MlflowException as error:
@@ -153,7 +159,8 @@ def promote_model(model_name: str, threshold, version: str | None, alias: str) -
         raise ValueError(f"{error} (tracking store: {store})") from error
     lines = [
         f"tracking store  {store}",
-        f"{model_name} version {promoted.version} is now @{alias}",
+        f"{model_name} version {promoted.version} is now @{alias}"
+        + (f" (a new alias: @{alias} named no version before)" if new_alias else ""),
         f"threshold  {promoted.tags.get('threshold')}",
         f"origin     {promoted.tags.get('threshold_origin')}",
         *([f"calibration  {promoted.tags['threshold_calibration']}"] if "threshold_calibration" in promoted.tags else []),

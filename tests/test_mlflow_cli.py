@@ -55,12 +55,20 @@ def test_promote_command_moves_the_alias_to_a_new_threshold(trained, capsys):
     after = client.get_model_version_by_alias(MODEL_NAME, "champion")
     assert int(after.version) == before + 1
     assert float(after.tags["threshold"]) == 3.5
-    assert f"{MODEL_NAME} version {after.version} is now @champion" in out
+    assert f"{MODEL_NAME} version {after.version} is now @champion\n" in out
 
     assert main(["promote", MODEL_NAME, "--false-positive-rate", "0.05", "--version", str(before)]) == 0
     latest = client.get_model_version_by_alias(MODEL_NAME, "champion")
     assert latest.tags["threshold_calibration"].startswith("false_positive_rate(rate=0.05)")
     assert latest.tags["source_version"] == str(before)
+
+
+def test_promote_command_says_when_it_creates_an_alias(trained, capsys):
+    # New-user finding: a mistyped --alias silently became a new alias on the latest version.
+    assert main(["promote", MODEL_NAME, "--alias", "challengr"]) == 0
+    assert "is now @challengr (a new alias: @challengr named no version before)" in capsys.readouterr().out
+    assert main(["promote", MODEL_NAME, "--alias", "challengr"]) == 0
+    assert "a new alias" not in capsys.readouterr().out
 
 
 def test_promote_command_reports_an_unknown_model_without_traceback(mlflow_store, capsys):
