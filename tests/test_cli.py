@@ -199,6 +199,15 @@ def test_serve_refuses_a_bad_port_and_an_unknown_model(mlflow_store, capsys):
     assert "positive finite" in capsys.readouterr().err
 
 
+def test_serve_says_a_model_file_must_be_logged_first(config, tmp_path, capsys):
+    # New-user finding: serve of a .safetensors file failed with MLflow's 'Could not find an "MLmodel"
+    # configuration file at .../model.safetensors/MLmodel', while score and report take the file.
+    assert main(["train", "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["serve", str(tmp_path / "model.safetensors")]) == 2
+    assert "is a model file; serve takes a logged MLflow model" in capsys.readouterr().err
+
+
 def test_bench_exits_1_when_every_run_failed(tmp_path, capsys):
     data = tmp_path / "data"
     data.mkdir()

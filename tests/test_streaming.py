@@ -152,3 +152,9 @@ def test_a_pyarrow_table_is_read_as_the_dataframe_it_holds():
     np.testing.assert_array_equal(from_table.score_samples(table), from_frame.score_samples(frame))
     np.testing.assert_array_equal(from_table.score_samples(table.to_batches()[0]),
                                   from_frame.score_samples(frame)[:table.to_batches()[0].num_rows])
+
+
+def test_an_empty_list_is_named_as_such():
+    # New-user finding: fit([]) answered scikit-learn's "Expected 2D array, got 1D array instead".
+    with pytest.raises(ValueError, match="fit got an empty list"):
+        AnomalyVAE(epochs=1).fit([])

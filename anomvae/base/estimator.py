@@ -156,6 +156,8 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
     def _fit(self, X, sync: Synchroniser = LOCAL, encoder_sample=None):
         started = time.perf_counter()
         X = arrow_as_frame(X)
+        if isinstance(X, (list, tuple)) and not len(X):
+            raise ValueError("fit got an empty list: no rows, images or DataFrame chunks to train on")
         random_state = check_random_state(self.random_state)
         device = resolve_device(self.device)
         strategy = thresholds.resolve(getattr(self, "threshold", None), self.contamination)

@@ -9,6 +9,7 @@ requests itself (:mod:`anomvae.lifecycle.serving_direct`).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 import uvicorn
@@ -59,13 +60,19 @@ def serve(model_uri: str, host: str = "127.0.0.1", port: int = 5001, workers: in
     Raises
     ------
     ValueError
-        If ``workers`` or ``threads`` is below 1, or ``model_uri`` names a
+        If ``workers`` or ``threads`` is below 1, ``model_uri`` is a
+        ``.safetensors`` model file rather than a logged model, or it names a
         registry or run (``models:/``, ``runs:/``) while no tracking store is
         there (:func:`~anomvae.lifecycle._mlflow.existing_tracking_uri`: no
         empty ``mlflow.db`` is created to look in).
     """
     if workers < 1 or threads < 1:
         raise ValueError(f"workers and threads must be at least 1, got workers={workers}, threads={threads}")
+    if model_uri.endswith(".safetensors") and Path(model_uri.removeprefix("file://")).is_file():
+        raise ValueError(
+            f"{model_uri} is a model file; serve takes a logged MLflow model (models:/name@alias, runs:/<id>/model "
+            "or a folder holding an MLmodel file): log it with anomvae.log_model(anomvae.load(path), ...) first"
+        )
     if model_uri.startswith(("models:/", "runs:/")):
         from mlflow.environment_variables import MLFLOW_TRACKING_URI
 
