@@ -170,6 +170,8 @@ def test_model_refusals_lose_their_stack_trace(guarded):
     ({"dataframe_records": {"amount": 1}}, "list of objects"),
     ([1, 2], "must be an object"),
     ({"dataframe_split": {}, "inputs": []}, "exactly one of the keys"),
+    # New-user finding: a tensor sent to a column model was answered "row 0 must be an object mapping ..."
+    ({"inputs": [[1.0, True, "a"]]}, 'named columns \\[.amount., .flag., .kind.\\], not a tensor: send {"dataframe_split"'),
 ])
 def test_column_types_refuse_what_mlflow_would_cast(document, pattern):
     types = ColumnTypes([("amount", "double"), ("flag", "boolean"), ("kind", "string")])

@@ -13,6 +13,7 @@ a request.
 from __future__ import annotations
 
 import io
+import json
 import math
 from collections import Counter
 from typing import Any
@@ -87,6 +88,10 @@ class ColumnTypes:
         payload = document[keys[0]]
         if self.tensor:
             self._check_tensor(payload)
+        elif keys[0] == "inputs" and isinstance(payload, list) and payload and isinstance(payload[0], list):
+            names = [name for name, _ in self.columns]
+            raise Refusal(400, f"this model takes named columns {names}, not a tensor: send "
+                               f'{{"dataframe_split": {{"columns": {json.dumps(names)}, "data": [[...], ...]}}}}')
         elif keys[0] == "dataframe_split":
             self._check_split(payload)
         elif isinstance(payload, dict) and keys[0] != "dataframe_records":
