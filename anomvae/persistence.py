@@ -143,8 +143,11 @@ def save(estimator, path: str | os.PathLike) -> None:
     check_is_fitted(estimator)
     if Path(path).is_dir():
         raise IsADirectoryError(f"cannot save to {path}: it is a folder; name a file, e.g. {Path(path) / 'model.safetensors'}")
+    # Floating-point weights as float32; integer buffers (AnomalyCVAE's context keys) keep their type:
+    # as float32, keys beyond 2**24 were rounded and their contexts lost their score factor on load.
     tensors = {
-        name: value.detach().to("cpu", torch.float32).contiguous()
+        name: (value.detach().to("cpu", torch.float32) if value.is_floating_point() else value.detach().cpu())
+        .contiguous()
         for name, value in estimator.scorer_.state_dict().items()
     }
     document = {
