@@ -6,6 +6,7 @@ saved model needs no pickle to rebuild it. Images: :mod:`anomvae.image_scaler`.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from numbers import Real
 from typing import Any
 
@@ -41,18 +42,41 @@ def _scale_statistics(values: np.ndarray, scaling: str) -> tuple[np.ndarray, np.
     magnitude = np.max(np.abs(values), axis=0) if len(values) else np.ones(values.shape[1])
     magnitude = np.where(magnitude > 0, magnitude, 1.0)
     unit = values / magnitude
+    with np.errstate(over="ignore"):  # a spread beyond float64 is capped below
+        centre, scale = _unit_statistics(unit, magnitude, values, scaling)
+    # A spread beyond float64 (a range of +-1.7e308) is capped at its largest number, not taken for constant.
+    scale = np.where(np.isinf(scale), np.finfo(np.float64).max, scale)
+    scale = np.where(np.isfinite(scale) & (scale > 1e-12 * magnitude), scale, 1.0)
+    return centre.astype(np.float64), scale.astype(np.float64)
+
+
+def _unit_statistics(unit: np.ndarray, magnitude: np.ndarray, values: np.ndarray,
+                     scaling: str) -> tuple[np.ndarray, np.ndarray]:
+    """(centre, scale) from the columns in units of their largest magnitude (``unit = values / magnitude``)."""
     if scaling == "standard":
         centre, scale = unit.mean(axis=0) * magnitude, unit.std(axis=0) * magnitude
     elif scaling == "robust":
-        centre = np.median(values, axis=0)
+        centre = np.median(unit, axis=0) * magnitude  # of the raw values, the middle two's sum could overflow
         scale = np.subtract(*np.percentile(unit, [75, 25], axis=0)) * magnitude
         scale = np.where(scale > 0, scale, unit.std(axis=0) * magnitude)
     elif scaling == "minmax":
         centre, scale = values.min(axis=0), (unit.max(axis=0) - unit.min(axis=0)) * magnitude
     else:
         centre, scale = np.zeros(values.shape[1]), np.ones(values.shape[1])
-    scale = np.where(np.isfinite(scale) & (scale > 1e-12 * magnitude), scale, 1.0)
-    return centre.astype(np.float64), scale.astype(np.float64)
+    return centre, scale
+
+
+def _standardised(values: np.ndarray, centre: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``(values - centre) / scale``, computed as ``values / scale - centre / scale`` where the difference
+    overflows (values of opposite signs near float64's limit), so such a value keeps its place instead of
+    reading as infinitely far."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = (values - centre) / scale
+        overflowed = ~np.isfinite(scaled)
+        if overflowed.any():
+            rescaled = values / scale - centre / scale
+            scaled = np.where(overflowed, rescaled, scaled)
+    return scaled
 
 
 class TabularEncoder:
@@ -145,8 +169,7 @@ class TabularEncoder:
         ``first_row`` is the position of ``X``'s first row in the caller's
         input, so that error messages name the right rows.
         """
-        with np.errstate(over="ignore"):
-            numeric = (self._numeric_block(X, first_row) - self.centre) / self.scale
+        numeric = _standardised(self._numeric_block(X, first_row), self.centre, self.scale)
         np.clip(numeric, -VALUE_LIMIT, VALUE_LIMIT, out=numeric)
         if not isinstance(X, pd.DataFrame) or CATEGORY not in self.kinds:
             return numeric.astype(np.float32)
@@ -219,6 +242,13 @@ def _holds_booleans(series: pd.Series) -> bool:
     )
 
 
+def _numbers_only(series: pd.Series) -> bool:
+    """An object column of Python numbers of mixed types (``Decimal`` beside floats), missing values aside."""
+    return series.dtype == object and all(
+        isinstance(value, (Real, Decimal)) and not isinstance(value, (bool, np.bool_)) for value in series.dropna()
+    )
+
+
 def checked_values(series: pd.Series, column: str, kind: str, first_row: int = 0) -> np.ndarray:
     """A numeric or boolean column's scoring values as float64.
 
@@ -229,8 +259,9 @@ def checked_values(series: pd.Series, column: str, kind: str, first_row: int = 0
         raise TypeError(
             f"column {column!r} was numeric in fit but now holds booleans; send numbers"
         )
-    if _column_kind(series) == CATEGORY and pd.api.types.infer_dtype(series) not in NUMBER_LIKE:
-        example = next((value for value in series if not isinstance(value, Real)), None)
+    if (_column_kind(series) == CATEGORY and pd.api.types.infer_dtype(series) not in NUMBER_LIKE
+            and not _numbers_only(series)):
+        example = next((value for value in series if not isinstance(value, (Real, Decimal))), None)
         if example is not None or kind == NUMERIC:
             raise TypeError(
                 f"column {column!r} was {kind} in fit but now holds non-numeric values "
