@@ -54,6 +54,9 @@ normal rows), and 5-9 row fits calibrated on in-sample scores (realised
 0.24-0.41 against a stated 0.10-0.17); cross-fitted, the same fits realised
 0.02-0.09 (Gaussian rows in 3 correlated features, 8 seeds per size)."""
 
+MIN_FOLD_TRAINING_ROWS = 2
+"""Fewest rows a fold model must train on after its own held-out split (the latent kNN term's minimum)."""
+
 MAX_CROSS_FIT_ROWS = 20_000
 """Most rows for which ``fit`` cross-fits; larger sets have a large enough held-out split."""
 
@@ -154,13 +157,20 @@ def _encoded_scores(model, encoded: np.ndarray) -> np.ndarray:
     return map_batches(model.scorer_.anomaly_score, encoded, model.scorer_.device, dtype=model.scorer_.dtype)
 
 
-def should_cross_fit(strategy: ThresholdStrategy, n_rows: int, n_held_out: int, image: bool) -> bool:
-    """Whether ``fit`` calibrates ``strategy`` on cross-fitted scores rather than the held-out ones."""
+def should_cross_fit(strategy: ThresholdStrategy, n_rows: int, n_held_out: int, image: bool,
+                     validation_fraction: float = 0.0) -> bool:
+    """Whether ``fit`` calibrates ``strategy`` on cross-fitted scores rather than the held-out ones.
+
+    Never when a fold model would be left fewer than :data:`MIN_FOLD_TRAINING_ROWS` rows to train on
+    once it holds out its own ``validation_fraction`` (a 5-row fit holding out 75%): the final model
+    trains, and calibrates on its held-out rows.
+    """
     folds = getattr(strategy, "folds", 0)
-    return (
-        isinstance(strategy, RobustFalsePositiveRate) and folds >= 2 and not image
-        and n_held_out < strategy.min_held_out and max(MIN_CROSS_FIT_ROWS, folds) <= n_rows <= MAX_CROSS_FIT_ROWS
-    )
+    if not (isinstance(strategy, RobustFalsePositiveRate) and folds >= 2 and not image
+            and n_held_out < strategy.min_held_out and max(MIN_CROSS_FIT_ROWS, folds) <= n_rows <= MAX_CROSS_FIT_ROWS):
+        return False
+    fold_rows = n_rows - math.ceil(n_rows / folds)
+    return fold_rows - int(fold_rows * validation_fraction) >= MIN_FOLD_TRAINING_ROWS
 
 
 __all__ = [

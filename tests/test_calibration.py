@@ -94,6 +94,15 @@ def test_a_tiny_training_set_is_cross_fitted_not_calibrated_on_one_held_out_row(
     assert np.mean(realised) <= 2 * detector.threshold_.expected_rate
 
 
+def test_a_tiny_fit_whose_fold_models_could_not_train_calibrates_on_its_held_out_rows():
+    # Review finding: with cross-fitting from 5 rows, a 5-row fit holding out 75% failed inside a hidden
+    # fold model ("needs at least 2 training rows, got 1"), though the final model had its 2 rows.
+    X = np.random.default_rng(0).normal(size=(5, 3))
+    with pytest.warns(ThresholdWarning):
+        detector = AnomalyVAE(epochs=2, validation_fraction=0.75, random_state=0).fit(X)
+    assert detector.threshold_.source == "held-out"
+
+
 def test_a_threshold_that_cannot_honour_its_rate_says_so():
     X = np.random.default_rng(0).normal(size=(50, 4))
     with pytest.warns(ThresholdWarning, match="cannot be honoured with 50 calibration"):

@@ -196,7 +196,8 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
         """
         out_of_fold = None
         if (sync.world_size == 1 and isinstance(data.reference, np.ndarray)
-                and calibration.should_cross_fit(strategy, len(data.reference), data.n_validation, data.image)
+                and calibration.should_cross_fit(strategy, len(data.reference), data.n_validation, data.image,
+                                                 self.validation_fraction)
                 and self._cross_fit_calibration()):
             out_of_fold = calibration.cross_fitted_scores(
                 self, data.reference, strategy.folds, seed, training_scores, start=cross_fit_start

@@ -105,7 +105,8 @@ class IncrementalMixin:
         describe a weaker model and set the threshold too high).
         """
         fitted, previous_history = self.scorer_, self.history_
-        cross_fits = (calibration.should_cross_fit(strategy, len(encoded), data.n_validation, data.image)
+        cross_fits = (calibration.should_cross_fit(strategy, len(encoded), data.n_validation, data.image,
+                                                  self.validation_fraction)
                       and self._cross_fit_calibration())
         before = copy.deepcopy(self) if cross_fits else None
         self._train_and_calibrate(
