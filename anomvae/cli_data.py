@@ -126,9 +126,9 @@ def training_data(data: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None
     """Features and optional labels (1 = anomaly) described by the ``data`` section.
 
     The ``drop_columns`` (ids, timestamps) and the ``label_column`` are left
-    out of the features. A CSV column of codes written with leading zeros
-    (``"007"``, ``"01"``) is read as text, as the scoring commands read it,
-    not as the numbers pandas would make of it.
+    out of the features. A CSV is read with pandas' type inference, as a
+    user reading it in Python would (``"007"`` is the number 7; the scoring
+    commands then read the columns fit took as text as text).
 
     Raises
     ------
@@ -139,8 +139,6 @@ def training_data(data: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None
         return embedded_default()
     source = _shared_path(data["source"])
     frame = read_table(source)
-    if Path(source).suffix.lower() == ".csv":
-        frame = _codes_as_text(frame, source)
     label_column = data.get("label_column") or ("label" if Path(source).suffix == ".npz" else None)
     dropped = data.get("drop_columns") or []
     if not isinstance(dropped, list) or not all(isinstance(name, str) for name in dropped):
@@ -154,21 +152,6 @@ def training_data(data: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None
     if label_column is None:
         return features, None
     return features, label_values(frame[label_column], f"{data['source']}: {label_column!r}")
-
-
-LEADING_ZERO = r"^\s*[+-]?0\d"
-"""A number written with a leading zero (``007``, ``-01``): a code whose text a numeric reading would lose."""
-
-
-def _codes_as_text(frame: pd.DataFrame, path: str) -> pd.DataFrame:
-    """``frame`` with the numeric columns that hold leading-zero codes read again as text."""
-    numeric = [column for column in frame.columns
-               if pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column])]
-    if not numeric:
-        return frame
-    text = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], usecols=numeric)
-    codes = [column for column in numeric if text[column].str.contains(LEADING_ZERO, na=False).any()]
-    return frame.assign(**{column: text[column] for column in codes}) if codes else frame
 
 
 def _warn_of_row_numbers(features: pd.DataFrame) -> None:
