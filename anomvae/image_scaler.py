@@ -11,6 +11,11 @@ from typing import Any
 import numpy as np
 
 
+FEW_BRIGHT = 0.05
+"""Pixels beyond 255, as a share of an image's pixels, that a model fitted on 0-255 reads as bright spots
+(an anomaly, scored) rather than as an image on another scale (refused)."""
+
+
 class ImageScaler:
     """Map image batches to float32 pixels in [0, 1] of shape ``(N, C, H, W)``.
 
@@ -28,11 +33,12 @@ class ImageScaler:
     a model fitted on non-negative pixels beyond 1 (0-255) are refused (they
     would read as a black image), as are ``uint8`` pixels scored by a model
     fitted on pixels beyond 511 (16-bit), and, by a model fitted on 0-255,
-    integer images with a negative pixel or with most of their non-zero pixels
-    beyond 255 (a 16-bit copy of a digit on a black background, whose median
-    pixel is 0); a few pixels beyond 255 are read as the brightest pixel fit
-    knew (an anomaly, flagged, not refused), except in images of one or two
-    pixels, which are judged as a whole; integer pixels of another type on the
+    integer images with a negative pixel or with most of their non-zero pixels,
+    and more than :data:`FEW_BRIGHT` of all their pixels, beyond 255 (a 16-bit
+    copy of a digit on a black background, whose median pixel is 0); a few
+    pixels beyond 255 are read as the brightest pixel fit knew (an anomaly,
+    flagged, not refused), except in images of one or two pixels, which are
+    judged as a whole; integer pixels of another type on the
     0-255 scale are read like ``uint8`` by a model fitted on [0, 1].
     """
 
@@ -110,7 +116,8 @@ class ImageScaler:
             # parts on a dark table) the median pixel is 0 at any bit depth.
             flat = batch.reshape(len(batch), -1)
             beyond, lit = (flat > 255).sum(axis=1), (flat > 0).sum(axis=1)
-            rescaled = 2 * beyond > lit
+            few = (beyond <= FEW_BRIGHT * flat.shape[1]) & (flat.shape[1] > 2)  # an image of 1-2 pixels is judged whole
+            rescaled = (2 * beyond > lit) & ~few
             if rescaled.any():
                 row = int(np.argmax(rescaled))
                 raise ValueError(

@@ -160,6 +160,9 @@ def test_a_sixteen_bit_copy_of_dark_background_images_is_refused_not_clipped():
     bright = digits[:5].astype(np.uint16)
     bright[:, 0, 0] = 3000  # one hot pixel per image: an anomaly, scored
     assert np.isfinite(detector.score_samples(bright)).all()
+    dark = np.zeros((3, 8, 8), dtype=np.uint16)
+    dark[0, 2, 2] = 300  # review finding: a black image whose only lit pixel is hot was refused, batch and all
+    assert np.isfinite(detector.score_samples(dark)).all()
 
 
 def test_a_list_of_images_is_an_image_batch():
