@@ -18,6 +18,7 @@ from ..image_scaler import ImageScaler
 from ..preprocessing import TabularEncoder
 from ..python_values import comparable_setting, same_setting
 from ..scorer import Scorer
+from .. import thresholds
 from ..thresholds import FittedThreshold
 
 
@@ -36,6 +37,18 @@ the fitted networks and scorer: changed after ``fit`` they take effect only by r
 CALIBRATION_PARAMETERS = frozenset({"threshold", "contamination"})
 """Updatable parameters the fitted threshold was calibrated with: ``partial_fit`` recalibrates with new
 values, but a model saved after changing them would state a threshold rule it was not calibrated by."""
+
+
+def _same_rule(built: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether the threshold and contamination parameters resolve to the same threshold rule."""
+    if not CALIBRATION_PARAMETERS <= set(built):
+        return True
+    try:
+        before = thresholds.resolve(built.get("threshold"), built["contamination"])
+        now = thresholds.resolve(current.get("threshold"), current["contamination"])
+    except (TypeError, ValueError):  # an invalid new value: report it as changed
+        return False
+    return same_setting(before, now)
 
 
 class SavingMixin:
@@ -65,16 +78,19 @@ class SavingMixin:
         if built is None:
             return
         current = self.get_params(deep=False)
+        # The threshold parameters count as changed only if the rule they resolve to changed (contamination
+        # is ignored beside a threshold); partial_fit recalibrates with whatever they now say.
+        same_rule = action == "partial_fit" or _same_rule(built, current)
         changed = [name for name, value in built.items()
-                   if not (action == "partial_fit" and name in CALIBRATION_PARAMETERS)
+                   if not (name in CALIBRATION_PARAMETERS and same_rule)
                    and not same_setting(comparable_setting(value), comparable_setting(current.get(name)))]
         if changed:
-            shown = ", ".join(f"{name}: {built[name]!r} in fit, {current.get(name)!r} now" for name in changed)
-            hint = ("refit (or partial_fit, which recalibrates the threshold) to use the new ones"
+            shown = ", ".join(f"{name}: {built[name]!r} then, {current.get(name)!r} now" for name in changed)
+            hint = ("refit, partial_fit or set_threshold to recalibrate with the new ones"
                     if set(changed) <= CALIBRATION_PARAMETERS else "refit to use the new ones")
             raise ValueError(
-                f"cannot {action}: parameter(s) changed by set_params since fit ({shown}); they are built into "
-                f"the fitted model, which still uses the values of fit: {hint}, or set them back"
+                f"cannot {action}: parameter(s) changed by set_params since the model was fitted or last "
+                f"recalibrated ({shown}); the fitted model still uses the earlier values: {hint}, or set them back"
             )
 
     def save(self, path) -> None:
