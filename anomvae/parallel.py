@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
+from .base.inputs import arrow_as_frame
 from .distributed import DataParallel
 from .python_values import comparable_setting, same_setting
 from .streaming import SAMPLE_ROWS, is_streamed
@@ -89,6 +90,7 @@ def fit_distributed(estimator, X, *, group=None):
         have the same columns (names and order) or width, or their estimators
         not the same parameters (other than :data:`RANK_LOCAL_PARAMETERS`).
     """
+    X = arrow_as_frame(X)
     if is_streamed(X):
         raise TypeError("fit_distributed takes this rank's rows in memory; read your shard of the "
                         "Parquet dataset (e.g. every WORLD_SIZE-th file) into a DataFrame")

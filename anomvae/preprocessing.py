@@ -56,7 +56,9 @@ def _unit_statistics(unit: np.ndarray, magnitude: np.ndarray, values: np.ndarray
     if scaling == "standard":
         centre, scale = unit.mean(axis=0) * magnitude, unit.std(axis=0) * magnitude
     elif scaling == "robust":
-        centre = np.median(unit, axis=0) * magnitude  # of the raw values, the middle two's sum could overflow
+        centre = np.median(values, axis=0)
+        # Near float64's limit the middle pair's sum overflows: take that median in units of the magnitude.
+        centre = np.where(np.isfinite(centre), centre, np.median(unit, axis=0) * magnitude)
         scale = np.subtract(*np.percentile(unit, [75, 25], axis=0)) * magnitude
         scale = np.where(scale > 0, scale, unit.std(axis=0) * magnitude)
     elif scaling == "minmax":

@@ -275,3 +275,16 @@ def test_mlflow_is_lazy_and_the_default_store_is_sqlite_in_the_working_directory
 
 def test_explicit_tracking_uri_is_kept(mlflow_store):
     assert tracking.use_default_tracking_uri() == mlflow_store
+
+
+def test_fit_and_log_reads_a_pyarrow_table_as_fit_does(mlflow_store, labelled):
+    # Review finding: fit took a pyarrow Table, but fit_and_log's column check failed on it with
+    # "unhashable type: 'pyarrow.lib.ChunkedArray'".
+    import pyarrow as pa
+
+    X, y = labelled
+    table = pa.Table.from_pandas(X.assign(zone=np.where(y == 1, "b", "a")))
+    detector = anomvae.AnomalyVAE(**FAST)
+    result = tracking.fit_and_log(detector, table, y, validation=(table, y))
+    assert list(detector.feature_names_in_) == [*X.columns, "zone"]
+    assert mlflow.get_run(result.run_id).data.metrics["eval_roc_auc"] > 0.5

@@ -26,7 +26,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from .. import report
-from ..base.inputs import is_image_batch
+from ..base.inputs import arrow_as_frame, is_image_batch
 from ..metrics import alarm_rates, check_labels
 from . import autologging, plots, pyfunc, run_metadata
 from ._mlflow import check_alias, check_registered_model_name, use_default_tracking_uri
@@ -128,6 +128,13 @@ def _score_metrics(scores: np.ndarray, threshold: float, labels: np.ndarray | No
     return {f"{prefix}{name}": value for name, value in metrics.items()}
 
 
+def _arrow_as_frames(X, validation):
+    """``X`` and the validation rows with a pyarrow Table read as its DataFrame, as ``fit`` reads it."""
+    if isinstance(validation, (tuple, list)) and len(validation) == 2:
+        validation = (arrow_as_frame(validation[0]), validation[1])
+    return arrow_as_frame(X), validation
+
+
 def _checked_labels(X, y, validation) -> tuple:
     """``y`` and ``validation`` with their labels as 0/1 ints (:func:`check_labels`), before anything is
     trained or logged; refuses labels, or validation rows, that do not fit the training rows."""
@@ -209,6 +216,7 @@ def log_training(detector, X, y=None, *, validation: tuple[Any, Any] | None = No
         The run id.
     """
     check_is_fitted(detector)
+    X, validation = _arrow_as_frames(X, validation)
     y, validation = _checked_labels(X, y, validation)
     use_default_tracking_uri()
     with _run() as run:
@@ -318,6 +326,7 @@ def fit_and_log(
     """
     from mlflow.environment_variables import MLFLOW_RUN_ID
 
+    X, validation = _arrow_as_frames(X, validation)
     # Checked before the fit, not after it and the registration (the labels are logged as given).
     _checked_labels(X, y, validation)
     if registered_model_name is not None:
