@@ -44,7 +44,7 @@ def anomvae_vae(**overrides):
 
     Like PyOD's, its threshold comes from the training rows' scores
     (``folds=0``): with no held-out rows the default threshold would
-    otherwise cross-fit three more models, which is not training speed.
+    otherwise cross-fit five more models, which is not training speed.
     """
     return AnomalyVAE(**{**PYOD_VAE_DEFAULTS, "validation_fraction": 0.0, "patience": None,
                          "threshold": RobustFalsePositiveRate(0.01, folds=0), "random_state": 0, **overrides})
