@@ -64,9 +64,9 @@ def train(config: dict[str, Any], output: str | None = None, *, progress: bool =
     try:
         tracked = _fit(detector, X_train, None if y_test is None else (X_test, y_test), config["tracking"],
                        dataset_name(config["data"]))
-    except ValueError as error:
+    except (ValueError, TypeError) as error:  # the identifier check raises ValueError, the date checks TypeError
         if any(text in str(error) for text in DROP_HINTED):
-            raise ValueError(f"{error} (in the config: data: {{drop_columns: [<column>]}})") from error
+            raise type(error)(f"{error} (in the config: data: {{drop_columns: [<column>]}})") from error
         raise
     anomaly_score = detector.anomaly_score(X_test)
     report = {

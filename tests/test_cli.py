@@ -314,6 +314,12 @@ def test_train_leaves_out_the_dropped_columns_and_warns_of_an_id_that_counts_the
     assert main(["train", "--config", str(tmp_path / "c.yaml")]) == 2
     error = capsys.readouterr().err
     assert "'id' has" in error and "looks like an identifier" in error and "drop_columns" in error
+    # Review of the change: the date checks raise TypeError, which the hint did not reach.
+    frame.assign(id=pd.date_range("2026-01-01", periods=400, freq="h").astype(str)).to_csv(tmp_path / "tx.csv",
+                                                                                           index=False)
+    assert main(["train", "--config", str(tmp_path / "c.yaml")]) == 2
+    error = capsys.readouterr().err
+    assert "holds dates" in error and "drop_columns" in error
 
 
 def test_train_warns_of_a_column_that_counts_the_rows(tmp_path):
