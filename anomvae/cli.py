@@ -20,7 +20,7 @@ from .batch_scoring import load_detector, model_rows, score_table, write_table
 from .cli_arguments import build_parser
 from .cli_config import load_config
 from .benchmark.command import run_from_arguments as run_bench
-from .cli_data import label_values, read_table, training_data
+from .cli_data import label_values, read_table, training_data, unscored_label
 from .datasets import EMBEDDED_NAME, semi_supervised_split
 from .metrics import alarm_rates
 from .monitoring import monitor
@@ -188,8 +188,8 @@ def score(model: str, input_path: str, output_path: str | None, *, keep: list[st
             raise ValueError(f"output folder {str(folder)!r} does not exist; create it or choose another path")
     detector = load_detector(model)
     frame = read_table(input_path, detector)
-    labels = "label" in frame.columns and "label" not in map(str, getattr(detector, "feature_names_in_", []))
-    result = score_table(detector, frame, keep=keep, unscored=["label"] if labels else [], top_features=top_features,
+    label = unscored_label(detector, frame)
+    result = score_table(detector, frame, keep=keep, unscored=[label] if label else [], top_features=top_features,
                          p_values=p_values)
     if output_path:
         write_table(result, output_path)
@@ -215,7 +215,8 @@ def monitor_batch(model: str, batch_path: str, significance: float, n_top_featur
     # A registry URI is read at one version, the one logged beside the figures, even if its alias moves meanwhile.
     detector = load_detector(model if version is None else f"models:/{version[0]}/{version[1]}")
     frame = read_table(batch_path, detector)
-    frame = model_rows(detector, frame, [*(keep or ()), *(["label"] if "label" in frame.columns else [])])
+    label = unscored_label(detector, frame)
+    frame = model_rows(detector, frame, [*(keep or ()), *([label] if label else [])])
     if not log_to_mlflow:
         return monitor(detector, frame, significance=significance, n_top_features=n_top_features,
                        log_to_mlflow=False)
@@ -238,8 +239,7 @@ def write_report(model: str, data_path: str, output_path: str, *, label_column: 
     """
     detector = load_detector(model)
     frame = read_table(data_path, detector)
-    features = set(getattr(detector, "feature_names_in_", []))
-    label_column = label_column or ("label" if "label" in frame.columns and "label" not in features else None)
+    label_column = label_column or unscored_label(detector, frame)
     if label_column is not None and label_column not in frame.columns:
         raise ValueError(f"label column {label_column!r} is not a column of {data_path}")
     labels = None if label_column is None else label_values(frame[label_column], f"{data_path}: {label_column!r}")

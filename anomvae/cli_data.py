@@ -58,6 +58,13 @@ def _npz_frame(path: Path) -> pd.DataFrame:
     return frame
 
 
+def unscored_label(detector, frame: pd.DataFrame) -> str | None:
+    """``"label"`` when ``frame`` has a ``label`` column that is not one of the model's features (the
+    ``y`` of an ``.npz`` file): the commands leave it out of scoring. None otherwise."""
+    features = {str(name) for name in getattr(detector, "feature_names_in_", [])}
+    return "label" if "label" in frame.columns and "label" not in features else None
+
+
 def read_table(path: str | Path, detector=None) -> pd.DataFrame:
     """Read a CSV or Parquet file, or the ``X`` array of an ``.npz`` file.
 
