@@ -139,18 +139,14 @@ def _fit(detector, X_train, validation, tracking_config: dict[str, Any], dataset
 
 def promote_model(model_name: str, threshold, version: str | None, alias: str) -> str:
     """Run :func:`anomvae.tracking.promote`; the lines to print."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
-    from .lifecycle._mlflow import existing_tracking_uri
+    from .lifecycle._mlflow import existing_tracking_uri, registered_version
     from .lifecycle.tracking import next_steps, promote
 
     store = existing_tracking_uri()
-    try:
-        mlflow.MlflowClient().get_model_version_by_alias(model_name, alias)
-        new_alias = False
-    except MlflowException:  # the alias names no version yet (or the model does not exist: promote says which)
-        new_alias = True
+    # None when the alias names no version yet (or there is no such model: promote then says which)
+    new_alias = registered_version(f"models:/{model_name}@{alias}") is None
     try:
         promoted = promote(model_name, threshold=threshold, version=version, alias=alias)
     except MlflowException as error:
