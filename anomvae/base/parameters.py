@@ -141,6 +141,14 @@ reference_source_ : str
 reference_feature_scores_ : ndarray
     Mean per-feature score of the reference rows: the baseline against
     which :func:`anomvae.monitor` ranks the features driving alarms.
+drift_reference_scores_ : ndarray
+    Sorted anomaly scores the drift tests of :func:`anomvae.monitor`
+    compare batches with: ``reference_scores_``, except after a cross-fitted
+    calibration, where they are the final model's scores of the held-out
+    rows (exchangeable with new normal rows' scores, unlike out-of-fold
+    ones), if any row was held out.
+drift_reference_source_ : str
+    Source of ``drift_reference_scores_``, named as ``reference_source_``.
 n_features_in_ : int
     Number of input features (pixels for images).
 feature_names_in_ : ndarray of str

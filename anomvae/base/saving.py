@@ -135,6 +135,10 @@ class SavingMixin:
             state["reference_scores_"] = self.reference_scores_.tolist()
             state["reference_source_"] = self.reference_source_
             state["reference_feature_scores_"] = self.reference_feature_scores_.tolist()
+            drift, drift_source = self._drift_reference()
+            if drift_source != self.reference_source_:
+                state["drift_reference_scores_"] = drift.tolist()
+                state["drift_reference_source_"] = drift_source
         if hasattr(self, "feature_names_in_"):
             state["feature_names_in_"] = [str(name) for name in self.feature_names_in_]
         return state
@@ -154,6 +158,12 @@ class SavingMixin:
             self.reference_scores_ = np.asarray(state["reference_scores_"], dtype=np.float64)
             self.reference_source_ = state["reference_source_"]
             self.reference_feature_scores_ = np.asarray(state["reference_feature_scores_"], dtype=np.float64)
+            if "drift_reference_scores_" in state:  # written only where it differs from the calibration reference
+                self.drift_reference_scores_ = np.asarray(state["drift_reference_scores_"], dtype=np.float64)
+                self.drift_reference_source_ = state["drift_reference_source_"]
+            else:
+                self.drift_reference_scores_ = self.reference_scores_
+                self.drift_reference_source_ = self.reference_source_
         self.precision_ = state.get("precision_", "float32")  # files before bfloat16 scoring: float32
         if self.precision_ not in PRECISIONS:
             raise persistence.ModelFormatError(

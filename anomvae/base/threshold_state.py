@@ -2,7 +2,8 @@
 recalibration and conformal p-values.
 
 The fitted attributes it owns are ``threshold_``, ``offset_``,
-``reference_scores_``, ``reference_source_`` and ``reference_feature_scores_``.
+``reference_scores_``, ``reference_source_``, ``reference_feature_scores_``,
+``drift_reference_scores_`` and ``drift_reference_source_``.
 """
 
 from __future__ import annotations
@@ -42,10 +43,17 @@ class ThresholdStateMixin:
         optimistic, so alarms on new normal rows come more often than targeted.
         ``out_of_fold`` scores of every row, when given
         (:func:`anomvae.calibration.cross_fitted_scores`), take the place of
-        the held-out ones.
+        the held-out ones, except as the drift reference of
+        :func:`anomvae.monitor`: the fold models' scores are not exchangeable
+        with the final model's scores of new normal rows, so a two-sample test
+        against them alarms on normal batches; the held-out rows' scores, when
+        there are any, are.
         """
+        drift = None
         if out_of_fold is not None:
             reference_rows, reference, source = encoded, out_of_fold, "out-of-fold"
+            if held_out is not None:
+                drift = (training_scores[held_out], "held-out")
         elif held_out is None:
             reference_rows, reference, source = encoded, training_scores, "training"
         else:
@@ -58,12 +66,14 @@ class ThresholdStateMixin:
             self.scorer_.feature_scores, reference_rows[:FEATURE_BASELINE_ROWS], self.scorer_.device,
             dtype=self.scorer_.dtype,
         )
-        self._set_threshold_state(fitted, reference, source, self._feature_baseline(contributions))
+        self._set_threshold_state(fitted, reference, source, self._feature_baseline(contributions), drift)
 
     def _set_threshold_state(
         self, fitted: FittedThreshold, reference_scores: np.ndarray, reference_source: str,
-        feature_baseline: np.ndarray,
+        feature_baseline: np.ndarray, drift: tuple[np.ndarray, str] | None = None,
     ) -> None:
+        """Store a calibration; ``drift`` is the ``(scores, source)`` of the drift reference,
+        by default the calibration reference itself."""
         for message in fitted.warnings:
             warnings.warn(f"{type(self).__name__}: {message}", calibration.ThresholdWarning, stacklevel=4)
         self.threshold_ = fitted
@@ -71,6 +81,11 @@ class ThresholdStateMixin:
         self.reference_scores_ = np.sort(np.asarray(reference_scores, dtype=np.float64))
         self.reference_source_ = reference_source
         self.reference_feature_scores_ = feature_baseline
+        if drift is None:
+            self.drift_reference_scores_, self.drift_reference_source_ = self.reference_scores_, reference_source
+        else:
+            self.drift_reference_scores_ = np.sort(np.asarray(drift[0], dtype=np.float64))
+            self.drift_reference_source_ = drift[1]
 
     def _feature_baseline(self, contributions: np.ndarray) -> np.ndarray:
         """Mean per-feature score of reference rows, from the scorer's ``feature_scores``.
@@ -110,14 +125,16 @@ class ThresholdStateMixin:
         if X_reference is None:
             reference, source = self._reference(), self.reference_source_
             baseline = self.reference_feature_scores_
+            drift = self._drift_reference()
         else:
             reference, source = self.anomaly_score(X_reference), "supplied"
             head = X_reference.iloc if isinstance(X_reference, pd.DataFrame) else X_reference
             baseline = self._feature_baseline(self._map_rows("feature_scores", head[:FEATURE_BASELINE_ROWS]))
+            drift = None
         threshold.check_reference_size(len(reference))
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         fitted = threshold.calibrate(reference, source=source, random_state=int(seed))
-        self._set_threshold_state(fitted, reference, source, baseline)
+        self._set_threshold_state(fitted, reference, source, baseline, drift)
         self.threshold = threshold
         self._note_calibration_parameters()
         return self
@@ -148,3 +165,10 @@ class ThresholdStateMixin:
                 "call set_threshold(strategy, X_reference) with normal rows to add them"
             )
         return self.reference_scores_
+
+    def _drift_reference(self) -> tuple[np.ndarray, str]:
+        """``(drift_reference_scores_, drift_reference_source_)``; the calibration reference for
+        models saved or pickled before the two were told apart."""
+        if hasattr(self, "drift_reference_scores_"):
+            return self.drift_reference_scores_, self.drift_reference_source_
+        return self._reference(), self.reference_source_
