@@ -251,6 +251,24 @@ def _numbers_only(series: pd.Series) -> bool:
     )
 
 
+def _first_non_number(series: pd.Series) -> int | None:
+    """Position of the first value that is not a number, preferring text that does not even read
+    as one (``'3am'`` before ``'3'``); None if every value is a number or missing."""
+    def missing(value) -> bool:
+        return pd.api.types.is_scalar(value) and bool(pd.isna(value))
+
+    def reads_as_number(value) -> bool:
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            return False
+        return True
+
+    others = [row for row, value in enumerate(series)
+              if not isinstance(value, (Real, Decimal)) and not missing(value)]
+    return next((row for row in others if not reads_as_number(series.iloc[row])), others[0] if others else None)
+
+
 def checked_values(series: pd.Series, column: str, kind: str, first_row: int = 0) -> np.ndarray:
     """A numeric or boolean column's scoring values as float64.
 
@@ -263,11 +281,13 @@ def checked_values(series: pd.Series, column: str, kind: str, first_row: int = 0
         )
     if (_column_kind(series) == CATEGORY and pd.api.types.infer_dtype(series) not in NUMBER_LIKE
             and not _numbers_only(series)):
-        example = next((value for value in series if not isinstance(value, (Real, Decimal))), None)
-        if example is not None or kind == NUMERIC:
+        row = _first_non_number(series)
+        if row is not None or kind == NUMERIC:
+            example = (f"{series.iloc[row]!r} in {describe_rows(np.arange(len(series)) == row, first_row)}"
+                       if row is not None else repr(series.iloc[0]))
             raise TypeError(
                 f"column {column!r} was {kind} in fit but now holds non-numeric values "
-                f"(dtype {series.dtype}, e.g. {series.iloc[0] if example is None else example!r}); "
+                f"(dtype {series.dtype}, e.g. {example}); "
                 f"convert it to {'numbers' if kind == NUMERIC else 'true/false'}"
             )
     values = as_float64(series, column)

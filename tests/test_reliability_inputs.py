@@ -131,6 +131,9 @@ def test_a_model_without_categorical_columns_checks_each_column_against_its_kind
         numeric.score_samples(rows.head(2).assign(a=[True, False]))
     with pytest.raises(TypeError, match="column 'a' was numeric in fit but now holds non-numeric values"):
         numeric.score_samples(rows.head(2).assign(a=["0.5", "1.5"]))
+    # New-user finding: the example was the column's first value ('3'), a valid number.
+    with pytest.raises(TypeError, match=r"non-numeric values \(dtype (str|object), e.g. '3am' in row 2\)"):
+        numeric.score_samples(rows.head(4).assign(a=["3", "4", "3am", "5"]))
     np.testing.assert_array_equal(numeric.score_samples(rows.head(2).assign(a=np.array([1.0, 2.0], dtype=object))),
                                   numeric.score_samples(rows.head(2).assign(a=[1.0, 2.0])))
 
