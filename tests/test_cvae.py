@@ -181,6 +181,27 @@ def test_integer_column_labels_work_for_unseen_context_checks_and_logging(mlflow
     anomvae.log_model(detector, name="model")
 
 
+def test_int_context_key_labelling_another_column_is_refused():
+    # New-user finding: on a frame labelled [2, 1, 0], context=[2] silently conditioned on the
+    # column labelled 0 (int keys are positions: non-string labels are not feature names).
+    train, _, _ = merchants(n=100)
+    shuffled = train.set_axis([2, 1, 0], axis=1)
+    with pytest.raises(ValueError, match="column labelled 2 sits at position 0"):
+        AnomalyCVAE(context=[2], **FAST).fit(shuffled)
+    assert AnomalyCVAE(context=[1], **FAST).fit(shuffled).context_columns_ == [1]  # label and position agree
+
+
+def test_unseen_context_rows_refuses_what_scoring_refuses():
+    # New-user finding: a missing context value was reported as unseen, not refused as by scoring.
+    train, test, _ = merchants(n=400)
+    detector = AnomalyCVAE(context=["merchant"], **FAST).fit(train)
+    missing = test.head(4).copy()
+    missing.loc[0, "merchant"] = None
+    for method in (detector.unseen_context_rows, detector.score_samples):
+        with pytest.raises(ValueError, match="NaN or empty text in categorical column 'merchant'"):
+            method(missing)
+
+
 def test_context_contrast_adds_to_the_conditional_score_except_under_the_unknown_context():
     train, test, _ = merchants(n=600)
     new = test.head(8).copy()

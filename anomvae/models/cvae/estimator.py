@@ -17,6 +17,9 @@ from .context import ContextLayout
 from .network import ConditionalVAENetwork
 from .scorer import SCORINGS, CVAEScorer
 
+VALIDATION_CHUNK_ROWS = 65_536
+"""Rows :meth:`AnomalyCVAE.unseen_context_rows` encodes at a time to check them as scoring would."""
+
 
 class AnomalyCVAE(BaseDeepDetector):
     """Anomaly detector judging each row given its context, with a conditional VAE.
@@ -163,6 +166,8 @@ default="reconstruction+knn+contrast"
             self.context_columns_, self._layout = [], ([], [], [])
             return encoded, encoder, image
         names = [str(c) for c in getattr(self, "feature_names_in_", encoder.columns)]
+        if isinstance(X, pd.DataFrame) and not hasattr(self, "feature_names_in_"):
+            _refuse_ambiguous_positions(list(X.columns), [*(self.context or []), *(self.cyclic or {})])
         positions = self._context_positions(names, self.context or [])
         if len(positions) >= len(encoder.columns):
             raise ValueError(
@@ -278,8 +283,17 @@ default="reconstruction+knn+contrast"
         Returns
         -------
         ndarray of bool, shape (n_samples,)
+
+        Raises
+        ------
+        ValueError, TypeError
+            On input the scoring methods refuse (a missing context value,
+            text in a numeric column, ...), with their message: a missing
+            value is not an unseen one.
         """
         data = BaseDeepDetector._validated(self, X)
+        for start in range(0, len(data), VALIDATION_CHUNK_ROWS):
+            self.encoder_.transform(data[start:start + VALIDATION_CHUNK_ROWS], first_row=start)
         flags = np.zeros(len(data), dtype=bool)
         if isinstance(data, pd.DataFrame):
             for name in self._unseen_values(data):
@@ -296,6 +310,23 @@ default="reconstruction+knn+contrast"
     def _restore_fitted_state(self, state, scorer):
         super()._restore_fitted_state(state, scorer)
         self.context_columns_ = list(state["context_columns_"])
+
+
+def _refuse_ambiguous_positions(labels: list, keys: list) -> None:
+    """Refuse an int context key that labels another column than the one at that position.
+
+    Non-string column labels are not kept as feature names (scikit-learn's
+    rule), so an int key is a position; on a frame labelled ``[2, 1, 0]``,
+    ``context=[2]`` would silently condition on the column labelled 0.
+    """
+    for key in keys:
+        if (isinstance(key, (Integral, np.integer)) and not isinstance(key, bool) and key in labels
+                and labels.index(key) != key):
+            raise ValueError(
+                f"context key {key} is read as a column position, but X's column at position {key} is "
+                f"labelled {labels[key]!r} while the column labelled {key} sits at position "
+                f"{labels.index(key)}; give the DataFrame string column names and name the context columns"
+            )
 
 
 def _layout_of(encoder, positions: list[int], cyclic: dict) -> tuple[list[int], list[int], list[tuple]]:
