@@ -100,8 +100,10 @@ def psi_test(reference, batch, bins: int = PSI_BINS, draws: int = PSI_NULL_DRAWS
     distribution is. That law is simulated rather than read off a chi-square.
     A bin's probability mass is a sum of spacings of uniform order
     statistics: Dirichlet-distributed, with parameters the reference rows the
-    bin holds (the lowest bin one more: the spacing below the smallest row);
-    the batch counts are multinomial given those masses. This is exact for
+    bin holds (the lowest bin one more: the spacing below the smallest row;
+    the extra bin above the maximum, see below, takes the spacing above it
+    from the bin of the maximum); the batch counts are multinomial given
+    those masses. This is exact for
     continuous scores (ties make it an approximation). The chi-square
     approximation of the PSI (Yurdakul, "Statistical properties of population
     stability index", 2018) holds only with many rows per bin: at 100 batch
@@ -143,8 +145,14 @@ def psi_test(reference, batch, bins: int = PSI_BINS, draws: int = PSI_NULL_DRAWS
     observed = float(_psi(reference_share, batch_counts / batch.size))
     spacings = reference_counts.astype(np.float64)
     spacings[0] += 1.0
+    if reference_counts[-1] == 0:
+        # The extra bin above the reference maximum (_bin_counts) holds the spacing above it, which
+        # the bin of the maximum would otherwise hold: a new row exceeds all n reference rows with
+        # probability 1 / (n + 1). Below ten reference rows every continuous reference has this bin.
+        spacings[-2] -= 1.0
+        spacings[-1] = 1.0
     rng = np.random.default_rng(_PSI_NULL_SEED)
-    # An empty bin (above a tied maximum) gets a sliver of mass: a batch row there is all but impossible.
+    # A bin of no spacing (the maximum's alone, untied) gets a sliver of mass.
     masses = rng.dirichlet(np.maximum(spacings, 1e-3), size=draws)
     simulated = _psi(reference_share, rng.multinomial(batch.size, masses) / batch.size)
     exceedances = int(np.count_nonzero(simulated >= observed - 1e-12))

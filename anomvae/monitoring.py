@@ -290,8 +290,8 @@ def monitor(
     Parameters
     ----------
     detector : BaseDeepDetector
-        A fitted anomvae estimator (its ``threshold_`` and ``reference_scores_``
-        are the baseline).
+        A fitted anomvae estimator: its ``threshold_`` is the baseline of the
+        flag-rate test, its ``drift_reference_scores_`` that of the drift tests.
     batch : array-like, DataFrame or image batch
         New rows, in the format the detector was fitted on.
     significance : float, default=0.01
