@@ -260,7 +260,7 @@ def _first_non_number(series: pd.Series) -> int | None:
     def reads_as_number(value) -> bool:
         try:
             float(value)
-        except (TypeError, ValueError):
+        except Exception:  # noqa: BLE001 (a probe: an object whose __float__ raises anything is no number)
             return False
         return True
 

@@ -134,6 +134,13 @@ def test_a_model_without_categorical_columns_checks_each_column_against_its_kind
     # New-user finding: the example was the column's first value ('3'), a valid number.
     with pytest.raises(TypeError, match=r"non-numeric values \(dtype (str|object), e.g. '3am' in row 2\)"):
         numeric.score_samples(rows.head(4).assign(a=["3", "4", "3am", "5"]))
+
+    class Unreadable:
+        def __float__(self):
+            raise RuntimeError("no number")
+
+    with pytest.raises(TypeError, match="non-numeric values"):  # review: its RuntimeError escaped
+        numeric.score_samples(rows.head(2).assign(a=pd.Series([Unreadable(), 1.0], dtype=object)))
     np.testing.assert_array_equal(numeric.score_samples(rows.head(2).assign(a=np.array([1.0, 2.0], dtype=object))),
                                   numeric.score_samples(rows.head(2).assign(a=[1.0, 2.0])))
 
