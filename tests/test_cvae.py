@@ -188,6 +188,12 @@ def test_int_context_key_labelling_another_column_is_refused():
     shuffled = train.set_axis([2, 1, 0], axis=1)
     with pytest.raises(ValueError, match="column labelled 2 sits at position 0"):
         AnomalyCVAE(context=[2], **FAST).fit(shuffled)
+    with pytest.raises(ValueError, match="column labelled '2' sits at position 0"):  # read_csv's header "2,1,0"
+        AnomalyCVAE(context=[2], **FAST).fit(train.set_axis(["2", "1", "0"], axis=1))
+    with pytest.raises(ValueError, match="context key 2 is read as a column position"):  # a cyclic key too
+        AnomalyCVAE(context=[np.int64(1)], cyclic={np.uint8(2): 24}, **FAST).fit(shuffled)
+    with pytest.raises(ValueError, match="position 5 is out of range"):  # review: was IndexError
+        AnomalyCVAE(context=[5], **FAST).fit(train.set_axis([5, 0, 1], axis=1))
     assert AnomalyCVAE(context=[1], **FAST).fit(shuffled).context_columns_ == [1]  # label and position agree
 
 

@@ -166,7 +166,7 @@ default="reconstruction+knn+contrast"
             self.context_columns_, self._layout = [], ([], [], [])
             return encoded, encoder, image
         names = [str(c) for c in getattr(self, "feature_names_in_", encoder.columns)]
-        if isinstance(X, pd.DataFrame) and not hasattr(self, "feature_names_in_"):
+        if isinstance(X, pd.DataFrame):
             _refuse_ambiguous_positions(list(X.columns), [*(self.context or []), *(self.cyclic or {})])
         positions = self._context_positions(names, self.context or [])
         if len(positions) >= len(encoder.columns):
@@ -313,19 +313,24 @@ default="reconstruction+knn+contrast"
 
 
 def _refuse_ambiguous_positions(labels: list, keys: list) -> None:
-    """Refuse an int context key that labels another column than the one at that position.
+    """Refuse an int context key that is also the label of a column at another position.
 
-    Non-string column labels are not kept as feature names (scikit-learn's
-    rule), so an int key is a position; on a frame labelled ``[2, 1, 0]``,
+    An int key is a position (non-string column labels are not kept as
+    feature names, scikit-learn's rule); on a frame labelled ``[2, 1, 0]``,
+    or ``["2", "1", "0"]`` as ``pd.read_csv`` reads such a header,
     ``context=[2]`` would silently condition on the column labelled 0.
+    Keys out of range are left to the range check.
     """
+    text = [str(label) for label in labels]
     for key in keys:
-        if (isinstance(key, (Integral, np.integer)) and not isinstance(key, bool) and key in labels
-                and labels.index(key) != key):
+        if not isinstance(key, (Integral, np.integer)) or isinstance(key, bool) or not 0 <= key < len(labels):
+            continue
+        if str(key) in text and text.index(str(key)) != key:
             raise ValueError(
                 f"context key {key} is read as a column position, but X's column at position {key} is "
-                f"labelled {labels[key]!r} while the column labelled {key} sits at position "
-                f"{labels.index(key)}; give the DataFrame string column names and name the context columns"
+                f"labelled {labels[key]!r} while the column labelled {labels[text.index(str(key))]!r} sits "
+                f"at position {text.index(str(key))}; give the DataFrame string column names that are not "
+                "numbers and name the context columns"
             )
 
 
