@@ -110,7 +110,7 @@ class InputEncodingMixin:
             _check_rows(len(X), minimum=1)
             if BOOLEAN in self.encoder_.kinds:
                 return X
-            _check_numeric_columns(X)
+            X = _numeric_columns(X)
         if (isinstance(X, pd.DataFrame) and not hasattr(self, "feature_names_in_")
                 and [str(column) for column in X.columns] == [f"x{i}" for i in range(self.n_features_in_)]):
             # the doors' names for a model fitted on an array: dropped (no feature-name warning), the frame
@@ -211,7 +211,7 @@ def encode_frame(encoder: TabularEncoder, frame: pd.DataFrame, position: int) ->
         if "category" in encoder.kinds or "boolean" in encoder.kinds:
             return encoder.transform(frame)
         if not _all_numeric(frame):  # True or "0.5" in a numeric column: refused, as when scoring
-            _check_numeric_columns(frame)
+            frame = _numeric_columns(frame)
         values = frame.to_numpy(dtype=np.float64)
         check_finite(values, [str(column) for column in frame.columns])
         return encoder.transform(values)
@@ -235,10 +235,12 @@ def _refuse_streamed(X) -> None:
         )
 
 
-def _check_numeric_columns(frame: pd.DataFrame) -> None:
-    """Refuse booleans and text in a frame for a model of numeric columns (:func:`checked_values`)."""
-    for position, column in enumerate(frame.columns):
-        checked_values(frame.iloc[:, position], str(column), NUMERIC)
+def _numeric_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame for a model of numeric columns as float64 columns (missing values, ``None`` and
+    ``pd.NA`` alike, as NaN), refusing booleans and text (:func:`checked_values`)."""
+    values = [checked_values(frame.iloc[:, position], str(column), NUMERIC)
+              for position, column in enumerate(frame.columns)]
+    return pd.DataFrame(np.column_stack(values), index=frame.index, columns=frame.columns)
 
 
 def _all_numeric(frame: pd.DataFrame) -> bool:
