@@ -36,6 +36,7 @@ from torch import Tensor
 
 from .finite import check_finite
 from .preprocessing import MAX_CATEGORIES
+from .schema import fit_kind
 from .training_data import TrainingData
 
 SAMPLE_ROWS = 50_000
@@ -65,7 +66,11 @@ def is_streamed(X) -> bool:
         )
     if callable(X) and not hasattr(X, "__array__"):
         return True
-    return isinstance(X, (list, tuple)) and len(X) > 0 and all(isinstance(c, pd.DataFrame) for c in X)
+    if not isinstance(X, (list, tuple)) or not any(isinstance(c, pd.DataFrame) for c in X):
+        return False
+    for position, chunk in enumerate(X):
+        _checked_frame(chunk, position, " (a list is streamed when every item is a DataFrame)")
+    return True
 
 
 class ChunkReader:
@@ -80,6 +85,7 @@ class ChunkReader:
     def __init__(self, source) -> None:
         self.source = source
         self.units = None
+        self.columns: list | None = None
         if isinstance(source, (str, os.PathLike)) or type(source).__module__.startswith("pyarrow"):
             import pyarrow as pa
             import pyarrow.dataset as ds
@@ -98,16 +104,45 @@ class ChunkReader:
                 raise ValueError(f"the Parquet dataset {source!r} holds no row group")
 
     def __call__(self, order: np.ndarray | None = None) -> Chunks:
-        """Yield ``(position, frame)``; ``order`` permutes positions (lists and Parquet only)."""
+        """Yield ``(position, frame)``; ``order`` permutes positions (lists and Parquet only).
+
+        Every chunk of every read must have the columns of the first chunk
+        ever read: a callable may return other chunks at each call.
+        """
+        for position, frame in self._frames(order):
+            if self.columns is None:
+                self.columns = list(frame.columns)
+            elif list(frame.columns) != self.columns:
+                raise ValueError(
+                    f"{self.label(position)} has columns {list(frame.columns)}, the first chunk "
+                    f"had {self.columns}; every chunk must have the same columns"
+                )
+            yield position, frame
+
+    def _frames(self, order: np.ndarray | None) -> Chunks:
         if self.units is not None:
+            import pyarrow as pa
+
             for position in order if order is not None else range(len(self.units)):
-                yield int(position), self.units[position].to_table().to_pandas()
+                try:
+                    table = self.units[position].to_table()
+                except (pa.ArrowException, OSError) as error:
+                    raise ValueError(f"{self.label(position)} cannot be read: {error}") from error
+                yield int(position), table.to_pandas()
         elif callable(self.source):
             for position, frame in enumerate(self.source()):
                 yield position, _checked_frame(frame, position)
         else:
             for position in order if order is not None else range(len(self.source)):
                 yield int(position), self.source[position]
+
+    def label(self, position: int) -> str:
+        """``"streamed chunk 3"``, with its file and row group for Parquet."""
+        if self.units is None:
+            return f"streamed chunk {position}"
+        unit = self.units[position]
+        group = unit.row_groups[0].id if getattr(unit, "row_groups", None) else 0
+        return f"streamed chunk {position} ({unit.path}, row group {group})"
 
     def size(self) -> int | None:
         """Number of chunks when they can be read in any order, else None."""
@@ -116,9 +151,9 @@ class ChunkReader:
         return None if callable(self.source) else len(self.source)
 
 
-def _checked_frame(frame, position: int) -> pd.DataFrame:
+def _checked_frame(frame, position: int, why: str = "") -> pd.DataFrame:
     if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"streamed chunk {position} is a {type(frame).__name__}, not a DataFrame")
+        raise TypeError(f"streamed chunk {position} is a {type(frame).__name__}, not a DataFrame{why}")
     return frame
 
 
@@ -167,36 +202,50 @@ def survey(reader: ChunkReader, seed: int, validation_fraction: float) -> Survey
     """One pass over every chunk (see the module docstring, step 1)."""
     rng = np.random.default_rng(seed)
     train, held_out = _BottomK(SAMPLE_ROWS), _BottomK(SAMPLE_ROWS)
-    counts, categories, columns = [0, 0], {}, None
+    counts, categories, kinds = [0, 0], {}, None
     for position, frame in reader():
-        if columns is None:
-            columns = list(frame.columns)
-        elif list(frame.columns) != columns:
-            raise ValueError(
-                f"streamed chunk {position} has columns {list(frame.columns)}, the first chunk "
-                f"had {columns}; every chunk must have the same columns"
-            )
-        _survey_columns(frame, position, categories)
+        kinds = _survey_columns(frame, reader.label(position), categories, kinds)
         mask = held_out_mask(seed, position, len(frame), validation_fraction)
         counts[0] += int((~mask).sum())
         counts[1] += int(mask.sum())
         train.add(frame[~mask], rng.random(int((~mask).sum())))
         held_out.add(frame[mask], rng.random(int(mask.sum())))
-    if columns is None:
+    if kinds is None:
         raise ValueError("the streamed input holds no chunk")
     return Survey(counts[0], counts[1], train.frame(), held_out.frame(), categories)
 
 
-def _survey_columns(frame: pd.DataFrame, position: int, categories: dict[str, set]) -> None:
-    """Refuse non-finite numbers naming the chunk; add text columns' values to ``categories``."""
-    numeric = [column for column in frame.columns if pd.api.types.is_numeric_dtype(frame[column])
-               and not isinstance(frame[column].dtype, pd.CategoricalDtype)]
+def _survey_columns(frame: pd.DataFrame, label: str, categories: dict[str, set],
+                    first: list[str] | None) -> list[str]:
+    """Check one chunk against the first; add text columns' values to ``categories``.
+
+    Refuses, naming the chunk and its own rows, missing or non-finite values
+    in any column, and a column whose kind (numeric, boolean, category;
+    :func:`~anomvae.schema.fit_kind`) differs from its kind in ``first``, the
+    first chunk's kinds. Returns this chunk's kinds.
+    """
+    names = [str(column) for column in frame.columns]
+    numeric = [pd.api.types.is_numeric_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype)
+               for dtype in frame.dtypes]
     try:
-        check_finite(frame[numeric].to_numpy(dtype=np.float64), [str(c) for c in numeric])
-    except ValueError as error:
-        raise ValueError(f"streamed chunk {position}: {error}") from error
-    for column in frame.columns.difference(numeric, sort=False):
-        categories.setdefault(str(column), set()).update(frame[column].dropna().astype(str).unique())
+        # Numbers as they are, other columns as NaN where missing: one message for both.
+        check_finite(np.column_stack(
+            [frame.iloc[:, i].to_numpy(dtype=np.float64, na_value=np.nan) if numeric[i]
+             else np.where(frame.iloc[:, i].isna().to_numpy(), np.nan, 0.0) for i in range(frame.shape[1])]
+        ) if frame.shape[1] else np.zeros((len(frame), 0)), names)
+        kinds = [fit_kind(frame.iloc[:, i], names[i]) for i in range(frame.shape[1])]
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{label}: {error}") from error
+    for name, kind, expected in zip(names, kinds, first or kinds):
+        if kind != expected:
+            raise TypeError(
+                f"{label}: column {name!r} holds {kind} values, the first chunk held {expected} ones; "
+                "every chunk must give a column the same kind (convert it before streaming)"
+            )
+    for position, column in enumerate(frame.columns):
+        if not numeric[position]:
+            categories.setdefault(str(column), set()).update(frame.iloc[:, position].dropna().astype(str).unique())
+    return kinds
 
 
 class RowSource:
@@ -206,7 +255,8 @@ class RowSource:
     ----------
     reader : ChunkReader
     encode : callable
-        ``encode(frame, position)`` -> float32 array of encoded rows.
+        ``encode(frame, label)`` -> float32 array of encoded rows, ``label``
+        naming the chunk in errors (:meth:`ChunkReader.label`).
     seed : int
         Seed of the held-out flags.
     validation_fraction : float
@@ -239,7 +289,7 @@ class RowSource:
         buffered = 0
         for position, frame in self.reader(order):
             mask = held_out_mask(self.seed, position, len(frame), self.validation_fraction)
-            rows = self.encode(frame[~mask], position)
+            rows = self.encode(frame[~mask], self.reader.label(position))
             buffer.append(rows)
             buffered += len(rows)
             if buffered >= SHUFFLE_BUFFER_ROWS:
@@ -270,7 +320,7 @@ def streamed_training_data(source, fit_encoding: Callable, encode: Callable, see
         ``fit_encoding(frame)`` -> ``(encoded, encoder, image)``: the
         estimator's validation and encoder fit, applied to the training sample.
     encode : callable
-        ``encode(encoder, frame, position)`` -> float32 encoded rows.
+        ``encode(encoder, frame, label)`` -> float32 encoded rows.
     seed : int
     validation_fraction : float
     device : torch.device
@@ -286,10 +336,11 @@ def streamed_training_data(source, fit_encoding: Callable, encode: Callable, see
                     f"{MAX_CATEGORIES}); drop it or encode it as numbers yourself"
                 )
             encoder.categories[column] = sorted(seen)
-    train_rows = encode(encoder, found.train_sample, 0)
-    held_rows = encode(encoder, found.validation_sample, 0) if len(found.validation_sample) else None
+    train_rows = encode(encoder, found.train_sample, "the streamed training sample")
+    held_rows = (encode(encoder, found.validation_sample, "the streamed held-out sample")
+                 if len(found.validation_sample) else None)
     sample = torch.from_numpy(train_rows).to(device)
-    stream = RowSource(reader, lambda frame, position: encode(encoder, frame, position), seed,
+    stream = RowSource(reader, lambda frame, label: encode(encoder, frame, label), seed,
                        validation_fraction, found.n_train, sample)
     reference = train_rows if held_rows is None else np.concatenate([train_rows, held_rows])
     return TrainingData(

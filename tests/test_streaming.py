@@ -134,8 +134,8 @@ def test_a_later_chunk_with_booleans_in_a_numeric_column_is_refused(monkeypatch)
     chunks = [pd.DataFrame(rng.normal(size=(100, 3)), columns=list("abc")) for _ in range(5)]
     chunks[3] = chunks[3].astype({"a": object})
     chunks[3].iloc[7, 0] = True
-    with pytest.raises(TypeError, match="column 'a' was numeric in fit but now holds booleans"):
-        AnomalyVAE(epochs=2, random_state=0).fit(chunks)
+    with pytest.raises(TypeError, match="streamed chunk 3: column 'a' mixes numbers and text .values of types bool"):
+        AnomalyVAE(epochs=2, random_state=0).fit(chunks)  # now by the first pass's check of each chunk
 
 
 def test_a_pyarrow_table_is_read_as_the_dataframe_it_holds():
@@ -158,3 +158,65 @@ def test_an_empty_list_is_named_as_such():
     # New-user finding: fit([]) answered scikit-learn's "Expected 2D array, got 1D array instead".
     with pytest.raises(ValueError, match="fit got an empty list"):
         AnomalyVAE(epochs=1).fit([])
+
+
+def _chunks(seed=0):
+    rng = np.random.default_rng(seed)
+    return [pd.DataFrame({"a": rng.normal(size=150), "b": rng.normal(size=150), "c": rng.integers(0, 10, 150)})
+            for _ in range(3)]
+
+
+def test_a_callable_is_checked_at_every_read_not_only_the_first():
+    # Attack finding: a callable whose later reads swapped two columns trained silently on swapped
+    # values; one dropping a column failed with numpy's broadcast error.
+    chunks = _chunks()
+    for later in (chunks[2][["b", "a", "c"]], chunks[2][["a", "b"]]):
+        calls = []
+
+        def source(later=later):
+            calls.append(1)
+            return iter(chunks if len(calls) == 1 else [*chunks[:2], later])
+
+        with pytest.raises(ValueError, match=r"streamed chunk 2 has columns .*every chunk must have the same"):
+            AnomalyVAE(epochs=2, random_state=0).fit(source)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda c: c.assign(c=c.c.astype(str)), "streamed chunk 1: column 'c' holds category values, the first "
+                                            "chunk held numeric ones"),
+    (lambda c: c.assign(c=(c.a > 0).astype(object).where(c.a > 1, None)),
+     r"streamed chunk 1: Input X contains NaN in rows 0, .*column c"),
+    (lambda c: c.assign(c=c.c.astype(float)), None),  # integers and floats are one kind
+])
+def test_a_chunk_whose_column_changes_kind_is_named_with_its_own_rows(change, match):
+    # Attack finding: such chunks were refused by the encoder's fit on the in-memory sample, naming
+    # a row of that sample ("'5' in row 272" of 150-row chunks), or the wrong chunk.
+    chunks = _chunks()
+    chunks[1] = change(chunks[1])
+    if match is None:
+        AnomalyVAE(epochs=2, random_state=0).fit(chunks)
+        return
+    with pytest.raises((TypeError, ValueError), match=match):
+        AnomalyVAE(epochs=2, random_state=0).fit(chunks)
+
+
+def test_a_list_mixing_dataframes_and_arrays_is_refused():
+    # Attack finding: such lists gave sklearn's "dim 3" or numpy's "inhomogeneous shape" errors, or
+    # (an array first) trained an image model on three "images".
+    chunks = _chunks()
+    for mixed in ([*chunks[:2], chunks[2].to_numpy()], [chunks[0].to_numpy(), *chunks[1:]]):
+        with pytest.raises(TypeError, match="is a ndarray, not a DataFrame .a list is streamed when every item"):
+            AnomalyVAE(epochs=2, random_state=0).fit(mixed)
+
+
+def test_an_unreadable_row_group_is_named_with_its_file(tmp_path):
+    # Attack finding: a corrupt data page raised pyarrow's OSError naming no file.
+    chunks = _chunks()
+    pq.write_table(pa.Table.from_pandas(chunks[0], preserve_index=False), tmp_path / "p0.parquet")
+    good = tmp_path / "good.parquet"
+    pq.write_table(pa.Table.from_pandas(chunks[1], preserve_index=False), good)
+    data = good.read_bytes()
+    (tmp_path / "p1.parquet").write_bytes(data[:4] + bytes(b ^ 0xFF for b in data[4:10]) + data[10:])
+    good.unlink()
+    with pytest.raises(ValueError, match=r"streamed chunk 1 \(.*p1.parquet, row group 0\) cannot be read"):
+        AnomalyVAE(epochs=2, random_state=0).fit(tmp_path)

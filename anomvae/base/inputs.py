@@ -187,7 +187,7 @@ class InputEncodingMixin:
         return images
 
 
-def encode_frame(encoder: TabularEncoder, frame: pd.DataFrame, position: int) -> np.ndarray:
+def encode_frame(encoder: TabularEncoder, frame: pd.DataFrame, label: str) -> np.ndarray:
     """Encode one streamed chunk with the fitted ``encoder``, naming the chunk in errors.
 
     Parameters
@@ -195,8 +195,8 @@ def encode_frame(encoder: TabularEncoder, frame: pd.DataFrame, position: int) ->
     encoder : TabularEncoder
     frame : DataFrame
         Rows with the columns of the first chunk.
-    position : int
-        The chunk's position in the stream.
+    label : str
+        The chunk as errors name it (:meth:`anomvae.streaming.ChunkReader.label`).
 
     Returns
     -------
@@ -205,7 +205,7 @@ def encode_frame(encoder: TabularEncoder, frame: pd.DataFrame, position: int) ->
     Raises
     ------
     ValueError, TypeError
-        As :meth:`TabularEncoder.transform`, prefixed with the chunk's position.
+        As :meth:`TabularEncoder.transform`, prefixed with ``label``.
     """
     try:
         if "category" in encoder.kinds or "boolean" in encoder.kinds:
@@ -216,7 +216,7 @@ def encode_frame(encoder: TabularEncoder, frame: pd.DataFrame, position: int) ->
         check_finite(values, [str(column) for column in frame.columns])
         return encoder.transform(values)
     except (TypeError, ValueError) as error:
-        raise type(error)(f"streamed chunk {position}: {error}") from error
+        raise type(error)(f"{label}: {error}") from error
 
 
 def _refuse_streamed(X) -> None:
