@@ -101,8 +101,8 @@ def psi_test(reference, batch, bins: int = PSI_BINS, draws: int = PSI_NULL_DRAWS
     A bin's probability mass is a sum of spacings of uniform order
     statistics: Dirichlet-distributed, with parameters the reference rows the
     bin holds (the lowest bin one more: the spacing below the smallest row;
-    the extra bin above the maximum, see below, takes the spacing above it
-    from the bin of the maximum); the batch counts are multinomial given
+    the extra bin above an untied maximum, see below, takes the spacing above
+    it from the bin of the maximum); the batch counts are multinomial given
     those masses. This is exact for
     continuous scores (ties make it an approximation). The chi-square
     approximation of the PSI (Yurdakul, "Statistical properties of population
@@ -145,14 +145,14 @@ def psi_test(reference, batch, bins: int = PSI_BINS, draws: int = PSI_NULL_DRAWS
     observed = float(_psi(reference_share, batch_counts / batch.size))
     spacings = reference_counts.astype(np.float64)
     spacings[0] += 1.0
-    if reference_counts[-1] == 0:
-        # The extra bin above the reference maximum (_bin_counts) holds the spacing above it, which
-        # the bin of the maximum would otherwise hold: a new row exceeds all n reference rows with
-        # probability 1 / (n + 1). Below ten reference rows every continuous reference has this bin.
-        spacings[-2] -= 1.0
-        spacings[-1] = 1.0
+    if reference_counts[-1] == 0 and reference_counts[-2] == 1:
+        # The extra bin above an untied maximum (_bin_counts adds it below ten reference rows)
+        # holds the spacing above it, which the maximum's own bin would otherwise hold: a new row
+        # exceeds all n reference rows with probability 1 / (n + 1).
+        spacings[-2], spacings[-1] = 0.0, 1.0
     rng = np.random.default_rng(_PSI_NULL_SEED)
-    # A bin of no spacing (the maximum's alone, untied) gets a sliver of mass.
+    # A bin of no spacing gets a sliver of mass: the maximum's alone, or the bin above a tied maximum,
+    # where a batch row is all but impossible.
     masses = rng.dirichlet(np.maximum(spacings, 1e-3), size=draws)
     simulated = _psi(reference_share, rng.multinomial(batch.size, masses) / batch.size)
     exceedances = int(np.count_nonzero(simulated >= observed - 1e-12))

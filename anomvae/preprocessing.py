@@ -179,7 +179,7 @@ class TabularEncoder:
         for position, (column, kind) in enumerate(self._pairs()):
             if kind == CATEGORY:
                 series = X.iloc[:, position]
-                _check_no_missing(series, column, first_row)
+                check_no_missing(series, column, first_row)
                 known = np.asarray(self.categories[column])
                 one_hot = series.astype(str).to_numpy()[:, None] == known[None, :]
                 if not one_hot.any(axis=1).all():  # unseen text: try the other spelling of integral numbers
@@ -341,7 +341,7 @@ def _other_spelling(value) -> str | None:
     return str(number) if isinstance(value, (int, np.integer)) else str(int(number))
 
 
-def _check_no_missing(series: pd.Series, column: str, first_row: int = 0) -> None:
+def check_no_missing(series: pd.Series, column: str, first_row: int = 0) -> None:
     """Refuse NaN and empty text, which a CSV or JSON door reads as missing: every door agrees."""
     missing = series.isna().to_numpy()
     if not pd.api.types.is_numeric_dtype(series):
@@ -354,7 +354,7 @@ def _check_no_missing(series: pd.Series, column: str, first_row: int = 0) -> Non
 
 
 def _fit_categories(series: pd.Series, column: str) -> list[str]:
-    _check_no_missing(series, column)
+    check_no_missing(series, column)
     categories = sorted(series.astype(str).unique())
     if len(categories) > MAX_CATEGORIES:
         raise ValueError(

@@ -35,8 +35,8 @@ import torch
 from torch import Tensor
 
 from .finite import check_finite
-from .preprocessing import MAX_CATEGORIES
-from .schema import fit_kind
+from .preprocessing import MAX_CATEGORIES, check_no_missing
+from .schema import BOOLEAN, CATEGORY, NUMERIC, fit_kind
 from .training_data import TrainingData
 
 SAMPLE_ROWS = 50_000
@@ -114,8 +114,8 @@ class ChunkReader:
                 self.columns = list(frame.columns)
             elif list(frame.columns) != self.columns:
                 raise ValueError(
-                    f"{self.label(position)} has columns {list(frame.columns)}, the first chunk "
-                    f"had {self.columns}; every chunk must have the same columns"
+                    f"{self.label(position)} has columns {list(frame.columns)}, the first chunk read "
+                    f"had {self.columns}; every chunk of every read must have the same columns"
                 )
             yield position, frame
 
@@ -216,36 +216,66 @@ def survey(reader: ChunkReader, seed: int, validation_fraction: float) -> Survey
 
 
 def _survey_columns(frame: pd.DataFrame, label: str, categories: dict[str, set],
-                    first: list[str] | None) -> list[str]:
+                    first: list[str | None] | None) -> list[str | None]:
     """Check one chunk against the first; add text columns' values to ``categories``.
 
-    Refuses, naming the chunk and its own rows, missing or non-finite values
-    in any column, and a column whose kind (numeric, boolean, category;
-    :func:`~anomvae.schema.fit_kind`) differs from its kind in ``first``, the
-    first chunk's kinds. Returns this chunk's kinds.
+    Refuses, naming the chunk and its own rows, missing or non-finite numbers,
+    missing or empty text, and a column whose kind (:func:`_chunk_kind`)
+    differs from its kind in ``first``, the kinds seen so far. Returns them,
+    updated with this chunk's where they were unknown.
     """
     names = [str(column) for column in frame.columns]
     numeric = [pd.api.types.is_numeric_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype)
                for dtype in frame.dtypes]
     try:
-        # Numbers as they are, other columns as NaN where missing: one message for both.
-        check_finite(np.column_stack(
-            [frame.iloc[:, i].to_numpy(dtype=np.float64, na_value=np.nan) if numeric[i]
-             else np.where(frame.iloc[:, i].isna().to_numpy(), np.nan, 0.0) for i in range(frame.shape[1])]
-        ) if frame.shape[1] else np.zeros((len(frame), 0)), names)
-        kinds = [fit_kind(frame.iloc[:, i], names[i]) for i in range(frame.shape[1])]
+        positions = [i for i, is_number in enumerate(numeric) if is_number]
+        check_finite(frame.iloc[:, positions].to_numpy(dtype=np.float64, na_value=np.nan),
+                     [names[i] for i in positions])
+        kinds = [_chunk_kind(frame.iloc[:, i], names[i]) for i in range(frame.shape[1])]
+        for i, kind in enumerate(kinds):
+            if not numeric[i] and kind != BOOLEAN:
+                check_no_missing(frame.iloc[:, i], names[i])
+            elif not numeric[i] and frame.iloc[:, i].isna().any():
+                check_finite(np.where(frame.iloc[:, i].isna().to_numpy(), np.nan, 0.0)[:, None], [names[i]])
     except (TypeError, ValueError) as error:
         raise type(error)(f"{label}: {error}") from error
-    for name, kind, expected in zip(names, kinds, first or kinds):
-        if kind != expected:
+    seen = list(first or [None] * len(kinds))
+    for i, kind in enumerate(kinds):
+        if kind is not None and seen[i] is not None and kind != seen[i]:
             raise TypeError(
-                f"{label}: column {name!r} holds {kind} values, the first chunk held {expected} ones; "
+                f"{label}: column {names[i]!r} holds {kind} values, earlier chunks held {seen[i]} ones; "
                 "every chunk must give a column the same kind (convert it before streaming)"
             )
-    for position, column in enumerate(frame.columns):
-        if not numeric[position]:
-            categories.setdefault(str(column), set()).update(frame.iloc[:, position].dropna().astype(str).unique())
-    return kinds
+        seen[i] = seen[i] or kind
+    for i, column in enumerate(frame.columns):
+        if not numeric[i]:
+            categories.setdefault(str(column), set()).update(frame.iloc[:, i].dropna().astype(str).unique())
+    return seen
+
+
+def _chunk_kind(series: pd.Series, column: str) -> str | None:
+    """A chunk's column as numeric, boolean or category; None when it holds no value to tell.
+
+    The same kinds as :func:`~anomvae.schema.fit_kind`, read cheaply from
+    the dtype (``infer_dtype`` for object columns), without its rules that
+    need every row (dates written as text): those are applied to the
+    in-memory sample.
+    """
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return BOOLEAN
+    if isinstance(dtype, pd.CategoricalDtype) or (pd.api.types.is_string_dtype(dtype) and dtype != object):
+        return CATEGORY
+    if pd.api.types.is_numeric_dtype(dtype):
+        return NUMERIC
+    if dtype != object:
+        return None  # time-like and other dtypes: fit_kind's message on the sample
+    inferred = pd.api.types.infer_dtype(series, skipna=True)
+    if inferred == "empty":
+        return None
+    if inferred in ("string", "categorical"):
+        return CATEGORY
+    return fit_kind(series, column)
 
 
 class RowSource:

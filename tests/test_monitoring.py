@@ -182,6 +182,13 @@ def test_psi_p_value_holds_its_level_on_references_of_a_few_rows(n_reference):
         assert np.mean(p_values < level) <= level + 3 * np.sqrt(level * (1 - level) / trials)
 
 
+def test_psi_still_sees_a_shift_above_a_tied_maximum():
+    # Review finding on the mend above: it gave the bin above a *tied* maximum the mass 1/(n+1)
+    # too, and a 5% shift above a constant reference went from p = 0.007 to 0.03.
+    psi, p_value = psi_test(np.ones(100), np.r_[np.ones(950), np.full(50, 2.0)])
+    assert psi > PSI_MAJOR and p_value < 0.01
+
+
 def test_fits_of_a_dozen_rows_raise_no_false_drift_alarms():
     # 15 rows hold out one: that single held-out score is the drift reference.
     detector = AnomalyVAE(epochs=5, random_state=0).fit(normal_rows(15, seed=30))

@@ -177,13 +177,13 @@ def test_a_callable_is_checked_at_every_read_not_only_the_first():
             calls.append(1)
             return iter(chunks if len(calls) == 1 else [*chunks[:2], later])
 
-        with pytest.raises(ValueError, match=r"streamed chunk 2 has columns .*every chunk must have the same"):
+        with pytest.raises(ValueError, match=r"streamed chunk 2 has columns .*every chunk of every read must"):
             AnomalyVAE(epochs=2, random_state=0).fit(source)
 
 
 @pytest.mark.parametrize("change, match", [
-    (lambda c: c.assign(c=c.c.astype(str)), "streamed chunk 1: column 'c' holds category values, the first "
-                                            "chunk held numeric ones"),
+    (lambda c: c.assign(c=c.c.astype(str)), "streamed chunk 1: column 'c' holds category values, earlier "
+                                            "chunks held numeric ones"),
     (lambda c: c.assign(c=(c.a > 0).astype(object).where(c.a > 1, None)),
      r"streamed chunk 1: Input X contains NaN in rows 0, .*column c"),
     (lambda c: c.assign(c=c.c.astype(float)), None),  # integers and floats are one kind
@@ -220,3 +220,25 @@ def test_an_unreadable_row_group_is_named_with_its_file(tmp_path):
     good.unlink()
     with pytest.raises(ValueError, match=r"streamed chunk 1 \(.*p1.parquet, row group 0\) cannot be read"):
         AnomalyVAE(epochs=2, random_state=0).fit(tmp_path)
+
+
+def test_chunks_too_small_to_show_a_kind_and_chunks_of_date_like_text_still_fit():
+    # Review findings on the per-chunk kind check: a 0-row chunk of an object column of Decimals,
+    # an empty pd.DataFrame(columns=...), and a chunk whose text all looked like ISO dates were refused.
+    from decimal import Decimal
+    chunks = [frame.assign(t=np.where(frame.a > 0, "x", "y"), d=[Decimal(str(round(v, 3))) for v in frame.b])
+              for frame in _chunks()]
+    AnomalyVAE(epochs=2, random_state=0).fit([chunks[0], chunks[1].iloc[:0], chunks[2]])
+    AnomalyVAE(epochs=2, random_state=0).fit([chunks[0], pd.DataFrame(columns=chunks[0].columns), chunks[2]])
+    chunks[0].loc[0, "t"] = "2024-01-01"
+    chunks[1]["t"] = "2024-01-01"
+    AnomalyVAE(epochs=2, random_state=0).fit(chunks)
+
+
+def test_missing_or_empty_text_is_named_by_chunk_with_the_categorical_message():
+    chunks = [frame.assign(t=np.where(frame.a > 0, "x", "y")) for frame in _chunks()]
+    for missing in ("", None):
+        broken = [chunk.copy() for chunk in chunks]
+        broken[2].loc[5, "t"] = missing
+        with pytest.raises(ValueError, match=r"streamed chunk 2: .*NaN or empty text in categorical column 't' .row 5"):
+            AnomalyVAE(epochs=2, random_state=0).fit(broken)
