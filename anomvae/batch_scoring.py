@@ -11,6 +11,8 @@ served model names them.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -48,6 +50,22 @@ def model_rows(detector, frame: pd.DataFrame, leave_out=()) -> pd.DataFrame:
             and list(by_name) != model_columns and sorted(by_name) == sorted(model_columns)):
         rows = rows[[by_name[column] for column in model_columns]]
     return rows
+
+
+@contextlib.contextmanager
+def keep_hint() -> Iterator[None]:
+    """Add the ``--keep`` hint to scikit-learn's "Feature names unseen at fit time" error.
+
+    ``score``, ``monitor`` and ``report`` all read tables that may hold ids
+    or timestamps beside the model's columns.
+    """
+    try:
+        yield
+    except ValueError as error:
+        if "unseen at fit time" not in str(error):
+            raise
+        raise ValueError(f"{error}\nColumns that are not model inputs (ids, timestamps) are named with --keep: "
+                         "they are left out of scoring (score copies them to its output)") from error
 
 
 def is_mlflow_model(source: str) -> bool:
@@ -140,13 +158,8 @@ def score_table(
         raise ValueError(f"--top-features must be a non-negative integer, got {top_features!r}")
     features = model_rows(detector, frame, [*(keep or ()), *unscored])
     passthrough = frame[keep] if keep else frame
-    try:
+    with keep_hint():
         scores, contributions = scores_and_contributions(detector, features, contributions=top_features > 0)
-    except ValueError as error:
-        if "unseen at fit time" not in str(error):
-            raise
-        raise ValueError(f"{error}\nColumns that are not model inputs (ids, timestamps) are named with --keep: "
-                         "they are copied to the output and not scored") from error
     columns = {SCORE: scores, IS_ANOMALY: scores > -detector.offset_, **model_specific_columns(detector, features)}
     if contributions is not None:
         columns.update(top_feature_columns(detector, input_columns(detector), contributions, top_features))

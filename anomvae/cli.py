@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from . import registry
-from .batch_scoring import load_detector, model_rows, score_table, write_table
+from .batch_scoring import keep_hint, load_detector, model_rows, score_table, write_table
 from .cli_arguments import build_parser
 from .cli_config import load_config
 from .benchmark.command import run_from_arguments as run_bench
@@ -214,11 +214,12 @@ def monitor_batch(model: str, batch_path: str, significance: float, n_top_featur
     label = unscored_label(detector, frame)
     frame = model_rows(detector, frame, [*(keep or ()), *([label] if label else [])])
     if not log_to_mlflow:
-        return monitor(detector, frame, significance=significance, n_top_features=n_top_features,
-                       log_to_mlflow=False)
+        with keep_hint():
+            return monitor(detector, frame, significance=significance, n_top_features=n_top_features,
+                           log_to_mlflow=False)
     from .lifecycle.monitoring_runs import log_model_version, monitoring_run as resume
 
-    with resume(model, monitoring_run):
+    with resume(model, monitoring_run), keep_hint():
         report = monitor(detector, frame, significance=significance, n_top_features=n_top_features,
                          log_to_mlflow=True)
         if version is not None:
@@ -240,8 +241,9 @@ def write_report(model: str, data_path: str, output_path: str, *, label_column: 
         raise ValueError(f"label column {label_column!r} is not a column of {data_path}")
     labels = None if label_column is None else label_values(frame[label_column], f"{data_path}: {label_column!r}")
     rows = model_rows(detector, frame.drop(columns=[label_column] if label_column else []), keep or ())
-    return write_html_report(detector, rows, labels, output_path,
-                             title=f"{Path(model).name} on {Path(data_path).name}", top_rows=top_rows)
+    with keep_hint():
+        return write_html_report(detector, rows, labels, output_path,
+                                 title=f"{Path(model).name} on {Path(data_path).name}", top_rows=top_rows)
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -293,6 +295,11 @@ def _run_promote(args) -> int:
 
 
 def _run_monitor(args) -> int:
+    if args.json:  # before the work: a pipeline reading the exit status must see the alarm, not a bad path
+        folder = Path(args.json).parent
+        if Path(args.json).is_dir() or not folder.is_dir():
+            raise ValueError(f"--json {args.json}: "
+                             + ("is a folder" if Path(args.json).is_dir() else f"folder {folder} does not exist"))
     report = monitor_batch(args.model, args.batch, args.significance, args.top, args.log_to_mlflow,
                            args.monitoring_run, keep=args.keep)
     print(report)

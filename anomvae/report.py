@@ -118,7 +118,7 @@ def report_from_scores(detector, X, scores, contributions, y=None, *, title: str
         _data_section(detector, X, scores, flagged, labels),
         _threshold_section(detector, threshold),
         _health_section(detector),
-        _figure_section("Score distribution", plots.score_histogram(scores, threshold, labels),
+        _figure_section("Score distribution", plots.score_histogram(scores, threshold, labels, rows="scored rows"),
                         "score-histogram"),
     ]
     if labels is not None:

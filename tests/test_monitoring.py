@@ -266,6 +266,15 @@ def test_cli_monitor_prints_writes_json_and_fails_on_alarm(detector, tmp_path, c
     assert "ALARMS" in capsys.readouterr().out
     assert json.loads(report_path.read_text())["drift_alarm"] is True
     assert main(["monitor", str(model), str(tmp_path / "missing.csv")]) == 2
+    # New-user finding: an unwritable --json path failed after the report was printed, exit 2 hiding the alarm.
+    capsys.readouterr()
+    assert main(["monitor", str(model), str(shifted), "--json", str(tmp_path / "nodir" / "r.json")]) == 2
+    captured = capsys.readouterr()
+    assert "folder" in captured.err and "does not exist" in captured.err and "ALARMS" not in captured.out
+    # ... and monitor gives the --keep hint for an id column, as score does.
+    normal_rows(50, seed=12).assign(ts=range(50)).to_csv(tmp_path / "with_id.csv", index=False)
+    assert main(["monitor", str(model), str(tmp_path / "with_id.csv")]) == 2
+    assert "named with --keep" in capsys.readouterr().err
 
 
 def test_image_models_are_monitored_per_pixel():

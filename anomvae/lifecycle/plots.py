@@ -25,13 +25,15 @@ def loss_curves(history: dict[str, list[float]]) -> Figure:
     return figure
 
 
-def score_histogram(scores: np.ndarray, threshold: float, labels: np.ndarray | None = None) -> Figure:
-    """Histogram of anomaly scores with the threshold marked; split by label when given."""
+def score_histogram(scores: np.ndarray, threshold: float, labels: np.ndarray | None = None,
+                    rows: str = "training rows") -> Figure:
+    """Histogram of anomaly scores with the threshold marked; split by label when given, else
+    labelled ``rows`` (what was scored)."""
     figure = Figure(figsize=(6, 3.5), layout="constrained")
     axis = figure.subplots()
     bins = np.histogram_bin_edges(scores, bins=50)
     if labels is None:
-        axis.hist(scores, bins=bins, color="tab:blue", alpha=0.8, label="training rows")
+        axis.hist(scores, bins=bins, color="tab:blue", alpha=0.8, label=rows)
     else:
         labels = np.asarray(labels).astype(bool)
         axis.hist(scores[~labels], bins=bins, color="tab:blue", alpha=0.6, label="normal (y=0)")
