@@ -7,6 +7,8 @@ p-value, the flag count against its exact beta-binomial law.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import stats
 
@@ -73,6 +75,28 @@ def _psi(reference_share: np.ndarray, batch_share: np.ndarray) -> np.ndarray:
     reference_share = np.maximum(reference_share, _PSI_FLOOR)
     batch_share = np.maximum(batch_share, _PSI_FLOOR)
     return np.sum((batch_share - reference_share) * np.log(batch_share / reference_share), axis=-1)
+
+
+BROAD_SHIFT_CONFIDENCE = 0.95
+"""Confidence of the lower bound on the moved share (:func:`moved_share_lower_bound`)."""
+
+
+def moved_share_lower_bound(ks_statistic: float, n_rows: int, confidence: float = BROAD_SHIFT_CONFIDENCE) -> float:
+    """A lower confidence bound on the share of a batch's rows whose scores moved.
+
+    The two-sample KS statistic bounds the moved share from below; its
+    sampling error over a batch of ``n_rows`` is bounded by the
+    Dvoretzky-Kiefer-Wolfowitz inequality with Massart's constant,
+    ``sqrt(log(2 / (1 - confidence)) / (2 n_rows))``, which is subtracted. Over
+    a handful of rows the bound is below zero: three outlying rows say
+    nothing about where the bulk of the traffic went.
+
+    Returns
+    -------
+    float
+        ``ks_statistic - margin``; may be negative.
+    """
+    return ks_statistic - math.sqrt(math.log(2.0 / (1.0 - confidence)) / (2.0 * max(n_rows, 1)))
 
 
 def population_stability_index(reference, batch, bins: int = PSI_BINS) -> float:
@@ -188,12 +212,14 @@ def flag_count_p_value(n_flagged: int, n_rows: int, threshold) -> float:
 
 
 __all__ = [
+    "BROAD_SHIFT_CONFIDENCE",
     "PSI_BINS",
     "PSI_MAJOR",
     "PSI_MIN_ROWS",
     "PSI_MODERATE",
     "PSI_NULL_DRAWS",
     "flag_count_p_value",
+    "moved_share_lower_bound",
     "population_stability_index",
     "psi_test",
 ]

@@ -9,7 +9,6 @@ moved, and which features drive the alarms.
 
 from __future__ import annotations
 
-import math
 import sys
 import warnings
 from dataclasses import asdict, dataclass
@@ -20,37 +19,22 @@ from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 
 from .alarm_features import FeatureContribution, top_features
-from .drift import PSI_MAJOR, PSI_MIN_ROWS, flag_count_p_value, population_stability_index, psi_test
+from .drift import (
+    PSI_MAJOR,
+    PSI_MIN_ROWS,
+    flag_count_p_value,
+    moved_share_lower_bound,
+    population_stability_index,
+    psi_test,
+)
 
 BROAD_SHIFT = 0.25
 """Share of a batch's rows that must have moved, at 95% confidence, for a drift
 to be read as a move of the bulk of the rows rather than a tail of anomalies,
 and :attr:`MonitoringReport.update_recommended` to be raised."""
 
-BROAD_SHIFT_CONFIDENCE = 0.95
-"""Confidence of the lower bound on the moved share (:func:`moved_share_lower_bound`)."""
-
-
 KS_MIN_ROWS = 2
 """Fewest batch rows on which the KS test may raise a drift alarm; a single row is ``predict``'s business."""
-
-
-def moved_share_lower_bound(ks_statistic: float, n_rows: int, confidence: float = BROAD_SHIFT_CONFIDENCE) -> float:
-    """A lower confidence bound on the share of a batch's rows whose scores moved.
-
-    The two-sample KS statistic bounds the moved share from below; its
-    sampling error over a batch of ``n_rows`` is bounded by the
-    Dvoretzky-Kiefer-Wolfowitz inequality with Massart's constant,
-    ``sqrt(log(2 / (1 - confidence)) / (2 n_rows))``, which is subtracted. Over
-    a handful of rows the bound is below zero: three outlying rows say
-    nothing about where the bulk of the traffic went.
-
-    Returns
-    -------
-    float
-        ``ks_statistic - margin``; may be negative.
-    """
-    return ks_statistic - math.sqrt(math.log(2.0 / (1.0 - confidence)) / (2.0 * max(n_rows, 1)))
 
 
 @dataclass(frozen=True)
@@ -176,7 +160,9 @@ class MonitoringReport:
     def _psi_text(self) -> str:
         if self.psi is None:
             return f"PSI: too few rows ({self.n_rows} < {PSI_MIN_ROWS}), not computed"
-        return f"PSI = {self.psi:.3f} (p = {self.psi_p_value:.2g})"
+        rough = (f"; rough, over {_rows(self.n_reference, 'reference ')}: judge it by its p-value"
+                 if self.n_reference < PSI_MIN_ROWS else "")
+        return f"PSI = {self.psi:.3f} (p = {self.psi_p_value:.2g}{rough})"
 
     @property
     def update_recommended(self) -> bool:
@@ -184,7 +170,7 @@ class MonitoringReport:
         more than :data:`BROAD_SHIFT` of its rows moved.
 
         The KS statistic is a lower bound on the share of rows whose scores
-        moved; less its sampling margin (:func:`moved_share_lower_bound`) it
+        moved; less its sampling margin (:func:`~anomvae.drift.moved_share_lower_bound`) it
         singles out a shift of the bulk of the rows (a recalibrated sensor, a
         new season, a new product) from a tail of anomalies, and a batch of
         a few rows, however far out, never qualifies (``partial_fit`` on it
@@ -196,7 +182,7 @@ class MonitoringReport:
 
     @property
     def moved_share(self) -> float:
-        """The share of the batch's rows whose scores moved, 95% lower bound (:func:`moved_share_lower_bound`)."""
+        """The share of the batch's rows whose scores moved, 95% lower bound (:func:`~anomvae.drift.moved_share_lower_bound`)."""
         return moved_share_lower_bound(self.ks_statistic, self.n_rows)
 
     def metrics(self) -> dict[str, float]:
@@ -235,10 +221,10 @@ class MonitoringReport:
     def __str__(self) -> str:
         threshold = self.threshold
         lines = [
-            f"Monitoring report: {self.n_rows} rows; threshold {threshold['method']} "
+            f"Monitoring report: {_rows(self.n_rows)}; threshold {threshold['method']} "
             f"flags anomaly scores > {threshold['value']:.4g}; reference: "
-            f"{self.n_reference} {self.reference_source} rows",
-            f"  flag rate    {self.flag_rate:.2%} ({self.n_flagged} rows), {self._expected_text()}, "
+            f"{_rows(self.n_reference, self.reference_source + ' ')}",
+            f"  flag rate    {self.flag_rate:.2%} ({_rows(self.n_flagged)}), {self._expected_text()}, "
             f"beta-binomial p = {self.flag_rate_p_value:.2g}",
             f"  score drift  KS D = {self.ks_statistic:.3f} (p = {self.ks_p_value:.2g}), "
             + self._psi_text(),
@@ -264,6 +250,11 @@ class MonitoringReport:
             else f"  no alarm at significance {self.significance}"
         )
         return "\n".join(lines)
+
+
+def _rows(count: int, kind: str = "") -> str:
+    """``"1 held-out row"``, ``"20 held-out rows"``."""
+    return f"{count} {kind}row{'' if count == 1 else 's'}"
 
 
 def _format_lift(lift: float) -> str:

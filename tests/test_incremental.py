@@ -96,7 +96,7 @@ def test_a_few_far_rows_are_not_an_update_recommendation(frozen):
 
 
 def test_moved_share_lower_bound_shrinks_with_the_batch():
-    from anomvae.monitoring import moved_share_lower_bound
+    from anomvae.drift import moved_share_lower_bound
 
     assert moved_share_lower_bound(1.0, 3) < 0.25 < moved_share_lower_bound(1.0, 100)
     assert moved_share_lower_bound(0.5, 10_000) == pytest.approx(0.5 - (np.log(40) / 20_000) ** 0.5)
