@@ -233,7 +233,8 @@ def test_text_labels_are_read_as_numbers_in_every_figure(mlflow_store, labelled,
     X, y = labelled
     seen = []
     histogram = plots.score_histogram
-    monkeypatch.setattr(plots, "score_histogram", lambda *args: seen.append(args[2]) or histogram(*args))
+    monkeypatch.setattr(plots, "score_histogram",
+                        lambda *args, **kwargs: seen.append(args[2]) or histogram(*args, **kwargs))
     tracking.fit_and_log(anomvae.AnomalyVAE(**FAST), X, pd.Series(y).map({0: "false", 1: "true"}),
                          log_model=False)
     np.testing.assert_array_equal(seen[0], y)
