@@ -24,6 +24,7 @@ from reliability_matrix import (
 )
 
 from anomvae.cli import main
+import anomvae
 from anomvae import AnomalyVAE, registry
 
 ESTIMATORS = sorted(registry.estimators().values(), key=lambda cls: cls.__name__)
@@ -159,3 +160,16 @@ def test_integral_numbers_in_a_categorical_column_match_their_other_spelling():
     np.testing.assert_array_equal(detector.score_samples(rows.assign(c=rows["c"].astype(int))), expected)
     encoded = detector.encoder_.transform(rows.assign(c=pd.Series([1.5, 7.0, 2.0, 3, "x"], dtype=object)))
     assert encoded[:, -1].tolist() == [1, 1, 0, 0, 1]  # the "unseen" indicator: 1.5, 7.0 and "x" only
+
+
+def test_a_small_fit_warns_of_a_column_that_holds_one_value():
+    # New-user finding: a 2-row fit whose 'errors' column held one value stated a 33% alarm rate
+    # and flagged every fresh row; on larger fits a constant column is taken at its word.
+    rows = pd.DataFrame({"latency": [1.0, 2.0, 3.0], "errors": [0, 0, 0], "region": ["eu", "us", "eu"]})
+    with pytest.warns(UserWarning, match=r"numeric column\(s\) \['errors'\] hold a single value in all 3 training"):
+        AnomalyVAE(epochs=2, random_state=0).fit(rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        warnings.filterwarnings("ignore", category=anomvae.calibration.ThresholdWarning)
+        warnings.filterwarnings("ignore", category=anomvae.TrainingHealthWarning)
+        AnomalyVAE(epochs=2, random_state=0).fit(np.c_[np.arange(30.0), np.zeros(30)])

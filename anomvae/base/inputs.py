@@ -28,6 +28,9 @@ from ..streaming import is_streamed
 LOPSIDED = 10
 """Images of a list whose one side is this many times the other look like chunks of table rows: fit warns."""
 
+SMALL_FIT_ROWS = 20
+"""Training rows under which a numeric column holding one value may be constant by chance: fit warns."""
+
 
 def arrow_as_frame(X: Any) -> Any:
     """A pyarrow ``Table`` or ``RecordBatch`` as the DataFrame it holds; any other input as it is.
@@ -68,11 +71,14 @@ class InputEncodingMixin:
             validate_data(self, X, skip_check_array=True, reset=True)
             _check_rows(len(X))
             encoder = TabularEncoder(self.scaling).fit(X)
-            return encoder.transform(X), encoder, False
-        values = self._numeric_array(X, reset=True)
-        encoder = TabularEncoder(self.scaling).fit(values)
-        encoder.record_integers(X)
-        return encoder.transform(values), encoder, False
+        else:
+            values = self._numeric_array(X, reset=True)
+            encoder = TabularEncoder(self.scaling).fit(values)
+            encoder.record_integers(X)
+            X = values
+        encoded = encoder.transform(X)
+        _warn_constant_columns_of_a_small_fit(encoded, encoder)
+        return encoded, encoder, False
 
     def _validated(self, X):
         """Check ``X`` against what ``fit`` saw; return it ready for chunked encoding."""
@@ -241,6 +247,28 @@ def _numeric_columns(frame: pd.DataFrame) -> pd.DataFrame:
     values = [checked_values(frame.iloc[:, position], str(column), NUMERIC)
               for position, column in enumerate(frame.columns)]
     return pd.DataFrame(np.column_stack(values), index=frame.index, columns=frame.columns)
+
+
+def _warn_constant_columns_of_a_small_fit(encoded: np.ndarray, encoder: TabularEncoder) -> None:
+    """Warn of numeric columns that hold one value in a fit of under :data:`SMALL_FIT_ROWS` rows.
+
+    Such a column's scale is 1 in its own units, so a later row one unit
+    away scores as one training spread away: a new user's 2-row fit stated a
+    33% alarm rate and flagged every fresh row. On larger fits a constant
+    column is taken at its word.
+    """
+    if len(encoded) >= SMALL_FIT_ROWS:
+        return
+    slices = encoder.column_slices()
+    constant = [column for column, kind, part in zip(encoder.columns, encoder.kinds, slices)
+                if kind == NUMERIC and np.ptp(encoded[:, part.start]) == 0]
+    if constant:
+        warnings.warn(
+            f"numeric column(s) {constant[:5]}{' ...' if len(constant) > 5 else ''} hold a single value in all "
+            f"{len(encoded)} training rows: any other value later is measured in the column's own units and "
+            "may flag most new rows; fit on more rows, or drop such columns",
+            UserWarning, stacklevel=7,  # fit -> state guard -> sklearn's wrapper -> _fit -> _fit_encoding -> here
+        )
 
 
 def _all_numeric(frame: pd.DataFrame) -> bool:
