@@ -179,9 +179,7 @@ def score(model: str, input_path: str, output_path: str | None, *, keep: list[st
     input column. ``.parquet`` outputs are Parquet.
     """
     if output_path:
-        folder = Path(output_path).parent
-        if not folder.is_dir():
-            raise ValueError(f"output folder {str(folder)!r} does not exist; create it or choose another path")
+        _check_output_path(output_path)
     detector = load_detector(model)
     frame = read_table(input_path, detector)
     label = unscored_label(detector, frame)
@@ -190,6 +188,15 @@ def score(model: str, input_path: str, output_path: str | None, *, keep: list[st
     if output_path:
         write_table(result, output_path)
     return result
+
+
+def _check_output_path(path: str) -> None:
+    """Refuse, before any work is done, an output path that names a folder or lies in a missing one."""
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"output path {path!r} is a folder; name a file in it")
+    if not target.parent.is_dir():
+        raise ValueError(f"output folder {str(target.parent)!r} does not exist; create it or choose another path")
 
 
 def monitor_batch(model: str, batch_path: str, significance: float, n_top_features: int,
@@ -296,10 +303,7 @@ def _run_promote(args) -> int:
 
 def _run_monitor(args) -> int:
     if args.json:  # before the work: a pipeline reading the exit status must see the alarm, not a bad path
-        folder = Path(args.json).parent
-        if Path(args.json).is_dir() or not folder.is_dir():
-            raise ValueError(f"--json {args.json}: "
-                             + ("is a folder" if Path(args.json).is_dir() else f"folder {folder} does not exist"))
+        _check_output_path(args.json)
     report = monitor_batch(args.model, args.batch, args.significance, args.top, args.log_to_mlflow,
                            args.monitoring_run, keep=args.keep)
     print(report)
