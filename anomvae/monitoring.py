@@ -182,7 +182,8 @@ class MonitoringReport:
 
     @property
     def moved_share(self) -> float:
-        """The share of the batch's rows whose scores moved, 95% lower bound (:func:`~anomvae.drift.moved_share_lower_bound`)."""
+        """The share of the batch's rows whose scores moved, 95% lower bound
+        (:func:`~anomvae.drift.moved_share_lower_bound`)."""
         return moved_share_lower_bound(self.ks_statistic, self.n_rows)
 
     def metrics(self) -> dict[str, float]:

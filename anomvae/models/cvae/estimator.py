@@ -11,14 +11,12 @@ import pandas as pd
 from ..._sklearn import Interval, StrOptions
 from ...base import BaseDeepDetector
 from ...base.parameters import estimator_init
+from ...inference import SCORING_BATCH_SIZE
 from ...nn import build_decoder, build_encoder
 from ...preprocessing import category_text
 from .context import ContextLayout
 from .network import ConditionalVAENetwork
 from .scorer import SCORINGS, CVAEScorer
-
-VALIDATION_CHUNK_ROWS = 65_536
-"""Rows :meth:`AnomalyCVAE.unseen_context_rows` encodes at a time to check them as scoring would."""
 
 
 class AnomalyCVAE(BaseDeepDetector):
@@ -292,8 +290,8 @@ default="reconstruction+knn+contrast"
             value is not an unseen one.
         """
         data = BaseDeepDetector._validated(self, X)
-        for start in range(0, len(data), VALIDATION_CHUNK_ROWS):
-            self.encoder_.transform(data[start:start + VALIDATION_CHUNK_ROWS], first_row=start)
+        for start in range(0, len(data), SCORING_BATCH_SIZE):  # checked in scoring's chunks, as scoring would
+            self.encoder_.transform(data[start:start + SCORING_BATCH_SIZE], first_row=start)
         flags = np.zeros(len(data), dtype=bool)
         if isinstance(data, pd.DataFrame):
             for name in self._unseen_values(data):
