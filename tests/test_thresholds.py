@@ -239,9 +239,20 @@ def test_fixed_threshold_measures_its_rate_on_the_reference(blobs, fast_params):
     value = float(np.median(detector.reference_scores_))
     detector.set_threshold(FixedScore(value))
     assert detector.offset_ == -value and detector.threshold_.confidence_interval is None
-    assert detector.threshold_.expected_rate == np.mean(detector.reference_scores_ > value)
+    above, n = np.count_nonzero(detector.reference_scores_ > value), detector.reference_scores_.size
+    assert detector.threshold_.expected_rate == pytest.approx((above + 1) / (n + 2))
     with pytest.raises(ValueError, match="finite"):
         FixedScore(float("inf"))
+
+
+def test_fixed_threshold_above_every_reference_score_still_expects_alarms():
+    # A user's finding: a value above all 200 held-out scores stated an alarm rate of 0 (interval
+    # [2.2e-308, 2.2e-308]) while 0.6% of fresh normal rows were flagged, and monitor then alarmed
+    # on 44 of 60 normal batches. Laplace's rule of succession: (0 + 1) / (200 + 2).
+    fitted = FixedScore(10.0).calibrate(np.linspace(0.0, 9.0, 200))
+    assert fitted.expected_rate == pytest.approx(1 / 202)
+    low, high = fitted.rate_interval
+    assert 0 < low < 1 / 202 < high < 0.03
 
 
 def test_threshold_parameter_overrides_contamination(blobs, fast_params):

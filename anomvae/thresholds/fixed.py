@@ -16,9 +16,13 @@ class FixedScore(ThresholdStrategy):
     """A threshold chosen by hand: flag rows whose anomaly score exceeds ``value``.
 
     This is how a registered model's threshold is moved without retraining
-    (:func:`anomvae.tracking.promote`). Calibration only measures the share of
-    the clean reference scores (in ``fit``, the held-out rows) above ``value``,
-    reported as the expected alarm rate.
+    (:func:`anomvae.tracking.promote`). Calibration only estimates
+    the share of normal rows above ``value`` from the clean reference scores
+    (in ``fit``, the held-out rows): with ``m`` of ``n`` above it, the
+    expected alarm rate is ``(m + 1) / (n + 2)``, the mean of the rate's
+    Beta(m + 1, n - m + 1) posterior (Laplace's rule of succession). Never 0:
+    a value above every reference score still lets some new normal rows
+    through, about ``1 / (n + 2)`` of them.
 
     Parameters
     ----------
@@ -42,4 +46,4 @@ class FixedScore(ThresholdStrategy):
         return float(self.value)
 
     def expected_rate(self, scores, value):
-        return float(np.mean(scores > value))
+        return float((np.count_nonzero(scores > value) + 1) / (scores.size + 2))
