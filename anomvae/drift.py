@@ -184,7 +184,7 @@ def psi_test(reference, batch, bins: int = PSI_BINS, draws: int = PSI_NULL_DRAWS
 
 
 def flag_count_p_value(n_flagged: int, n_rows: int, threshold) -> float:
-    """Two-sided p-value of ``n_flagged`` alarms among ``n_rows`` rows like the calibration rows.
+    """P-value of ``n_flagged`` alarms among ``n_rows`` rows like the calibration rows (two-sided, or see below).
 
     A threshold at the ``k``-th smallest of ``n`` calibration scores lets a
     Beta(n + 1 - k, k) share of normal rows through (over calibration sets), so
@@ -200,6 +200,13 @@ def flag_count_p_value(n_flagged: int, n_rows: int, threshold) -> float:
     the set-aside rows count as alarms among all ``n_all + 1``), and too low
     only if it is too low even when they were anomalies (the law above). With
     none set aside the two laws are one.
+
+    A strategy calibrated on rows that may hold anomalies (``Contamination``,
+    ``PyThresh``: ``needs_clean_reference`` is False) states the share of
+    rows *like the training rows* it flags, anomalies included; normal rows
+    are flagged less often, by an unknown amount. A low count is then no
+    evidence of change, and the test is one-sided: only too many alarms are
+    significant.
     """
     share = threshold.estimated_contamination or 0.0
     n_all = float(threshold.reference.n)
@@ -208,6 +215,8 @@ def flag_count_p_value(n_flagged: int, n_rows: int, threshold) -> float:
     lower = stats.betabinom(n_rows, alarms, max(n_kept + 1 - alarms, 1e-9))
     alarms_upper = alarms + n_all * share
     upper = stats.betabinom(n_rows, alarms_upper, max(n_all + 1 - alarms_upper, 1e-9))
+    if not threshold.strategy.needs_clean_reference:
+        return float(upper.sf(n_flagged - 1))
     return float(min(1.0, 2 * min(lower.cdf(n_flagged), upper.sf(n_flagged - 1))))
 
 

@@ -13,7 +13,7 @@ from anomvae.cli import main
 from anomvae.drift import flag_count_p_value, psi_test
 from anomvae.monitoring import PSI_MAJOR, population_stability_index
 from anomvae.calibration import RobustFalsePositiveRate
-from anomvae.thresholds import FalsePositiveRate, FixedScore
+from anomvae.thresholds import Contamination, FalsePositiveRate, FixedScore
 
 COLUMNS = [f"f{i}" for i in range(6)]
 
@@ -133,6 +133,18 @@ def test_flag_rate_between_the_stated_rate_and_the_set_aside_share_raises_no_ala
     clean = FalsePositiveRate(0.01).calibrate(scores[30:])
     assert clean.upper_expected_rate == clean.expected_rate
     assert flag_count_p_value(30, 1000, clean) < 1e-3
+
+
+def test_a_rate_that_counts_training_anomalies_alarms_only_on_too_many_flags():
+    # A user's finding: Contamination(0.05) fitted on rows holding 5% anomalies flagged 0.01-0.13%
+    # of clean rows, and monitor called every clean batch "below the expected 5.00%".
+    scores = np.random.default_rng(0).normal(size=2000)
+    fitted = Contamination(0.05).calibrate(scores, source="training")
+    assert flag_count_p_value(0, 200, fitted) == 1.0
+    assert flag_count_p_value(10, 200, fitted) > 0.3
+    assert flag_count_p_value(30, 200, fitted) < 1e-3
+    conformal = FalsePositiveRate(0.05).calibrate(scores)
+    assert flag_count_p_value(0, 200, conformal) < 1e-3
 
 
 def test_alarm_text_gives_the_expected_range_when_calibration_rows_were_set_aside(detector):
