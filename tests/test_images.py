@@ -133,6 +133,17 @@ def test_two_or_four_channels_last_are_refused_and_empty_images_named():
         AnomalyVAE(epochs=1).fit(np.zeros((12, 1, 0, 6)))
 
 
+@pytest.mark.parametrize("shape", [(20, 2, 3, 3), (20, 2, 8, 3), (20, 4, 4, 3), (20, 6, 2, 2), (20, 5, 1, 1),
+                                   (8, 64, 2, 2)])
+def test_channels_first_batches_that_could_be_either_layout_are_read_as_channels_first(shape):
+    # An attack's finding: (N, 2, 3, 3), (N, 6, 2, 2) and feature maps (N, 64, 2, 2) were refused as
+    # channels-last, and the suggested transpose turned (N, 2, 3, 3) into 3-channel images.
+    images = np.random.default_rng(0).random(shape)
+    detector = AnomalyVAE(epochs=1, random_state=0).fit(images)
+    assert detector.input_shape_ == shape[1:]
+    assert np.isfinite(detector.score_samples(images[:3])).all()
+
+
 def test_a_bright_spot_in_a_wide_integer_image_is_scored_and_flagged_not_refused():
     # Review finding: uint16 frames with training pixels under 256 sat on the 0-255 scale, and
     # a frame with a hot spot of 3000 was then refused as "another scale" instead of flagged.

@@ -51,6 +51,19 @@ def is_image_batch(X: Any) -> bool:
     return not isinstance(X, pd.DataFrame) and getattr(X, "ndim", 0) in (3, 4)
 
 
+MAX_CHANNELS_LAST = 4
+"""Most channels a channels-last (N, H, W, C) batch is recognised by (RGBA)."""
+
+
+def _looks_channels_last(shape: tuple[int, ...]) -> bool:
+    """Whether a 4-D image batch is clearly (N, H, W, C): a last axis of 1-4 channels after two longer ones.
+
+    Shapes such as (N, 2, 3, 3) or (N, 6, 2, 2) could be either layout and are
+    read as (N, C, H, W), as anomvae expects.
+    """
+    return shape[-1] <= MAX_CHANNELS_LAST < min(shape[1], shape[2])
+
+
 class InputEncodingMixin:
     """Validate inputs against what ``fit`` saw and encode them for the scorer."""
 
@@ -93,7 +106,7 @@ class InputEncodingMixin:
                     f"this model was fitted on images of shape {self.encoder_.shape} (channels, "
                     f"height, width); got {kind}"
                 )
-            return self._image_array(X, minimum_rows=1)
+            return self._image_array(X, minimum_rows=1, fitted_shape=tuple(self.encoder_.shape))
         if is_image_batch(X):
             raise ValueError(
                 f"this model was fitted on tabular rows of {self.n_features_in_} features; "
@@ -166,7 +179,8 @@ class InputEncodingMixin:
         return values
 
     @staticmethod
-    def _image_array(X, minimum_rows: int = 2) -> np.ndarray:
+    def _image_array(X, minimum_rows: int = 2, fitted_shape: tuple[int, ...] | None = None) -> np.ndarray:
+        """``X`` as an (N, C, H, W) or (N, H, W) array; ``fitted_shape``: the (C, H, W) ``fit`` saw, never refused."""
         check_not_masked(X)
         if isinstance(X, (list, tuple)):
             shapes = sorted({tuple(np.shape(image)) for image in X})
@@ -179,11 +193,13 @@ class InputEncodingMixin:
         images = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
         if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
             raise TypeError(f"images must hold integers or floats, got dtype {images.dtype}")
-        if images.ndim == 4 and (images.shape[1] not in (1, 3) and images.shape[-1] in (1, 3)
-                                 or images.shape[1] > 4 and images.shape[-1] in (2, 4)):
+        if images.ndim == 4 and images.shape[1:] != fitted_shape and _looks_channels_last(images.shape):
             raise ValueError(
-                f"images of shape {images.shape} look channels-last; anomvae expects (N, C, H, W): "
-                "use images.transpose(0, 3, 1, 2)"
+                f"images of shape {images.shape} look channels-last ({images.shape[1]} x {images.shape[2]} "
+                f"pixels of {images.shape[3]} channels); anomvae expects (N, C, H, W): use "
+                f"images.transpose(0, 3, 1, 2). Channels-first images at most {MAX_CHANNELS_LAST} pixels wide "
+                f"and over {MAX_CHANNELS_LAST} high with over {MAX_CHANNELS_LAST} channels cannot be told apart "
+                "from these and are not supported"
             )
         _check_rows(len(images), minimum=minimum_rows)
         if 0 in images.shape[1:]:
