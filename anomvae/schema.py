@@ -115,6 +115,11 @@ def _arrow_temporal(dtype: pd.ArrowDtype) -> bool:
 
 
 def _time_message(column: str, kind) -> str:
+    if isinstance(kind, pd.IntervalDtype):
+        return (
+            f"column {column!r} holds intervals ({kind}); anomvae does not encode them: derive numeric "
+            "features first (e.g. each interval's left end and length) and drop the column"
+        )
     return (
         f"column {column!r} holds dates, times or durations ({kind}); anomvae does not encode them "
         "(each new date would be an unseen category): derive numeric features from it first, "

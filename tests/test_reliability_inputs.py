@@ -173,3 +173,19 @@ def test_a_small_fit_warns_of_a_column_that_holds_one_value():
         warnings.filterwarnings("ignore", category=anomvae.calibration.ThresholdWarning)
         warnings.filterwarnings("ignore", category=anomvae.TrainingHealthWarning)
         AnomalyVAE(epochs=2, random_state=0).fit(np.c_[np.arange(30.0), np.zeros(30)])
+
+
+def test_other_dimensions_complex_numbers_and_intervals_are_named():
+    # An attack's findings: scikit-learn's "dim <= 2 is required" although images are taken, a
+    # complex column refused with the whole frame printed, and intervals called "dates".
+    detector = AnomalyVAE(epochs=1, random_state=0).fit(np.random.default_rng(0).random((10, 3)))
+    with pytest.raises(ValueError, match=r"X has 5 dimensions; .*\(N, C, H, W\)"):
+        AnomalyVAE(epochs=1).fit(np.zeros((5, 2, 2, 2, 2)))
+    with pytest.raises(ValueError, match="X has 5 dimensions"):
+        detector.score_samples(np.zeros((2, 3, 1, 1, 1)))
+    frame = pd.DataFrame({"a": np.arange(6) + 1j, "b": np.arange(6.0)})
+    with pytest.raises(ValueError, match=r"not supported: column\(s\) 'a' hold complex numbers") as refused:
+        AnomalyVAE(epochs=1).fit(frame)
+    assert "0.0+1.0j" not in str(refused.value)
+    with pytest.raises(TypeError, match="column 'iv' holds intervals"):
+        AnomalyVAE(epochs=1).fit(pd.DataFrame({"iv": pd.interval_range(0, 6), "b": np.arange(6.0)}))

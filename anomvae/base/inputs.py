@@ -51,6 +51,22 @@ def is_image_batch(X: Any) -> bool:
     return not isinstance(X, pd.DataFrame) and getattr(X, "ndim", 0) in (3, 4)
 
 
+def _refuse_shape_or_complex(X, error: ValueError) -> None:
+    """Name the problem where scikit-learn's refusal of ``X`` would not: its dimensions, or complex numbers."""
+    message = str(error)
+    if message.startswith("Found array with dim"):
+        raise ValueError(
+            f"X has {message.split()[4].rstrip(',')} dimensions; anomvae takes tables (n_samples, n_features) "
+            "and image batches (N, H, W) or (N, C, H, W) given as one array, a tensor or a list of 2-D or "
+            "3-D arrays"
+        ) from error
+    if message.startswith("Complex data not supported"):
+        columns = [str(name) for name, dtype in getattr(X, "dtypes", {}).items() if dtype.kind == "c"]
+        where = f"column(s) {', '.join(map(repr, columns))} hold" if columns else "X holds"
+        raise ValueError(f"Complex data not supported: {where} complex numbers; split them into "
+                         "real and imaginary parts (or modulus and phase) first") from None
+
+
 MAX_CHANNELS_LAST = 4
 """Most channels a channels-last (N, H, W, C) batch is recognised by (RGBA)."""
 
@@ -164,6 +180,7 @@ class InputEncodingMixin:
         except OverflowError as error:
             raise ValueError(f"X holds a number too large for a float64 ({error})") from error
         except ValueError as error:
+            _refuse_shape_or_complex(X, error)
             if not str(error).startswith("could not convert string to float"):
                 raise
             if hasattr(X, "columns"):
