@@ -122,6 +122,21 @@ def test_mixed_dataframe_model_keeps_names_types_and_scores(mlflow_store):
     assert set(predictions["top_feature_1"]) <= set(data.columns)
 
 
+def test_whole_numbers_in_an_example_keep_a_column_fitted_on_fractions_double(mlflow_store):
+    # A user's finding: a whole-number input example typed float columns `long`, and plain MLflow
+    # serving then truncated 0.1 to 0 and answered 200 with the wrong score.
+    data = pd.DataFrame(np.random.default_rng(3).normal(size=(100, 2)), columns=["a", "b"])
+    detector = anomvae.AnomalyVAE(**FAST).fit(data)
+    example = pd.DataFrame({"a": [0, 1, -1], "b": [1, 0, 2]})
+    info = anomvae.log_model(detector, name="model", input_example=example)
+    assert {spec["type"] for spec in info.signature.inputs.to_dict()} == {"double"}
+    new = pd.DataFrame({"a": [0.1, 0.4], "b": [0.2, -0.3]})
+    scores = mlflow.pyfunc.load_model(info.model_uri).predict(new)["score"]
+    np.testing.assert_allclose(scores, detector.anomaly_score(new), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['b'\]"):
+        anomvae.log_model(detector, name="other", input_example=example.drop(columns="b"))
+
+
 def test_bad_requests_raise_invalid_parameter_value(loaded, rows):
     with_nan = frame(rows[:3])
     with_nan.iloc[1, 2] = np.nan

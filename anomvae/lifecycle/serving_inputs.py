@@ -50,9 +50,10 @@ def column_types(detector, example: pd.DataFrame | None = None) -> list[tuple[st
     """``(column, MLflow type)`` for each input column of a tabular detector.
 
     Numeric columns are ``double``, except those holding integers in
-    ``example`` (as returned by :func:`as_frame`), which are ``long``: MLflow
-    refuses to cast int64 data to ``double``, so a model trained on integer
-    columns must accept integers as they come from pandas.
+    ``example`` (as returned by :func:`as_frame`: columns that held integers
+    at fit), which are ``long``: MLflow refuses to cast int64 data to
+    ``double``, so a model trained on integer columns must accept integers as
+    they come from pandas.
     """
     types = []
     for column, kind in zip(input_columns(detector), detector.encoder_.kinds):
@@ -67,21 +68,34 @@ def as_frame(detector, rows) -> pd.DataFrame:
     """Rows as a DataFrame with the model's columns and schema types.
 
     Used for input examples: NumPy rows get the column names, numeric
-    columns become int64 (integers in ``rows``, or integral values in a column
-    that held integers at fit) or float64, categories become strings.
+    columns become int64 where the column held integers at fit and ``rows``
+    hold integral values there, float64 otherwise (whole numbers in a column
+    fitted on fractions stay float64: a ``long`` column in the signature would
+    make MLflow's serving truncate fractions), categories become strings.
+    Models saved before fit recorded integer columns take integers where
+    ``rows`` hold them.
+
+    Raises
+    ------
+    ValueError
+        When ``rows`` lack columns the model needs.
     """
-    integers = detector.encoder_.integers or [False] * len(detector.encoder_.kinds)
+    integers = detector.encoder_.integers or None
     columns = input_columns(detector)
     if isinstance(rows, pd.DataFrame) and hasattr(detector, "feature_names_in_"):
+        missing = [column for column in columns if column not in rows.columns]
+        if missing:
+            raise ValueError(f"the input example lacks the column(s) {missing}; the model expects {columns}")
         frame = rows.copy()
     else:  # rows without usable names are taken by position, as fit took them
         frame = pd.DataFrame(np.asarray(rows), columns=columns)
-    for column, kind, integer_at_fit in zip(columns, detector.encoder_.kinds, integers):
+    for index, (column, kind) in enumerate(zip(columns, detector.encoder_.kinds)):
         if kind == "numeric":
             values = pd.to_numeric(frame[column])
-            integer = pd.api.types.is_integer_dtype(values) or (
-                integer_at_fit and bool(np.all(np.mod(values.to_numpy(dtype=np.float64), 1) == 0))
-            )
+            if integers is None:
+                integer = pd.api.types.is_integer_dtype(values)
+            else:
+                integer = integers[index] and bool(np.all(np.mod(values.to_numpy(dtype=np.float64), 1) == 0))
             frame[column] = values.astype(np.int64 if integer else np.float64)
         elif kind == "category":
             frame[column] = frame[column].astype(str).astype(object)
