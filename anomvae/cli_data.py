@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from pandas._libs.parsers import STR_NA_VALUES  # pandas' default missing-value markers
 
+from .csv_fields import read_csv_rows
 from .datasets import embedded_default, shared_data_dir
 from .metrics import LABEL_WORDS
 
@@ -81,7 +82,7 @@ def read_table(path: str | Path, detector=None) -> pd.DataFrame:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return pd.read_csv(path, **_csv_options(path, detector))
+        return read_csv_rows(path, **_csv_options(path, detector))
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
     if suffix == ".npz":

@@ -331,3 +331,16 @@ def test_train_warns_of_a_column_that_counts_the_rows(tmp_path):
         "tracking": {"enabled": False}}))
     with pytest.warns(UserWarning, match="'Unnamed: 0' counts the rows .*drop_columns"):
         assert main(["train", "--config", str(tmp_path / "c.yaml")]) == 0
+
+
+@pytest.mark.parametrize("ending", [",0.5", ","])
+def test_score_refuses_rows_longer_than_the_header(tmp_path, capsys, ending):
+    # A user's finding: pandas read a first extra field as a row index, every value moved one column
+    # to the left and the rows were scored as normal; trailing commas did the same.
+    from anomvae import AnomalyVAE
+
+    detector = AnomalyVAE(epochs=2, random_state=0).fit(np.random.default_rng(0).normal(size=(50, 3)))
+    detector.save(tmp_path / "m.safetensors")
+    (tmp_path / "r.csv").write_text(f"x0,x1,x2\n0.1,0.2,0.3{ending}\n9,0.2,0.3{ending}\n")
+    assert main(["score", str(tmp_path / "m.safetensors"), str(tmp_path / "r.csv")]) == 2
+    assert "r.csv: row 0 holds 4 fields, the header 3" in capsys.readouterr().err

@@ -222,12 +222,23 @@ def test_params_the_model_does_not_take_are_refused(params, pattern):
     ("amount,count,flag\n0.1,1,yes\n", "column 'flag' takes true or false: row 0 holds 'yes'"),
     ("amount,flag\n0.1,true\n", r"lacks the model column\(s\) \['count'\]"),
     ("amount,count,flag\n", "holds no rows"),
+    # A user's finding: one field more per row was read as a row index, every value moved one column.
+    ("amount,count,flag\n7,0.1,2,true\n", "row 0 holds 4 fields, the header 3"),
+    ("amount,count,flag\n0.1,2,true,\n", "row 0 holds 4 fields, the header 3"),
 ])
 def test_csv_values_mlflow_would_cast_are_refused(csv, pattern):
     types = ColumnTypes([("amount", "double"), ("count", "long"), ("flag", "boolean")])
     with pytest.raises(Refusal, match=pattern):
         types.check_csv(csv.encode())
     types.check_csv(b"flag,count,amount,id\nTRUE,2,,x\nfalse,-3,nan,y\n")  # missing floats: the model names them
+
+
+def test_a_split_index_of_another_length_than_the_data_is_refused():
+    # A user's finding: pandas repeated one row along an index of two labels, and it was scored twice.
+    types = ColumnTypes([("amount", "double")])
+    with pytest.raises(Refusal, match='"index" holds 2 labels for 1 row'):
+        types.check({"dataframe_split": {"columns": ["amount"], "index": [0, 1], "data": [[0.1]]}})
+    types.check({"dataframe_split": {"columns": ["amount"], "index": [5, 7], "data": [[0.1], [0.2]]}})
 
 
 def test_integer_columns_take_whole_numbers_written_as_floats():

@@ -12,6 +12,7 @@ a request.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..csv_fields import ragged_message, ragged_row
 from .serving_direct import INTEGER_TYPES, NUMBER_TYPES
 
 MAX_ROWS = 50_000
@@ -128,9 +130,12 @@ class ColumnTypes:
         if self.tensor or not self.columns:
             return
         try:
+            ragged = ragged_row(body.decode("utf-8"))
             frame = pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False)
-        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        except (ValueError, csv.Error, pd.errors.ParserError, UnicodeDecodeError) as error:
             raise Refusal(400, f"the request CSV cannot be read: {str(error)[:200]}") from error
+        if ragged is not None:
+            raise Refusal(400, ragged_message(ragged, "the request CSV"))
         check_row_count(len(frame))
         missing = [name for name, _ in self.columns if name not in frame.columns]
         if missing:
@@ -184,6 +189,12 @@ class ColumnTypes:
             raise Refusal(400, f"dataframe_split lacks the model column(s) {missing}")
         if not data:
             raise Refusal(400, "the request holds no rows")
+        index = payload.get("index")
+        if index is not None and (not isinstance(index, list) or len(index) != len(data)):
+            # pandas would repeat a single row along a longer index: one row scored several times
+            shown = f"{len(index)} labels" if isinstance(index, list) else f"a {type(index).__name__}"
+            raise Refusal(400, f"dataframe_split's \"index\" holds {shown} for {len(data)} row(s) of \"data\"; "
+                               "give one label per row, or leave it out")
         position = {name: index for index, name in enumerate(columns)}
         for row, values in enumerate(data):
             if not isinstance(values, list) or len(values) != len(columns):
