@@ -16,6 +16,11 @@ FEW_BRIGHT = 0.05
 (an anomaly, scored) rather than as an image on another scale (refused)."""
 
 
+UNIT_OVERSHOOT = 2.0
+"""From this pixel value on, a pixel scored by a model fitted on [0, 1] counts as on another scale
+(:meth:`ImageScaler.transform`); below it, as bright and clipped to 1."""
+
+
 class ImageScaler:
     """Map image batches to float32 pixels in [0, 1] of shape ``(N, C, H, W)``.
 
@@ -39,7 +44,9 @@ class ImageScaler:
     pixels beyond 255 are read as the brightest pixel fit knew (an anomaly,
     flagged, not refused), except in images of one or two pixels, which are
     judged as a whole; integer pixels of another type on the
-    0-255 scale are read like ``uint8`` by a model fitted on [0, 1].
+    0-255 scale are read like ``uint8`` by a model fitted on [0, 1]. Images
+    of any type whose lit pixels are mostly beyond the top of a 0-255 or a
+    [0, 1] fit (a 16-bit image, a division by 255 forgotten) are refused.
     """
 
     def __init__(self) -> None:
@@ -77,6 +84,7 @@ class ImageScaler:
         if self._eight_bit_against_unit_fit(batch):
             return (batch / 255.0).astype(np.float32)
         self._refuse_another_integer_scale(batch)
+        self._refuse_mostly_beyond(batch)
         pixel_scale = self.low >= 0.0 and self.high >= 2.0  # a fit on non-negative pixels beyond [0, 1], e.g. 0-255
         if pixel_scale and batch.dtype.kind == "f" and batch.size and float(batch.max()) <= 1.0:
             if np.any(batch != np.round(batch)):
@@ -95,7 +103,7 @@ class ImageScaler:
         return batch.dtype == np.uint8 or (int(batch.min()) >= 0 and 1 < int(batch.max()) <= 255)
 
     def _refuse_another_integer_scale(self, batch: np.ndarray) -> None:
-        """Integer pixels on another scale than fit's: 8-bit against a 16-bit fit, or mostly beyond 8 bits against 0-255."""
+        """Integer pixels on another scale than fit's: 8-bit against a 16-bit fit, or negative against 0-255."""
         if batch.dtype.kind not in "iu" or not batch.size:
             return
         if batch.dtype == np.uint8 and self.high > 511.0:  # well past 8 bits, not a float fit's overshoot
@@ -110,21 +118,39 @@ class ImageScaler:
                 f"image pixels go down to {int(batch.min())} but the model was fitted on pixels in [0, 255]: "
                 "pass them on the scale of fit"
             )
-        if int(batch.max()) > 255:
-            # An image whose lit pixels are mostly beyond 255 is on another scale (16-bit, or 12-bit); a few
-            # bright pixels are what an anomaly looks like. Lit, not all: on a black background (digits,
-            # parts on a dark table) the median pixel is 0 at any bit depth.
-            flat = batch.reshape(len(batch), -1)
-            beyond, lit = (flat > 255).sum(axis=1), (flat > 0).sum(axis=1)
-            few = (beyond <= FEW_BRIGHT * flat.shape[1]) & (flat.shape[1] > 2)  # an image of 1-2 pixels is judged whole
-            rescaled = (2 * beyond > lit) & ~few
-            if rescaled.any():
-                row = int(np.argmax(rescaled))
-                raise ValueError(
-                    f"image pixels reach {int(batch.max())} (image {row}: {int(beyond[row])} of its "
-                    f"{int(lit[row])} non-zero pixels beyond 255) but the model was fitted on pixels in "
-                    "[0, 255]: pass them on the scale of fit"
-                )
+
+    def _refuse_mostly_beyond(self, batch: np.ndarray) -> None:
+        """Pixels of any type mostly beyond the top of an 8-bit (255) or unit ([0, 1]) fit: another scale.
+
+        An image whose lit pixels are mostly beyond the top is on another
+        scale (16-bit or 12-bit against 0-255; 0-255 or 16-bit against
+        [0, 1], a division forgotten); a few bright pixels are what an anomaly
+        looks like. Lit, not all: on a black background (digits, parts on a
+        dark table) the median pixel is 0 at any bit depth. Against [0, 1] a
+        pixel counts as beyond from :data:`UNIT_OVERSHOOT`, so that float
+        images a little over 1 (an interpolation's overshoot) are scored. The
+        tensor doors of a served model hand every image over as float32, so
+        the rule holds for floats as for integers.
+        """
+        if (self.low, self.high) == (0.0, 255.0):
+            top, hint = 255.0, "pass them on the scale of fit"
+        elif (self.low, self.high) == (0.0, 1.0):
+            top, hint = UNIT_OVERSHOOT, "divide them by 255 (8-bit) or 65535 (16-bit), or pass uint8 images"
+        else:
+            return
+        if not batch.size or float(batch.max()) <= top:
+            return
+        flat = batch.reshape(len(batch), -1)
+        beyond, lit = (flat > top).sum(axis=1), (flat > 0).sum(axis=1)
+        few = (beyond <= FEW_BRIGHT * flat.shape[1]) & (flat.shape[1] > 2)  # an image of 1-2 pixels is judged whole
+        rescaled = (2 * beyond > lit) & ~few
+        if rescaled.any():
+            row = int(np.argmax(rescaled))
+            raise ValueError(
+                f"image pixels reach {float(batch.max()):g} (image {row}: {int(beyond[row])} of its "
+                f"{int(lit[row])} non-zero pixels beyond {top:g}) but the model was fitted on pixels in "
+                f"[{self.low:g}, {self.high:g}]: {hint}"
+            )
 
     def to_config(self) -> dict[str, Any]:
         """JSON-serialisable state."""

@@ -223,6 +223,22 @@ def test_a_batch_on_the_other_pixel_scale_is_read_or_refused_never_clipped():
     assert overshoot.transform(images).shape == images.shape  # uint8 still read, not refused
 
 
+def test_images_of_any_type_mostly_beyond_the_fit_scale_are_refused():
+    # A user's finding: a model fitted on [0, 1] floats scored 0-255 floats (a division forgotten) and
+    # 16-bit images clipped to white (ROC-AUC 0.864 to 0.412); served, every image arrives as float32.
+    images = (np.random.default_rng(0).random((30, 1, 6, 6)) * 255).astype(np.uint8)
+    on_unit = tiny(AnomalyVAE).fit(images.astype(np.float32) / 255)
+    with pytest.raises(ValueError, match=r"fitted on pixels in \[0, 1\]: divide them by 255"):
+        on_unit.score_samples(images.astype(np.float32))
+    with pytest.raises(ValueError, match=r"reach 6[0-9]{4} \(image 0"):
+        on_unit.score_samples(images.astype(np.uint16) * 257)
+    overshoot = np.minimum(images.astype(np.float32) / 255 * 1.1, 1.5)  # an interpolation's overshoot: scored
+    assert np.isfinite(on_unit.score_samples(overshoot)).all()
+    on_255 = tiny(AnomalyVAE).fit(images)
+    with pytest.raises(ValueError, match=r"beyond 255\) but the model was fitted on pixels in \[0, 255\]"):
+        on_255.score_samples((images.astype(np.uint16) * 257).astype(np.float32))
+
+
 def test_float_images_outside_unit_range_are_scaled_with_the_fit_range():
     rng = np.random.default_rng(0)
     images = rng.uniform(-500.0, 1500.0, size=(30, 2, 6, 6))

@@ -171,6 +171,9 @@ class ColumnTypes:
             raise Refusal(400, f"the tensor is ragged or holds non-numbers ({str(error)[:200]})") from error
         if array.ndim > MAX_TENSOR_DEPTH:
             raise Refusal(400, f"the tensor has {array.ndim} dimensions; at most {MAX_TENSOR_DEPTH} are accepted")
+        if any(type(value) is bool for value in np.asarray(payload, dtype=object).ravel()):
+            # MLflow would cast true / false to pixels of 1 / 0 and score a black image
+            raise Refusal(400, "the tensor holds true or false; pixels are numbers")
 
     def _check_split(self, payload: Any) -> None:
         if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):

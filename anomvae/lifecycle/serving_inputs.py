@@ -164,10 +164,11 @@ def decode_png(text, channels: int, size: tuple[int, int], row: int = 0) -> np.n
 
     try:
         data = base64.b64decode(text, validate=True)
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
             image.load()
             mode, pixels = image.mode, np.asarray(image)
     except (binascii.Error, TypeError, ValueError, UnidentifiedImageError, OSError) as error:
+        # formats=["PNG"]: a JPEG (lossy), BMP or TIFF is refused, not decoded into other pixels
         raise ValueError(f"row {row}: not a base64-encoded PNG image ({error})") from error
     if mode != PNG_MODES.get(channels):
         raise ValueError(
