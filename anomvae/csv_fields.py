@@ -18,7 +18,7 @@ import pandas as pd
 
 
 def ragged_row(text: str) -> tuple[int, int, int] | None:
-    """The first data row whose field count differs from the header's.
+    """The first data row that holds more fields than the header.
 
     Parameters
     ----------
@@ -28,15 +28,17 @@ def ragged_row(text: str) -> tuple[int, int, int] | None:
     Returns
     -------
     (row, fields, header_fields) or None
-        ``row`` counts data rows from 0, as pandas numbers them; blank lines
-        are skipped, as pandas skips them.
+        ``row`` counts data rows from 0, as pandas numbers them; blank and
+        whitespace-only lines are skipped, as pandas skips them, and lines may
+        end in ``\n``, ``\r\n`` or ``\r``. A shorter row is left to the
+        checks of its values (its missing fields are missing values).
     """
-    rows = (row for row in csv.reader(io.StringIO(text)) if row)
+    rows = (row for row in csv.reader(io.StringIO(text, newline="")) if row and (len(row) > 1 or row[0].strip()))
     header = next(rows, None)
     if header is None:
         return None
     for index, row in enumerate(rows):
-        if len(row) != len(header):
+        if len(row) > len(header):
             return index, len(row), len(header)
     return None
 

@@ -52,11 +52,13 @@ class MonitoringReport:
         ``expected_rate`` when none was set aside. A flag rate between the two
         raises no alarm.
     flag_rate_p_value : float
-        Two-sided test of ``n_flagged`` against the threshold's calibration: the
+        Test of ``n_flagged`` against the threshold's calibration: the
         number of normal rows of a batch above a threshold set at an order
         statistic of ``n`` calibration scores is beta-binomial (the calibration
         itself is random), so small reference sets do not turn into false alarms
-        on large batches (:func:`flag_count_p_value`).
+        on large batches (:func:`flag_count_p_value`). Two-sided, except for
+        ``Contamination`` and ``PyThresh``, whose rate counts the anomalies
+        among their calibration rows: only too many alarms count there.
     ks_statistic, ks_p_value : float
         Two-sample Kolmogorov–Smirnov test, batch scores against reference scores.
     psi : float or None
@@ -103,7 +105,7 @@ class MonitoringReport:
 
     @property
     def flag_rate_alarm(self) -> bool:
-        """The flag rate differs from the expected rate at level ``significance``."""
+        """The flag rate differs from the expected rate (is above it, for ``Contamination`` and ``PyThresh``) at level ``significance``."""
         return self.flag_rate_p_value < self.significance
 
     @property

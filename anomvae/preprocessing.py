@@ -220,7 +220,8 @@ class TabularEncoder:
         encoder.columns = list(config["columns"])
         encoder.kinds = list(config["kinds"])
         encoder.categories = {k: list(v) for k, v in config["categories"].items()}
-        encoder.integers = [bool(flag) for flag in config.get("integers", [False] * len(encoder.columns))]
+        # Empty where the model was saved before integer columns were recorded: unknown, not "none".
+        encoder.integers = [bool(flag) for flag in config.get("integers", [])]
         encoder.centre = np.asarray(config["centre"], dtype=np.float64)
         encoder.scale = np.asarray(config["scale"], dtype=np.float64)
         return encoder

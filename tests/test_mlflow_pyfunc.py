@@ -10,6 +10,7 @@ from conftest import FAST
 from mlflow.exceptions import MlflowException
 
 import anomvae
+from anomvae.lifecycle import serving_inputs
 from anomvae.lifecycle import pyfunc
 from anomvae.persistence import read_document
 
@@ -135,6 +136,13 @@ def test_whole_numbers_in_an_example_keep_a_column_fitted_on_fractions_double(ml
     np.testing.assert_allclose(scores, detector.anomaly_score(new), rtol=1e-12)
     with pytest.raises(ValueError, match=r"lacks the column\(s\) \['b'\]"):
         anomvae.log_model(detector, name="other", input_example=example.drop(columns="b"))
+    # A review's finding: a model saved before integer columns were recorded read back as "no
+    # integer columns", and its whole-number example lost the `long` types it had been logged with.
+    config = detector.encoder_.to_config()
+    del config["integers"]
+    detector.encoder_ = type(detector.encoder_).from_config(config)
+    assert detector.encoder_.integers == []
+    assert list(serving_inputs.as_frame(detector, example).dtypes) == [np.int64, np.int64]
 
 
 def test_bad_requests_raise_invalid_parameter_value(loaded, rows):

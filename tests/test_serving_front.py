@@ -231,6 +231,9 @@ def test_csv_values_mlflow_would_cast_are_refused(csv, pattern):
     with pytest.raises(Refusal, match=pattern):
         types.check_csv(csv.encode())
     types.check_csv(b"flag,count,amount,id\nTRUE,2,,x\nfalse,-3,nan,y\n")  # missing floats: the model names them
+    # A review's finding: CR-only line ends and a whitespace-only line, which MLflow reads, were refused.
+    types.check_csv(b"amount,count,flag\r0.1,1,true\r0.2,2,false\r")
+    types.check_csv(b"amount,count,flag\n0.1,1,true\n  \n0.2,2,false\n")
 
 
 def test_a_split_index_of_another_length_than_the_data_is_refused():
@@ -258,6 +261,8 @@ def test_tensor_requests_are_checked_for_shape_and_numbers():
         types.check({"inputs": [[1, 2], [3]]})
     with pytest.raises(Refusal, match="dimensions"):
         types.check({"inputs": np.zeros((1, 1, 1, 1, 1, 1)).tolist()})
+    with pytest.raises(Refusal, match="holds true or false"):  # MLflow would score a black image
+        types.check({"inputs": [[[[True, 0.5], [False, 1.0]]]]})
 
 
 def test_json_limits():

@@ -253,6 +253,13 @@ def test_fixed_threshold_above_every_reference_score_still_expects_alarms():
     assert fitted.expected_rate == pytest.approx(1 / 202)
     low, high = fitted.rate_interval
     assert 0 < low < 1 / 202 < high < 0.03
+    # A review's finding: a model saved before kept stating 0 when loaded; its document is restated.
+    document = fitted.to_dict()
+    assert FittedThreshold.from_dict(document) == fitted
+    old = {key: value for key, value in document.items() if key != "rate_rule"}
+    old.update(expected_rate=0.0, rate_interval=[2.2e-308, 2.2e-308])
+    assert FittedThreshold.from_dict(old).expected_rate == pytest.approx(1 / 202)
+    assert FittedThreshold.from_dict(old).rate_interval == pytest.approx(fitted.rate_interval)
 
 
 def test_threshold_parameter_overrides_contamination(blobs, fast_params):

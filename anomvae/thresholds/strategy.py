@@ -215,6 +215,10 @@ class ThresholdStrategy:
         return {"method": self.method, **asdict(self)}
 
 
+RATE_RULE = 2
+"""Version of the rules behind saved expected rates: 2 since FixedScore states ``(m + 1) / (n + 2)``."""
+
+
 def rate_interval(expected_rate: float, n: int, confidence: float) -> tuple[float, float]:
     """Central ``confidence`` interval of the realised false-alarm rate of a threshold.
 
@@ -324,20 +328,34 @@ class FittedThreshold:
             "rate_interval": list(self.rate_interval) if self.rate_interval else None,
             "estimated_contamination": self.estimated_contamination,
             "warnings": list(self.warnings),
+            "rate_rule": RATE_RULE,
         }
 
     @classmethod
     def from_dict(cls, document: Mapping[str, Any]) -> FittedThreshold:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`.
+
+        A ``fixed_score`` threshold saved before :data:`RATE_RULE` 2 stated
+        the share ``m / n`` of reference scores above it (0 for a value above
+        them all); it is restated as ``(m + 1) / (n + 2)``, as
+        :class:`~anomvae.thresholds.FixedScore` now calibrates.
+        """
         interval = document["confidence_interval"]
+        strategy = strategy_from_dict({"method": document["method"], **document["params"]})
+        reference = ReferenceSummary(**document["reference"])
+        expected = float(document["expected_rate"])
+        rates = tuple(document["rate_interval"]) if document.get("rate_interval") else None
+        if document["method"] == "fixed_score" and document.get("rate_rule", 1) < 2:
+            expected = (round(expected * reference.n) + 1) / (reference.n + 2)
+            rates = rate_interval(expected, reference.n, strategy.confidence)
         return cls(
-            strategy=strategy_from_dict({"method": document["method"], **document["params"]}),
+            strategy=strategy,
             value=float(document["value"]),
-            expected_rate=float(document["expected_rate"]),
+            expected_rate=expected,
             confidence_interval=tuple(interval) if interval else None,
-            reference=ReferenceSummary(**document["reference"]),
+            reference=reference,
             source=document["source"],
-            rate_interval=tuple(document["rate_interval"]) if document.get("rate_interval") else None,
+            rate_interval=rates,
             estimated_contamination=document.get("estimated_contamination"),
             warnings=tuple(document.get("warnings", ())),
         )
