@@ -205,6 +205,41 @@ class _DistancePreservingVAEScorer(VAEScorer):
         yield Phase(loss + self.weight * stress, logs=logs)
 
 
+class _WeightDecayVAEScorer(VAEScorer):
+    """VAE step plus an L2 penalty ``decay / 2 * sum(W^2)`` on the weight matrices (not the biases).
+
+    Weight decay (Krogh & Hertz, "A simple weight decay can improve
+    generalization", NIPS 1991) keeps the networks from fitting single rows,
+    the training anomalies of a contaminated table among them.
+    """
+
+    decay = 1e-3
+
+    def training_step(self, batch):
+        loss, _, logs = negative_elbo_from(self, batch, batch)
+        penalty = sum(weight.square().sum() for weight in self.network.parameters() if weight.ndim > 1)
+        yield Phase(loss + 0.5 * self.decay * penalty, logs=logs)
+
+
+def _dropout_after(rate: float):
+    """A forward hook that applies dropout of ``rate`` to a module's output while it trains."""
+    def hook(module, inputs, output):
+        return torch.nn.functional.dropout(output, rate, training=module.training)
+    return hook
+
+
+class _DropoutVAEScorer(VAEScorer):
+    """Dropout (Srivastava et al., JMLR 2014) of ``rate`` after every hidden activation, in training only."""
+
+    rate = 0.1
+
+    def on_fit_start(self, context) -> None:
+        super().on_fit_start(context)
+        for module in self.network.modules():
+            if isinstance(module, torch.nn.LeakyReLU):
+                module.register_forward_hook(_dropout_after(self.rate))
+
+
 class _LateEarlyStoppingVAEScorer(VAEScorer):
     """Early stopping judges the weights only after ``min_steps`` optimiser steps (epochs of one pass).
 
@@ -296,6 +331,12 @@ TRAINING_VARIANTS: dict[str, tuple[type, dict]] = {
                                    "hidden_dims": lambda d: _default_hidden(d, widen=2, extra_layer=True), **ONE_PASS}),
     "t10-lr0.003": (AnomalyVAE, {"trim_fraction": 0.1, "learning_rate": 0.003, **ONE_PASS}),
     "t10-lr0.0003": (AnomalyVAE, {"trim_fraction": 0.1, "learning_rate": 0.0003, **ONE_PASS}),
+    # generic regularisers, never screened: weight decay and dropout; t10-eager is their control
+    "t10-wd1e-3": (_with_scorer(_WeightDecayVAEScorer, decay=1e-3), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-wd1e-2": (_with_scorer(_WeightDecayVAEScorer, decay=1e-2), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-wd1e-1": (_with_scorer(_WeightDecayVAEScorer, decay=1e-1), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-drop0.1": (_with_scorer(_DropoutVAEScorer, rate=0.1), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
+    "t10-drop0.2": (_with_scorer(_DropoutVAEScorer, rate=0.2), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
     "t10-stress1": (_with_scorer(_DistancePreservingVAEScorer, weight=1.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
     "t10-stress10": (_with_scorer(_DistancePreservingVAEScorer, weight=10.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
     "t10-stress100": (_with_scorer(_DistancePreservingVAEScorer, weight=100.0), {"trim_fraction": 0.1, "fused_step": False, **ONE_PASS}),
