@@ -78,6 +78,11 @@ def test_each_image_format_names_the_form_it_expects(digits):
         serving_inputs.image_input(holder(digits), digits, "png")
     with pytest.raises(TypeError, match="uint8"):
         serving_inputs.encode_png(digits / 255.0)
+    # A user's finding: a 2-channel model logged in the png form failed inside encode_png.
+    two_channels = SimpleNamespace(is_image_=True, encoder_=ImageScaler().fit(np.zeros((2, 2, 4, 4), np.uint8)))
+    with pytest.raises(ValueError, match="takes 1- or 3-channel images; this model was fitted on 2 channels"):
+        serving_inputs.check_image_format(two_channels, "png")
+    serving_inputs.check_image_format(two_channels, "tensor")
 
 
 @pytest.fixture(scope="module")

@@ -312,8 +312,7 @@ def log_model(
         if alias is not None:
             check_alias(alias)
     use_default_tracking_uri()
-    if image_format not in serving_inputs.IMAGE_FORMATS:
-        raise ValueError(f"image_format must be one of {serving_inputs.IMAGE_FORMATS}, got {image_format!r}")
+    serving_inputs.check_image_format(detector, image_format)
     example = example_input(detector, input_example, image_format)
     native = score_frame(detector, example, top_features=top_features, image_format=image_format)
     threshold = float(-detector.offset_)

@@ -39,6 +39,22 @@ SCHEMA_TYPES = {"numeric": "double", "boolean": "boolean", "category": "string"}
 """MLflow column type for each kind of column the tabular encoder knows."""
 
 
+def check_image_format(detector, image_format: str) -> None:
+    """Refuse an unknown ``image_format``, and ``"png"`` for a model of other than 1 or 3 channels.
+
+    Raises
+    ------
+    ValueError
+        Naming the formats, or the model's channel count.
+    """
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
+    channels = detector.encoder_.shape[0] if getattr(detector, "is_image_", False) else None
+    if image_format == "png" and channels is not None and channels not in PNG_MODES:
+        raise ValueError(f"image_format='png' takes 1- or 3-channel images; this model was fitted on {channels} "
+                         "channels: use image_format='tensor'")
+
+
 def input_columns(detector) -> list[str]:
     """Column names a tabular detector's model expects, in training order."""
     if hasattr(detector, "feature_names_in_"):
