@@ -167,6 +167,9 @@ def test_model_refusals_lose_their_stack_trace(guarded):
     ({"dataframe_records": [{"amount": 1.0, "kind": "a"}]}, "row 0 lacks the column 'flag'"),
     ({"dataframe_split": {"columns": ["amount", "flag", "kind"], "data": [[1.0, True, 3]]}}, "takes text"),
     ({"inputs": {"amount": [1.0], "flag": [1], "kind": ["a"]}}, "column 'flag' is boolean"),
+    # A user's finding: scalars were answered "the request holds no rows".
+    ({"inputs": {"amount": 1.0, "flag": True, "kind": "a"}}, "column 'amount' must be a list of values, one per row"),
+    ({"inputs": {"amount": [1.0, 2.0], "flag": [True], "kind": ["a", "b"]}}, "lists of different lengths"),
     ({"dataframe_records": {"amount": 1}}, "list of objects"),
     ([1, 2], "must be an object"),
     ({"dataframe_split": {}, "inputs": []}, "exactly one of the keys"),

@@ -221,15 +221,21 @@ class ColumnTypes:
                 _check_value(record[name], kind, name, row)
 
     def _check_columnar(self, payload: dict) -> None:
-        lengths = {len(values) for values in payload.values() if isinstance(values, list)}
-        check_row_count(max(lengths, default=0))
-        if not max(lengths, default=0) and self.columns:
-            raise Refusal(400, "the request holds no rows")
-        for name, kind in self.columns:
-            values = payload.get(name)
-            if not isinstance(values, list):
+        for name, _ in self.columns:
+            if name not in payload:
                 raise Refusal(400, f"the request lacks the column {name!r} (a list of values)")
-            for row, value in enumerate(values):
+            if not isinstance(payload[name], list):
+                raise Refusal(400, f"column {name!r} must be a list of values, one per row; got a "
+                                   f"{type(payload[name]).__name__}")
+        lengths = {name: len(values) for name, values in payload.items() if isinstance(values, list)}
+        check_row_count(max(lengths.values(), default=0))
+        if not max(lengths.values(), default=0) and self.columns:
+            raise Refusal(400, "the request holds no rows")
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"{name!r}: {length}" for name, length in lengths.items())
+            raise Refusal(400, f"the columns hold lists of different lengths ({shown}); one value per row in each")
+        for name, kind in self.columns:
+            for row, value in enumerate(payload[name]):
                 _check_value(value, kind, name, row)
 
 
