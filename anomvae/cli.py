@@ -56,6 +56,9 @@ def train(config: dict[str, Any], output: str | None = None, *, progress: bool =
         params.setdefault("verbose", True)
     detector = registry.get(name)(**params)
     X, y = training_data(config["data"])
+    if y is not None and not np.any(y == 0):
+        raise ValueError(f"the label column marks all {len(y)} rows as anomalies (1): there is no normal row "
+                         "to train on")
     if y is not None:
         train_index, test_index = semi_supervised_split(y, random_state=0)
         X_train, X_test, y_test = X.iloc[train_index], X.iloc[test_index], y[test_index]
@@ -91,11 +94,7 @@ def train(config: dict[str, Any], output: str | None = None, *, progress: bool =
         if fitted.warnings:
             report["threshold_warnings"] = list(fitted.warnings)
     if y_test is not None:
-        rates = alarm_rates(anomaly_score, -detector.offset_, y_test)
-        report["eval_anomaly_share"] = round(rates["anomaly_share"], 4)
-        report["eval_recall"] = rates["recall"]
-        report["eval_false_alarm_rate"] = rates["false_alarm_rate"]
-        report["eval_roc_auc"] = float(roc_auc_score(y_test, anomaly_score))
+        report.update(_label_figures(anomaly_score, -detector.offset_, y_test))
     path = Path(output or config["output"])
     detector.save(path)
     report["saved_to"] = str(path)
@@ -190,6 +189,16 @@ def score(model: str, input_path: str, output_path: str | None, *, keep: list[st
     return result
 
 
+def _label_figures(anomaly_score: np.ndarray, threshold: float, y_test: np.ndarray) -> dict[str, Any]:
+    """``eval_*`` figures against the labels; recall and ROC-AUC only where the rows hold anomalies."""
+    rates = alarm_rates(anomaly_score, threshold, y_test)
+    figures = {"eval_anomaly_share": round(rates["anomaly_share"], 4),
+               "eval_false_alarm_rate": rates["false_alarm_rate"]}
+    if np.any(y_test == 1):
+        figures.update(eval_recall=rates["recall"], eval_roc_auc=float(roc_auc_score(y_test, anomaly_score)))
+    return figures
+
+
 def _check_output_path(path: str) -> None:
     """Refuse, before any work is done, an output path that names a folder or lies in a missing one."""
     target = Path(path)
@@ -241,6 +250,7 @@ def write_report(model: str, data_path: str, output_path: str, *, label_column: 
     Labels come from ``label_column``, or from a ``label`` column that is not
     one of the model's features.
     """
+    _check_output_path(output_path)
     detector = load_detector(model)
     frame = read_table(data_path, detector)
     label_column = label_column or unscored_label(detector, frame)

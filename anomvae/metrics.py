@@ -70,20 +70,25 @@ def alarm_rates(anomaly_scores, threshold: float, y) -> dict[str, float]:
     threshold : float
         Scores above it are alarms (``-offset_``).
     y : array-like of shape (n,)
-        1 for anomalies, 0 for normal rows; both present.
+        1 for anomalies, 0 for normal rows.
 
     Returns
     -------
     dict
         ``recall`` (share of the anomalies flagged), ``false_alarm_rate``
         (share of the normal rows flagged) and ``anomaly_share`` (share of
-        anomalies among the rows: what a flag rate is read against).
+        anomalies among the rows: what a flag rate is read against); NaN,
+        without a warning, for a rate whose class holds no row.
     """
     labels = np.asarray(y).ravel()
     flagged = np.asarray(anomaly_scores) > threshold
+
+    def share(rows: np.ndarray) -> float:
+        return float(np.mean(rows)) if rows.size else float("nan")
+
     return {
-        "recall": float(np.mean(flagged[labels == 1])),
-        "false_alarm_rate": float(np.mean(flagged[labels == 0])),
+        "recall": share(flagged[labels == 1]),
+        "false_alarm_rate": share(flagged[labels == 0]),
         "anomaly_share": float(np.mean(labels == 1)),
     }
 

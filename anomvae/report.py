@@ -60,7 +60,7 @@ def build_report(detector, X, y=None, *, title: str | None = None, top_rows: int
         precision/recall/F1 and the confusion counts.
     title : str, optional
     top_rows : int
-        How many of the highest-scoring rows to list.
+        How many of the highest-scoring rows to list (0 for none).
 
     Returns
     -------
@@ -71,9 +71,10 @@ def build_report(detector, X, y=None, *, title: str | None = None, top_rows: int
     ------
     ValueError
         When ``y`` does not have one label per row, or holds values other
-        than 0/1 (or booleans).
+        than 0/1 (or booleans), or ``top_rows`` is negative.
     """
     check_is_fitted(detector)
+    _check_top_rows(top_rows)
     return report_from_scores(detector, X, detector.anomaly_score(X), detector.feature_scores(X), y,
                               title=title, top_rows=top_rows)
 
@@ -102,6 +103,7 @@ def report_from_scores(detector, X, scores, contributions, y=None, *, title: str
     """
     from .lifecycle import plots  # matplotlib, loaded only to draw
 
+    _check_top_rows(top_rows)
     scores = np.asarray(scores, dtype=np.float64)
     labels = None if y is None else check_labels(y)
     if labels is not None and len(labels) != len(scores):
@@ -136,8 +138,16 @@ def report_from_scores(detector, X, scores, contributions, y=None, *, title: str
 def write_report(detector, X, y=None, path: str | Path = "report.html", **options) -> Path:
     """Write :func:`build_report` to ``path``; returns the path."""
     path = Path(path)
+    if path.is_dir() or not path.parent.is_dir():
+        raise ValueError(f"cannot write the report to {path}: "
+                         + ("it is a folder" if path.is_dir() else f"no folder {path.parent}"))
     path.write_text(build_report(detector, X, y, **options), encoding="utf-8")
     return path
+
+
+def _check_top_rows(top_rows) -> None:
+    if isinstance(top_rows, bool) or not isinstance(top_rows, (int, np.integer)) or top_rows < 0:
+        raise ValueError(f"top_rows must be a non-negative whole number, got {top_rows!r}")
 
 
 def _text(value) -> str:
@@ -216,7 +226,8 @@ def _threshold_section(detector, threshold: float) -> str:
 
 
 def _health_section(detector) -> str:
-    warnings = list(getattr(detector, "health_warnings_", []))
+    threshold = getattr(detector, "threshold_", None)
+    warnings = list(getattr(detector, "health_warnings_", [])) + list(getattr(threshold, "warnings", ()))
     if not warnings:
         return '<h2>Training health</h2><p class="ok" id="health">no warnings</p>'
     items = "".join(f'<div class="warning">{_text(message)}</div>' for message in warnings)
@@ -225,11 +236,17 @@ def _health_section(detector) -> str:
 
 def _classification_section(labels: np.ndarray, flagged: np.ndarray) -> str:
     predicted = flagged.astype(int)
-    precision, recall, f1, _ = precision_recall_fscore_support(labels, predicted, average="binary", zero_division=0)
+    precision, recall, f1, _ = precision_recall_fscore_support(labels, predicted, average="binary",
+                                                               zero_division=np.nan)
     (true_negative, false_positive), (false_negative, true_positive) = confusion_matrix(
         labels, predicted, labels=[0, 1])
+    if np.isnan(precision) or np.isnan(recall):
+        f1 = np.nan
+    undefined = {"precision": "n/a (no row flagged)", "recall": "n/a (no labelled anomaly)",
+                 "F1": "n/a (precision or recall undefined)"}
     metrics = _table(["at the threshold", "value"],
-                     [["precision", _number(precision)], ["recall", _number(recall)], ["F1", _number(f1)]],
+                     [[name, undefined[name] if np.isnan(value) else _number(value)]
+                      for name, value in (("precision", precision), ("recall", recall), ("F1", f1))],
                      "classification")
     confusion = _table(["", "flagged", "not flagged"],
                        [["anomaly (y=1)", true_positive, false_negative],

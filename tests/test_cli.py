@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -45,6 +46,24 @@ def test_train_prints_report_and_saves(config, tmp_path, capsys):
     auc = float(next(line.split()[1] for line in out.splitlines() if line.startswith("eval_roc_auc")))
     assert auc > 0.9
     assert (tmp_path / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("label, expected", [(0, "eval_false_alarm_rate"), (1, "no normal row to train on")])
+def test_train_on_labels_of_one_class_prints_no_nan_and_names_a_missing_class(config, table, capsys, label,
+                                                                              expected):
+    # A user's trial: all-normal labels printed "eval_recall nan" with numpy's and scikit-learn's
+    # warnings; all-anomaly labels gave "Found array with 0 sample(s)".
+    frame, path = table
+    frame.assign(label=label).to_csv(path, index=False)
+    settings = yaml.safe_load(config.read_text())
+    settings["model"]["params"]["epochs"] = 2
+    config.write_text(yaml.safe_dump(settings))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        code = main(["train", "--config", str(config)])
+    captured = capsys.readouterr()
+    assert expected in captured.out + captured.err
+    assert code == (0 if label == 0 else 2) and "nan" not in captured.out
 
 
 def test_train_report_says_when_the_threshold_cannot_honour_its_rate(tmp_path, table, capsys):

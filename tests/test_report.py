@@ -75,6 +75,31 @@ def test_report_labels_other_than_0_and_1_get_a_clear_error(labelled, convert, m
     assert 'id="confusion"' in build_report(detector, rows, np.asarray(labels) == 1)  # booleans are fine
 
 
+def test_undefined_figures_read_n_a_and_bad_top_rows_or_paths_are_refused(labelled, tmp_path):
+    # A user's trial: all-normal labels showed "recall 0", a negative top_rows listed nearly every row
+    # under "top 564", and a missing output folder failed only after all the scoring.
+    detector, rows, labels = labelled
+    page = build_report(detector, rows, np.zeros(len(rows), dtype=int))
+    assert "n/a (no labelled anomaly)" in page and "n/a (precision or recall undefined)" in page
+    with pytest.raises(ValueError, match="top_rows must be a non-negative whole number, got -5"):
+        build_report(detector, rows, top_rows=-5)
+    assert 'id="top-rows"' in build_report(detector, rows, top_rows=0)
+    with pytest.raises(ValueError, match="no folder"):
+        anomvae.report.write_report(detector, rows, path=tmp_path / "missing" / "r.html")
+    with pytest.raises(ValueError, match="it is a folder"):
+        anomvae.report.write_report(detector, rows, path=tmp_path)
+
+
+def test_a_threshold_that_cannot_honour_its_rate_is_a_warning_of_the_report():
+    # A user's trial: "Training health: no warnings" beside a threshold warning.
+    rows = np.random.default_rng(0).normal(size=(150, 4))
+    detector = anomvae.AnomalyVAEGAN(**FAST).fit(rows)
+    assert detector.threshold_.warnings
+    page = build_report(detector, rows[:20])
+    assert "cannot be honoured" in page.split('id="health"')[1].split("</div>")[0]
+    assert "no warnings" not in page
+
+
 def test_cli_report_reads_a_csv_with_the_model_schema(tmp_path):
     rng = np.random.default_rng(3)
     rows = pd.DataFrame({"amount": rng.normal(size=120), "branch": rng.choice(["01", "02", "10"], 120)})
