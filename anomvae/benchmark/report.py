@@ -21,6 +21,7 @@ import sklearn
 import torch
 
 from ..version import __version__
+from .protocols import CONTAMINATED_PREFIX
 from .runner import available_cores
 
 METRICS = {"roc_auc": "ROC-AUC", "average_precision": "Average precision"}
@@ -105,22 +106,24 @@ def markdown_table(records: list[dict[str, Any]], metric: str) -> str:
     header = "| dataset | " + " | ".join(table.columns) + " |"
     lines = [header, "|---|" + "---:|" * len(table.columns)]
     for dataset, row in table.iterrows():
-        cells = []
-        for detector, value in row.items():
-            if math.isnan(value):
-                cells.append(f"*{failures.loc[dataset, detector] or 'failed'}*")
-            else:
-                text = f"{value:.3f}"
-                cells.append(f"**{text}**" if text == f"{best[dataset]:.3f}" else text)
+        cells = [f"*{failures.loc[dataset, detector] or 'failed'}*" if math.isnan(value)
+                 else _score_cell(value, best[dataset]) for detector, value in row.items()]
         lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
     summary = aggregate(table)
     for name, row in summary.iterrows():
         if name == "failed":
             cells = [str(int(v)) for v in row]
         else:
-            cells = [f"{v:.2f}" if name == "mean rank" else f"{v:.3f}" for v in row]
+            cells = ["-" if math.isnan(v) else f"{v:.2f}" if name == "mean rank" else f"{v:.3f}" for v in row]
         lines.append(f"| **{name}** | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _score_cell(value: float, best: float) -> str:
+    """Three decimals, bold for the best; a fourth where rounding would make a lesser value look tied."""
+    if value >= best:
+        return f"**{value:.3f}**"
+    return f"{value:.4f}" if f"{value:.3f}" == f"{best:.3f}" else f"{value:.3f}"
 
 
 def speed_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -157,6 +160,33 @@ def failure_list(records: list[dict[str, Any]]) -> list[str]:
             for r in records if r["status"] != "ok"]
 
 
+def skipped_list(config: dict[str, Any]) -> list[str]:
+    """One Markdown bullet per dataset skipped before any run, with its reason."""
+    return [f"- {entry['dataset']}: {entry['reason']}" for entry in config.get("skipped_datasets") or []]
+
+
+def contamination_notes(records: list[dict[str, Any]]) -> list[str]:
+    """Bullets for the datasets whose realised training contamination fell short of the protocol's rate.
+
+    Only the ``contaminated-<rate>`` protocol asks for a rate; at most half of
+    a dataset's anomalies move into training, so a dataset with few anomalies
+    gets less. Runs journalled before the training anomalies were recorded are passed over.
+    """
+    notes, seen = [], set()
+    for record in records:
+        protocol, dataset = str(record.get("protocol", "")), record["dataset"]
+        if not protocol.startswith(CONTAMINATED_PREFIX) or "n_train_anomalies" not in record or dataset in seen:
+            continue
+        rate = float(protocol[len(CONTAMINATED_PREFIX):])
+        anomalies, clean = record["n_train_anomalies"], record["n_train"] - record["n_train_anomalies"]
+        if anomalies < round(rate / (1 - rate) * clean):
+            seen.add(dataset)
+            notes.append(f"- {dataset}: asked {100 * rate:g}% of the training rows, realised "
+                         f"{100 * record['anomaly_share_train']:.2f}% ({anomalies} of {record['n_train']} rows, "
+                         f"seed {record['seed']}): at most half of its anomalies move into training")
+    return notes
+
+
 def write_markdown(records: list[dict[str, Any]], config: dict[str, Any], env: dict[str, Any],
                    path: Path) -> None:
     """Write ``results.md``: the metric tables, speed and memory, failures, command and machine."""
@@ -185,6 +215,13 @@ def write_markdown(records: list[dict[str, Any]], config: dict[str, Any], env: d
               markdown_speed(records), ""]
     failures = failure_list(records)
     lines += ["## Failures", "", *(failures or ["None."]), ""]
+    skipped = skipped_list(config)
+    if skipped:
+        lines += ["## Datasets skipped", "", "Checked before any run and not run (no detector's failure):",
+                  "", *skipped, ""]
+    contamination = contamination_notes(records)
+    if contamination:
+        lines += ["## Realised contamination", "", *contamination, ""]
     path.write_text("\n".join(lines))
 
 

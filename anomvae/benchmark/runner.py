@@ -11,7 +11,12 @@ size during fit and scoring minus the resident size before fit. Where that
 reset is not available the peak of the whole worker process is used, which can
 only overstate. One worker is reused for consecutive runs (torch and PyOD are
 imported once) and replaced after a timeout or a crash; several workers can
-run jobs side by side (``workers``), each fed by its own thread.
+run jobs side by side (``workers``), each fed by its own thread. A run's time
+limit starts when its job is sent to a worker that has finished starting, so
+a worker's start-up is never charged to a run.
+
+Workers ignore Ctrl-C (SIGINT); the parent receives it, kills the workers and
+raises ``KeyboardInterrupt`` without journalling the runs it cut short.
 
 Failures (exceptions, non-finite scores, timeouts, dead workers) are recorded
 as runs with a ``status`` other than ``"ok"`` and an ``error`` message, never
@@ -20,10 +25,11 @@ dropped.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import multiprocessing
 import os
 import resource
+import signal
 import sys
 import threading
 import time
@@ -38,6 +44,7 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from .detectors import Detector, select_detectors
+from .journal import append_record
 from .protocols import MAX_ROWS
 
 STATUSES = ("ok", "error", "nan", "timeout", "crashed")
@@ -100,8 +107,10 @@ def execute(job: Job, detectors: dict[str, Detector] | None = None) -> dict[str,
     Returns
     -------
     dict
-        The run record: identifiers, sizes, ``status``, ``roc_auc``,
-        ``average_precision``, timings, throughputs and ``peak_memory_mb``.
+        The run record: identifiers, sizes (with ``n_train_anomalies`` and
+        ``anomaly_share_train`` where the task knows its training labels),
+        ``status``, ``roc_auc``, ``average_precision``, timings, throughputs
+        and ``peak_memory_mb``.
     """
     detector = (detectors or {d.name: d for d in select_detectors([job.detector])})[job.detector]
     record: dict[str, Any] = {
@@ -112,6 +121,9 @@ def execute(job: Job, detectors: dict[str, Detector] | None = None) -> dict[str,
     X_train, X_test = _as_images(detector, data.X_train), _as_images(detector, data.X_test)
     record.update(n_train=len(X_train), n_test=len(X_test), n_features=data.n_features,
                   anomaly_share_test=float(np.mean(data.y_test)))
+    if data.y_train is not None:
+        record.update(n_train_anomalies=int(np.sum(data.y_train)),
+                      anomaly_share_train=float(np.mean(data.y_train)) if len(data.y_train) else 0.0)
     baseline_kib = _proc_status_kib("VmRSS")
     exact_peak = _reset_peak_rss() and baseline_kib is not None
     baseline_kib = baseline_kib if exact_peak else _max_rss_kib()
@@ -149,9 +161,17 @@ def execute(job: Job, detectors: dict[str, Detector] | None = None) -> dict[str,
     return record
 
 
+READY = "ready"
+"""What a worker sends once it has imported its detectors and can take a job."""
+
+
 def _worker_main(connection, threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     torch.set_num_threads(threads)
     detectors = {d.name: d for d in select_detectors("all")}
+    connection.send(READY)
     while True:
         try:
             job = connection.recv()
@@ -163,6 +183,19 @@ def _worker_main(connection, threads: int) -> None:
             connection.send({"status": "error", "error": f"{type(error).__name__}: {error}"[:500]})
 
 
+@contextlib.contextmanager
+def _sigint_blocked():
+    """Block SIGINT in this thread, so that a child started here inherits it blocked until it ignores it."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class Worker:
     """A child process that executes jobs one at a time; replaced when it hangs or dies."""
 
@@ -171,17 +204,32 @@ class Worker:
         self.process = None
         self.connection = None
 
-    def _start(self) -> None:
+    def start(self) -> dict[str, Any] | None:
+        """Start the process unless it runs, and wait until it can take a job; a failed record if it died."""
+        if self.process is not None and self.process.is_alive():
+            return None
         context = multiprocessing.get_context("spawn")
         self.connection, child = context.Pipe()
-        self.process = context.Process(target=_worker_main, args=(child, self.threads), daemon=True)
-        self.process.start()
+        process = context.Process(target=_worker_main, args=(child, self.threads), daemon=True)
+        with _sigint_blocked():
+            process.start()
+        self.process = process
         child.close()
+        try:
+            if self.connection.recv() == READY:
+                return None
+        except EOFError:
+            pass
+        return self._died("while starting")
 
     def run(self, job: Job, timeout: float | None) -> dict[str, Any]:
-        """Run ``job`` in the worker process; a timeout or crash gives a failed record and a fresh worker."""
-        if self.process is None or not self.process.is_alive():
-            self._start()
+        """Run ``job`` in the worker process; a timeout or crash gives a failed record and a fresh worker.
+
+        ``timeout`` counts from when the job is sent to the started worker.
+        """
+        failed = self.start()
+        if failed:
+            return failed
         self.connection.send(job)
         try:
             ready = self.connection.poll(timeout)
@@ -192,10 +240,19 @@ class Worker:
         if not ready:
             self.stop()
             return {"status": "timeout", "error": f"no result within {timeout:g} s"}
+        return self._died("")
+
+    def _died(self, when: str) -> dict[str, Any]:
         self.process.join(5)
         code = self.process.exitcode
         self.stop()
-        return {"status": "crashed", "error": f"worker process died (exit code {code})"}
+        return {"status": "crashed", "error": f"worker process died {when + ' ' if when else ''}(exit code {code})"}
+
+    def interrupt(self) -> None:
+        """Kill the process at once (on Ctrl-C), so that the thread waiting on it returns."""
+        process = self.process
+        if process is not None:
+            process.kill()
 
     def stop(self, grace: float = 0.0) -> None:
         """End the worker: closing the pipe makes an idle worker return; a busy one is killed."""
@@ -223,7 +280,8 @@ def run_jobs(
     Parameters
     ----------
     timeout : float or None
-        Seconds one run (data loading, fit and scoring) may take; needs ``isolate``.
+        Seconds one run (data loading, fit and scoring) may take, counted from
+        when its worker has started; needs ``isolate``.
     threads : int or None
         torch threads in each worker; ``None`` shares the available cores
         among the ``workers``.
@@ -235,7 +293,7 @@ def run_jobs(
     journal : path, optional
         JSON-lines file each record is appended to as soon as its run ends,
         so an interrupted benchmark keeps its finished runs (see
-        :func:`read_journal`).
+        :mod:`anomvae.benchmark.journal`).
     workers : int
         Worker processes running jobs at the same time. Runs then share the
         machine, so their timings are comparable with each other but not
@@ -245,44 +303,71 @@ def run_jobs(
         raise ValueError(f"workers must be at least 1, got {workers}")
     if workers > 1 and not isolate:
         raise ValueError("parallel workers need isolate=True")
-    threads = threads or max(1, available_cores() // workers)
-    lock = threading.Lock()
-    local = threading.local()
-    started_workers: list[Worker] = []
-    finished = 0
+    runs = _Runs(len(jobs), timeout, threads or max(1, available_cores() // workers), isolate, progress, journal)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        return list(pool.map(runs.run_one, jobs))
+    except KeyboardInterrupt:
+        runs.stopping.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in runs.workers:
+            worker.interrupt()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        for worker in runs.workers:
+            worker.stop(grace=10.0)
 
-    def run_one(job: Job) -> dict[str, Any]:
-        nonlocal finished
-        identity = {"dataset": job.task.name, "detector": job.detector, "seed": job.seed,
-                    "protocol": job.protocol}
-        started = time.perf_counter()
-        if isolate:
-            if not hasattr(local, "worker"):
-                local.worker = Worker(threads)
-                with lock:
-                    started_workers.append(local.worker)
-            outcome = local.worker.run(job, timeout)
-        else:
-            outcome = execute(job)
-        record = {**identity, **outcome, "settings": job_settings(job), "wall_seconds": time.perf_counter() - started}
-        with lock:
-            finished += 1
-            if journal is not None:
-                with open(journal, "a") as handle:
-                    handle.write(json.dumps(record, default=str) + "\n")
-            if progress:
+
+class _Runs:
+    """The state :func:`run_jobs` shares among its threads: one worker per thread, the journal, the count."""
+
+    def __init__(self, total: int, timeout: float | None, threads: int, isolate: bool, progress: bool,
+                 journal: str | os.PathLike | None) -> None:
+        self.total, self.timeout, self.threads, self.isolate = total, timeout, threads, isolate
+        self.progress, self.journal = progress, journal
+        self.lock, self.local = threading.Lock(), threading.local()
+        self.workers: list[Worker] = []
+        self.stopping = threading.Event()
+        self.finished = 0
+
+    def run_one(self, job: Job) -> dict[str, Any] | None:
+        """Run ``job``, journal and report its record; None once interrupted (nothing journalled)."""
+        if self.stopping.is_set():
+            return None
+        outcome, seconds = self._outcome(job)
+        record = {"dataset": job.task.name, "detector": job.detector, "seed": job.seed, "protocol": job.protocol,
+                  **outcome, "settings": job_settings(job), "wall_seconds": seconds}
+        fingerprint = getattr(job.task, "fingerprint", None)
+        if fingerprint is not None:
+            record["fingerprint"] = fingerprint
+        with self.lock:
+            if self.stopping.is_set():
+                return None
+            self.finished += 1
+            if self.journal is not None:
+                append_record(self.journal, record)
+            if self.progress:
                 result = (f"AUC {record['roc_auc']:.3f}" if record["status"] == "ok"
                           else f"{record['status'].upper()}: {record.get('error')}")
-                print(f"[{finished}/{len(jobs)}] {job.task.name} {job.detector} seed={job.seed} "
+                print(f"[{self.finished}/{self.total}] {job.task.name} {job.detector} seed={job.seed} "
                       f"{result} ({record['wall_seconds']:.1f} s)", file=sys.stderr, flush=True)
         return record
 
-    try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(run_one, jobs))
-    finally:
-        for worker in started_workers:
-            worker.stop(grace=10.0)
+    def _outcome(self, job: Job) -> tuple[dict[str, Any], float]:
+        """The run's result and its seconds, not counting a worker's start-up."""
+        if not self.isolate:
+            started = time.perf_counter()
+            return execute(job), time.perf_counter() - started
+        if not hasattr(self.local, "worker"):
+            self.local.worker = Worker(self.threads)
+            with self.lock:
+                self.workers.append(self.local.worker)
+        failed = self.local.worker.start()
+        if failed:
+            return failed, 0.0
+        started = time.perf_counter()
+        return self.local.worker.run(job, self.timeout), time.perf_counter() - started
 
 
 def make_jobs(tasks: list, detectors: list[Detector], seeds: list[int], protocol: str,
@@ -305,11 +390,3 @@ def job_key(job_or_record) -> tuple:
         return job_or_record.task.name, job_or_record.detector, job_or_record.seed, job_or_record.protocol
     record = job_or_record
     return record["dataset"], record["detector"], record["seed"], record["protocol"]
-
-
-def read_journal(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Records written by :func:`run_jobs` to ``journal``; empty when the file does not exist."""
-    if not os.path.exists(path):
-        return []
-    with open(path) as handle:
-        return [json.loads(line) for line in handle if line.strip()]

@@ -2,7 +2,8 @@
 
 A task is a small picklable description (a file path and options), so worker
 processes load the data themselves. Tabular tasks are ADBench-style ``.npz``
-files (arrays ``X`` and ``y``, 1 = anomaly) or CSV files with a label column;
+files (arrays ``X`` and ``y``, 1 = anomaly) or CSV and Parquet files with a
+label column (:mod:`anomvae.benchmark.tables`);
 the images suite adds one-class MNIST (Ruff et al., "Deep One-Class
 Classification", ICML 2018: train on one digit, test on the whole test split)
 and any ``.npz`` embeddings found under the folder.
@@ -14,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from ..datasets import load_mnist, load_npz
+from ..datasets import load_mnist
 from .protocols import split, stratified_subsample
+from .tables import TABLE_SUFFIXES, Table, read_table
 
 SUITES = ("tabular", "images", "speed", "throughput")
 
@@ -56,10 +57,6 @@ def suite_part(name: str) -> tuple[str, ...]:
     return PARTS[name]
 
 
-LABEL_COLUMNS = ("y", "label", "is_anomaly", "anomaly", "outlier", "target")
-"""CSV columns recognised as the label (1 = anomaly); otherwise the last column is."""
-
-
 @dataclass(frozen=True)
 class RunData:
     """The rows of one run: training rows, test rows and test labels."""
@@ -67,6 +64,8 @@ class RunData:
     X_train: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
+    y_train: np.ndarray | None = None
+    """Training labels where the protocol lets anomalies into training (None: all normal)."""
 
     @property
     def n_features(self) -> int:
@@ -76,26 +75,35 @@ class RunData:
 
 @dataclass(frozen=True)
 class TableTask:
-    """One labelled table (``.npz`` or ``.csv``) split by a protocol."""
+    """One labelled table (``.npz``, ``.csv`` or ``.parquet``; see :mod:`~anomvae.benchmark.tables`) split by a protocol.
+
+    ``fingerprint`` identifies the file's content (and the label column)
+    when it was checked (:func:`anomvae.benchmark.preflight.check_tasks`).
+    """
 
     name: str
     path: str
+    label_column: str | None = None
+    fingerprint: str | None = None
 
     def cost(self) -> float:
         """Rough relative cost of a run (the file size), to run small datasets first."""
         return float(Path(self.path).stat().st_size)
 
+    def read(self) -> Table:
+        """The whole table, checked (:func:`~anomvae.benchmark.tables.read_table`)."""
+        return read_table(self.path, self.label_column)
+
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """Features (float64) and labels (int) of the whole table."""
-        if self.path.endswith(".npz"):
-            return load_npz(self.path)
-        return read_labelled_csv(self.path)
+        table = self.read()
+        return table.X, table.y
 
     def run_data(self, protocol: str, seed: int, max_rows: int | None) -> RunData:
         """Training rows and labelled test rows of one seed under ``protocol``."""
         X, y = self.load()
         train, test = split(y, protocol, seed, max_rows)
-        return RunData(X[train], X[test], y[test])
+        return RunData(X[train], X[test], y[test], y[train])
 
 
 @dataclass(frozen=True)
@@ -125,33 +133,12 @@ class OneClassMNISTTask:
         return RunData(train_images[normal], test_images[test], y_test[test])
 
 
-def read_labelled_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Numeric features and 0/1 labels of a CSV file (label column: see :data:`LABEL_COLUMNS`).
-
-    Raises
-    ------
-    ValueError
-        When a feature column is not numeric or the labels are not 0/1.
-    """
-    frame = pd.read_csv(path)
-    lowered = {str(column).lower(): column for column in frame.columns}
-    label = next((lowered[name] for name in LABEL_COLUMNS if name in lowered), frame.columns[-1])
-    features = frame.drop(columns=[label])
-    text = [str(column) for column in features.columns if not pd.api.types.is_numeric_dtype(features[column])]
-    if text:
-        raise ValueError(f"{path}: non-numeric feature column(s) {', '.join(text[:5])}; encode them first")
-    y = frame[label].to_numpy()
-    if not set(np.unique(y)) <= {0, 1}:
-        raise ValueError(f"{path}: label column {label!r} must hold 0 (normal) and 1 (anomaly)")
-    return features.to_numpy(dtype=np.float64), y.astype(int)
-
-
-def _table_tasks(folder: Path) -> list[TableTask]:
+def _table_tasks(folder: Path, label_column: str | None = None) -> list[TableTask]:
     files = sorted(
-        (path for path in folder.iterdir() if path.suffix in (".npz", ".csv")),
+        (path for path in folder.iterdir() if path.suffix in TABLE_SUFFIXES and path.is_file()),
         key=lambda path: _natural_key(path.stem),
     )
-    return [TableTask(path.stem, str(path)) for path in files]
+    return [TableTask(path.stem, str(path), label_column) for path in files]
 
 
 def _natural_key(stem: str) -> tuple:
@@ -159,32 +146,41 @@ def _natural_key(stem: str) -> tuple:
     return (int(head), stem) if head.isdigit() else (10**9, stem)
 
 
-def discover_tasks(suite: str, data: str | Path, datasets: str | list[str] | None = None) -> list:
-    """Tasks of ``suite`` found under the folder ``data``.
+def discover_tasks(suite: str, data: str | Path, datasets: str | list[str] | None = None,
+                   label_column: str | None = None) -> list:
+    """Tasks of ``suite`` found under the folder (or in the single file) ``data``.
 
     Parameters
     ----------
     suite : {"tabular", "images"}
-        ``"tabular"``: every ``.npz``/``.csv`` file in ``data``. ``"images"``:
+        ``"tabular"``: every ``.npz``/``.csv``/``.parquet`` file in ``data``,
+        or ``data`` itself when it is such a file. ``"images"``:
         one-class MNIST per digit when ``data/mnist`` (or ``data`` itself)
-        holds the idx files, plus every ``.npz`` in the sub-folders (such as
+        holds the idx files, plus every such table in the sub-folders (such as
         ADBench's ResNet-18 embeddings of MVTec-AD).
     data : path
     datasets : comma-separated str or list of str, optional
         Keep only tasks whose name contains one of these strings;
         ``"development"`` or ``"confirmation"`` keeps exactly that part of
         the shared suite (:data:`PARTS`).
+    label_column : str, optional
+        Label column of CSV and Parquet tables (:mod:`anomvae.benchmark.tables`).
 
     Raises
     ------
     ValueError
-        When the folder does not exist or holds no task of the suite.
+        When ``data`` does not exist or holds no task of the suite.
     """
     folder = Path(data)
+    if suite == "tabular" and folder.is_file():
+        if folder.suffix not in TABLE_SUFFIXES:
+            raise ValueError(f"--data {folder} is not a {_formats()} file")
+        return [TableTask(folder.stem, str(folder), label_column)]
     if not folder.is_dir():
-        raise ValueError(f"data folder {folder} does not exist")
+        raise ValueError(f"data folder {folder} does not exist"
+                         if not folder.exists() else f"--suite {suite} needs a folder, and {folder} is a file")
     if suite == "tabular":
-        tasks: list = _table_tasks(folder)
+        tasks: list = _table_tasks(folder, label_column)
     elif suite == "images":
         tasks = []
         for mnist in (folder / "mnist", folder):
@@ -192,13 +188,13 @@ def discover_tasks(suite: str, data: str | Path, datasets: str | list[str] | Non
                 tasks += [OneClassMNISTTask(f"mnist_{digit}", str(mnist), digit) for digit in range(10)]
                 break
         for sub in sorted(path for path in folder.iterdir() if path.is_dir()):
-            tasks += _table_tasks(sub)
+            tasks += _table_tasks(sub, label_column)
     else:
         raise ValueError(f"suite must be 'tabular' or 'images' here, got {suite!r}")
     if not tasks:
-        raise ValueError(f"no {suite} datasets found in {folder}")
+        raise ValueError(f"no {suite} datasets ({_formats()} files) found in {folder}")
     found = len(tasks)
-    if datasets in PARTS:
+    if isinstance(datasets, str) and datasets in PARTS:
         tasks = [task for task in tasks if task.name in PARTS[datasets]]
     elif datasets:
         wanted = datasets.split(",") if isinstance(datasets, str) else list(datasets)
@@ -206,3 +202,7 @@ def discover_tasks(suite: str, data: str | Path, datasets: str | list[str] | Non
     if not tasks:
         raise ValueError(f"--datasets {datasets!r} matches none of the {found} {suite} datasets in {folder}")
     return tasks
+
+
+def _formats() -> str:
+    return ", ".join(TABLE_SUFFIXES[:-1]) + " or " + TABLE_SUFFIXES[-1]
