@@ -2,7 +2,8 @@
 
 One page a person can read without MLflow: the data, the threshold in force
 and how it was set, the score distribution (split by label when labels are
-known), precision/recall/F1 and confusion counts at the threshold, the most
+known), precision/recall/F1 and confusion counts at the threshold, ROC-AUC
+and average precision, the most
 anomalous rows with the features driving them and their p-values (tabular
 models; an image model gets its per-pixel contribution map instead), the
 per-feature contributions, the loss curves and any health warnings.
@@ -26,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import (average_precision_score, confusion_matrix, precision_recall_fscore_support,
+                             roc_auc_score)
 from sklearn.utils.validation import check_is_fitted
 
 from .metrics import check_labels
@@ -124,7 +126,7 @@ def report_from_scores(detector, X, scores, contributions, y=None, *, title: str
                         "score-histogram"),
     ]
     if labels is not None:
-        sections.append(_classification_section(labels, flagged))
+        sections.append(_classification_section(labels, flagged, scores))
     if not detector.is_image_:
         sections.append(_top_rows_section(detector, X, scores, contributions, names, top_rows))
     sections.append(_figure_section("Per-feature contributions",
@@ -195,7 +197,8 @@ def _data_section(detector, X, scores, flagged, labels) -> str:
         ["flag rate", _number(float(flagged.mean()))],
         ["score median / 99th percentile", f"{_number(float(np.median(scores)))} / "
                                            f"{_number(float(np.quantile(scores, 0.99)))}"],
-        ["epochs trained", detector.history_["epoch"][-1]],
+        ["epochs trained (weights kept from)", f"{detector.history_['epoch'][-1]} "
+                                               f"(epoch {getattr(detector, 'diagnostics_', {}).get('kept_epoch', '?')})"],
     ]
     if labels is not None:
         rows.append(["labelled anomalies (y=1)", int(labels.sum())])
@@ -234,7 +237,7 @@ def _health_section(detector) -> str:
     return f'<h2>Training health</h2><div id="health">{items}</div>'
 
 
-def _classification_section(labels: np.ndarray, flagged: np.ndarray) -> str:
+def _classification_section(labels: np.ndarray, flagged: np.ndarray, scores: np.ndarray) -> str:
     predicted = flagged.astype(int)
     precision, recall, f1, _ = precision_recall_fscore_support(labels, predicted, average="binary",
                                                                zero_division=np.nan)
@@ -242,12 +245,17 @@ def _classification_section(labels: np.ndarray, flagged: np.ndarray) -> str:
         labels, predicted, labels=[0, 1])
     if np.isnan(precision) or np.isnan(recall):
         f1 = np.nan
-    undefined = {"precision": "n/a (no row flagged)", "recall": "n/a (no labelled anomaly)",
-                 "F1": "n/a (precision or recall undefined)"}
-    metrics = _table(["at the threshold", "value"],
+    undefined = {"precision at the threshold": "n/a (no row flagged)",
+                 "recall at the threshold": "n/a (no labelled anomaly)",
+                 "F1 at the threshold": "n/a (precision or recall undefined)"}
+    ranking = [["ROC-AUC (threshold-free)", _number(roc_auc_score(labels, scores))],
+               ["average precision (threshold-free)", _number(average_precision_score(labels, scores))]
+               ] if len(np.unique(labels)) == 2 else []
+    metrics = _table(["against the labels", "value"],
                      [[name, undefined[name] if np.isnan(value) else _number(value)]
-                      for name, value in (("precision", precision), ("recall", recall), ("F1", f1))],
-                     "classification")
+                      for name, value in (("precision at the threshold", precision),
+                                          ("recall at the threshold", recall), ("F1 at the threshold", f1))]
+                     + ranking, "classification")
     confusion = _table(["", "flagged", "not flagged"],
                        [["anomaly (y=1)", true_positive, false_negative],
                         ["normal (y=0)", false_positive, true_negative]], "confusion")

@@ -90,6 +90,23 @@ def test_undefined_figures_read_n_a_and_bad_top_rows_or_paths_are_refused(labell
         anomvae.report.write_report(detector, rows, path=tmp_path)
 
 
+def test_one_extreme_score_and_long_column_names_leave_the_figures_readable(labelled):
+    # A user's trial: one score of 1.6e12 beside a median of 6 put every row and the threshold in the
+    # histogram's first bin; 80-character column names were cut to fragments such as "an_tag_2".
+    from anomvae.lifecycle.plots import axis_range, short_names
+
+    scores = np.r_[np.random.default_rng(0).lognormal(1.5, 0.5, 500), 1.6e12]
+    low, high = axis_range(scores, threshold=18.0)
+    assert low <= np.median(scores) and 18.0 <= high < 100
+    names = [f"sensor_{i}_{'very_long_' * 6}tag_{i}" for i in (23, 24)] + ["same" * 10, "same" * 10]
+    shown = short_names(names)
+    assert len(set(shown)) == 4 and all(len(name) <= 37 for name in shown)
+    assert shown[0].endswith("tag_23") and shown[1].endswith("tag_24")
+    detector, rows, labels = labelled
+    page = build_report(detector, rows, labels)
+    assert "ROC-AUC (threshold-free)" in page and "weights kept from" in page
+
+
 def test_a_threshold_that_cannot_honour_its_rate_is_a_warning_of_the_report():
     # A user's trial: "Training health: no warnings" beside a threshold warning.
     rows = np.random.default_rng(0).normal(size=(150, 4))

@@ -31,19 +31,53 @@ def score_histogram(scores: np.ndarray, threshold: float, labels: np.ndarray | N
     labelled ``rows`` (what was scored)."""
     figure = Figure(figsize=(6, 3.5), layout="constrained")
     axis = figure.subplots()
-    bins = np.histogram_bin_edges(scores, bins=50)
+    low, high = axis_range(scores, threshold)
+    shown = np.clip(scores, low, high)
+    bins = np.histogram_bin_edges(shown, bins=50)
     if labels is None:
-        axis.hist(scores, bins=bins, color="tab:blue", alpha=0.8, label=rows)
+        axis.hist(shown, bins=bins, color="tab:blue", alpha=0.8, label=rows)
     else:
         labels = np.asarray(labels).astype(bool)
-        axis.hist(scores[~labels], bins=bins, color="tab:blue", alpha=0.6, label="normal (y=0)")
-        axis.hist(scores[labels], bins=bins, color="tab:red", alpha=0.6, label="anomaly (y=1)")
+        for chosen, colour, name in ((~labels, "tab:blue", "normal (y=0)"), (labels, "tab:red", "anomaly (y=1)")):
+            if chosen.any():
+                axis.hist(shown[chosen], bins=bins, color=colour, alpha=0.6, label=name)
     axis.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.4g}")
-    axis.set_xlabel("anomaly score (higher = more anomalous)")
+    beyond = int(np.count_nonzero((scores < low) | (scores > high)))
+    axis.set_xlabel("anomaly score (higher = more anomalous)"
+                    + (f"; {beyond} row(s) beyond the axis, piled at its ends" if beyond else ""))
     axis.set_ylabel("rows")
     axis.set_yscale("log")
     axis.legend()
     return figure
+
+
+def axis_range(scores: np.ndarray, threshold: float, reach: float = 3.0) -> tuple[float, float]:
+    """Score axis of a histogram: the 1st-99th percentile span and ``reach`` times it on each side.
+
+    One extreme score (1.6e12 beside a median of 6) would otherwise stretch
+    50 bins over the whole range and put every other row, and the threshold,
+    in the first. The threshold is always inside.
+    """
+    if not scores.size:
+        return threshold - 1.0, threshold + 1.0
+    first, last = np.quantile(scores, [0.01, 0.99])
+    span = max(last - first, 1e-12)
+    low = max(float(scores.min()), first - reach * span)
+    high = min(float(scores.max()), last + reach * span)
+    return min(low, threshold), max(high, threshold)
+
+
+def short_names(names: list[str], width: int = 32) -> list[str]:
+    """``names`` cut to ``width`` characters with an ellipsis in the middle, kept distinct.
+
+    The start and the end of a long column name (``sensor_23_..._tag_23``) are
+    usually what tells it apart; names still equal after cutting get their
+    position appended.
+    """
+    half = (width - 1) // 2
+    cut = [name if len(name) <= width else f"{name[:half]}\u2026{name[-half:]}" for name in names]
+    repeated = {name for name in cut if cut.count(name) > 1}
+    return [f"{name} [{index}]" if name in repeated else name for index, name in enumerate(cut)]
 
 
 def feature_contributions(contributions: np.ndarray, names: list[str]) -> Figure:
@@ -66,7 +100,7 @@ def feature_contributions(contributions: np.ndarray, names: list[str]) -> Figure
         axis.set_axis_off()
         return figure
     order = np.argsort(mean)[::-1][:TOP_FEATURES_SHOWN]
-    axis.barh([names[i] for i in order][::-1], mean[order][::-1], color="tab:orange")
+    axis.barh(short_names([str(names[i]) for i in order])[::-1], mean[order][::-1], color="tab:orange")
     axis.set_xlabel("mean contribution to the anomaly score")
     axis.set_title(f"top {len(order)} features")
     return figure
