@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from anomvae.benchmark import run_benchmark
-from anomvae.benchmark.journal import read_journal
+from anomvae.benchmark.journal import append_record, read_journal
 from anomvae.benchmark.preflight import MIN_TRAIN_ROWS, check_tasks
 from anomvae.benchmark.report import contamination_notes, markdown_table
 from anomvae.benchmark.runner import Job, run_jobs
@@ -54,6 +54,11 @@ def test_bad_tables_are_skipped_once_with_a_reason_naming_the_file(tmp_path):
     assert "empty" in found["empty"]
     assert "needs arrays X and y" in found["noX"]
     assert "2-D" in found["flat"]
+    # A review's findings: a truncated .npz crashed the whole command, and boolean X was refused.
+    (tmp_path / "trunc.npz").write_bytes((tmp_path / "noX.npz").read_bytes()[:100])
+    np.savez(tmp_path / "flags.npz", X=blobs()[["a", "b"]].to_numpy() > 0, y=blobs()["label"].to_numpy())
+    found = reasons(tmp_path)
+    assert "trunc.npz: not a readable .npz file" in found["trunc"] and "flags" not in found
 
 
 def test_skipped_datasets_are_listed_apart_from_detector_failures(tmp_path, capsys):
@@ -128,6 +133,10 @@ def test_a_cut_short_last_journal_line_is_dropped_and_other_damage_named(tmp_pat
     journal.write_text('{"dataset": "a"}\n{"dataset": \n{"dataset": "c"}\n')
     with pytest.raises(ValueError, match=r"runs.jsonl, line 2: not a JSON record.*delete that line"):
         read_journal(journal)
+    # A review's finding: a complete last record without its newline shared a line with the next one.
+    journal.write_text('{"dataset": "a"}')
+    append_record(journal, {"dataset": "b"})
+    assert read_journal(journal) == [{"dataset": "a"}, {"dataset": "b"}]
 
 
 def test_the_time_limit_does_not_count_worker_start_up(tmp_path):
@@ -190,5 +199,9 @@ def test_bold_marks_the_unrounded_best_and_all_failed_detectors_show_a_dash():
         {"dataset": "d", "detector": "C", "seed": 0, "status": "error", "error": "boom"},
     ]
     table = markdown_table(records, "roc_auc")
-    assert "| d | 0.9998 | **1.000** | *error* |" in table
+    assert "| d | 0.9998 | **1.0000** | *error* |" in table
+    # A review's finding: 0.8504 bold as "0.850" beside 0.8503 looked the smaller one.
+    close = [{"dataset": "d", "detector": name, "seed": 0, "status": "ok", "roc_auc": value}
+             for name, value in (("A", 0.8504), ("B", 0.8503), ("C", 0.7))]
+    assert "| d | **0.8504** | 0.8503 | 0.700 |" in markdown_table(close, "roc_auc")
     assert "| **mean** | 1.000 | 1.000 | - |" in table

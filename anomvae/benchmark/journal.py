@@ -16,9 +16,18 @@ from typing import Any
 
 
 def append_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Append ``record`` to the journal at ``path`` as one line."""
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record, default=str) + "\n")
+    """Append ``record`` to the journal at ``path`` as one line, on a line of its own.
+
+    A last record whose write stopped just before its newline is complete
+    JSON; the newline is then written first, so the two never share a line.
+    """
+    with open(path, "a+b") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell():
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+        handle.write((json.dumps(record, default=str) + "\n").encode())
 
 
 def read_journal(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -106,8 +106,9 @@ def markdown_table(records: list[dict[str, Any]], metric: str) -> str:
     header = "| dataset | " + " | ".join(table.columns) + " |"
     lines = [header, "|---|" + "---:|" * len(table.columns)]
     for dataset, row in table.iterrows():
+        digits = _distinguishing_digits(row.dropna().to_numpy(), best[dataset])
         cells = [f"*{failures.loc[dataset, detector] or 'failed'}*" if math.isnan(value)
-                 else _score_cell(value, best[dataset]) for detector, value in row.items()]
+                 else _score_cell(value, best[dataset], digits) for detector, value in row.items()]
         lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
     summary = aggregate(table)
     for name, row in summary.iterrows():
@@ -119,11 +120,20 @@ def markdown_table(records: list[dict[str, Any]], metric: str) -> str:
     return "\n".join(lines)
 
 
-def _score_cell(value: float, best: float) -> str:
-    """Three decimals, bold for the best; a fourth where rounding would make a lesser value look tied."""
-    if value >= best:
-        return f"**{value:.3f}**"
-    return f"{value:.4f}" if f"{value:.3f}" == f"{best:.3f}" else f"{value:.3f}"
+def _distinguishing_digits(values, best: float, most: int = 6) -> int:
+    """Fewest decimals (3 to ``most``) at which no lesser value of a row reads as the best."""
+    lesser = [value for value in values if value < best]
+    for digits in range(3, most + 1):
+        if all(f"{value:.{digits}f}" != f"{best:.{digits}f}" for value in lesser):
+            return digits
+    return most
+
+
+def _score_cell(value: float, best: float, digits: int = 3) -> str:
+    """Three decimals, bold for the best; more, for the best and the values that would read as it at three."""
+    near = f"{value:.3f}" == f"{best:.3f}"
+    shown = f"{value:.{digits if near else 3}f}"
+    return f"**{shown}**" if value >= best else shown
 
 
 def speed_frame(records: list[dict[str, Any]]) -> pd.DataFrame:

@@ -12,6 +12,7 @@ feature must be numeric and finite.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,13 +81,15 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
             if not {"X", "y"} <= set(data.files):
                 raise ValueError(f"{path}: an .npz dataset needs arrays X and y, found {sorted(data.files)}")
             X, y = data["X"], np.ravel(data["y"])
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:  # ValueError: pickled object arrays
+        if str(error).startswith(f"{path}:"):
+            raise
         raise ValueError(f"{path}: not a readable .npz file ({error})") from None
     if X.ndim < 2:
         raise ValueError(f"{path}: X must hold one row per sample (2-D), got shape {X.shape}")
     if len(X) != len(y):
         raise ValueError(f"{path}: X has {len(X)} rows but y has {len(y)} labels")
-    if not np.issubdtype(X.dtype, np.number):
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):  # booleans, as in CSV columns
         raise ValueError(f"{path}: X must be numeric, got dtype {X.dtype}")
     return X.astype(np.float64), _labels(pd.Series(y), path, "the array y", "")
 
