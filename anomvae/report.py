@@ -197,8 +197,7 @@ def _data_section(detector, X, scores, flagged, labels) -> str:
         ["flag rate", _number(float(flagged.mean()))],
         ["score median / 99th percentile", f"{_number(float(np.median(scores)))} / "
                                            f"{_number(float(np.quantile(scores, 0.99)))}"],
-        ["epochs trained (weights kept from)", f"{detector.history_['epoch'][-1]} "
-                                               f"(epoch {getattr(detector, 'diagnostics_', {}).get('kept_epoch', '?')})"],
+        ["epochs trained (weights kept from)", f"{detector.history_['epoch'][-1]} (epoch {_kept_epoch(detector)})"],
     ]
     if labels is not None:
         rows.append(["labelled anomalies (y=1)", int(labels.sum())])
@@ -206,6 +205,14 @@ def _data_section(detector, X, scores, flagged, labels) -> str:
         kinds = X.dtypes.astype(str).value_counts()
         rows.append(["column types", ", ".join(f"{count} {kind}" for kind, count in kinds.items())])
     return "<h2>Data</h2>" + _table(["", "value"], rows, "data-summary")
+
+
+def _kept_epoch(detector) -> int | str:
+    """The epoch, counted over every ``fit`` and ``partial_fit`` call, whose weights the model kept."""
+    diagnostics = getattr(detector, "diagnostics_", {})
+    if "kept_epoch" not in diagnostics or "epochs_run" not in diagnostics:
+        return "?"
+    return detector.history_["epoch"][-1] - diagnostics["epochs_run"] + diagnostics["kept_epoch"]
 
 
 def _threshold_section(detector, threshold: float) -> str:

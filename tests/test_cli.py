@@ -48,13 +48,15 @@ def test_train_prints_report_and_saves(config, tmp_path, capsys):
     assert (tmp_path / "model.safetensors").is_file()
 
 
-@pytest.mark.parametrize("label, expected", [(0, "eval_false_alarm_rate"), (1, "no normal row to train on")])
+@pytest.mark.parametrize("label, expected", [(0, "eval_false_alarm_rate"), (1, "marks 0 of 300 rows normal"),
+                                             ("one normal", "marks 1 of 300 rows normal")])
 def test_train_on_labels_of_one_class_prints_no_nan_and_names_a_missing_class(config, table, capsys, label,
                                                                               expected):
     # A user's trial: all-normal labels printed "eval_recall nan" with numpy's and scikit-learn's
     # warnings; all-anomaly labels gave "Found array with 0 sample(s)".
     frame, path = table
-    frame.assign(label=label).to_csv(path, index=False)
+    frame.assign(label=np.r_[0, np.ones(len(frame) - 1, int)] if label == "one normal" else label).to_csv(
+        path, index=False)
     settings = yaml.safe_load(config.read_text())
     settings["model"]["params"]["epochs"] = 2
     config.write_text(yaml.safe_dump(settings))

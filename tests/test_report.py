@@ -107,6 +107,14 @@ def test_one_extreme_score_and_long_column_names_leave_the_figures_readable(labe
     assert "ROC-AUC (threshold-free)" in page and "weights kept from" in page
 
 
+def test_the_kept_epoch_counts_every_fit_and_partial_fit():
+    # A review's finding: after two partial_fit calls the report said "10 (epoch 5)" for weights of epoch 10.
+    rows = np.random.default_rng(0).normal(size=(200, 4))
+    detector = anomvae.AnomalyVAE(epochs=3, patience=None, random_state=0).fit(rows)
+    detector.partial_fit(rows).partial_fit(rows)
+    assert "9 (epoch 9)" in build_report(detector, rows[:20])
+
+
 def test_a_threshold_that_cannot_honour_its_rate_is_a_warning_of_the_report():
     # A user's trial: "Training health: no warnings" beside a threshold warning.
     rows = np.random.default_rng(0).normal(size=(150, 4))
