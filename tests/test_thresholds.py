@@ -264,7 +264,9 @@ def test_fixed_threshold_above_every_reference_score_still_expects_alarms():
 
 def test_threshold_parameter_overrides_contamination(blobs, fast_params):
     normal, outliers = blobs
-    detector = AnomalyVAE(contamination=0.1, threshold=Contamination(0.3), **fast_params).fit(normal)
+    # A user's finding: a grid over contamination beside a threshold gave identical fits without a word.
+    with pytest.warns(UserWarning, match=r"contamination=0.1 is ignored: threshold=Contamination\(fraction=0.3"):
+        detector = AnomalyVAE(contamination=0.1, threshold=Contamination(0.3), **fast_params).fit(normal)
     assert detector.threshold_.strategy == Contamination(0.3)
     assert detector.offset_ == -detector.threshold_.value
     np.testing.assert_array_equal(

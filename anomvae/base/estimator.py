@@ -161,6 +161,9 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
         random_state = check_random_state(self.random_state)
         device = resolve_device(self.device)
         strategy = thresholds.resolve(getattr(self, "threshold", None), self.contamination)
+        if getattr(self, "threshold", None) is not None and self.contamination != "auto":
+            warnings.warn(f"contamination={self.contamination!r} is ignored: threshold={self.threshold!r} sets "
+                          "the threshold", UserWarning, stacklevel=3)
         if streaming.is_streamed(X):
             seed = int(random_state.randint(np.iinfo(np.int32).max))
             data = streaming.streamed_training_data(
