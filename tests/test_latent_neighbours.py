@@ -111,3 +111,12 @@ def test_a_lone_training_row_is_a_clear_error_naming_validation_fraction():
     with pytest.raises(ValueError, match="at least 2 training rows, got 1 .* validation_fraction"):
         AnomalyVAE(epochs=2, validation_fraction=0.5, random_state=0).fit(rows)
     AnomalyVAE(epochs=2, validation_fraction=0.5, scoring="reconstruction", random_state=0).fit(rows)
+
+
+def test_n_neighbors_beyond_the_training_codes_warns_and_scores_as_the_farthest():
+    # An attack's finding: n_neighbors=1000 on 100 rows scored exactly as n_neighbors=99, without a word.
+    rows = np.random.default_rng(0).normal(size=(100, 3))
+    with pytest.warns(UserWarning, match="n_neighbors=1000 exceeds the 90 training codes"):
+        capped = AnomalyVAE(epochs=2, n_neighbors=1000, random_state=0).fit(rows)
+    farthest = AnomalyVAE(epochs=2, n_neighbors=90, random_state=0).fit(rows)
+    np.testing.assert_array_equal(capped.score_samples(rows), farthest.score_samples(rows))

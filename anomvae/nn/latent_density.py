@@ -8,6 +8,8 @@ two medians as the buffers ``reference_codes`` and ``score_scales``.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
@@ -79,6 +81,10 @@ def reference_and_scales(codes: Tensor, errors: Tensor, k: int) -> tuple[Tensor,
             "validation split; pass more rows, a smaller validation_fraction, or a scoring rule without "
             "'knn' (e.g. scoring='reconstruction')"
         )
+    if k > len(codes):
+        warnings.warn(f"n_neighbors={k} exceeds the {len(codes)} training codes of the latent kNN term; it "
+                      f"uses the farthest of them (n_neighbors={len(codes)} scores the same)", UserWarning,
+                      stacklevel=2)
     distance = kth_neighbour_distance(codes, codes, k, exclude_self=True)
     floors = torch.tensor(SCALE_FLOORS, device=codes.device)
     return codes.float(), torch.maximum(torch.stack([errors.median(), distance.median()]).float(), floors)
