@@ -174,3 +174,10 @@ def test_bad_input_is_refused_with_a_clear_error(fitted):
         fitted.predict_cohort(np.zeros((3, 5)))
     with pytest.raises(ValueError, match="NaN"):
         fitted.predict_cohort_proba(np.full((3, 6), np.nan))
+
+
+def test_more_components_than_training_rows_warn():
+    # An attack's finding: n_components=150 on 100 rows fitted without a word.
+    rows = np.random.default_rng(0).normal(size=(100, 3))
+    with pytest.warns(UserWarning, match="n_components=150 exceeds the 90 training rows"):
+        AnomalyVaDE(n_components=150, epochs=1, random_state=0).fit(rows)

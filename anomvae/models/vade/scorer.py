@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -85,6 +86,10 @@ class VaDEScorer(Scorer):
     def on_fit_start(self, context: FitContext) -> None:
         """Turn ``warmup_epochs=None`` into epochs from the training size (of all processes together,
         so that every process of a data-parallel fit fits its mixture at the same epoch)."""
+        if self.n_components > context.n_train:
+            warnings.warn(f"n_components={self.n_components} exceeds the {context.n_train} training rows: "
+                          "components will repeat rows and some cohorts will be arbitrary; use fewer",
+                          UserWarning, stacklevel=2)
         if self.warmup_epochs is None:
             steps_per_epoch = math.ceil(context.n_train / (self.batch_size * context.world_size))
             self.warmup_epochs = max(10, math.ceil(WARMUP_STEPS / steps_per_epoch))
