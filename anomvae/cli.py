@@ -20,7 +20,7 @@ from .batch_scoring import keep_hint, load_detector, model_rows, score_table, wr
 from .cli_arguments import build_parser
 from .cli_config import load_config
 from .benchmark.command import run_from_arguments as run_bench
-from .cli_data import label_values, read_table, training_data, unscored_label
+from .cli_data import label_values, read_table, training_data, unscored_label, writable_output_file
 from .datasets import EMBEDDED_NAME, semi_supervised_split
 from .metrics import alarm_rates
 from .monitoring import monitor
@@ -46,6 +46,7 @@ def train(config: dict[str, Any], output: str | None = None, *, progress: bool =
     dict
         The printed report's figures.
     """
+    path = writable_output_file(output or config["output"])
     name = config["model"]["name"]
     if name not in registry.names():
         raise ValueError(f"unknown model {name!r}; choose one of {registry.names()}")
@@ -95,7 +96,6 @@ def train(config: dict[str, Any], output: str | None = None, *, progress: bool =
             report["threshold_warnings"] = list(fitted.warnings)
     if y_test is not None:
         report.update(_label_figures(anomaly_score, -detector.offset_, y_test))
-    path = Path(output or config["output"])
     detector.save(path)
     report["saved_to"] = str(path)
     if tracked is not None:

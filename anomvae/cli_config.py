@@ -41,7 +41,24 @@ def load_config(path: str | None) -> dict[str, Any]:
             if misspelt:
                 raise ValueError(f"{path}: unknown key(s) {sorted(misspelt)} in section {key!r}; "
                                  f"expected {sorted(config[key])}")
-            config[key] = {**config[key], **value}
+            if key == "model" and "params" in value and not isinstance(value["params"], dict):
+                raise ValueError(f"{path}: model.params must be a mapping of parameter names to values, got "
+                                 f"{value['params']!r}")
+            merged = {**config[key], **value}
+            if key == "model":  # given params add to the defaults (the seed among them), not replace them
+                merged["params"] = {**config[key]["params"], **(value.get("params") or {})}
+            config[key] = merged
         else:
             config[key] = value
+    _check_types(config, path)
     return config
+
+
+def _check_types(config: dict[str, Any], path: str) -> None:
+    """Refuse values of the wrong type, naming the key, before they fail deep inside a command."""
+    expected = [("output", config["output"], str), ("data.source", config["data"]["source"], str),
+                ("tracking.enabled", config["tracking"]["enabled"], bool)]
+    for key, value, kind in expected:
+        if not isinstance(value, kind):
+            shown = "true or false" if kind is bool else "a path"
+            raise ValueError(f"{path}: {key} must be {shown}, got {value!r}")

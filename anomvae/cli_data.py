@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,8 @@ def read_table(path: str | Path, detector=None) -> pd.DataFrame:
                          "(detector.score_samples(images), anomvae.report.write_report(detector, images, y, path))")
     path = Path(path)
     suffix = path.suffix.lower()
+    if not path.exists():  # pandas' message for a missing Parquet file is the bare path
+        raise ValueError(f"{path}: no such file or folder")
     if suffix == ".csv":
         return read_csv_rows(path, **_csv_options(path, detector))
     if suffix in (".parquet", ".pq"):
@@ -156,10 +159,50 @@ def training_data(data: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None
         if missing:
             raise ValueError(f"{key}: {missing} not among the columns of {data['source']} ({list(frame.columns)})")
     features = frame.drop(columns=[*dropped, *([label_column] if label_column else [])])
+    _check_complete(features, data["source"])
     _warn_of_row_numbers(features)
     if label_column is None:
         return features, None
     return features, label_values(frame[label_column], f"{data['source']}: {label_column!r}")
+
+
+def _check_complete(features: pd.DataFrame, source: str) -> None:
+    """Refuse a missing or non-finite feature value, naming the row of the file (from 0, as pandas counts)
+    rather than its position in the split the main job trains on."""
+    for column in features.columns:
+        values = features[column]
+        bad = values.isna().to_numpy()
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            bad = bad | ~np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            shown = "a missing value (NaN)" if pd.isna(values.iloc[row]) else str(values.iloc[row])
+            raise ValueError(f"{source}: column {column!r} holds {shown} in row {row} "
+                             f"({int(bad.sum())} row(s) in all); impute or drop them before training")
+
+
+def writable_output_file(path: str) -> Path:
+    """``path`` as a file ``train`` can save to, checked before any work (its missing folders are created).
+
+    Raises
+    ------
+    ValueError
+        When ``path`` is a folder, lies under a file, or in a folder that cannot be written to.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"output {path!r} is a folder; name a file in it")
+    folder = target.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"output {path!r} lies under {str(folder)!r}, which is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ValueError(f"output {path!r}: cannot write in {str(folder)!r} ({error.strerror})") from None
+    return target
 
 
 def _warn_of_row_numbers(features: pd.DataFrame) -> None:

@@ -201,6 +201,42 @@ def test_score_reads_an_npz_with_or_without_labels(config, table, tmp_path, caps
     assert "2 labels for 3 rows" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("text, message", [
+    # A platform engineer's trial: each failed deep inside (AttributeError, "&=: 'str' and 'bool'", ...).
+    ("data: {{source: null}}\n", "data.source must be a path, got None"),
+    ("tracking: {{enabled: 'false'}}\n", "tracking.enabled must be true or false, got 'false'"),
+    ("model: {{params: [1, 2]}}\n", "model.params must be a mapping"),
+    ("output: 5\n", "output must be a path, got 5"),
+    ("output: {tmp}\n", "is a folder; name a file in it"),
+    ("output: {tmp}/file.txt/model.safetensors\n", "which is a file, not a folder"),
+    ("data: {{source: {tmp}/missing.parquet}}\n", "missing.parquet: no such file"),
+])
+def test_config_values_of_the_wrong_kind_are_named_before_any_work(tmp_path, capsys, text, message):
+    (tmp_path / "file.txt").write_text("x")
+    text = text.format(tmp=tmp_path)
+    (tmp_path / "c.yaml").write_text(text if "tracking" in text else text + "tracking: {enabled: false}\n")
+    assert main(["train", "--config", str(tmp_path / "c.yaml")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_train_names_the_file_row_of_a_missing_value_and_keeps_the_default_seed(tmp_path, table, capsys):
+    # The same trial: a NaN in file row 5 was reported as "row 1" of the training split, and a config
+    # setting only epochs lost the default random_state: 0 (two runs, two thresholds).
+    frame, path = table
+    frame.loc[5, "b"] = np.nan
+    frame.to_csv(tmp_path / "nan.csv", index=False)
+    settings = {"model": {"params": {"epochs": 2}}, "data": {"source": str(tmp_path / "nan.csv"), "label_column": "label"},
+                "output": str(tmp_path / "m.safetensors"), "tracking": {"enabled": False}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(settings))
+    assert main(["train", "--config", str(tmp_path / "c.yaml")]) == 2
+    assert "column 'b' holds a missing value (NaN) in row 5" in capsys.readouterr().err
+    settings["data"]["source"] = str(path)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(settings))
+    thresholds = [main(["train", "--config", str(tmp_path / "c.yaml")]) or capsys.readouterr().out.split(
+        "threshold ")[1].split()[0] for _ in range(2)]
+    assert thresholds[0] == thresholds[1]
+
+
 @pytest.mark.parametrize("text, message", [("model: [\n", "not valid YAML"), ("- a\n- b\n", "must be a mapping"),
                                            ("[]\n", "must be a mapping"), ("false\n", "must be a mapping")])
 def test_malformed_config_file_is_refused(tmp_path, capsys, text, message):
