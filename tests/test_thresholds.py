@@ -419,3 +419,9 @@ def test_a_pythresh_method_missing_its_extras_names_them():
         pytest.skip("scikit-lego is installed here, so 'meta' has its extras")
     with pytest.raises(ImportError, match="extra dependencies"):
         PyThresh("meta", n_bootstrap=0).calibrate(np.random.default_rng(0).normal(size=500))
+
+
+def test_a_strategy_parameter_of_another_name_is_named_with_the_accepted_ones():
+    # A platform engineer's config {method: contamination, contamination: 0.05} got a bare TypeError.
+    with pytest.raises(ValueError, match=r"'contamination' takes no parameter\(s\) \['contamination'\]; .*'fraction'"):
+        strategy_from_dict({"method": "contamination", "contamination": 0.05})

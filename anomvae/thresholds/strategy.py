@@ -241,6 +241,10 @@ def strategy_from_dict(config: Mapping[str, Any]) -> ThresholdStrategy:
     method = config.pop("method", None)
     if method not in _STRATEGIES:
         raise ValueError(f"unknown threshold method {method!r}; known: {sorted(_STRATEGIES)}")
+    accepted = [f.name for f in fields(_STRATEGIES[method])]
+    unknown = sorted(set(config) - set(accepted))
+    if unknown:
+        raise ValueError(f"threshold method {method!r} takes no parameter(s) {unknown}; it takes {accepted}")
     return _STRATEGIES[method](**config)
 
 
