@@ -147,6 +147,10 @@ def training_data(data: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None
         When a named column is not in the table.
     """
     if data["source"] == "embedded":
+        given = [key for key in ("label_column", "drop_columns") if data.get(key)]
+        if given:
+            raise ValueError(f"data: {' and '.join(given)} apply to a file source; the embedded default brings "
+                             "its own labels and columns")
         return embedded_default()
     source = _shared_path(data["source"])
     frame = read_table(source)

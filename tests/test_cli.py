@@ -210,6 +210,7 @@ def test_score_reads_an_npz_with_or_without_labels(config, table, tmp_path, caps
     ("output: {tmp}\n", "is a folder; name a file in it"),
     ("output: {tmp}/file.txt/model.safetensors\n", "which is a file, not a folder"),
     ("data: {{source: {tmp}/missing.parquet}}\n", "missing.parquet: no such file"),
+    ("data: {{source: embedded, label_column: nosuch}}\n", "label_column apply to a file source"),
 ])
 def test_config_values_of_the_wrong_kind_are_named_before_any_work(tmp_path, capsys, text, message):
     (tmp_path / "file.txt").write_text("x")
