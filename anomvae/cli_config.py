@@ -24,7 +24,10 @@ def load_config(path: str | None) -> dict[str, Any]:
         try:
             loaded = yaml.safe_load(handle)
         except yaml.YAMLError as error:
-            raise ValueError(f"{path}: not valid YAML: {error}") from None
+            mark = getattr(error, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            problem = getattr(error, "problem", None) or " ".join(str(error).split())
+            raise ValueError(f"{path}: not valid YAML: {problem}{where}") from None
     if loaded is None:  # an empty file: the defaults
         loaded = {}
     if not isinstance(loaded, dict):

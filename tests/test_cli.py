@@ -239,6 +239,8 @@ def test_train_names_the_file_row_of_a_missing_value_and_keeps_the_default_seed(
 
 
 @pytest.mark.parametrize("text, message", [("model: [\n", "not valid YAML"), ("- a\n- b\n", "must be a mapping"),
+                                           ("model: {name: AnomalyVAE\ndata: x\n",
+                                            "not valid YAML: expected ',' or '}', but got ':' (line 2, column 5)"),
                                            ("[]\n", "must be a mapping"), ("false\n", "must be a mapping")])
 def test_malformed_config_file_is_refused(tmp_path, capsys, text, message):
     path = tmp_path / "c.yaml"

@@ -289,3 +289,12 @@ def test_fit_and_log_reads_a_pyarrow_table_as_fit_does(mlflow_store, labelled):
     result = tracking.fit_and_log(detector, table, y, validation=(table, y))
     assert list(detector.feature_names_in_) == [*X.columns, "zone"]
     assert mlflow.get_run(result.run_id).data.metrics["eval_roc_auc"] > 0.5
+
+
+def test_next_steps_quote_names_a_shell_would_split(mlflow_store):
+    # A platform engineer's trial: "anomvae serve models:/with space@champion" could not be pasted.
+    from anomvae.lifecycle.tracking import next_steps
+
+    serve = next_steps("models:/with space@champion")[1]
+    assert "anomvae serve 'models:/with space@champion' --port 5001" in serve
+    assert "anomvae serve models:/card@champion --port" in next_steps("models:/card@champion")[1]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shlex
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -69,8 +70,9 @@ def next_steps(model_uri: str) -> list[str]:
     would silently cast.
     """
     uri = mlflow.get_tracking_uri()
-    ui = uri if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
-    return [f"MLflow UI:  {ui}", f"serve:      MLFLOW_TRACKING_URI={uri} anomvae serve {model_uri} --port 5001"]
+    ui = uri if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
+    return [f"MLflow UI:  {ui}",
+            f"serve:      MLFLOW_TRACKING_URI={shlex.quote(uri)} anomvae serve {shlex.quote(model_uri)} --port 5001"]
 
 
 @contextlib.contextmanager
