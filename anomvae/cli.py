@@ -20,7 +20,7 @@ from .batch_scoring import keep_hint, load_detector, model_rows, score_table, wr
 from .cli_arguments import build_parser
 from .cli_config import load_config
 from .benchmark.command import run_from_arguments as run_bench
-from .cli_data import label_values, read_table, training_data, unscored_label, writable_output_file
+from .cli_data import check_output_file, label_values, read_table, training_data, unscored_label
 from .datasets import EMBEDDED_NAME, semi_supervised_split
 from .metrics import alarm_rates
 from .monitoring import monitor
@@ -46,7 +46,7 @@ def train(config: dict[str, Any], output: str | None = None, *, progress: bool =
     dict
         The printed report's figures.
     """
-    path = writable_output_file(output or config["output"])
+    path = check_output_file(output or config["output"], create_folders=True)
     name = config["model"]["name"]
     if name not in registry.names():
         raise ValueError(f"unknown model {name!r}; choose one of {registry.names()}")
@@ -178,7 +178,7 @@ def score(model: str, input_path: str, output_path: str | None, *, keep: list[st
     input column. ``.parquet`` outputs are Parquet.
     """
     if output_path:
-        _check_output_path(output_path)
+        check_output_file(output_path)
     detector = load_detector(model)
     frame = read_table(input_path, detector)
     label = unscored_label(detector, frame)
@@ -197,15 +197,6 @@ def _label_figures(anomaly_score: np.ndarray, threshold: float, y_test: np.ndarr
     if np.any(y_test == 1):
         figures.update(eval_recall=rates["recall"], eval_roc_auc=float(roc_auc_score(y_test, anomaly_score)))
     return figures
-
-
-def _check_output_path(path: str) -> None:
-    """Refuse, before any work is done, an output path that names a folder or lies in a missing one."""
-    target = Path(path)
-    if target.is_dir():
-        raise ValueError(f"output path {path!r} is a folder; name a file in it")
-    if not target.parent.is_dir():
-        raise ValueError(f"output folder {str(target.parent)!r} does not exist; create it or choose another path")
 
 
 def monitor_batch(model: str, batch_path: str, significance: float, n_top_features: int,
@@ -250,7 +241,7 @@ def write_report(model: str, data_path: str, output_path: str, *, label_column: 
     Labels come from ``label_column``, or from a ``label`` column that is not
     one of the model's features.
     """
-    _check_output_path(output_path)
+    check_output_file(output_path)
     detector = load_detector(model)
     frame = read_table(data_path, detector)
     label_column = label_column or unscored_label(detector, frame)
@@ -313,7 +304,7 @@ def _run_promote(args) -> int:
 
 def _run_monitor(args) -> int:
     if args.json:  # before the work: a pipeline reading the exit status must see the alarm, not a bad path
-        _check_output_path(args.json)
+        check_output_file(args.json)
     report = monitor_batch(args.model, args.batch, args.significance, args.top, args.log_to_mlflow,
                            args.monitoring_run, keep=args.keep)
     print(report)

@@ -13,7 +13,9 @@ from pandas._libs.parsers import STR_NA_VALUES  # pandas' default missing-value 
 
 from .csv_fields import read_csv_rows
 from .datasets import embedded_default, shared_data_dir
+from .finite import check_finite
 from .metrics import LABEL_WORDS
+from .preprocessing import check_no_missing
 
 
 def label_values(values, where: str) -> np.ndarray:
@@ -172,40 +174,44 @@ def training_data(data: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None
 
 def _check_complete(features: pd.DataFrame, source: str) -> None:
     """Refuse a missing or non-finite feature value, naming the row of the file (from 0, as pandas counts)
-    rather than its position in the split the main job trains on."""
-    for column in features.columns:
-        values = features[column]
-        bad = values.isna().to_numpy()
-        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-            bad = bad | ~np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            shown = "a missing value (NaN)" if pd.isna(values.iloc[row]) else str(values.iloc[row])
-            raise ValueError(f"{source}: column {column!r} holds {shown} in row {row} "
-                             f"({int(bad.sum())} row(s) in all); impute or drop them before training")
+    rather than its position in the split the main job trains on (the checks ``fit`` makes, on the whole table)."""
+    numeric = [column for column in features.columns if pd.api.types.is_numeric_dtype(features[column])]
+    try:
+        check_finite(features[numeric].to_numpy(dtype=np.float64, na_value=np.nan), [str(c) for c in numeric])
+        for column in features.columns.difference(numeric, sort=False):
+            check_no_missing(features[column], str(column))
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
 
 
-def writable_output_file(path: str) -> Path:
-    """``path`` as a file ``train`` can save to, checked before any work (its missing folders are created).
+def check_output_file(path: str, *, create_folders: bool = False) -> Path:
+    """``path`` as a file a command can write, checked before any work is done.
+
+    ``train`` creates missing folders (``create_folders``); the other commands
+    write into an existing one.
 
     Raises
     ------
     ValueError
-        When ``path`` is a folder, lies under a file, or in a folder that cannot be written to.
+        When ``path`` is a folder, lies in a missing folder (without
+        ``create_folders``) or under a file, or in a folder that cannot be
+        written to.
     """
     target = Path(path)
     if target.is_dir():
-        raise ValueError(f"output {path!r} is a folder; name a file in it")
+        raise ValueError(f"output path {path!r} is a folder; name a file in it")
     folder = target.parent
+    if not create_folders and not folder.exists():
+        raise ValueError(f"output folder {str(folder)!r} does not exist; create it or choose another path")
     while not folder.exists():
         folder = folder.parent
     if not folder.is_dir():
-        raise ValueError(f"output {path!r} lies under {str(folder)!r}, which is a file, not a folder")
+        raise ValueError(f"output path {path!r} lies under {str(folder)!r}, which is a file, not a folder")
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
-        raise ValueError(f"output {path!r}: cannot write in {str(folder)!r} ({error.strerror})") from None
+        raise ValueError(f"output path {path!r}: cannot write in {str(folder)!r} ({error.strerror})") from None
     return target
 
 

@@ -230,7 +230,7 @@ def test_train_names_the_file_row_of_a_missing_value_and_keeps_the_default_seed(
                 "output": str(tmp_path / "m.safetensors"), "tracking": {"enabled": False}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(settings))
     assert main(["train", "--config", str(tmp_path / "c.yaml")]) == 2
-    assert "column 'b' holds a missing value (NaN) in row 5" in capsys.readouterr().err
+    assert "nan.csv: Input X contains NaN in row 5, column b" in capsys.readouterr().err
     settings["data"]["source"] = str(path)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(settings))
     thresholds = [main(["train", "--config", str(tmp_path / "c.yaml")]) or capsys.readouterr().out.split(
