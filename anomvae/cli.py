@@ -20,9 +20,9 @@ from .batch_scoring import keep_hint, load_detector, model_rows, score_table, wr
 from .cli_arguments import build_parser
 from .cli_config import load_config
 from .benchmark.command import run_from_arguments as run_bench
-from .cli_data import check_output_file, label_values, read_table, training_data, unscored_label
+from .cli_data import check_output_file, read_table, training_data, unscored_label
 from .datasets import EMBEDDED_NAME, semi_supervised_split
-from .metrics import alarm_rates
+from .metrics import alarm_rates, check_labels
 from .monitoring import monitor
 from .report import write_report as write_html_report
 from .thresholds import Contamination, FalsePositiveRate, strategy_from_dict
@@ -247,7 +247,7 @@ def write_report(model: str, data_path: str, output_path: str, *, label_column: 
     label_column = label_column or unscored_label(detector, frame)
     if label_column is not None and label_column not in frame.columns:
         raise ValueError(f"label column {label_column!r} is not a column of {data_path}")
-    labels = None if label_column is None else label_values(frame[label_column], f"{data_path}: {label_column!r}")
+    labels = None if label_column is None else check_labels(frame[label_column], f"{data_path}: {label_column!r}")
     rows = model_rows(detector, frame.drop(columns=[label_column] if label_column else []), keep or ())
     with keep_hint():
         return write_html_report(detector, rows, labels, output_path,

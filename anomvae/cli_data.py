@@ -12,50 +12,17 @@ import pandas as pd
 from pandas._libs.parsers import STR_NA_VALUES  # pandas' default missing-value markers
 
 from .csv_fields import read_csv_rows
-from .datasets import embedded_default, shared_data_dir
+from .datasets import embedded_default, load_npz, shared_data_dir
 from .finite import check_finite
-from .metrics import LABEL_WORDS
+from .metrics import check_labels
 from .preprocessing import check_no_missing
-
-
-def label_values(values, where: str) -> np.ndarray:
-    """Labels as ints (1 = anomaly, 0 = normal), refusing anything else rather than truncating it.
-
-    Raises
-    ------
-    ValueError
-        If a value is missing, fractional or not 0 or 1; ``where`` names the column or file.
-    """
-    array = np.asarray(values)
-    if array.dtype.kind in "OUS":  # text read from a CSV file: "1", "0", "True", "false"
-        array = np.asarray([LABEL_WORDS.get(str(value).strip().lower(), value) for value in array.ravel()],
-                           dtype=object)
-    try:
-        numbers = array.astype(np.float64)
-    except (TypeError, ValueError):
-        shown = str(next(value for value in array.ravel() if str(value).strip() not in ("0", "1", "0.0", "1.0")))
-        raise ValueError(f"{where}: labels must be 0 (normal) or 1 (anomaly), or true/false; got {shown!r}") from None
-    bad = ~np.isin(numbers, (0.0, 1.0))
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        value = array.ravel()[row]
-        shown = value.item() if hasattr(value, "item") else value
-        raise ValueError(f"{where}: labels must be 0 (normal) or 1 (anomaly); row {row} holds {shown!r}")
-    return numbers.astype(int).ravel()
 
 
 def _npz_frame(path: Path) -> pd.DataFrame:
     """Columns ``x0 ...`` from the ``X`` array of an ``.npz`` file, plus ``label`` from ``y`` when it has one."""
-    with np.load(path, allow_pickle=False) as data:
-        if "X" not in data.files:
-            raise ValueError(f"{path}: an .npz file needs an array named 'X' (rows x features); "
-                             f"it holds {sorted(data.files)}")
-        X = np.asarray(data["X"], dtype=np.float64)
-        y = label_values(data["y"], f"{path}: 'y'") if "y" in data.files else None
+    X, y = load_npz(path, labels=False)
     if X.ndim != 2:
         raise ValueError(f"{path}: 'X' must be a 2-d array (rows x features), got shape {X.shape}")
-    if y is not None and len(y) != len(X):
-        raise ValueError(f"{path}: 'y' has {len(y)} labels for {len(X)} rows of 'X'")
     frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
     if y is not None:
         frame["label"] = y
@@ -169,7 +136,7 @@ def training_data(data: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None
     _warn_of_row_numbers(features)
     if label_column is None:
         return features, None
-    return features, label_values(frame[label_column], f"{data['source']}: {label_column!r}")
+    return features, check_labels(frame[label_column], f"{data['source']}: {label_column!r}")
 
 
 def _check_complete(features: pd.DataFrame, source: str) -> None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import gzip
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.datasets import load_breast_cancer
+
+from .metrics import check_labels
 
 
 def shared_data_dir() -> Path | None:
@@ -49,10 +52,48 @@ def embedded_default() -> tuple[pd.DataFrame, np.ndarray]:
     return bunch.data, (bunch.target.to_numpy() == 0).astype(int)
 
 
-def load_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Load an ADBench-style ``.npz`` file with arrays ``X`` and ``y`` (1 = anomaly)."""
-    with np.load(path, allow_pickle=False) as data:
-        return np.asarray(data["X"], dtype=np.float64), np.asarray(data["y"]).astype(int).ravel()
+def load_npz(path: str | os.PathLike, labels: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Load an ADBench-style ``.npz`` file with arrays ``X`` and ``y`` (1 = anomaly), checked.
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    labels : bool, default True
+        Whether ``y`` is required; without it a file holding ``X`` alone gives ``y = None``.
+
+    Returns
+    -------
+    X : ndarray of float64 of shape (n, ...)
+        One row per sample (tables are 2-D, images keep their pixel axes).
+    y : ndarray of int of shape (n,), or None
+        1 for anomalies, 0 for normal rows (:func:`anomvae.metrics.check_labels`).
+
+    Raises
+    ------
+    ValueError
+        Naming the file: not a readable ``.npz`` file (or one of pickled
+        objects), no ``X`` (or no ``y`` when ``labels``), ``X`` not numeric or
+        not at least 2-D, ``y`` of another length or not 0/1.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            needed = "the arrays X and y (1 = anomaly)" if labels else "an array named X"
+            if not ({"X", "y"} if labels else {"X"}) <= set(data.files):
+                raise ValueError(f"{path}: an .npz dataset needs {needed}, one row per sample; "
+                                 f"found {sorted(data.files)}")
+            X, y = data["X"], (np.ravel(data["y"]) if "y" in data.files else None)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:  # ValueError: pickled object arrays
+        if str(error).startswith(f"{path}:"):
+            raise
+        raise ValueError(f"{path}: not a readable .npz file ({error})") from None
+    if X.ndim < 2:
+        raise ValueError(f"{path}: X must hold one row per sample (2-D), got shape {X.shape}")
+    if not (np.issubdtype(X.dtype, np.number) and X.dtype.kind != "c" or X.dtype == np.bool_):
+        raise ValueError(f"{path}: X must be numeric, got dtype {X.dtype}")
+    if y is not None and len(y) != len(X):
+        raise ValueError(f"{path}: y has {len(y)} labels for {len(X)} rows of X")
+    return X.astype(np.float64), (None if y is None else check_labels(y, f"{path}: the array y"))
 
 
 def stratified_subsample(y: np.ndarray, max_rows: int | None, rng: np.random.Generator) -> np.ndarray:

@@ -28,29 +28,61 @@ LABEL_WORDS = {"1": 1, "0": 0, "1.0": 1, "0.0": 0, "true": 1, "false": 0}
 """Text labels read as numbers (as a CSV delivers them), case and surrounding spaces ignored."""
 
 
-def check_labels(y) -> np.ndarray:
+def check_labels(y, where: str | None = None) -> np.ndarray:
     """Labels as ints, 1 for anomalies and 0 for normal rows.
 
-    Accepted: 0/1 numbers, booleans, and the text of :data:`LABEL_WORDS`.
+    The one label check of the library, the commands and the benchmark.
+    Accepted: 0/1 numbers (``1.0`` too), booleans, and the text of
+    :data:`LABEL_WORDS`. Nothing is truncated: 0.5 or 2 is refused, not read
+    as 0 or 1.
+
+    Parameters
+    ----------
+    y : array-like of shape (n,)
+        The labels.
+    where : str, optional
+        What holds them (a file and column), put before every message.
+
+    Returns
+    -------
+    ndarray of int of shape (n,)
 
     Raises
     ------
     ValueError
         For a missing label or any other value (scikit-learn's +1/-1, words
-        such as "anomaly"), saying how to convert.
+        such as "anomaly"), naming the first such row and saying how to convert.
     """
-    raw = np.asarray(y, dtype=object).ravel()
-    if any(value is None or (not isinstance(value, str) and bool(pd.isna(value))) for value in raw):
-        raise ValueError("labels must not be missing: give every row 1 (anomaly) or 0 (normal)")
-    labels = np.array([LABEL_WORDS.get(value.strip().lower(), value) if isinstance(value, str) else value
-                       for value in raw], dtype=object)
-    values = set(labels.tolist())
-    if not values <= {0, 1}:
-        shown = sorted(values - {0, 1}, key=str)[:10]
-        hint = ("for scikit-learn's +1/-1 convention pass (y == -1).astype(int)" if values & {-1}
+    prefix = f"{where}: " if where else ""
+    values, missing, bad = _label_values(y)
+    if missing.any():
+        raise ValueError(f"{prefix}labels must not be missing: row {int(np.argmax(missing))} has none "
+                         f"({int(missing.sum())} in all); give every row 1 (anomaly) or 0 (normal)")
+    if bad.any():
+        found = pd.unique(values[bad])
+        shown = "[" + ", ".join(repr(value)[:12] for value in sorted(found.tolist(), key=str)[:4]) + "]"
+        shown = f"{len(found)} distinct values such as {shown}" if len(found) > 4 else shown
+        hint = ("for scikit-learn's +1/-1 convention pass (y == -1).astype(int)" if -1 in set(found.tolist())
                 else "map your labels to 1 for anomalies and 0 for normal rows")
-        raise ValueError(f"labels must be 1 for anomalies and 0 for normal rows (or true/false), got {shown}; {hint}")
-    return labels.astype(int)
+        raise ValueError(f"{prefix}labels must be 1 (anomaly) or 0 (normal), or true/false; got {shown}, "
+                         f"first at row {int(np.argmax(bad))}; {hint}")
+    return values.astype(int)
+
+
+def _label_values(y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``y`` flattened with :data:`LABEL_WORDS` read as numbers, and masks of its missing and its other values."""
+    array = np.asarray(y)
+    if array.dtype.kind in "biuf":  # numbers and booleans: no per-row Python work
+        values = array.ravel()
+        missing = np.isnan(values) if values.dtype.kind == "f" else np.zeros(len(values), dtype=bool)
+        return values, missing, ~missing & ~np.isin(values, (0, 1))
+    values = np.array([LABEL_WORDS.get(value.strip().lower(), value) if isinstance(value, str) else value
+                       for value in np.asarray(y, dtype=object).ravel()], dtype=object)
+    missing = np.array([value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+                        for value in values], dtype=bool)
+    bad = np.array([not is_missing and (isinstance(value, str) or value not in (0, 1))
+                    for value, is_missing in zip(values, missing)], dtype=bool)
+    return values, missing, bad
 
 
 def _anomaly_labels(y) -> np.ndarray:

@@ -52,7 +52,7 @@ def test_bad_tables_are_skipped_once_with_a_reason_naming_the_file(tmp_path):
     assert "no anomaly" in found["noanomaly"]
     assert f"fewer than {MIN_TRAIN_ROWS}" in found["tiny"]
     assert "empty" in found["empty"]
-    assert "needs arrays X and y" in found["noX"]
+    assert "needs the arrays X and y" in found["noX"]
     assert "2-D" in found["flat"]
     # A review's findings: a truncated .npz crashed the whole command, and boolean X was refused.
     (tmp_path / "trunc.npz").write_bytes((tmp_path / "noX.npz").read_bytes()[:100])
@@ -85,7 +85,7 @@ def test_label_column_rule_option_and_a_saved_index(tmp_path, capsys):
     table = task.read()
     assert table.X.shape == (120, 3) and table.notes and "Unnamed: 0" in table.notes[0]
     frame[["Class", "a", "b", "c"]].to_csv(tmp_path / "t.csv", index=False)
-    with pytest.raises(ValueError, match="label column 'c' must hold 0.*--label-column NAME"):
+    with pytest.raises(ValueError, match="label column 'c': labels must be 1 .anomaly. or 0 .normal.*--label-column NAME"):
         task.read()
     assert TableTask("t", str(tmp_path / "t.csv"), "Class").read().X.shape == (120, 3)
     with pytest.raises(ValueError, match="no column 'nope'"):

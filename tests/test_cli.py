@@ -192,10 +192,10 @@ def test_score_reads_an_npz_with_or_without_labels(config, table, tmp_path, caps
     np.savez(tmp_path / "no_x.npz", features=features)
     capsys.readouterr()
     assert main(["score", model, str(tmp_path / "no_x.npz")]) == 2
-    assert "array named 'X'" in capsys.readouterr().err
+    assert "needs an array named X, one row per sample" in capsys.readouterr().err
     np.savez(tmp_path / "fractional.npz", X=features[:3], y=np.array([0.0, 0.2, 1.0]))
     assert main(["score", model, str(tmp_path / "fractional.npz")]) == 2
-    assert "labels must be 0 (normal) or 1 (anomaly); row 1 holds" in capsys.readouterr().err
+    assert "labels must be 1 (anomaly) or 0 (normal), or true/false; got [0.2], first at row 1" in capsys.readouterr().err
     np.savez(tmp_path / "short.npz", X=features[:3], y=np.array([0, 1]))
     assert main(["score", model, str(tmp_path / "short.npz")]) == 2
     assert "2 labels for 3 rows" in capsys.readouterr().err

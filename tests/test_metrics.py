@@ -8,7 +8,8 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_sco
 
 from anomvae import AnomalyVAE
 from anomvae.thresholds import Contamination
-from anomvae.metrics import SCORERS, outlier_average_precision, outlier_roc_auc
+from anomvae.datasets import load_npz
+from anomvae.metrics import SCORERS, check_labels, outlier_average_precision, outlier_roc_auc
 
 
 @pytest.fixture
@@ -49,9 +50,37 @@ def test_scorers_by_name_work_with_cross_validation(labelled):
     assert scores.min() > 0.8
 
 
-@pytest.mark.parametrize("y, message", [([1, -1, 1], "1 for anomalies and 0"), ([0, 0, 0], "both anomalies")])
+@pytest.mark.parametrize("y, message", [([1, -1, 1], "for scikit-learn.s .1/-1 convention"), ([0, 0, 0], "both anomalies")])
 def test_bad_labels_are_refused(labelled, y, message):
     X, _ = labelled
     forest = IsolationForest(random_state=0).fit(X)
     with pytest.raises(ValueError, match=message):
         outlier_roc_auc(forest, X[:3], y)
+
+
+@pytest.mark.parametrize("y, message", [
+    ([0, 1, 0.5], r"t.csv: 'y': labels must be 1 \(anomaly\) or 0 \(normal\), or true/false; got \[0.5\], first at row 2"),
+    (np.array([0, 2, 1]), r"got \[2\], first at row 1; map your labels"),
+    (["0", "anomaly"], r"got \['anomaly'\], first at row 1"),
+    ([0, None, 1], r"t.csv: 'y': labels must not be missing: row 1 has none \(1 in all\)"),
+    (np.array([0.0, np.nan]), "row 1 has none"),
+    (np.arange(10), r"got 8 distinct values such as \[2, 3, 4, 5\], first at row 2"),
+])
+def test_check_labels_names_where_and_the_first_bad_row(y, message):
+    with pytest.raises(ValueError, match=message):
+        check_labels(y, "t.csv: 'y'")
+
+
+def test_check_labels_reads_the_text_a_csv_delivers():
+    np.testing.assert_array_equal(check_labels([" 1", "0.0", "TRUE", False, 1.0]), [1, 0, 1, 0, 1])
+
+
+def test_load_npz_refuses_labels_it_would_have_to_truncate(tmp_path):
+    np.savez(tmp_path / "t.npz", X=np.zeros((3, 2)), y=np.array([0.0, 0.4, 1.0]))
+    with pytest.raises(ValueError, match=r"t.npz: the array y: labels must be 1 .* got \[0.4\], first at row 1"):
+        load_npz(tmp_path / "t.npz")
+    np.savez(tmp_path / "x.npz", X=np.zeros((3, 2)))
+    X, y = load_npz(tmp_path / "x.npz", labels=False)
+    assert X.shape == (3, 2) and y is None
+    with pytest.raises(ValueError, match="needs the arrays X and y"):
+        load_npz(tmp_path / "x.npz")

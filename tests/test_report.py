@@ -65,7 +65,7 @@ def test_report_without_labels_has_no_classification_section(labelled):
 
 @pytest.mark.parametrize("convert, message", [
     (lambda y: np.where(y == 1, -1, 1), "for scikit-learn's +1/-1 convention"),
-    (lambda y: np.where(y == 1, "anomaly", "normal"), "got ['anomaly', 'normal']; map your labels"),
+    (lambda y: np.where(y == 1, "anomaly", "normal"), "got ['anomaly', 'normal'], first at row 0; map your labels"),
 ])
 def test_report_labels_other_than_0_and_1_get_a_clear_error(labelled, convert, message):
     # Review finding: these raised sklearn's "Target is multiclass" or int("normal") from deep inside.

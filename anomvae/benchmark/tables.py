@@ -12,12 +12,14 @@ feature must be numeric and finite.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ..datasets import load_npz
+from ..metrics import check_labels
 
 TABLE_SUFFIXES = (".npz", ".csv", ".parquet")
 """File types a tabular dataset may have."""
@@ -57,7 +59,7 @@ def read_table(path: str | Path, label_column: str | None = None) -> Table:
     """
     path = Path(path)
     if path.suffix == ".npz":
-        X, y = _read_npz(path)
+        X, y = load_npz(path)
         notes: tuple[str, ...] = ()
         where = _array_position
     else:
@@ -73,25 +75,6 @@ def read_table(path: str | Path, label_column: str | None = None) -> Table:
         raise ValueError(f"{path}: no rows")
     _check_finite(X, path, where)
     return Table(X, y, notes)
-
-
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if not {"X", "y"} <= set(data.files):
-                raise ValueError(f"{path}: an .npz dataset needs arrays X and y, found {sorted(data.files)}")
-            X, y = data["X"], np.ravel(data["y"])
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:  # ValueError: pickled object arrays
-        if str(error).startswith(f"{path}:"):
-            raise
-        raise ValueError(f"{path}: not a readable .npz file ({error})") from None
-    if X.ndim < 2:
-        raise ValueError(f"{path}: X must hold one row per sample (2-D), got shape {X.shape}")
-    if len(X) != len(y):
-        raise ValueError(f"{path}: X has {len(X)} rows but y has {len(y)} labels")
-    if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_):  # booleans, as in CSV columns
-        raise ValueError(f"{path}: X must be numeric, got dtype {X.dtype}")
-    return X.astype(np.float64), _labels(pd.Series(y), path, "the array y", "")
 
 
 def _read_frame(path: Path) -> pd.DataFrame:
@@ -126,12 +109,10 @@ def _split_label(frame: pd.DataFrame, path: Path,
 
 
 def _labels(values: pd.Series, path: Path, what: str, hint: str) -> np.ndarray:
-    found = pd.unique(values)
-    if values.isna().any() or not set(found) <= {0, 1}:
-        shown = ", ".join(sorted(str(value)[:10] for value in found)[:4])
-        shown = f"{len(found)} distinct values such as {shown}" if len(found) > 4 else shown
-        raise ValueError(f"{path}: {what} must hold 0 (normal) and 1 (anomaly), found {shown}{hint}")
-    return values.to_numpy().astype(int)
+    try:
+        return check_labels(values, f"{path}: {what}")
+    except ValueError as error:
+        raise ValueError(f"{error}{hint}") from None
 
 
 def _check_finite(X: np.ndarray, path: Path, where) -> None:
