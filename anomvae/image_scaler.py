@@ -84,6 +84,7 @@ class ImageScaler:
         if self._eight_bit_against_unit_fit(batch):
             return (batch / 255.0).astype(np.float32)
         self._refuse_another_integer_scale(batch)
+        self._refuse_negative_grey_levels(batch)
         self._refuse_mostly_beyond(batch)
         pixel_scale = self.low >= 0.0 and self.high >= 2.0  # a fit on non-negative pixels beyond [0, 1], e.g. 0-255
         if pixel_scale and batch.dtype.kind == "f" and batch.size and float(batch.max()) <= 1.0:
@@ -103,7 +104,7 @@ class ImageScaler:
         return batch.dtype == np.uint8 or (int(batch.min()) >= 0 and 1 < int(batch.max()) <= 255)
 
     def _refuse_another_integer_scale(self, batch: np.ndarray) -> None:
-        """Integer pixels on another scale than fit's: 8-bit against a 16-bit fit, or negative against 0-255."""
+        """``uint8`` pixels against a fit on pixels well beyond 8 bits (16-bit)."""
         if batch.dtype.kind not in "iu" or not batch.size:
             return
         if batch.dtype == np.uint8 and self.high > 511.0:  # well past 8 bits, not a float fit's overshoot
@@ -111,11 +112,21 @@ class ImageScaler:
                 f"uint8 images (0-255) but the model was fitted on pixels in [{self.low:g}, {self.high:g}]: "
                 "pass them on the scale of fit"
             )
-        if (self.low, self.high) != (0.0, 255.0):
+
+    def _refuse_negative_grey_levels(self, batch: np.ndarray) -> None:
+        """Pixels of any type below -0.5 against a 0-255 fit: no 8-bit grey level is negative.
+
+        A signed or centred scale (``int16`` pixels minus 128) is refused,
+        whether it arrives as integers (the native door) or as the float32 of
+        a served model's tensor door; a float's undershoot of less than half a
+        grey level (an interpolation's) is clipped to 0.
+        """
+        if (self.low, self.high) != (0.0, 255.0) or not batch.size:
             return
-        if int(batch.min()) < 0:  # no 8-bit pixel is negative: a signed or centred scale
+        lowest = float(batch.min())
+        if lowest < -0.5:
             raise ValueError(
-                f"image pixels go down to {int(batch.min())} but the model was fitted on pixels in [0, 255]: "
+                f"image pixels go down to {lowest:g} but the model was fitted on pixels in [0, 255]: "
                 "pass them on the scale of fit"
             )
 

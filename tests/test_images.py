@@ -168,6 +168,13 @@ def test_a_sixteen_bit_copy_of_dark_background_images_is_refused_not_clipped():
         detector.predict(digits[:5].astype(np.uint16) * 257)
     with pytest.raises(ValueError, match="go down to -128"):
         detector.predict(digits[:5].astype(np.int16) - 128)
+    # A served model's tensor door hands the same pixels over as float32: refused alike, not clipped to 0.
+    with pytest.raises(ValueError, match="go down to -128"):
+        detector.predict(digits[:5].astype(np.float32) - 128)
+    undershoot = digits[:5].astype(np.float32)
+    undershoot[:, 0, 0] = -0.3  # less than half a grey level below 0 (an interpolation's): clipped, scored
+    np.testing.assert_array_equal(detector.score_samples(undershoot), detector.score_samples(
+        np.where(undershoot < 0, 0, undershoot)))
     bright = digits[:5].astype(np.uint16)
     bright[:, 0, 0] = 3000  # one hot pixel per image: an anomaly, scored
     assert np.isfinite(detector.score_samples(bright)).all()
