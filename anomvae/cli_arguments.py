@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .benchmark.command import add_arguments as add_bench_arguments
 from .version import __version__
@@ -10,6 +11,36 @@ from .version import __version__
 DESCRIPTION = """Variational-autoencoder anomaly detectors: train, score, monitor, promote, report, serve, bench.
 
 Runs are tracked in MLflow: MLFLOW_TRACKING_URI, or mlflow.db in the working directory."""
+
+
+class NumberArgumentParser(argparse.ArgumentParser):
+    """An argument parser that reads ``--threshold -1e3`` as the option's value.
+
+    argparse takes a negative number written with an exponent (``-1e3``,
+    ``-2.5E-4``) for an option, so ``--threshold -1e3`` failed with "expected
+    one argument" while ``--threshold -1000`` worked. A long option followed by
+    a negative number is joined into ``--option=number`` before parsing; no
+    positional argument of the commands is a number.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        tokens = list(sys.argv[1:] if args is None else args)
+        joined: list[str] = []
+        for token in tokens:
+            previous = joined[-1] if joined else ""
+            if previous.startswith("--") and "=" not in previous and previous != "--" and _negative_number(token):
+                joined[-1] = f"{previous}={token}"
+            else:
+                joined.append(token)
+        return super().parse_known_args(joined, namespace)
+
+
+def _negative_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return token.startswith("-")
 
 
 def _column_list(text: str) -> list[str]:
@@ -128,8 +159,8 @@ def _add_serve_parser(commands) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``anomvae`` argument parser, one subcommand per job; help is plain text."""
-    parser = argparse.ArgumentParser(prog="anomvae", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = NumberArgumentParser(prog="anomvae", description=DESCRIPTION,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"anomvae {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(commands)

@@ -152,6 +152,16 @@ def test_version_and_plain_text_help(capsys):
         assert "``" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("value", ["-1e3", "-1000", "-2.5E-1"])
+def test_a_negative_number_with_or_without_an_exponent_is_an_option_value(value):
+    # A user's finding: `promote --threshold -1e3` failed with "expected one argument" (argparse reads
+    # "-1e3" as an option), while "-1000" worked.
+    from anomvae.cli_arguments import build_parser
+
+    assert build_parser().parse_args(["promote", "m", "--threshold", value]).threshold == float(value)
+    assert build_parser().parse_args(["monitor", "m", "b.csv", "--significance", value]).significance == float(value)
+
+
 def test_promote_names_the_store_and_creates_none(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
