@@ -16,10 +16,13 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from .base.inputs import arrow_as_frame
+from .base.inputs import arrow_as_frame, is_image_batch
 from .distributed import DataParallel
+from .finite import check_finite
+from .preprocessing import MAX_CATEGORIES
 from .python_values import comparable_setting, same_setting
-from .streaming import SAMPLE_ROWS, is_streamed
+from .schema import CATEGORY
+from .streaming import SAMPLE_ROWS, is_streamed, survey_columns
 
 
 RANK_LOCAL_PARAMETERS = ("random_state", "device", "verbose")
@@ -56,8 +59,15 @@ def fit_distributed(estimator, X, *, group=None):
     Every rank of the process group must call it, with the same estimator
     parameters and a shard of similar size. What the ranks share:
 
+    - **checks**: each rank checks its whole shard as ``fit`` checks rows
+      (missing or non-finite values, text, each column's kind) before any
+      training, and every rank raises if one shard fails, naming the rank and
+      the row within its shard: an error on one rank never leaves the others
+      waiting in a collective;
     - **encoder**: fitted on a sample gathered from every rank (up to
-      :data:`~anomvae.streaming.SAMPLE_ROWS` rows in all), so all ranks encode alike;
+      :data:`~anomvae.streaming.SAMPLE_ROWS` rows in all, plus one row of
+      each text value the sample would miss, so no category seen in training
+      is "unseen"), so all ranks encode alike;
     - **seed**: rank 0's ``random_state`` (a fresh seed when it is None), so
       weights start equal; each rank shuffles its own shard;
     - **training**: one step per batch on every rank, gradients averaged
@@ -88,7 +98,12 @@ def fit_distributed(estimator, X, *, group=None):
     ValueError
         On every rank, naming the difference, when the ranks' shards do not
         have the same columns (names and order) or width, or their estimators
-        not the same parameters (other than :data:`RANK_LOCAL_PARAMETERS`).
+        not the same parameters (other than :data:`RANK_LOCAL_PARAMETERS`);
+        when a shard is empty or holds a missing or non-finite value (naming
+        the rank and the row in its shard).
+    TypeError
+        On every rank, when a column holds values of another kind on one rank
+        than on another (numbers on one, booleans or text on another).
     """
     X = arrow_as_frame(X)
     if is_streamed(X):
@@ -101,7 +116,8 @@ def fit_distributed(estimator, X, *, group=None):
         seed = int(np.random.default_rng().integers(np.iinfo(np.int32).max))
     estimator.set_params(random_state=int(sync.broadcast(seed)))
     _check_same_setup(estimator, X, sync)
-    sample = _gathered_sample(X, sync)
+    kinds = _check_shards(X, sync)
+    sample = _gathered_sample(X, sync, kinds)
     return estimator._keeping_state_on_error(estimator._fit, X, sync, sample)
 
 
@@ -141,14 +157,78 @@ def _check_same_setup(estimator, X, sync: DataParallel) -> None:
             )
 
 
-def _gathered_sample(X, sync: DataParallel):
-    """Up to ``SAMPLE_ROWS / world_size`` rows of each rank, concatenated in rank order."""
+def _shard_survey(X, rank: int) -> tuple[str | None, str, list | None]:
+    """This rank's whole shard checked as ``fit`` checks rows: (error, its type's name, column kinds)."""
+    label = f"rank {rank}'s shard"
+    try:
+        if len(X) == 0:
+            raise ValueError(f"{label} holds no rows; give every rank at least one row")
+        if isinstance(X, pd.DataFrame):
+            return None, "", survey_columns(X, label, {}, None)
+        if not is_image_batch(X):
+            try:
+                values = np.asarray(X, dtype=np.float64)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{label}: an array of numbers is needed ({error}); pass a DataFrame "
+                                 "to use text columns as categories") from None
+            try:
+                check_finite(values)
+            except ValueError as error:
+                raise ValueError(f"{label}: {error}") from None
+    except (TypeError, ValueError) as error:
+        return str(error), type(error).__name__, None
+    return None, "", None
+
+
+def _check_shards(X, sync: DataParallel) -> list | None:
+    """Check every rank's shard before training and agree on the outcome; the column kinds (None for arrays)."""
+    surveys: list = [None] * sync.world_size
+    dist.all_gather_object(surveys, _shard_survey(X, sync.rank), group=sync.group)
+    failed = [(error, kind) for error, kind, _ in surveys if error is not None]
+    if failed:
+        error_type = TypeError if failed[0][1] == "TypeError" else ValueError
+        raise error_type("fit_distributed: " + "; ".join(error for error, _ in failed)[:1000])
+    kinds = [found for _, _, found in surveys]
+    if kinds[0] is None:
+        return None
+    for i, column in enumerate(X.columns):
+        seen = {rank: rank_kinds[i] for rank, rank_kinds in enumerate(kinds) if rank_kinds[i] is not None}
+        if len(set(seen.values())) > 1:
+            held = ", ".join(f"{kind} values on rank {rank}" for rank, kind in seen.items())
+            raise TypeError(f"fit_distributed: column {str(column)!r} holds {held}; every rank must give a "
+                            "column the same kind (convert it before the fit)")
+    return [next((rank_kinds[i] for rank_kinds in kinds if rank_kinds[i] is not None), None)
+            for i in range(len(X.columns))]
+
+
+def _gathered_sample(X, sync: DataParallel, kinds: list | None):
+    """Up to ``SAMPLE_ROWS / world_size`` rows of each rank, concatenated in rank order.
+
+    Each rank adds one row for each value of a text column that its sampled
+    rows miss (at most ``MAX_CATEGORIES + 1`` per column, enough for the
+    encoder to refuse a column of too many values), so that the encoder knows
+    every category of the training rows.
+    """
     rows = X.iloc if isinstance(X, pd.DataFrame) else X
     share = max(2, SAMPLE_ROWS // sync.world_size)
     positions = np.sort(np.random.default_rng(sync.rank).permutation(len(X))[:share])
+    if isinstance(X, pd.DataFrame) and kinds is not None:
+        positions = np.union1d(positions, _rows_of_unsampled_values(X, positions, kinds))
     local = rows[positions] if isinstance(X, pd.DataFrame) else np.asarray(X)[positions]
     parts: list = [None] * sync.world_size
     dist.all_gather_object(parts, local, group=sync.group)
     if isinstance(X, pd.DataFrame):
         return pd.concat(parts, ignore_index=True)
     return np.concatenate(parts)
+
+
+def _rows_of_unsampled_values(X: pd.DataFrame, positions: np.ndarray, kinds: list) -> np.ndarray:
+    """Positions of the first row of each text value that the rows at ``positions`` lack."""
+    extra = []
+    for i, kind in enumerate(kinds):
+        if kind != CATEGORY:
+            continue
+        text = X.iloc[:, i].astype(str)
+        unsampled = ~text.isin(set(text.iloc[positions])).to_numpy() & ~text.duplicated().to_numpy()
+        extra.append(np.flatnonzero(unsampled)[:MAX_CATEGORIES + 1])
+    return np.concatenate(extra) if extra else np.array([], dtype=int)

@@ -204,7 +204,7 @@ def survey(reader: ChunkReader, seed: int, validation_fraction: float) -> Survey
     train, held_out = _BottomK(SAMPLE_ROWS), _BottomK(SAMPLE_ROWS)
     counts, categories, kinds = [0, 0], {}, None
     for position, frame in reader():
-        kinds = _survey_columns(frame, reader.label(position), categories, kinds)
+        kinds = survey_columns(frame, reader.label(position), categories, kinds)
         mask = held_out_mask(seed, position, len(frame), validation_fraction)
         counts[0] += int((~mask).sum())
         counts[1] += int(mask.sum())
@@ -215,7 +215,7 @@ def survey(reader: ChunkReader, seed: int, validation_fraction: float) -> Survey
     return Survey(counts[0], counts[1], train.frame(), held_out.frame(), categories)
 
 
-def _survey_columns(frame: pd.DataFrame, label: str, categories: dict[str, set],
+def survey_columns(frame: pd.DataFrame, label: str, categories: dict[str, set],
                     first: list[str | None] | None) -> list[str | None]:
     """Check one chunk against the first; add text columns' values to ``categories``.
 

@@ -159,3 +159,50 @@ def test_fit_distributed_outside_a_launcher_says_how_to_launch(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(RuntimeError, match="torchrun"):
         fit_distributed(AnomalyVAE(), np.zeros((10, 2)))
+
+
+SHARD_CHECKS = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    import pandas as pd
+    import torch.distributed as dist
+    import anomvae.parallel
+    from anomvae import AnomalyVAE
+    from anomvae.parallel import fit_distributed
+
+    anomvae.parallel.SAMPLE_ROWS = 100  # 50 sampled rows per rank: most of a 400-row shard is never sampled
+    rank = int(os.environ["RANK"])
+    rows = pd.DataFrame(np.load(sys.argv[1])["train"][:400, :3], columns=list("abc"))
+    rows["k"] = "common"
+    cases = {
+        "empty": rows.iloc[:0] if rank == 1 else rows,
+        "nan": rows.assign(c=np.where(np.arange(400) == 300, np.nan, rows["c"])) if rank == 1 else rows,
+        "bool": rows.assign(c=rows["c"] > 0) if rank == 1 else rows,
+        "rare": rows.assign(k=np.where(np.arange(400) % 97 == 5, "rare", "common")) if rank == 1 else rows,
+    }
+    for name, shard in cases.items():
+        try:
+            detector = fit_distributed(AnomalyVAE(epochs=1, random_state=0), shard)
+            found = ",".join(detector.encoder_.categories["k"])
+        except (TypeError, ValueError) as error:
+            found = f"{type(error).__name__}: {error}"
+        open(f"{sys.argv[2]}/shard-{name}-{rank}.txt", "w").write(found)
+    dist.barrier()
+    dist.destroy_process_group()
+""")
+
+
+def test_a_bad_shard_is_refused_on_every_rank_before_training(shared):
+    # New-user findings: an empty shard, or a NaN outside the gathered sample, raised on one rank only and
+    # the other waited in a collective forever; a column numeric on one rank and boolean on the other was
+    # re-typed; a category only outside the sample was merged into "unseen"; rows were numbered in the sample.
+    torchrun(shared, "shards.py", SHARD_CHECKS)
+    expected = {
+        "empty": "ValueError: fit_distributed: rank 1's shard holds no rows",
+        "nan": "ValueError: fit_distributed: rank 1's shard: Input X contains NaN in row 300, column c",
+        "bool": "TypeError: fit_distributed: column 'c' holds numeric values on rank 0, boolean values on rank 1",
+        "rare": "common,rare",
+    }
+    for name, start in expected.items():
+        for rank in (0, 1):
+            assert (shared / f"shard-{name}-{rank}.txt").read_text().startswith(start), name
