@@ -24,6 +24,7 @@ class NumberArgumentParser(argparse.ArgumentParser):
     """
 
     def parse_known_args(self, args=None, namespace=None):
+        """argparse's ``parse_known_args`` after joining each long option with a negative number after it."""
         tokens = list(sys.argv[1:] if args is None else args)
         joined: list[str] = []
         for token in tokens:
