@@ -298,3 +298,17 @@ def test_next_steps_quote_names_a_shell_would_split(mlflow_store):
     serve = next_steps("models:/with space@champion")[1]
     assert "anomvae serve 'models:/with space@champion' --port 5001" in serve
     assert "anomvae serve models:/card@champion --port" in next_steps("models:/card@champion")[1]
+
+
+def test_an_experiment_name_the_active_run_overrides_is_named_in_a_warning(mlflow_store, labelled, monkeypatch):
+    # Left open by a trial: a config's tracking.experiment was ignored without a word under `mlflow run`.
+    X, _ = labelled
+    with mlflow.start_run(experiment_id=mlflow.create_experiment("chosen-by-caller")) as outer:
+        with pytest.warns(UserWarning, match="experiment 'mine' is ignored: the run belongs to the experiment "
+                                             "'chosen-by-caller' \\(it is logged to the active run\\)"):
+            tracking.fit_and_log(anomvae.AnomalyVAE(**FAST), X, experiment_name="mine", log_model=False)
+    assert mlflow.get_experiment_by_name("mine") is None
+    assert mlflow.get_run(outer.info.run_id).info.experiment_id == outer.info.experiment_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", outer.info.run_id)  # as `mlflow run` launches the entry point
+    with pytest.warns(UserWarning, match="mlflow run --experiment-name"):
+        tracking.fit_and_log(anomvae.AnomalyVAE(**FAST), X, experiment_name="mine", log_model=False)

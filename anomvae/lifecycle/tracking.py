@@ -17,6 +17,7 @@ import contextlib
 import math
 import shlex
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,16 @@ def next_steps(model_uri: str) -> list[str]:
     ui = uri if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
     return [f"MLflow UI:  {ui}",
             f"serve:      MLFLOW_TRACKING_URI={shlex.quote(uri)} anomvae serve {shlex.quote(model_uri)} --port 5001"]
+
+
+def _warn_experiment_ignored(experiment_name: str, experiment_id: str, launched: bool) -> None:
+    """Say so when the run an experiment name was given for belongs to another experiment."""
+    actual = mlflow.get_experiment(experiment_id).name
+    if actual != experiment_name:
+        chooser = ("mlflow run started this run: choose its experiment with mlflow run --experiment-name"
+                   if launched else "it is logged to the active run")
+        warnings.warn(f"experiment {experiment_name!r} is ignored: the run belongs to the experiment {actual!r} "
+                      f"({chooser})", UserWarning, stacklevel=3)
 
 
 @contextlib.contextmanager
@@ -336,12 +347,14 @@ def fit_and_log(
         if alias is not None:
             check_alias(alias)
     use_default_tracking_uri()
-    experiment_id = None
-    if experiment_name is not None and mlflow.active_run() is None and not MLFLOW_RUN_ID.get():
+    experiment_id, launched = None, bool(MLFLOW_RUN_ID.get())  # read before start_run, which clears it
+    if experiment_name is not None and mlflow.active_run() is None and not launched:
         # Passed to this run only: mlflow.set_experiment would change the caller's global state.
         experiment = mlflow.get_experiment_by_name(experiment_name)
         experiment_id = experiment.experiment_id if experiment else mlflow.create_experiment(experiment_name)
     with _run(run_name or run_metadata.run_name(detector, dataset_name), experiment_id) as run:
+        if experiment_name is not None and experiment_id is None:
+            _warn_experiment_ignored(experiment_name, run.info.experiment_id, launched)
         run_metadata.tag_experiment_for_training(run.info.experiment_id)
         run_metadata.log_dataset(X, y, name=dataset_name, context=run_metadata.TRAINING_CONTEXT)
         if validation is not None:
