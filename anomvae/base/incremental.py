@@ -53,7 +53,8 @@ class IncrementalMixin:
         Parameters
         ----------
         X : array-like, DataFrame or image batch
-            At least 2 new normal rows, in the format ``fit`` saw.
+            At least 5 new normal rows (:data:`~anomvae.calibration.MIN_CROSS_FIT_ROWS`; about 1,000
+            for a threshold that holds its rate), in the format ``fit`` saw.
         y : ignored
             Present for API consistency.
 
@@ -65,7 +66,7 @@ class IncrementalMixin:
         Raises
         ------
         ValueError, TypeError
-            When ``X`` does not match what ``fit`` saw (features, columns,
+            When ``X`` holds fewer than 5 rows, or does not match what ``fit`` saw (features, columns,
             image shape) or holds non-finite values, or when a parameter
             built into the fitted model (e.g. ``scoring``, ``beta``) was
             changed by ``set_params`` since ``fit``: the update would keep
@@ -83,8 +84,14 @@ class IncrementalMixin:
         random_state = check_random_state(self.random_state)
         device = resolve_device(self.device)
         rows = self._validated(X)
-        if len(rows) < 2:
-            raise ValueError(f"partial_fit needs at least 2 rows, got {len(rows)}")
+        if len(rows) < calibration.MIN_CROSS_FIT_ROWS:
+            # A trial's 2- to 4-row updates stated alarm rates of 0.20-0.33 and flagged 2-99.6% of fresh
+            # normal rows: their threshold was a quantile of the scores of the rows just trained on.
+            raise ValueError(
+                f"partial_fit needs at least {calibration.MIN_CROSS_FIT_ROWS} rows, got {len(rows)}: an update "
+                "recalibrates the threshold on its own rows, and fewer cannot be scored out of fold; update "
+                "with about 1,000 rows (docs/scaling.md)"
+            )
         encoded = self.encoder_.transform(rows)
         seed = int(random_state.randint(np.iinfo(np.int32).max))
         data = self._in_memory_data(encoded, self.encoder_, self.is_image_, random_state, device)
