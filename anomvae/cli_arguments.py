@@ -18,22 +18,28 @@ class NumberArgumentParser(argparse.ArgumentParser):
 
     argparse takes a negative number written with an exponent (``-1e3``,
     ``-2.5E-4``) for an option, so ``--threshold -1e3`` failed with "expected
-    one argument" while ``--threshold -1000`` worked. A long option followed by
-    a negative number is joined into ``--option=number`` before parsing; no
-    positional argument of the commands is a number.
+    one argument" while ``--threshold -1000`` worked. An option of this parser
+    that takes a value, followed by a negative number, is joined into
+    ``--option=number`` before parsing; nothing after ``--`` is touched.
     """
 
     def parse_known_args(self, args=None, namespace=None):
-        """argparse's ``parse_known_args`` after joining each long option with a negative number after it."""
+        """argparse's ``parse_known_args`` after joining each valued option with a negative number after it."""
         tokens = list(sys.argv[1:] if args is None else args)
+        end = tokens.index("--") if "--" in tokens else len(tokens)
         joined: list[str] = []
-        for token in tokens:
+        for position, token in enumerate(tokens):
             previous = joined[-1] if joined else ""
-            if previous.startswith("--") and "=" not in previous and previous != "--" and _negative_number(token):
+            if position < end and self._takes_value(previous) and _negative_number(token):
                 joined[-1] = f"{previous}={token}"
             else:
                 joined.append(token)
         return super().parse_known_args(joined, namespace)
+
+    def _takes_value(self, token: str) -> bool:
+        """Whether ``token`` is an option of this parser (groups included) that takes a value."""
+        action = self._option_string_actions.get(token)
+        return action is not None and action.nargs != 0
 
 
 def _negative_number(token: str) -> bool:

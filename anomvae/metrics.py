@@ -24,16 +24,13 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 
-LABEL_WORDS = {"1": 1, "0": 0, "1.0": 1, "0.0": 0, "true": 1, "false": 0}
-"""Text labels read as numbers (as a CSV delivers them), case and surrounding spaces ignored."""
-
-
-def check_labels(y, where: str | None = None) -> np.ndarray:
+def check_labels(y, where: str | None = None, row_name=None) -> np.ndarray:
     """Labels as ints, 1 for anomalies and 0 for normal rows.
 
     The one label check of the library, the commands and the benchmark.
-    Accepted: 0/1 numbers (``1.0`` too), booleans, and the text of
-    :data:`LABEL_WORDS`. Nothing is truncated: 0.5 or 2 is refused, not read
+    Accepted: 0/1 numbers (``1.0`` too), booleans, and text (or bytes) that
+    reads as one of them: ``"1"``, ``" 0.00 "``, ``"True"``, ``"false"``, as a
+    CSV delivers labels. Nothing is truncated: 0.5 or 2 is refused, not read
     as 0 or 1.
 
     Parameters
@@ -42,6 +39,9 @@ def check_labels(y, where: str | None = None) -> np.ndarray:
         The labels.
     where : str, optional
         What holds them (a file and column), put before every message.
+    row_name : callable, optional
+        ``row_name(position)`` names a row in messages (a file's line, say);
+        ``"row <position>"`` by default.
 
     Returns
     -------
@@ -54,35 +54,58 @@ def check_labels(y, where: str | None = None) -> np.ndarray:
         such as "anomaly"), naming the first such row and saying how to convert.
     """
     prefix = f"{where}: " if where else ""
+    row_name = row_name or (lambda position: f"row {position}")
     values, missing, bad = _label_values(y)
     if missing.any():
-        raise ValueError(f"{prefix}labels must not be missing: row {int(np.argmax(missing))} has none "
+        raise ValueError(f"{prefix}labels must not be missing: {row_name(int(np.argmax(missing)))} has none "
                          f"({int(missing.sum())} in all); give every row 1 (anomaly) or 0 (normal)")
     if bad.any():
         found = pd.unique(values[bad])
-        shown = "[" + ", ".join(repr(value)[:12] for value in sorted(found.tolist(), key=str)[:4]) + "]"
+        shown = "[" + ", ".join(_shortened(value) for value in sorted(found.tolist(), key=str)[:4]) + "]"
         shown = f"{len(found)} distinct values such as {shown}" if len(found) > 4 else shown
         hint = ("for scikit-learn's +1/-1 convention pass (y == -1).astype(int)" if -1 in set(found.tolist())
                 else "map your labels to 1 for anomalies and 0 for normal rows")
         raise ValueError(f"{prefix}labels must be 1 (anomaly) or 0 (normal), or true/false; got {shown}, "
-                         f"first at row {int(np.argmax(bad))}; {hint}")
+                         f"first at {row_name(int(np.argmax(bad)))}; {hint}")
     return values.astype(int)
 
 
+def _shortened(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
 def _label_values(y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``y`` flattened with :data:`LABEL_WORDS` read as numbers, and masks of its missing and its other values."""
+    """``y`` flattened with its text read as numbers, and masks of its missing and its other values."""
     array = np.asarray(y)
     if array.dtype.kind in "biuf":  # numbers and booleans: no per-row Python work
         values = array.ravel()
         missing = np.isnan(values) if values.dtype.kind == "f" else np.zeros(len(values), dtype=bool)
         return values, missing, ~missing & ~np.isin(values, (0, 1))
-    values = np.array([LABEL_WORDS.get(value.strip().lower(), value) if isinstance(value, str) else value
-                       for value in np.asarray(y, dtype=object).ravel()], dtype=object)
+    values = np.array([_text_label(value) for value in np.asarray(y, dtype=object).ravel()], dtype=object)
     missing = np.array([value is None or (not isinstance(value, str) and bool(pd.isna(value)))
                         for value in values], dtype=bool)
     bad = np.array([not is_missing and (isinstance(value, str) or value not in (0, 1))
                     for value, is_missing in zip(values, missing)], dtype=bool)
     return values, missing, bad
+
+
+def _text_label(value):
+    """Text (or bytes) read as 0 or 1 where it says so (``"1.00"``, ``"True"``), None where it is blank."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    if not text:
+        return None
+    if text in ("true", "false"):
+        return int(text == "true")
+    try:
+        number = float(text)
+    except ValueError:
+        return value
+    return int(number) if number in (0.0, 1.0) else value
 
 
 def _anomaly_labels(y) -> np.ndarray:

@@ -85,7 +85,7 @@ def test_label_column_rule_option_and_a_saved_index(tmp_path, capsys):
     table = task.read()
     assert table.X.shape == (120, 3) and table.notes and "Unnamed: 0" in table.notes[0]
     frame[["Class", "a", "b", "c"]].to_csv(tmp_path / "t.csv", index=False)
-    with pytest.raises(ValueError, match="label column 'c': labels must be 1 .anomaly. or 0 .normal.*--label-column NAME"):
+    with pytest.raises(ValueError, match="label column 'c': labels must be 1 .anomaly. or 0 .normal.*first at line 2;.*--label-column NAME"):
         task.read()
     assert TableTask("t", str(tmp_path / "t.csv"), "Class").read().X.shape == (120, 3)
     with pytest.raises(ValueError, match="no column 'nope'"):

@@ -162,6 +162,18 @@ def test_a_negative_number_with_or_without_an_exponent_is_an_option_value(value)
     assert build_parser().parse_args(["monitor", "m", "b.csv", "--significance", value]).significance == float(value)
 
 
+def test_numbers_are_joined_only_to_options_that_take_a_value_and_never_after_a_double_dash(capsys):
+    # A review's findings: "promote -- --threshold -1e3" took "--threshold=-1e3" as the model name, and a
+    # flag followed by a number was told of an "explicit argument" the user never wrote.
+    from anomvae.cli_arguments import build_parser
+
+    for argv, message in ((["promote", "--", "--threshold", "-1e3"], "unrecognized arguments: -1e3"),
+                          (["score", "m", "d.csv", "--p-values", "-1e3"], "unrecognized arguments: -1e3")):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(argv)
+        assert message in capsys.readouterr().err
+
+
 def test_promote_names_the_store_and_creates_none(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)

@@ -72,7 +72,13 @@ def test_check_labels_names_where_and_the_first_bad_row(y, message):
 
 
 def test_check_labels_reads_the_text_a_csv_delivers():
-    np.testing.assert_array_equal(check_labels([" 1", "0.0", "TRUE", False, 1.0]), [1, 0, 1, 0, 1])
+    # A review's findings: "1.00" (report reads unused CSV columns as text) and the bytes of an .npz were refused.
+    np.testing.assert_array_equal(check_labels([" 1", "0.0", "TRUE", False, 1.0, "1.00", b"0", b"1"]),
+                                  [1, 0, 1, 0, 1, 1, 0, 1])
+    with pytest.raises(ValueError, match="line 3 has none"):
+        check_labels(["0", " "], row_name=lambda row: f"line {row + 2}")
+    with pytest.raises(ValueError, match=r"got \['anomalous_row_with_l\.\.\., 'normal'\]"):
+        check_labels(["anomalous_row_with_long_name", "normal"])
 
 
 def test_load_npz_refuses_labels_it_would_have_to_truncate(tmp_path):

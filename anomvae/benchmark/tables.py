@@ -109,8 +109,9 @@ def _split_label(frame: pd.DataFrame, path: Path,
 
 
 def _labels(values: pd.Series, path: Path, what: str, hint: str) -> np.ndarray:
+    """The label column checked, its rows named as the feature checks name them (a CSV file's lines)."""
     try:
-        return check_labels(values, f"{path}: {what}")
+        return check_labels(values, f"{path}: {what}", lambda row: _file_row(path, row))
     except ValueError as error:
         raise ValueError(f"{error}{hint}") from None
 
@@ -128,8 +129,12 @@ def _array_position(row: int, column: int) -> str:
     return f"X[{row}, {column}]"
 
 
+def _file_row(path: Path, row: int) -> str:
+    """A data row as the user finds it: a CSV file's line (after the header), a Parquet file's row from 1."""
+    return f"line {row + 2}" if path.suffix == ".csv" else f"row {row + 1}"
+
+
 def _file_position(path: Path, columns: list[str]):
     def where(row: int, column: int) -> str:
-        line = f"line {row + 2}" if path.suffix == ".csv" else f"row {row + 1}"
-        return f"{line}, column {columns[column]!r}"
+        return f"{_file_row(path, row)}, column {columns[column]!r}"
     return where
