@@ -18,12 +18,15 @@ forward-then-backward hook cannot follow.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+
+T = TypeVar("T")
 
 
 class Synchroniser:
@@ -61,6 +64,14 @@ class Synchroniser:
     def broadcast(self, value):
         """Rank 0's ``value`` (any picklable object), on every process."""
         return value
+
+    def agree(self, action: Callable[[], T]) -> T:
+        """``action()``, whose ``ValueError`` or ``TypeError`` on any process is raised on every process.
+
+        A rank that raised alone would leave the others waiting in the next
+        collective (a check of its own shard's rows, say).
+        """
+        return action()
 
 
 LOCAL = Synchroniser()
@@ -126,6 +137,21 @@ class DataParallel(Synchroniser):
         parts: list = [None] * self.world_size
         dist.all_gather_object(parts, values, group=self.group)
         return np.concatenate(parts)
+
+    def agree(self, action: Callable[[], T]) -> T:
+        """``action()`` on every rank; a failure on any is raised on all, naming each failing rank's shard."""
+        try:
+            result, failure = action(), None
+        except (TypeError, ValueError) as error:
+            result, failure = None, (type(error).__name__, str(error))
+        failures: list = [None] * self.world_size
+        dist.all_gather_object(failures, failure, group=self.group)
+        found = [(rank, failed) for rank, failed in enumerate(failures) if failed is not None]
+        if found:
+            error_type = TypeError if found[0][1][0] == "TypeError" else ValueError
+            raise error_type("fit_distributed: " + "; ".join(
+                f"rank {rank}'s shard: {message}" for rank, (_, message) in found)[:1000])
+        return result
 
     def broadcast(self, value):
         box = [value if self.rank == 0 else None]

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from .base.inputs import arrow_as_frame, is_image_batch
+from .base.inputs import arrow_as_frame
 from .distributed import DataParallel
 from .finite import check_finite
 from .preprocessing import MAX_CATEGORIES
@@ -157,38 +157,30 @@ def _check_same_setup(estimator, X, sync: DataParallel) -> None:
             )
 
 
-def _shard_survey(X, rank: int) -> tuple[str | None, str, list | None]:
-    """This rank's whole shard checked as ``fit`` checks rows: (error, its type's name, column kinds)."""
-    label = f"rank {rank}'s shard"
+def _shard_kinds(X) -> list | None:
+    """This rank's whole shard checked as ``fit`` checks rows; its column kinds (None for arrays and images).
+
+    Images are checked for finite pixels here, and against the pixel scale
+    fitted on the gathered sample when ``fit`` encodes each shard.
+    """
+    if len(X) == 0:
+        raise ValueError("no rows; give every rank at least one row")
+    if isinstance(X, pd.DataFrame):
+        return survey_columns(X, None, {}, None)
     try:
-        if len(X) == 0:
-            raise ValueError(f"{label} holds no rows; give every rank at least one row")
-        if isinstance(X, pd.DataFrame):
-            return None, "", survey_columns(X, label, {}, None)
-        if not is_image_batch(X):
-            try:
-                values = np.asarray(X, dtype=np.float64)
-            except (TypeError, ValueError) as error:
-                raise ValueError(f"{label}: an array of numbers is needed ({error}); pass a DataFrame "
-                                 "to use text columns as categories") from None
-            try:
-                check_finite(values)
-            except ValueError as error:
-                raise ValueError(f"{label}: {error}") from None
+        values = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as error:
-        return str(error), type(error).__name__, None
-    return None, "", None
+        raise ValueError(f"an array of numbers is needed ({error}); pass a DataFrame to use text columns as "
+                         "categories") from None
+    check_finite(values)
+    return None
 
 
 def _check_shards(X, sync: DataParallel) -> list | None:
     """Check every rank's shard before training and agree on the outcome; the column kinds (None for arrays)."""
-    surveys: list = [None] * sync.world_size
-    dist.all_gather_object(surveys, _shard_survey(X, sync.rank), group=sync.group)
-    failed = [(error, kind) for error, kind, _ in surveys if error is not None]
-    if failed:
-        error_type = TypeError if failed[0][1] == "TypeError" else ValueError
-        raise error_type("fit_distributed: " + "; ".join(error for error, _ in failed)[:1000])
-    kinds = [found for _, _, found in surveys]
+    found = sync.agree(lambda: _shard_kinds(X))
+    kinds: list = [None] * sync.world_size
+    dist.all_gather_object(kinds, found, group=sync.group)
     if kinds[0] is None:
         return None
     for i, column in enumerate(X.columns):

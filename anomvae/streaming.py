@@ -215,11 +215,11 @@ def survey(reader: ChunkReader, seed: int, validation_fraction: float) -> Survey
     return Survey(counts[0], counts[1], train.frame(), held_out.frame(), categories)
 
 
-def survey_columns(frame: pd.DataFrame, label: str, categories: dict[str, set],
+def survey_columns(frame: pd.DataFrame, label: str | None, categories: dict[str, set],
                     first: list[str | None] | None) -> list[str | None]:
     """Check one chunk against the first; add text columns' values to ``categories``.
 
-    Refuses, naming the chunk and its own rows, missing or non-finite numbers,
+    Refuses, naming the chunk (``label``; None: no prefix) and its own rows, missing or non-finite numbers,
     missing or empty text, and a column whose kind (:func:`_chunk_kind`)
     differs from its kind in ``first``, the kinds seen so far. Returns them,
     updated with this chunk's where they were unknown.
@@ -238,6 +238,8 @@ def survey_columns(frame: pd.DataFrame, label: str, categories: dict[str, set],
             elif not numeric[i] and frame.iloc[:, i].isna().any():
                 check_finite(np.where(frame.iloc[:, i].isna().to_numpy(), np.nan, 0.0)[:, None], [names[i]])
     except (TypeError, ValueError) as error:
+        if label is None:
+            raise
         raise type(error)(f"{label}: {error}") from error
     seen = list(first or [None] * len(kinds))
     for i, kind in enumerate(kinds):

@@ -171,8 +171,8 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
             )
         else:
             encoded, encoder, image = self._fit_encoding(X if encoder_sample is None else encoder_sample)
-            if encoder_sample is not None:
-                encoded = self._encode_with(encoder, X)
+            if encoder_sample is not None:  # a distributed fit: each rank encodes its own shard
+                encoded = sync.agree(lambda: self._encode_with(encoder, X))
             seed = int(random_state.randint(np.iinfo(np.int32).max))
             data = self._in_memory_data(encoded, encoder, image, random_state, device)
         strategy.check_reference_size(
