@@ -279,5 +279,5 @@ def test_a_list_of_row_chunks_is_not_silently_trained_as_images():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match=r"must share one shape; got shapes \(50, 3\), \(100, 3\).*DataFrames"):
         AnomalyVAE(epochs=1).fit([rng.normal(size=(100, 3)), rng.normal(size=(50, 3))])
-    with pytest.warns(UserWarning, match=r"list of 3 arrays of shape \(100, 3\) is read as 3 images"):
-        AnomalyVAE(epochs=1, random_state=0).fit([rng.normal(size=(100, 3)) for _ in range(3)])
+    with pytest.warns(UserWarning, match=r"list of 5 arrays of shape \(100, 3\) is read as 5 images"):
+        AnomalyVAE(epochs=1, random_state=0).fit([rng.normal(size=(100, 3)) for _ in range(5)])

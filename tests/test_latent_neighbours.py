@@ -106,11 +106,12 @@ def test_the_default_is_the_trimmed_reconstruction_plus_latent_density_rule():
 
 
 def test_a_lone_training_row_is_a_clear_error_naming_validation_fraction():
-    # Review finding: 2 rows with validation_fraction=0.5 failed with "need at least 2 reference points".
-    rows = np.random.default_rng(0).normal(size=(2, 4))
+    # Review finding: 2 rows with validation_fraction=0.5 failed with "need at least 2 reference points"
+    # (fits under 5 rows are refused since; 5 rows holding out 80% leave the same lone row).
+    rows = np.random.default_rng(0).normal(size=(5, 4))
     with pytest.raises(ValueError, match="at least 2 training rows, got 1 .* validation_fraction"):
-        AnomalyVAE(epochs=2, validation_fraction=0.5, random_state=0).fit(rows)
-    AnomalyVAE(epochs=2, validation_fraction=0.5, scoring="reconstruction", random_state=0).fit(rows)
+        AnomalyVAE(epochs=2, validation_fraction=0.8, random_state=0).fit(rows)
+    AnomalyVAE(epochs=2, validation_fraction=0.8, scoring="reconstruction", random_state=0).fit(rows)
 
 
 def test_n_neighbors_beyond_the_training_codes_warns_and_scores_as_the_farthest():

@@ -165,8 +165,8 @@ def test_integral_numbers_in_a_categorical_column_match_their_other_spelling():
 def test_a_small_fit_warns_of_a_column_that_holds_one_value():
     # New-user finding: a 2-row fit whose 'errors' column held one value stated a 33% alarm rate
     # and flagged every fresh row; on larger fits a constant column is taken at its word.
-    rows = pd.DataFrame({"latency": [1.0, 2.0, 3.0], "errors": [0, 0, 0], "region": ["eu", "us", "eu"]})
-    with pytest.warns(UserWarning, match=r"numeric column\(s\) \['errors'\] hold a single value in all 3 training"):
+    rows = pd.DataFrame({"latency": [1.0, 2.0, 3.0, 1.5, 2.5, 3.5], "errors": [0] * 6, "region": ["eu", "us"] * 3})
+    with pytest.warns(UserWarning, match=r"numeric column\(s\) \['errors'\] hold a single value in all 6 training"):
         AnomalyVAE(epochs=2, random_state=0).fit(rows)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)

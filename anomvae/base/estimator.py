@@ -131,7 +131,9 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
             ``(N, C, H, W)``. Rows larger than memory: a Parquet file or
             directory path, a ``pyarrow`` dataset, a list of DataFrames or a
             callable returning a fresh iterator of DataFrames, trained on by
-            streaming (:mod:`anomvae.streaming`).
+            streaming (:mod:`anomvae.streaming`). At least 5 rows
+            (:func:`anomvae.calibration.check_calibration_rows`): the threshold
+            is calibrated on scores of rows the model did not train on.
         y : ignored
             Present for API consistency.
 
@@ -152,8 +154,18 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
             self.__dict__.update(previous_state)
             raise
 
+    def _fit_fold(self, X) -> BaseDeepDetector:
+        """Fit a cross-fitted calibration model (:mod:`anomvae.calibration`), on as few rows as a fold holds.
+
+        A fit of 5 rows leaves its fold models 4: the refusal of fits under
+        :data:`~anomvae.calibration.MIN_CROSS_FIT_ROWS` rows concerns the final
+        model's threshold, which the fold models' is not.
+        """
+        return self._keeping_state_on_error(self._fit, X, LOCAL, None, 2)
+
     @fit_context(prefer_skip_nested_validation=True)
-    def _fit(self, X, sync: Synchroniser = LOCAL, encoder_sample=None):
+    def _fit(self, X, sync: Synchroniser = LOCAL, encoder_sample=None,
+             minimum_rows: int = calibration.MIN_CROSS_FIT_ROWS):
         started = time.perf_counter()
         X = arrow_as_frame(X)
         if isinstance(X, (list, tuple)) and not len(X):
@@ -175,6 +187,8 @@ class BaseDeepDetector(InputEncodingMixin, IncrementalMixin, DataParallelMixin, 
                 encoded = sync.agree(lambda: self._encode_with(encoder, X))
             seed = int(random_state.randint(np.iinfo(np.int32).max))
             data = self._in_memory_data(encoded, encoder, image, random_state, device)
+        if sync is LOCAL:
+            calibration.check_calibration_rows(data.n_train + data.n_validation, "fit", minimum_rows)
         strategy.check_reference_size(
             data.n_validation if strategy.needs_clean_reference and data.n_validation
             else data.n_train + data.n_validation

@@ -84,14 +84,7 @@ class IncrementalMixin:
         random_state = check_random_state(self.random_state)
         device = resolve_device(self.device)
         rows = self._validated(X)
-        if len(rows) < calibration.MIN_CROSS_FIT_ROWS:
-            # A trial's 2- to 4-row updates stated alarm rates of 0.20-0.33 and flagged 2-99.6% of fresh
-            # normal rows: their threshold was a quantile of the scores of the rows just trained on.
-            raise ValueError(
-                f"partial_fit needs at least {calibration.MIN_CROSS_FIT_ROWS} rows, got {len(rows)}: an update "
-                "recalibrates the threshold on its own rows, and fewer cannot be scored out of fold; update "
-                "with about 1,000 rows (docs/scaling.md)"
-            )
+        calibration.check_calibration_rows(len(rows), "partial_fit")
         encoded = self.encoder_.transform(rows)
         seed = int(random_state.randint(np.iinfo(np.int32).max))
         data = self._in_memory_data(encoded, self.encoder_, self.is_image_, random_state, device)
